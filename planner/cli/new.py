@@ -1,0 +1,82 @@
+"""``plan-experiment new``: plan an experiment, from a spec file or the interactive wizard."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from planner.adapters.local_settings import find_local_settings, load_local_settings
+from planner.adapters.planning import PreparedExperiment, prepare, write
+from planner.adapters.prompts import Prompter, run_wizard
+from planner.core.errors import ConfigError, PlannerError
+from planner.core.render import duration, size
+from planner.core.spec import load_spec_text, parse_spec
+
+
+def show_plan(console: Console, prepared: PreparedExperiment) -> None:
+    """Print the plan a user approves: runs, evaluations, estimates, prerequisites."""
+    plan, est = prepared.plan, prepared.estimates
+    table = Table(title=f"{prepared.spec.name}: {len(plan.finetune_runs)} fine-tune runs + {len(plan.base_runs)} controls")
+    table.add_column("Run")
+    table.add_column("Type")
+    table.add_column("Factors")
+    table.add_column("Est. time", justify="right")
+    for run in plan.runs[:50]:
+        e = est.for_run(run.name)
+        factors = ", ".join(f"{k}={v}" for k, v in run.factors.items())
+        table.add_row(run.name, run.kind, factors or "-", duration(e.train_seconds) if e else "-")
+    console.print(table)
+    if len(plan.runs) > 50:
+        console.print(f"... and {len(plan.runs) - 50} more runs")
+    mark = " (preliminary)" if est.preliminary else ""
+    console.print(
+        f"Evaluations: {len(plan.evaluations)}.  Training: {duration(est.total_train_seconds)}{mark}.  "
+        f"Checkpoints: ~{size(est.disk_total_bytes)} of {size(est.disk_free_bytes)} free."
+    )
+    for item in prepared.resources.prerequisites:
+        console.print(f"[yellow]prerequisite:[/yellow] {item}")
+    for item in prepared.resources.warnings:
+        console.print(f"[yellow]warning:[/yellow] {item}")
+    console.print(f"Folder: {prepared.target}")
+
+
+@click.command("new")
+@click.option("--spec", "spec_path", type=click.Path(path_type=Path), help="Experiment spec (experiment.yaml); without it, the wizard asks.")
+@click.option("--yes", "-y", is_flag=True, help="Write without asking for approval.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Parent folder of the experiment (overrides experiments_dir).")
+@click.option("--force", is_flag=True, help="Replace an existing experiment folder (the old one is kept as a backup).")
+@click.option("--local-config", type=click.Path(path_type=Path), help="claude.local.md to use (else $PLAN_EXPERIMENT_LOCAL, ./claude.local.md, or the one beside the spec).")
+def command(spec_path: Path | None, yes: bool, out_dir: Path | None, force: bool, local_config: Path | None) -> None:
+    """Plan an experiment: verify resources, estimate, and write the experiment folder."""
+    console = Console(stderr=False)
+    near = spec_path.resolve().parent if spec_path else None
+    settings_path = find_local_settings(local_config, near)
+    settings = load_local_settings(settings_path)
+    if spec_path is not None:
+        try:
+            text = spec_path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--spec {spec_path}: cannot read ({exc.strerror}); give the path of an experiment.yaml")
+        spec = load_spec_text(text, str(spec_path))
+        spec_dir = spec_path.resolve().parent
+    else:
+        if not sys.stdin.isatty() and yes:
+            raise ConfigError("--yes without --spec: the wizard needs a terminal; pass --spec FILE for scripts")
+        data = run_wizard(Prompter(console), settings, date.today())
+        spec = parse_spec(data, "wizard answers")
+        spec_dir = Path.cwd()
+    prepared = prepare(spec, spec_dir, settings, settings_path, out_dir, force, ["plan-experiment", *sys.argv[1:]], datetime.now)
+    show_plan(console, prepared)
+    if not yes:
+        if not Prompter(console).confirm("Write this experiment?", True):
+            raise PlannerError("not approved: nothing was written")
+    backup = write(prepared, force, datetime.now())
+    if backup is not None:
+        console.print(f"Replaced the old folder; it is kept at {backup}")
+    console.print(f"Wrote {prepared.target}")
+    console.print(f"Next: plan-experiment submit {prepared.target}")
