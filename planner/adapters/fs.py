@@ -28,6 +28,7 @@ class ModelCheck:
     config: dict[str, Any] | None = None
     weight_files: list[str] = field(default_factory=list)
     size_bytes: int = 0
+    weights_bytes: int = 0
     problem: str | None = None
 
 
@@ -76,6 +77,7 @@ def check_model(path: Path) -> ModelCheck:
             result.size_bytes += entry.stat().st_size
             if entry.name.endswith(WEIGHT_SUFFIXES) and not rel.startswith("original/"):
                 result.weight_files.append(rel)
+                result.weights_bytes += entry.stat().st_size
     cfg = path / "config.json"
     if not cfg.is_file():
         result.problem = "no config.json (not a Hugging Face checkpoint folder)"
