@@ -52,7 +52,7 @@ DB_PASS_FILE="$STATE_DIR/db-password"
 
 export SLURM_CONF="$CONF_DIR/slurm.conf"
 
-log() { printf '[slurm-cluster] %s\n' "$*" >&2; }
+log() { printf "[slurm-cluster %3ss] %s\n" "$SECONDS" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 need_root() {
@@ -79,24 +79,33 @@ wait_for() {  # wait_for <what> <command...>: poll quickly; die after $TIMEOUT s
     done
 }
 
-stop_pidfile() {  # stop_pidfile <name> <pidfile>: TERM, wait up to 10 s, then KILL
-    local name=$1 file=$2 pid i
-    if ! pid_alive "$file"; then
+# stop_pidfiles <name>=<pidfile>...: TERM them all at once, wait up to 10 s, then KILL.
+# Daemons in one call stop in parallel, so only put independent ones together.
+stop_pidfiles() {
+    local spec name file pid i alive
+    local -a pids=()
+    for spec in "$@"; do
+        name=${spec%%=*} file=${spec#*=}
+        if pid_alive "$file"; then
+            pid=$(<"$file")
+            log "stopping $name (pid $pid)"
+            kill -TERM "$pid" 2>/dev/null || true
+            pids+=("$name=$pid")
+        fi
         rm -f "$file"
-        return 0
-    fi
-    pid=$(<"$file")
-    log "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
+    done
     for i in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || break
+        alive=0
+        for spec in "${pids[@]}"; do kill -0 "${spec#*=}" 2>/dev/null && alive=1; done
+        ((alive)) || return 0
         sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "$name did not stop in 10 s; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$file"
+    for spec in "${pids[@]}"; do
+        if kill -0 "${spec#*=}" 2>/dev/null; then
+            log "${spec%%=*} did not stop in 10 s; killing it"
+            kill -KILL "${spec#*=}" 2>/dev/null || true
+        fi
+    done
 }
 
 # Daemons are started in their own session with every stream closed or sent to a
@@ -405,15 +414,16 @@ cmd_start() {
 
 cmd_stop() {
     need_root
-    # Reverse order: compute, controller, accounting, database, authentication.
-    stop_pidfile slurmd "$RUN_DIR/slurmd.pid"
-    stop_pidfile slurmctld "$RUN_DIR/slurmctld.pid"
-    stop_pidfile slurmdbd "$RUN_DIR/slurmdbd.pid"
-    stop_pidfile mariadbd "$DB_PID"
+    # Reverse order of start: slurmctld flushes job records to slurmdbd as it
+    # stops, and slurmdbd needs its database and munge until it has stopped.
+    stop_pidfiles slurmd="$RUN_DIR/slurmd.pid" slurmctld="$RUN_DIR/slurmctld.pid"
+    stop_pidfiles slurmdbd="$RUN_DIR/slurmdbd.pid"
     # munged is shared with anything else on the machine: only stop one we started.
     if [[ -e $MUNGE_OURS ]]; then
-        stop_pidfile munged "$MUNGE_PID"
+        stop_pidfiles mariadbd="$DB_PID" munged="$MUNGE_PID"
         rm -f "$MUNGE_OURS"
+    else
+        stop_pidfiles mariadbd="$DB_PID"
     fi
     log "stopped"
 }
