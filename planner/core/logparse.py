@@ -547,7 +547,7 @@ def _extract_config(text: str, rec: LogRecord) -> None:
     # Work on "\n" + dump so every key line, the first included, follows a newline.
     end_m = _CONFIG_END_RE.search(text, start + 1)
     block = text[start : end_m.start() if end_m else len(text)] + "\n"
-    rec.config_text = block[1:].rstrip() + "\n"
+    rec.config_text = block.strip("\n") + "\n"
     found: dict[str, Any] = {}
     for key, raw in _TOP_KEYS_RE.findall(block):
         found[key] = _scalar(raw)

@@ -1,0 +1,259 @@
+"""Log parser: every torchtune log format, and logs that are cut, mixed or garbage."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from planner.adapters.prior_runs import find_logs, scan
+from planner.core.logparse import STATES, LogRecord, parse_log, parse_log_bytes
+
+FIXTURES = Path(__file__).parent / "fixtures" / "logs"
+REAL = FIXTURES / "real"
+
+
+def load(name: str) -> LogRecord:
+    return parse_log_bytes((FIXTURES / name).read_bytes(), name)
+
+
+def test_completed_061_it_per_s_two_epochs() -> None:
+    r = load("slurm-1001.out")
+    assert r.recipe == "LoRAFinetuneRecipeSingleDevice"
+    assert r.model_component == "torchtune.models.llama3_2.lora_llama3_2_1b"
+    assert (r.batch_size, r.gradient_accumulation_steps, r.epochs) == (4, 1, 2)
+    assert r.max_seq_len == 512 and r.packed is False
+    assert (r.dataset_source, r.dataset_data_files, r.dataset_split) == (
+        "json", "/data/words_8L_80P_10000.json", "train")
+    assert r.output_dir == "/scratch/user/ck-out-happy-narwhal"
+    assert r.steps_per_epoch == 40 and r.total_steps == 80
+    assert r.epochs_finished == 2
+    assert r.steady_it_per_s == pytest.approx(4.34)
+    assert r.peak_memory_gib == {"alloc": 2.85, "reserved": 3.10, "active": 2.90}
+    kinds = [(c.kind, c.epoch) for c in r.checkpoints]
+    assert ("model", 0) in kinds and ("adapter", 1) in kinds
+    assert r.checkpoint_gib_per_epoch() == pytest.approx(2.30 + 0.04 + 0.04)
+    assert r.checkpoint_save_s == [12.34, 12.34]
+    assert r.state == "completed" and r.problems == []
+    assert r.loss and r.loss[-1][0] == 80
+
+
+def test_full_config_parses_with_yaml_on_demand() -> None:
+    r = load("slurm-1001.out")
+    assert r.config is not None
+    assert r.config["batch_size"] == 4
+    assert r.config["model"]["lora_attn_modules"] == ["q_proj", "v_proj", "output_proj"]
+
+
+def test_s_per_it_nightly_memory_sci_loss_packed() -> None:
+    r = load("slurm-1002.out")
+    assert r.steady_it_per_s == pytest.approx(1 / 2.22, rel=1e-3)  # "2.22s/it"
+    assert r.peak_memory_gib == {"active": 7.40, "alloc": 7.10, "reserved": 8.00}
+    assert r.packed is True and r.max_steps_per_epoch == 30 and r.gradient_accumulation_steps == 4
+    assert all(0 < loss < 1e-4 for _, loss in r.loss)  # 6.05e-06-style values
+    assert [c.kind for c in r.checkpoints] == ["adapter", "adapter"]
+    assert r.state == "completed"
+
+
+def test_warmup_updates_are_left_out_of_the_steady_rate() -> None:
+    r = load("slurm-1011.out")
+    assert min(r.speed_samples) < 1.0  # warm-up updates (0.90 it/s) were read
+    assert r.steady_it_per_s == pytest.approx(3.0)  # ... but not used
+
+
+def test_oom() -> None:
+    r = load("slurm-1003.out")
+    assert r.oom and r.state == "oom"
+    assert r.error and "OutOfMemoryError" in r.error
+
+
+def test_traceback_without_oom_is_failed() -> None:
+    r = load("slurm-1004.out")
+    assert r.state == "failed" and not r.oom
+    assert r.error.startswith("FileNotFoundError")
+
+
+def test_cut_mid_update() -> None:
+    r = load("slurm-1005.out")
+    assert r.state == "truncated"
+    assert r.total_steps == 120 and r.steps_per_epoch == 200
+    assert r.steady_it_per_s == pytest.approx(5.0)
+    assert any("newline" in p for p in r.problems)
+
+
+def test_stdout_logger_wandb_and_old_gb_memory() -> None:
+    r = load("slurm-1006.out")
+    assert r.tokens_per_second_median == pytest.approx(3072.0)
+    assert len(r.tokens_per_second) == 20
+    assert r.wandb["tokens_per_second_per_gpu"] == pytest.approx(186.75)
+    assert r.wandb["global_step"] == 20
+    # 3.50 GB (10^9 bytes) is 3.26 GiB
+    assert r.peak_memory_gib["reserved"] == pytest.approx(3.5e9 / 2**30)
+    # 3.00 GB is 2.79 GiB; the W&B summary's 2.85 is larger and the maximum is kept.
+    assert r.peak_memory_gib["alloc"] == pytest.approx(2.85)
+    assert r.state == "completed"
+
+
+def test_wandb_summary_alone_gives_tokens_per_second() -> None:
+    text = "wandb: Run summary:\nwandb: tokens_per_second_per_gpu 186.75\nwandb: global_step 2000\n"
+    r = parse_log(text)
+    assert r.tokens_per_second_median == pytest.approx(186.75)
+    assert r.total_steps == 2000
+
+
+def test_disklogger_lines_with_grad_norm() -> None:
+    text = (
+        "Step 1 | loss:2.5 lr:3e-05 tokens_per_second_per_gpu:100.0 grad_norm:1.2 \n"
+        "Step 2 | loss:6.05e-06 lr:3e-05 tokens_per_second_per_gpu:200.0 grad_norm:1.1 \n"
+        "Step 3 | loss:1.0 lr:3e-05 tokens_per_second_per_gpu:210.0 peak_memory_alloc:5.5 \n"
+    )
+    r = parse_log(text)
+    assert r.loss == [(1, 2.5), (2, 6.05e-06), (3, 1.0)]
+    assert r.tokens_per_second_median == pytest.approx(205.0)  # first step left out
+    assert r.peak_memory_gib["alloc"] == 5.5
+
+
+@pytest.mark.parametrize("name", ["slurm-1007.out", "slurm-1008.out"])
+def test_garbage_and_empty_give_partial_records(name: str) -> None:
+    r = load(name)
+    assert r.state == "unknown"
+    assert r.problems
+    assert not r.has_training_data
+
+
+def test_long_bar_is_sampled_not_fully_parsed() -> None:
+    r = load("slurm-1009.out")
+    assert r.steps_per_epoch == 3000 and r.total_steps == 3000
+    assert len(r.speed_samples) <= 32
+    assert r.steady_it_per_s == pytest.approx(12.5)
+    assert r.epoch_elapsed_s == [240.0]
+
+
+def test_slurm_time_limit() -> None:
+    r = load("slurm-1010.out")
+    assert r.state == "truncated"
+    assert r.epochs_finished == 1 and r.epochs_started == 2 and r.total_steps == 93
+    assert any("TIME LIMIT" in p for p in r.problems)
+
+
+def test_bars_without_carriage_returns() -> None:
+    r = load("slurm-1011.out")
+    assert r.steps_per_epoch == 25 and r.total_steps == 25
+    assert r.steady_it_per_s == pytest.approx(3.0)
+    assert r.state == "completed"
+
+
+def test_str_and_bytes_entry_points_agree() -> None:
+    data = (FIXTURES / "slurm-1001.out").read_bytes()
+    a = parse_log(data.decode("utf-8"))
+    b = parse_log_bytes(data)
+    assert a.to_dict() == b.to_dict()
+
+
+def test_record_roundtrip() -> None:
+    r = load("slurm-1001.out")
+    back = LogRecord.from_dict(r.to_dict())
+    assert back == r
+
+
+def test_interleaved_stdout_inside_config_dump() -> None:
+    text = (
+        "INFO:torchtune.utils._logging:Running LoRAFinetuneRecipeSingleDevice with resolved config:\n\n"
+        "batch_size: 4\nepochs: 3\nmodel:\n  _component_: torchtune.models.llama3_2.lora_llama3_2_1b\n"
+        "Writing logs to /tmp/x/log.txt\n"
+        "tokenizer:\n  max_seq_len: 256\n"
+    )
+    r = parse_log(text)
+    assert r.batch_size == 4 and r.epochs == 3
+    assert r.model_component.endswith("lora_llama3_2_1b")
+
+
+def test_fuzz_never_raises() -> None:
+    rnd = random.Random(0)
+    base = (FIXTURES / "slurm-1001.out").read_bytes()
+    for _ in range(300):
+        data = bytearray(base)
+        for _ in range(rnd.randrange(1, 40)):
+            op = rnd.randrange(3)
+            i = rnd.randrange(len(data))
+            if op == 0:
+                data[i] = rnd.randrange(256)
+            elif op == 1:
+                del data[i : i + rnd.randrange(200)]
+            else:
+                data[i:i] = bytes(rnd.randrange(256) for _ in range(rnd.randrange(20)))
+        cut = bytes(data[: rnd.randrange(len(data) + 1)])
+        r = parse_log_bytes(cut)
+        assert r.state in STATES
+        assert not any(p.startswith("parser error") for p in r.problems), r.problems
+
+
+# --------------------------------------------------------------------------- scanning
+
+
+def test_scan_reports_garbage_and_caches(tmp_path: Path) -> None:
+    for f in FIXTURES.glob("slurm-*.out"):
+        d = tmp_path / "exp" / f.stem
+        d.mkdir(parents=True)
+        (d / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "exp" / "not-a-log.txt").write_text("x")
+    cache = tmp_path / "cache.pkl"
+    first = scan([tmp_path / "exp", tmp_path / "missing"], cache)
+    assert first.parsed == 11 and first.cached == 0
+    skipped = {Path(p).name: why for p, why in first.skipped}
+    assert set(skipped) == {"slurm-1007.out", "slurm-1008.out"}
+    assert "empty" in skipped["slurm-1008.out"]
+    assert len(first.records) == 9
+    assert len(first.usable()) == 8  # slurm-1004 failed before training: no figures
+
+    second = scan([tmp_path / "exp"], cache)
+    assert second.parsed == 0 and second.cached == 11
+    assert {k: v.to_dict(with_config=False) for k, v in second.records.items()} == {
+        k: v.to_dict(with_config=False) for k, v in first.records.items()
+    }
+
+    # Change one file: only it is parsed again.
+    changed = tmp_path / "exp" / "slurm-1005" / "slurm-1005.out"
+    changed.write_bytes(changed.read_bytes() + b"\n")
+    os.utime(changed, ns=(1, 1))
+    third = scan([tmp_path / "exp"], cache)
+    assert third.parsed == 1 and third.cached == 10
+
+
+def test_scan_survives_a_damaged_cache(tmp_path: Path) -> None:
+    (tmp_path / "slurm-1.out").write_bytes((FIXTURES / "slurm-1001.out").read_bytes())
+    cache = tmp_path / "cache.pkl"
+    cache.write_bytes(b"\x80\x05garbage")
+    res = scan([tmp_path], cache)
+    assert res.parsed == 1 and len(res.records) == 1
+
+
+def test_find_logs_ignores_other_names(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "slurm-7.out").write_text("x")
+    (tmp_path / "a" / "slurm-7.err").write_text("x")
+    (tmp_path / "a" / "train.out").write_text("x")
+    assert [Path(p).name for p, _, _ in find_logs([tmp_path])] == ["slurm-7.out"]
+
+
+# --------------------------------------------------------------------------- real logs
+
+
+def _real_logs() -> list[Path]:
+    return sorted(REAL.glob("**/slurm-*.out")) if REAL.exists() else []
+
+
+@pytest.mark.skipif(not _real_logs(), reason="no real torchtune logs recorded (scripts/make_log_fixtures.py)")
+@pytest.mark.parametrize("path", _real_logs(), ids=lambda p: p.name)
+def test_real_torchtune_logs(path: Path) -> None:
+    r = parse_log_bytes(path.read_bytes(), str(path))
+    assert r.recipe == "LoRAFinetuneRecipeSingleDevice"
+    assert r.batch_size and r.epochs
+    assert r.steps_per_epoch and r.total_steps == r.steps_per_epoch * r.epochs
+    assert r.steady_it_per_s and r.steady_it_per_s > 0
+    assert r.epochs_finished == r.epochs
+    assert r.checkpoints and {c.epoch for c in r.checkpoints} == set(range(r.epochs))
+    assert r.state == "completed", r.problems
+    assert r.peak_memory_gib == {}  # nothing is printed on CPU
