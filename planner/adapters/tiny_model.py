@@ -261,7 +261,7 @@ def build_tiny_model(
     num_kv_heads: int = 2,
     intermediate_size: int = 128,
     max_position_embeddings: int = 256,
-    warmup_steps: int = 300,
+    warmup_steps: int = 150,
     warmup_batch_size: int = 32,
     warmup_lr: float = 3e-3,
 ) -> TinyModelInfo:
@@ -413,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="checkpoint directory to write")
     parser.add_argument("--dataset", required=True, help="task JSON with train/validation/test splits")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--warmup-steps", type=int, default=300)
+    parser.add_argument("--warmup-steps", type=int, default=150)
     parser.add_argument("--warmup-samples", type=int, default=None, help="cap on train records used to warm up")
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
