@@ -222,8 +222,11 @@ def test_cancelled_oom_node_fail_preempted_records() -> None:
             sacct_line("3", "NODE_FAIL", "1:0"),
             sacct_line("4", "PREEMPTED", "0:0"),
             sacct_line("5", "TIMEOUT", "0:0"),
-            # A pending job cancelled before it ever started.
+            # Pending jobs cancelled before they ever started: Slurm writes Start as
+            # "None" or, depending on timing, as the cancel time.
             sacct_line("6", "CANCELLED by 0", start="None", elapsed="0", nodes="None assigned"),
+            sacct_line("7", "CANCELLED", start="2025-03-01T10:01:05", elapsed="0",
+                       nodes="None assigned"),
         ]
     )
     r = by_id(text)
@@ -234,6 +237,7 @@ def test_cancelled_oom_node_fail_preempted_records() -> None:
     assert r["4"].state == "PREEMPTED"
     assert r["5"].state == "TIMEOUT"
     assert r["6"].start is None and r["6"].node_list is None
+    assert r["7"].start is None and r["7"].end == datetime(2025, 3, 1, 10, 1, 5)
     assert all(rec.is_final for rec in r.values())
 
 

@@ -60,7 +60,7 @@ def test_exit_codes_arrays_and_dependencies(tmp_path: Path) -> None:
 
     dep = records[dependent]
     assert dep.state == "CANCELLED", dep
-    assert dep.start is None  # never ran
+    assert dep.start is None and dep.node_list is None  # never ran
     assert not (tmp_path / "dependent-ran").exists()
 
 

@@ -354,6 +354,12 @@ def parse_sacct(text: str) -> list[JobRecord]:
             continue  # a step, a header or garbage
         base, task, task_range = ident
         exit_code, signal = _parse_exit_code(row["ExitCode"])
+        node_list = _parse_node_list(row["NodeList"])
+        start = _parse_time(row["Start"])
+        if node_list is None:
+            # Never got a node, so never started: Slurm stamps a job cancelled while
+            # pending (e.g. by kill_invalid_depend) with Start = End, sometimes "None".
+            start = None
         record = JobRecord(
             job_id=row["JobID"].strip(),
             raw_id=_none_if_empty(row["JobIDRaw"]),
@@ -365,10 +371,10 @@ def parse_sacct(text: str) -> list[JobRecord]:
             exit_code=exit_code,
             signal=signal,
             submit=_parse_time(row["Submit"]),
-            start=_parse_time(row["Start"]),
+            start=start,
             end=_parse_time(row["End"]),
             elapsed_s=_parse_int(row["ElapsedRaw"]),
-            node_list=_parse_node_list(row["NodeList"]),
+            node_list=node_list,
             name=row["JobName"],
         )
         if task_range is not None:
