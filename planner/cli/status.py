@@ -1,13 +1,51 @@
-"""`plan-experiment status`."""
+"""``plan-experiment status``: job states, refreshed into experiment_summary.md."""
 
 from __future__ import annotations
 
-import click
+import time
+from datetime import datetime
+from pathlib import Path
 
-from planner.core.errors import PlannerError
+import click
+from rich.console import Console
+from rich.live import Live
+
+from planner.adapters.experiment import load_experiment
+from planner.adapters.tracking import refresh
+from planner.cli.common import print_report, status_table
+from planner.core.errors import JobsFailedError
 
 
 @click.command("status")
-def command() -> None:
-    """Not built yet."""
-    raise PlannerError("plan-experiment status is not available yet")
+@click.argument("experiment", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--watch", is_flag=True, help="Refresh until every submitted job is final.")
+@click.option("--interval", type=float, default=10.0, show_default=True, help="Seconds between refreshes with --watch.")
+@click.option("--timeout", "timeout_s", type=float, default=None, help="Give up watching after this many seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--no-write", is_flag=True, help="Do not rewrite the status tables of experiment_summary.md.")
+def command(experiment: Path, watch: bool, interval: float, timeout_s: float | None, as_json: bool, no_write: bool) -> None:
+    """Show job states and refresh the status tables. Exit 6 if any job failed."""
+    console = Console()
+    exp = load_experiment(experiment)
+    report, _ = refresh(exp, datetime.now(), write_summary=not no_write)
+    if watch:
+        deadline = time.monotonic() + timeout_s if timeout_s else None
+        with Live(status_table(report), console=console, refresh_per_second=1, transient=as_json) as live:
+            while not report.all_final and (deadline is None or time.monotonic() < deadline):
+                time.sleep(interval)
+                report, _ = refresh(exp, datetime.now(), write_summary=not no_write)
+                live.update(status_table(report))
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        if not watch:
+            print_report(console, report)
+        else:
+            counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(report.counts().items()))
+            console.print(f"{len(report.units)} units: {counts}")
+    if report.any_failed:
+        failed = [u.unit for u in report.units if u.failed]
+        raise JobsFailedError(
+            f"{len(failed)} job(s) failed: {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}; read the "
+            "slurm-*.out in their folders, fix the cause, then `plan-experiment submit --retry-failed`"
+        )

@@ -1,13 +1,47 @@
-"""`plan-experiment submit`."""
+"""``plan-experiment submit``: fine-tune arrays and evaluation jobs, through submitit."""
 
 from __future__ import annotations
 
-import click
+from datetime import datetime
+from pathlib import Path
 
-from planner.core.errors import PlannerError
+import click
+from rich.console import Console
+
+from planner.adapters.executors import DryRun
+from planner.adapters.experiment import load_experiment
+from planner.adapters.submitting import submit
+from planner.cli.common import make_executor
+from planner.core.submission import check_only
 
 
 @click.command("submit")
-def command() -> None:
-    """Not built yet."""
-    raise PlannerError("plan-experiment submit is not available yet")
+@click.argument("experiment", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--executor", type=click.Choice(["auto", "slurm", "local"]), default="auto", show_default=True,
+              help="auto: Slurm when its controller answers, else local processes.")
+@click.option("--dry-run", is_flag=True, help="Print the job scripts and what would be submitted; submit nothing.")
+@click.option("--retry-failed", is_flag=True, help="Resubmit failed, cancelled, timed-out, out-of-memory or node-failed runs and their evaluations.")
+@click.option("--only", "only", multiple=True, metavar="RUN", help="Only these runs (and their evaluations); repeatable.")
+def command(experiment: Path, executor: str, dry_run: bool, retry_failed: bool, only: tuple[str, ...]) -> None:
+    """Submit an experiment's fine-tune and evaluation jobs (idempotent)."""
+    console = Console()
+    exp = load_experiment(experiment)
+    only_set = check_only(exp.plan, list(only)) if only else None
+    ex = make_executor(executor, exp)
+    runner = DryRun(ex) if dry_run else ex
+    result = submit(exp, runner, only_set, retry_failed, datetime.now())
+    if dry_run:
+        for text in result.previews:
+            console.print(text, markup=False, highlight=False)
+            console.rule()
+    verb = "would submit" if dry_run else "submitted"
+    for sub in result.submissions:
+        dep = f" after {sub.dependency}" if sub.dependency else ""
+        units = ", ".join(t.unit for t in sub.tasks[:4]) + (f", ... ({len(sub.tasks)} in all)" if len(sub.tasks) > 4 else "")
+        console.print(f"{verb} {sub.kind} job {sub.job_id} on {sub.executor} ({len(sub.tasks)} task(s){dep}): {units}", markup=False, highlight=False)
+    for unit, why in result.skipped:
+        console.print(f"skipped {unit}: {why}", markup=False, highlight=False)
+    if not result.submissions:
+        console.print("nothing to submit", markup=False)
+    elif not dry_run:
+        console.print(f"follow with: plan-experiment status {exp.path} --watch", markup=False, highlight=False)

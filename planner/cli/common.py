@@ -1,0 +1,75 @@
+"""Helpers shared by the command modules (executor choice, terminal tables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from planner.adapters import slurm_query
+from planner.adapters.executors import Executor, LocalSubmitter, SlurmSubmitter
+from planner.adapters.experiment import Experiment
+from planner.core.errors import SchedulerError
+from planner.core.status import StatusReport
+
+STATE_STYLE = {
+    "COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "SUBMITTED": "yellow",
+    "NOT_SUBMITTED": "dim", "FAILED": "red", "CANCELLED": "red", "TIMEOUT": "red",
+    "OUT_OF_MEMORY": "red", "NODE_FAIL": "red", "PREEMPTED": "red", "LOST": "red",
+}
+
+
+def make_executor(kind: str, exp: Experiment) -> Executor:
+    """``auto`` picks Slurm when its controller answers, else the local machine."""
+    folder = exp.internal / "submitit"
+    if kind == "auto":
+        kind = "slurm" if slurm_query.slurm_available() else "local"
+    if kind == "slurm":
+        if not slurm_query.slurm_available():
+            raise SchedulerError("--executor slurm: no Slurm controller answers (scontrol ping); use --executor local or start Slurm")
+        return SlurmSubmitter(folder)
+    return LocalSubmitter(folder)
+
+
+def status_table(report: StatusReport) -> Table:
+    """The terminal view of a status report."""
+    table = Table(title=f"refreshed {report.refreshed:%Y-%m-%d %H:%M:%S}" + (" (may be stale)" if report.stale else ""))
+    for col in ("Unit", "Kind", "State", "Job ID", "Started", "Ended", "Notes"):
+        table.add_column(col)
+    for u in report.units:
+        style = STATE_STYLE.get(u.state, "")
+        notes = []
+        if u.reason and u.state in ("PENDING", "CANCELLED", "LOST"):
+            notes.append(u.reason)
+        if u.failed and u.exit_code:
+            notes.append(f"exit {u.exit_code}")
+        if u.note:
+            notes.append(u.note)
+        if u.predicted_s and u.elapsed_s and u.final:
+            notes.append(f"elapsed {u.elapsed_s}s vs predicted {u.predicted_s:.0f}s")
+        table.add_row(
+            u.unit, u.kind, f"[{style}]{u.state.lower()}[/{style}]" if style else u.state.lower(), u.job_id or "-",
+            f"{u.start:%H:%M:%S}" if u.start else "-", f"{u.end:%H:%M:%S}" if u.end and u.final else "-",
+            "; ".join(notes) or "-",
+        )
+    return table
+
+
+def print_report(console: Console, report: StatusReport) -> None:
+    """Table, counts, staleness and warnings."""
+    console.print(status_table(report))
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(report.counts().items()))
+    console.print(f"{len(report.units)} units: {counts}")
+    if report.stale:
+        console.print(
+            f"[yellow]status may be stale: {report.stale_reason}; last good refresh "
+            f"{report.last_good_refresh or 'never'}[/yellow]"
+        )
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+
+
+def experiment_path(value: str) -> Path:
+    """An experiment folder argument."""
+    return Path(value).expanduser()
