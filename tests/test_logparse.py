@@ -254,6 +254,6 @@ def test_real_torchtune_logs(path: Path) -> None:
     assert r.steps_per_epoch and r.total_steps == r.steps_per_epoch * r.epochs
     assert r.steady_it_per_s and r.steady_it_per_s > 0
     assert r.epochs_finished == r.epochs
-    assert r.checkpoints and {c.epoch for c in r.checkpoints} == set(range(r.epochs))
+    assert {c.epoch for c in r.checkpoints if c.kind != "recipe"} == set(range(r.epochs))
     assert r.state == "completed", r.problems
     assert r.peak_memory_gib == {}  # nothing is printed on CPU
