@@ -147,6 +147,8 @@ cmd_install() {
 
 short_host() { hostname -s 2>/dev/null || hostname; }
 
+CHANGED_CONFIGS=()
+
 # write_if_changed <path> <mode> <owner>: stdin to path, only touching it when different.
 write_if_changed() {
     local path=$1 mode=$2 owner=$3 tmp
@@ -158,6 +160,7 @@ write_if_changed() {
         rm -f "$tmp"
     else
         mv -f "$tmp" "$path"
+        CHANGED_CONFIGS+=("$path")
     fi
 }
 
@@ -213,6 +216,9 @@ TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/linux
 
 SchedulerType=sched/backfill
+# Schedule at submit time instead of batching submissions for up to 3 s (the
+# default, meant for high-throughput sites): small test jobs start at once.
+SchedulerParameters=batch_sched_delay=0
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=$def_mem
@@ -363,6 +369,11 @@ ctld_answers() { scontrol ping | grep -q 'is UP'; }
 start_slurmctld() {
     if pid_alive "$RUN_DIR/slurmctld.pid" && ctld_answers >/dev/null 2>&1; then
         log "slurmctld: already running"
+        if [[ " ${CHANGED_CONFIGS[*]} " == *" $CONF_DIR/slurm.conf "* ]]; then
+            # Most settings apply on reconfigure; node and port changes need stop + start.
+            log "slurmctld: slurm.conf changed; scontrol reconfigure"
+            scontrol reconfigure || log "warning: reconfigure failed; run stop, then start"
+        fi
         return 0
     fi
     log "slurmctld: starting"

@@ -64,13 +64,14 @@ def wait_for_records(
     expected: Iterable[str],
     *,
     final: bool = True,
-    timeout_s: float = 90.0,
+    timeout_s: float = 180.0,
     poll_s: float = 0.5,
 ) -> dict[str, JobRecord]:
     """Poll sacct until every id in ``expected`` has a record (a final one if ``final``).
 
     Polling, not a single query: slurmdbd receives job records asynchronously, so
-    sacct may not know a job for a moment after submission or after it ended.
+    sacct may not know a job for a moment after submission or after it ended. The
+    generous default timeout allows for other jobs occupying a small shared cluster.
 
     Args:
         job_ids: Ids to pass to sacct (array ids report all their tasks).

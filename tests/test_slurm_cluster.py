@@ -69,7 +69,7 @@ def test_pending_array_is_reported_per_task(tmp_path: Path) -> None:
     array = sbatch("--job-name=pe-held", "--hold", "--array=0-2%1", "--wrap", "true", cwd=tmp_path)
     tasks = [f"{array}_{i}" for i in range(3)]
     try:
-        records = wait_for_records([array], tasks, final=False, timeout_s=30)
+        records = wait_for_records([array], tasks, final=False, timeout_s=60)
         for i, task in enumerate(tasks):
             assert records[task].state == "PENDING", records[task]
             assert records[task].array_task_id == i and records[task].raw_id is None
@@ -79,7 +79,7 @@ def test_pending_array_is_reported_per_task(tmp_path: Path) -> None:
         assert all(r.state == "PENDING" for r in queued.values())
     finally:
         scancel(array)
-    records = wait_for_records([array], tasks, timeout_s=30)
+    records = wait_for_records([array], tasks, timeout_s=60)
     assert {records[t].state for t in tasks} == {"CANCELLED"}
 
 
