@@ -1,13 +1,75 @@
-"""`plan-experiment demo`."""
+"""``plan-experiment demo``: the shipped capitalization experiment, end to end.
+
+Plan (tiny model, 2 LoRA ranks + base control) -> submit -> train -> evaluate -> status
+with every job final: on Slurm where its controller answers, else on this machine.
+"""
 
 from __future__ import annotations
 
-import click
+import shutil
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
 
-from planner.core.errors import PlannerError
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from planner import paths
+from planner.adapters.experiment import load_experiment
+from planner.adapters.local_settings import load_local_settings
+from planner.adapters.planning import prepare, write
+from planner.adapters.submitting import submit
+from planner.adapters.tracking import refresh
+from planner.cli.common import make_executor, print_report
+from planner.core.errors import JobsFailedError, PlannerError
+from planner.core.spec import load_spec_text
+
+EXAMPLE = paths.PROJECT_ROOT / "examples" / "capitalization"
 
 
 @click.command("demo")
-def command() -> None:
-    """Not built yet."""
-    raise PlannerError("plan-experiment demo is not available yet")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("demo-output"), show_default=True,
+              help="Folder the demo experiment is written into (replaced on each run).")
+@click.option("--executor", type=click.Choice(["auto", "slurm", "local"]), default="auto", show_default=True)
+@click.option("--timeout", "timeout_s", type=float, default=900, show_default=True, help="Give up after this many seconds.")
+def command(out_dir: Path, executor: str, timeout_s: float) -> None:
+    """Plan, submit, train, evaluate and report the shipped demo experiment."""
+    console = Console()
+    spec_path = EXAMPLE / "experiment.yaml"
+    settings_path = EXAMPLE / "claude.local.md"
+    settings = load_local_settings(settings_path)
+    spec = load_spec_text(spec_path.read_text(encoding="utf-8"), str(spec_path))
+    target = (out_dir / spec.name).absolute()
+    if target.exists():
+        shutil.rmtree(target)  # the demo starts clean every time; it is not user data
+    console.print(f"[bold]1/4 plan[/bold] {spec_path} -> {target}")
+    prepared = prepare(spec, spec_path.parent, settings, settings_path, out_dir, False, ["plan-experiment", *sys.argv[1:]], datetime.now)
+    write(prepared, False, datetime.now())
+    exp = load_experiment(target)
+    ex = make_executor(executor, exp)
+    console.print(f"[bold]2/4 submit[/bold] on the {ex.kind} executor")
+    result = submit(exp, ex, None, False, datetime.now())
+    for sub in result.submissions:
+        console.print(f"  {sub.kind} job {sub.job_id}: {len(sub.tasks)} task(s)" + (f" after {sub.dependency}" if sub.dependency else ""))
+    console.print("[bold]3/4 train and evaluate[/bold]")
+    deadline = time.monotonic() + timeout_s
+    report, _ = refresh(exp, datetime.now())
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("jobs final", total=len(report.units))
+        while not report.all_final:
+            if time.monotonic() > deadline:
+                raise PlannerError(f"demo: jobs not final after {timeout_s:.0f} s; see `plan-experiment status {target}`")
+            time.sleep(2)
+            report, _ = refresh(exp, datetime.now())
+            running = sum(1 for u in report.units if u.state == "RUNNING")
+            bar.update(task, completed=sum(1 for u in report.units if u.final), description=f"jobs final ({running} running)")
+    console.print("[bold]4/4 status[/bold]")
+    print_report(console, report)
+    for u in report.units:
+        if u.kind == "eval" and u.note:
+            console.print(f"  {u.run:32s} {u.note}")
+    console.print(f"Summary: {target / 'experiment_summary.md'}")
+    if report.any_failed:
+        raise JobsFailedError("demo: some jobs failed; see the table above and the slurm-*.out files in their folders")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import datetime
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from planner.adapters.executors import DryRun
 from planner.adapters.experiment import load_experiment
@@ -24,7 +24,6 @@ from planner.core.submission import check_only
 @click.option("--only", "only", multiple=True, metavar="RUN", help="Only these runs (and their evaluations); repeatable.")
 def command(experiment: Path, executor: str, dry_run: bool, retry_failed: bool, only: tuple[str, ...]) -> None:
     """Submit an experiment's fine-tune and evaluation jobs (idempotent)."""
-    console = Console()
     exp = load_experiment(experiment)
     only_set = check_only(exp.plan, list(only)) if only else None
     ex = make_executor(executor, exp)
@@ -32,16 +31,16 @@ def command(experiment: Path, executor: str, dry_run: bool, retry_failed: bool, 
     result = submit(exp, runner, only_set, retry_failed, datetime.now())
     if dry_run:
         for text in result.previews:
-            console.print(text, markup=False, highlight=False)
-            console.rule()
+            click.echo(text.rstrip("\n"))
+            click.echo("-" * 72)
     verb = "would submit" if dry_run else "submitted"
     for sub in result.submissions:
         dep = f" after {sub.dependency}" if sub.dependency else ""
         units = ", ".join(t.unit for t in sub.tasks[:4]) + (f", ... ({len(sub.tasks)} in all)" if len(sub.tasks) > 4 else "")
-        console.print(f"{verb} {sub.kind} job {sub.job_id} on {sub.executor} ({len(sub.tasks)} task(s){dep}): {units}", markup=False, highlight=False)
+        click.echo(f"{verb} {sub.kind} job {sub.job_id} on {sub.executor} ({len(sub.tasks)} task(s){dep}): {units}")
     for unit, why in result.skipped:
-        console.print(f"skipped {unit}: {why}", markup=False, highlight=False)
+        click.echo(f"skipped {unit}: {why}")
     if not result.submissions:
-        console.print("nothing to submit", markup=False)
+        click.echo("nothing to submit")
     elif not dry_run:
-        console.print(f"follow with: plan-experiment status {exp.path} --watch", markup=False, highlight=False)
+        click.echo(f"follow with: plan-experiment status {shlex.quote(str(exp.path))} --watch")
