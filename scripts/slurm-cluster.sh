@@ -109,8 +109,9 @@ stop_pidfiles() {
 }
 
 # Daemons are started in their own session with every stream closed or sent to a
-# log, so that a caller that captures our output (a test, CI) never waits on them.
-spawn() { setsid "$@" </dev/null >>"$LOG_DIR/spawn.log" 2>&1 & }
+# log, so that a caller that captures our output (a test, CI) never waits on them,
+# and without fd 9 (the lock), which would otherwise stay held for their lifetime.
+spawn() { setsid "$@" </dev/null >>"$LOG_DIR/spawn.log" 2>&1 9>&- & }
 
 # --- install ------------------------------------------------------------------------
 
@@ -292,7 +293,7 @@ start_munged() {
     chmod 0400 /etc/munge/munge.key
     log "munged: starting"
     # munged refuses to run as root; it forks and writes its own pid file.
-    setpriv --reuid=munge --regid=munge --init-groups munged </dev/null >>"$LOG_DIR/spawn.log" 2>&1 ||
+    setpriv --reuid=munge --regid=munge --init-groups munged </dev/null >>"$LOG_DIR/spawn.log" 2>&1 9>&- ||
         die "munged failed to start; see /var/log/munge/munged.log"
     touch "$MUNGE_OURS"
     wait_for munged munge_works
@@ -467,12 +468,22 @@ usage() {
     exit "${1:-0}"
 }
 
+# One start/stop/purge at a time: CI steps and developers' shells may overlap, and two
+# concurrent starts would both initialise the database. The lock sits beside the state
+# directory so that purge can delete the directory while holding it.
+with_lock() {
+    need_root
+    exec 9>"${STATE_DIR%/}.lock"
+    flock -w 300 9 || die "another slurm-cluster.sh is still running after 300 s"
+    "$@"
+}
+
 case "${1:-}" in
     install) cmd_install ;;
-    start) cmd_start ;;
-    stop) cmd_stop ;;
+    start) with_lock cmd_start ;;
+    stop) with_lock cmd_stop ;;
     status) cmd_status ;;
-    purge) cmd_purge ;;
+    purge) with_lock cmd_purge ;;
     -h | --help | help) usage 0 ;;
     *) usage 2 ;;
 esac
