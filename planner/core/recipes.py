@@ -926,7 +926,9 @@ class _UserPromptTemplate:
                     content = content + [{"type": "text", "content": self.after}]
                 m = Message(role=m.role, content=content, masked=m.masked, ipython=m.ipython, eot=m.eot)
             wrapped.append(m)
-        return self.inner(wrapped, inference=inference) if self.inner is not None else wrapped
+        # Tokenizers call their template with the messages only (some templates,
+        # e.g. Llama2ChatTemplate, take no other argument).
+        return self.inner(wrapped) if self.inner is not None else wrapped
 
 
 def prompted_tokenizer(base_component: str, prompt: str, **kwargs: Any) -> Any:
