@@ -88,12 +88,12 @@ def wait_for_records(
     records: dict[str, JobRecord] = {}
     while True:
         records = {r.job_id: r for r in sacct(list(job_ids))}
-        ready = wanted <= records.keys() and (
-            not final or all(records[j].is_final for j in wanted)
-        )
+        ready = wanted <= records.keys() and (not final or all(records[j].is_final for j in wanted))
         if ready:
             return records
         if time.monotonic() > deadline:
             seen = {j: records[j].state for j in sorted(records)}
-            pytest.fail(f"jobs not done after {timeout_s:g}s: want {sorted(wanted)}, sacct has {seen}")
+            pytest.fail(
+                f"jobs not done after {timeout_s:g}s: want {sorted(wanted)}, sacct has {seen}"
+            )
         time.sleep(poll_s)

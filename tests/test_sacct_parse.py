@@ -9,9 +9,9 @@ import pytest
 from planner.core.sacct import (
     FINAL_STATES,
     JOB_STATES,
-    JobRecord,
     SACCT_FIELDS,
     SQUEUE_FIELDS,
+    JobRecord,
     chunk_job_ids,
     expand_task_range,
     is_final,
@@ -225,8 +225,9 @@ def test_cancelled_oom_node_fail_preempted_records() -> None:
             # Pending jobs cancelled before they ever started: Slurm writes Start as
             # "None" or, depending on timing, as the cancel time.
             sacct_line("6", "CANCELLED by 0", start="None", elapsed="0", nodes="None assigned"),
-            sacct_line("7", "CANCELLED", start="2025-03-01T10:01:05", elapsed="0",
-                       nodes="None assigned"),
+            sacct_line(
+                "7", "CANCELLED", start="2025-03-01T10:01:05", elapsed="0", nodes="None assigned"
+            ),
         ]
     )
     r = by_id(text)
@@ -306,14 +307,62 @@ def test_parse_squeue_running_pending_and_completed() -> None:
     text = "\n".join(
         [
             # job_id raw array task state reason submit start end elapsed nodes name
-            squeue_line("7_0", "9", "7", "0", "RUNNING", "None", "2025-03-01T10:00:00",
-                        "2025-03-01T10:00:01", "2025-03-01T11:00:01", "1:02:03", "node1", "eval"),
-            squeue_line("7_1", "7", "7", "1", "PENDING", "JobArrayTaskLimit", "2025-03-01T10:00:00",
-                        "2025-03-01T10:30:00", "2025-03-01T11:30:00", "0:00", "", "eval"),
-            squeue_line("8", "8", "8", "N/A", "COMPLETED", "None", "2025-03-01T10:00:00",
-                        "2025-03-01T10:00:01", "2025-03-01T10:00:09", "0:08", "node1", "train"),
-            squeue_line("10", "10", "10", "N/A", "COMPLETING", "None", "2025-03-01T10:00:00",
-                        "2025-03-01T10:00:01", "2025-03-01T11:00:01", "1-00:00:05", "node1", "x"),
+            squeue_line(
+                "7_0",
+                "9",
+                "7",
+                "0",
+                "RUNNING",
+                "None",
+                "2025-03-01T10:00:00",
+                "2025-03-01T10:00:01",
+                "2025-03-01T11:00:01",
+                "1:02:03",
+                "node1",
+                "eval",
+            ),
+            squeue_line(
+                "7_1",
+                "7",
+                "7",
+                "1",
+                "PENDING",
+                "JobArrayTaskLimit",
+                "2025-03-01T10:00:00",
+                "2025-03-01T10:30:00",
+                "2025-03-01T11:30:00",
+                "0:00",
+                "",
+                "eval",
+            ),
+            squeue_line(
+                "8",
+                "8",
+                "8",
+                "N/A",
+                "COMPLETED",
+                "None",
+                "2025-03-01T10:00:00",
+                "2025-03-01T10:00:01",
+                "2025-03-01T10:00:09",
+                "0:08",
+                "node1",
+                "train",
+            ),
+            squeue_line(
+                "10",
+                "10",
+                "10",
+                "N/A",
+                "COMPLETING",
+                "None",
+                "2025-03-01T10:00:00",
+                "2025-03-01T10:00:01",
+                "2025-03-01T11:00:01",
+                "1-00:00:05",
+                "node1",
+                "x",
+            ),
             "garbage",
         ]
     )
@@ -331,8 +380,20 @@ def test_parse_squeue_running_pending_and_completed() -> None:
 
 
 def test_parse_squeue_expands_a_range_printed_without_array_flag() -> None:
-    text = squeue_line("5_[2-3]", "5", "5", "2-3", "PENDING", "Priority", "2025-03-01T10:00:00",
-                       "N/A", "N/A", "0:00", "", "eval")
+    text = squeue_line(
+        "5_[2-3]",
+        "5",
+        "5",
+        "2-3",
+        "PENDING",
+        "Priority",
+        "2025-03-01T10:00:00",
+        "N/A",
+        "N/A",
+        "0:00",
+        "",
+        "eval",
+    )
     assert [r.job_id for r in parse_squeue(text)] == ["5_2", "5_3"]
 
 

@@ -30,15 +30,27 @@ def _cluster() -> None:
 def test_exit_codes_arrays_and_dependencies(tmp_path: Path) -> None:
     failing = sbatch("--job-name=pe-fail", "--wrap", "exit 3", cwd=tmp_path)
     ok = sbatch("--job-name=pe-ok", "--wrap", "echo hello from slurm", cwd=tmp_path)
-    array = sbatch("--job-name=pe-array", "--array=0-2", "--wrap", "echo task $SLURM_ARRAY_TASK_ID",
-                   cwd=tmp_path)
+    array = sbatch(
+        "--job-name=pe-array",
+        "--array=0-2",
+        "--wrap",
+        "echo task $SLURM_ARRAY_TASK_ID",
+        cwd=tmp_path,
+    )
     # kill_invalid_depend: once `failing` fails, this can never run and is cancelled
     # instead of pending for ever.
-    dependent = sbatch("--job-name=pe-dep", f"--dependency=afterok:{failing}", "--wrap",
-                       f"touch {tmp_path}/dependent-ran", cwd=tmp_path)
+    dependent = sbatch(
+        "--job-name=pe-dep",
+        f"--dependency=afterok:{failing}",
+        "--wrap",
+        f"touch {tmp_path}/dependent-ran",
+        cwd=tmp_path,
+    )
     tasks = [f"{array}_{i}" for i in range(3)]
     try:
-        records = wait_for_records([failing, ok, array, dependent], [failing, ok, dependent, *tasks])
+        records = wait_for_records(
+            [failing, ok, array, dependent], [failing, ok, dependent, *tasks]
+        )
     finally:
         scancel(failing, ok, array, dependent)
 
@@ -109,8 +121,11 @@ def test_max_array_size() -> None:
     conf = Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf"))
     if conf.exists() and "slurm-cluster.sh" in conf.read_text(errors="replace").splitlines()[0]:
         # Our local cluster pins the value; keep this test in step with the script.
-        pinned = re.search(r"^MAX_ARRAY_SIZE=(\d+)$",
-                           (REPO / "scripts" / "slurm-cluster.sh").read_text(), re.MULTILINE)
+        pinned = re.search(
+            r"^MAX_ARRAY_SIZE=(\d+)$",
+            (REPO / "scripts" / "slurm-cluster.sh").read_text(),
+            re.MULTILINE,
+        )
         assert pinned is not None
         assert size == int(pinned.group(1)) == 1001
 

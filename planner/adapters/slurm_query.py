@@ -81,7 +81,11 @@ def _run(argv: Sequence[str], timeout_s: float) -> subprocess.CompletedProcess[s
             f"{argv[0]} not found on PATH: is Slurm installed on this machine?", argv
         ) from exc
     except subprocess.TimeoutExpired as exc:
-        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        stderr = (
+            exc.stderr.decode(errors="replace")
+            if isinstance(exc.stderr, bytes)
+            else exc.stderr or ""
+        )
         raise SchedulerQueryError(
             f"{argv[0]} did not answer within {timeout_s:g}s (is slurmctld/slurmdbd up?): "
             f"{' '.join(argv)}",

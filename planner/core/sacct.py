@@ -206,7 +206,7 @@ def normalise_state(raw: str) -> JobState:
         return "UNKNOWN"
     word = words[0].rstrip("+")  # squeue may flag states, e.g. "RUNNING+"
     if word in JOB_STATES:
-        return word  # type: ignore[return-value]  # checked membership just above
+        return word  # narrowed to JobState by the membership test
     return _STATE_ALIASES.get(word, "UNKNOWN")
 
 
