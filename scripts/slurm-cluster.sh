@@ -82,7 +82,7 @@ wait_for() {  # wait_for <what> <command...>: poll quickly; die after $TIMEOUT s
 # stop_pidfiles <name>=<pidfile>...: TERM them all at once, wait up to 10 s, then KILL.
 # Daemons in one call stop in parallel, so only put independent ones together.
 stop_pidfiles() {
-    local spec name file pid i alive
+    local spec name file pid alive
     local -a pids=()
     for spec in "$@"; do
         name=${spec%%=*} file=${spec#*=}
@@ -94,7 +94,7 @@ stop_pidfiles() {
         fi
         rm -f "$file"
     done
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
         alive=0
         for spec in "${pids[@]}"; do kill -0 "${spec#*=}" 2>/dev/null && alive=1; done
         ((alive)) || return 0
@@ -354,7 +354,10 @@ register_associations() {
         sacctmgr -i -Q add account "$ACCOUNT" cluster="$CLUSTER" \
             description="plan-experiment local cluster" organization=local >/dev/null
     fi
-    local users=(root ${SUDO_USER:-} ${PLAN_EXPERIMENT_SLURM_USERS:-}) u
+    local -a users extra
+    local u
+    read -r -a extra <<<"${SUDO_USER:-} ${PLAN_EXPERIMENT_SLURM_USERS:-}"
+    users=(root "${extra[@]}")
     for u in "${users[@]}"; do
         [[ -n $u ]] || continue
         if ! sacctmgr -n -P list assoc user="$u" account="$ACCOUNT" cluster="$CLUSTER" \
