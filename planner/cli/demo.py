@@ -36,7 +36,7 @@ EXAMPLE = paths.PROJECT_ROOT / "examples" / "capitalization"
 @click.option("--timeout", "timeout_s", type=float, default=900, show_default=True, help="Give up after this many seconds.")
 def command(out_dir: Path, executor: str, timeout_s: float) -> None:
     """Plan, submit, train, evaluate and report the shipped demo experiment."""
-    console = Console()
+    console = Console(soft_wrap=True)
     spec_path = EXAMPLE / "experiment.yaml"
     settings_path = EXAMPLE / "claude.local.md"
     settings = load_local_settings(settings_path)

@@ -53,7 +53,7 @@ def show_plan(console: Console, prepared: PreparedExperiment) -> None:
 @click.option("--local-config", type=click.Path(path_type=Path), help="claude.local.md to use (else $PLAN_EXPERIMENT_LOCAL, ./claude.local.md, or the one beside the spec).")
 def command(spec_path: Path | None, yes: bool, out_dir: Path | None, force: bool, local_config: Path | None) -> None:
     """Plan an experiment: verify resources, estimate, and write the experiment folder."""
-    console = Console(stderr=False)
+    console = Console(soft_wrap=True)
     near = spec_path.resolve().parent if spec_path else None
     settings_path = find_local_settings(local_config, near)
     settings = load_local_settings(settings_path)

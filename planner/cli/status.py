@@ -25,7 +25,7 @@ from planner.core.errors import JobsFailedError
 @click.option("--no-write", is_flag=True, help="Do not rewrite the status tables of experiment_summary.md.")
 def command(experiment: Path, watch: bool, interval: float, timeout_s: float | None, as_json: bool, no_write: bool) -> None:
     """Show job states and refresh the status tables. Exit 6 if any job failed."""
-    console = Console()
+    console = Console(soft_wrap=True)
     exp = load_experiment(experiment)
     report, _ = refresh(exp, datetime.now(), write_summary=not no_write)
     if watch:

@@ -1,0 +1,51 @@
+"""Shared fixtures: a copy of the shipped example and a CLI runner that returns full output."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from planner.cli.main import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "capitalization"
+
+
+@pytest.fixture()
+def example(tmp_path: Path) -> Path:
+    """A private copy of examples/capitalization (spec, local settings, data, tiny model)."""
+    dest = tmp_path / "example"
+    shutil.copytree(EXAMPLE, dest)
+    text = (dest / "claude.local.md").read_text()
+    (dest / "claude.local.md").write_text(text.replace("../../experiments", "experiments"))
+    return dest
+
+
+def load_yaml(path: Path) -> dict:
+    """Read a YAML file."""
+    return yaml.safe_load(path.read_text())
+
+
+def write_spec(example: Path, **changes: object) -> Path:
+    """Write a modified copy of the example spec beside the original; return its path."""
+    spec = load_yaml(example / "experiment.yaml")
+    spec.update(changes)
+    path = example / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, input: str | None = None) -> Result:
+    """Invoke plan-experiment in-process; stdout and stderr kept apart."""
+    runner = CliRunner()
+    if cwd is None:
+        return runner.invoke(cli, list(args), input=input, catch_exceptions=False)
+    with runner.isolated_filesystem(temp_dir=cwd):
+        import os
+
+        os.chdir(cwd)
+        return runner.invoke(cli, list(args), input=input, catch_exceptions=False)
