@@ -49,10 +49,10 @@ STATES = ("completed", "oom", "failed", "truncated", "unknown")
 
 #: Bar updates sampled per physical bar line (plus first and last). Enough for a
 #: robust median; bounded so a 10,000-step epoch costs the same as a 50-step one.
-BAR_SAMPLES_PER_LINE = 8
+BAR_SAMPLES_PER_LINE = 6
 
 #: Upper bound on stored loss points and speed samples (keeps cached records small).
-MAX_SERIES = 32
+MAX_SERIES = 16
 
 #: How many lines after the config header are read as config at most.
 MAX_CONFIG_LINES = 600
@@ -97,20 +97,30 @@ class BarSample:
     Attributes:
         epoch: 1-based epoch from the bar description (None on the first, bare print).
         global_step: optimizer steps so far across epochs (None without description).
-        loss: loss shown in the description.
+        loss_raw: loss as printed in the description (converted only when used).
         n: steps done in this epoch.
         total: steps in this epoch (optimizer steps, capped by max_steps_per_epoch).
-        elapsed_s: seconds since the bar started.
+        elapsed_raw: tqdm's elapsed clock as printed (converted only when used).
         it_per_s: rate as iterations per second (``s/it`` is inverted).
     """
 
     epoch: int | None
     global_step: int | None
-    loss: float | None
+    loss_raw: bytes | None
     n: int
     total: int
-    elapsed_s: float | None
+    elapsed_raw: bytes
     it_per_s: float | None
+
+    @property
+    def loss(self) -> float | None:
+        """The loss as a float (None when unreadable)."""
+        return _to_float(self.loss_raw)
+
+    @property
+    def elapsed_s(self) -> float | None:
+        """Seconds since the bar started."""
+        return _clock_to_s(self.elapsed_raw.decode("ascii", "replace"))
 
 
 @dataclass
@@ -307,7 +317,7 @@ def _safe_yaml(text: str) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- helpers
 
 
-def _to_float(s: str | None) -> float | None:
+def _to_float(s: str | bytes | None) -> float | None:
     if s is None:
         return None
     try:
@@ -363,17 +373,16 @@ def _parse_bar(data: bytes, pos: int, end: int) -> tuple[BarSample | None, int]:
     if m is None:
         return None, pos
     ep, gs, loss, _pct, n, total, elapsed, rate, unit = m.groups()
-    it_s = _to_float(rate)
-    if it_s is not None and unit == b"s/it":
-        it_s = 1.0 / it_s if it_s > 0 else None
+    it_s = None
+    if rate is not None:
+        try:
+            it_s = float(rate)
+        except ValueError:
+            it_s = None
+        if it_s is not None and unit == b"s/it":
+            it_s = 1.0 / it_s if it_s > 0 else None
     sample = BarSample(
-        epoch=int(ep) if ep else None,
-        global_step=int(gs) if gs else None,
-        loss=_to_float(loss) if loss else None,
-        n=int(n),
-        total=int(total),
-        elapsed_s=_clock_to_s(elapsed.decode("ascii", "replace")),
-        it_per_s=it_s,
+        int(ep) if ep else None, int(gs) if gs else None, loss, int(n), int(total), elapsed, it_s
     )
     return sample, m.end()
 
@@ -447,19 +456,26 @@ def _split_bars(data: bytes) -> tuple[list[BarSample], bytes]:
             samples = _bounded(samples, MAX_SERIES * 4)
         return samples, b"\n".join(rest)
 
+    # Jump from one '\r' to the next instead of walking every line: the text between
+    # two bar lines (config dump, log lines) goes to the remainder as one slice.
     rest = []
     size = len(data)
-    start = 0
-    while start <= size:
-        end = data.find(b"\n", start)
+    pos = 0  # start of text not yet assigned
+    cr = data.find(b"\r")
+    while cr >= 0:
+        line_start = data.rfind(b"\n", pos, cr) + 1 or pos
+        if line_start < pos:
+            line_start = pos
+        end = data.find(b"\n", cr)
         if end < 0:
             end = size
-        first = data.find(b"\r", start, end)
-        if first < 0:
-            rest.append(data[start:end])
-        else:
-            _bar_line(data, start, end, first, samples, rest)
-        start = end + 1
+        if line_start > pos:
+            rest.append(data[pos : line_start - 1] if data[line_start - 1 : line_start] == b"\n" else data[pos:line_start])
+        _bar_line(data, line_start, end, cr, samples, rest)
+        pos = end + 1
+        cr = data.find(b"\r", pos) if pos < size else -1
+    if pos < size:
+        rest.append(data[pos:])
     return samples, b"\n".join(rest)
 
 
@@ -480,14 +496,19 @@ def _scalar(raw: str | None) -> Any:
             return yaml.load(v, Loader=_YamlLoader)
         except yaml.YAMLError:
             return v
-    try:
+    if v.isdigit():
         return int(v)
-    except ValueError:
-        pass
-    try:
-        return float(v)
-    except ValueError:
-        return v
+    # Only try numbers when it can be one: raising ValueError costs microseconds.
+    if v[0] in "-+.0123456789" and len(v) < 40:
+        try:
+            return int(v)
+        except ValueError:
+            pass
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
 
 
 # The dump ends at the first line that is neither indented, a list item, a comment,
@@ -610,7 +631,11 @@ def _summarise_bars(samples: list[BarSample], rec: LogRecord) -> None:
         if prev is None or s.n >= prev.n:
             last_by_epoch[ep] = s
     rec.epochs_started = max(last_by_epoch) if last_by_epoch else 0
-    rec.epochs_finished = sum(1 for s in last_by_epoch.values() if s.total and s.n >= s.total)
+    if last_by_epoch:
+        # Epochs run in order, so the last one decides: earlier epochs finished even
+        # when their updates were not sampled (or not read, for huge logs).
+        last = last_by_epoch[rec.epochs_started]
+        rec.epochs_finished = rec.epochs_started - (0 if last.total and last.n >= last.total else 1)
     rec.epoch_elapsed_s = [
         last_by_epoch[e].elapsed_s or 0.0 for e in sorted(last_by_epoch) if last_by_epoch[e].n > 0
     ]
@@ -627,12 +652,12 @@ def _summarise_bars(samples: list[BarSample], rec: LogRecord) -> None:
     elif rates:
         rec.steady_it_per_s = statistics.median(r for _, _, r in rates)
         rec.problems.append("speed only from warm-up updates; steady rate may be low")
-    losses = [
-        (s.global_step, s.loss)
-        for s in samples
-        if s.global_step is not None and s.loss is not None and math.isfinite(s.loss)
-    ]
-    rec.loss = _bounded(losses)
+    losses = []
+    for s in _bounded([s for s in samples if s.global_step is not None and s.loss_raw]):
+        loss = s.loss
+        if loss is not None and math.isfinite(loss):
+            losses.append((s.global_step, loss))
+    rec.loss = losses
 
 
 def _extract_rare(text: str, rec: LogRecord) -> None:

@@ -1,0 +1,203 @@
+"""Benchmark: scan + estimate over 10,000 training logs, against grep.
+
+Builds a folder of logs modelled on the real torchtune logs and the hand-written
+fixtures in ``tests/fixtures/logs`` (varied: steps per epoch, epochs, speed, batch
+size, memory, model size; plus a few cut, empty and garbage files), then times:
+
+* baseline: ``grep -rE "[0-9.]+it/s" DIR`` - what seed 002 runs to read speeds - with
+  its output read through a pipe, as a person or script consuming it would;
+* ``planner.adapters.prior_runs.scan`` of the whole folder with an empty cache, plus
+  building prior-run summaries and one training-time estimate;
+* a rescan after 1% of the logs changed.
+
+Both sides run with the files in the page cache (grep warms it first), best of N.
+
+    python benchmarks/log_scan.py [--logs 10000] [--repeat 3] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures" / "logs"
+sys.path.insert(0, str(REPO))
+
+from planner.adapters.prior_runs import scan  # noqa: E402
+from planner.core.estimate import PriorRun, RunQuery, training_time  # noqa: E402
+
+GREP_PATTERN = "[0-9.]+it/s"
+
+
+def _fixture_builder():
+    """The hand-written fixture helpers (config dump, tqdm bars, checkpoint lines)."""
+    spec = importlib.util.spec_from_file_location("build_handwritten", FIXTURES / "build_handwritten.py")
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def make_pool(rnd: random.Random, size: int) -> list[bytes]:
+    """Distinct logs: synthetic GPU-cluster-like runs plus the real CPU logs."""
+    b = _fixture_builder()
+    components = [
+        ("torchtune.models.llama3_2.lora_llama3_2_1b", 4.5, 2.9),
+        ("torchtune.models.llama3_2.lora_llama3_2_3b", 1.8, 7.5),
+        ("torchtune.models.llama3_1.lora_llama3_1_8b", 0.7, 19.0),
+    ]
+    pool: list[bytes] = []
+    for i in range(size):
+        comp, rate, mem = rnd.choice(components)
+        batch = rnd.choice([1, 2, 4, 8])
+        epochs = rnd.choice([1, 2, 2, 3])
+        # Steps per epoch log-uniform in 20..2000: small sweeps and full datasets.
+        steps = int(math.exp(rnd.uniform(math.log(20), math.log(2000))))
+        r = rate * rnd.uniform(0.7, 1.3) * 4 / batch
+        out = f"/scratch/user/exp{i % 37}/run_{i}"
+        text = b.header(component=comp, batch_size=batch, epochs=epochs, output_dir=out) + b.setup_lines()
+        text += b.memory_061(mem * batch / 4, mem * batch / 4 + 0.4, mem * batch / 4 + 0.1)
+        gstep = 0
+        cut = rnd.random() < 0.03
+        for ep in range(1, epochs + 1):
+            stop = rnd.randrange(1, steps) if cut and ep == epochs else None
+            text += b.bar(ep, steps, r, gstep0=gstep, stop=stop, sci=rnd.random() < 0.2)
+            gstep += steps
+            if stop is not None:
+                break
+            text += b.save(ep - 1, out, model=rnd.random() < 0.3)
+        pool.append(text.encode("utf-8"))
+    for f in sorted(FIXTURES.glob("**/slurm-*.out")):
+        pool.append(f.read_bytes())  # real logs and every edge case, garbage included
+    return pool
+
+
+def build_logs(root: Path, n: int, seed: int = 0) -> list[Path]:
+    """Write ``n`` logs under ``root`` in experiment-like folders."""
+    rnd = random.Random(seed)
+    pool = make_pool(rnd, 400)
+    paths: list[Path] = []
+    for i in range(n):
+        data = pool[i % len(pool)]
+        # Vary every copy so no two files are byte-identical.
+        data = data.replace(b"/scratch/user/", f"/scratch/user{i}/".encode(), 1)
+        d = root / f"exp_{i % 50:02d}" / f"run_{i:05d}"
+        d.mkdir(parents=True, exist_ok=True)
+        p = d / f"slurm-{100000 + i}.out"
+        p.write_bytes(data)
+        paths.append(p)
+    return paths
+
+
+def time_grep(root: Path) -> tuple[float, int]:
+    """Wall time of ``grep -rE PATTERN root`` with its output read through a pipe."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(["grep", "-rE", GREP_PATTERN, str(root)], stdout=subprocess.PIPE)
+    out_bytes = 0
+    assert proc.stdout is not None
+    while chunk := proc.stdout.read(1 << 20):
+        out_bytes += len(chunk)
+    proc.wait()
+    return time.perf_counter() - t0, out_bytes
+
+
+def time_grep_devnull(root: Path) -> float:
+    """grep with stdout on /dev/null: GNU grep then stops at each file's first match."""
+    t0 = time.perf_counter()
+    subprocess.run(["grep", "-rE", GREP_PATTERN, str(root)], stdout=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - t0
+
+
+def scan_and_estimate(root: Path, cache: Path, workers: int | None) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    res = scan([root], cache, workers=workers)
+    priors = [PriorRun.from_record(r) for r in res.usable()]
+    query = RunQuery(model="Llama-3.2-1B-Instruct", param_count=None, batch_size=4, epochs=2, train_samples=8000)
+    training_time(query, priors)
+    return time.perf_counter() - t0, res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--logs", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--keep", type=Path, default=None, help="build logs here and keep them")
+    args = ap.parse_args(argv)
+
+    root = args.keep or Path(tempfile.mkdtemp(prefix="log-scan-bench-"))
+    try:
+        t0 = time.perf_counter()
+        logs_dir = root / "logs"
+        if logs_dir.exists():
+            shutil.rmtree(logs_dir)
+        paths = build_logs(logs_dir, args.logs)
+        total = sum(p.stat().st_size for p in paths)
+        print(f"built {len(paths)} logs, {total / 1e6:.0f} MB "
+              f"(mean {total / len(paths) / 1e3:.0f} kB) in {time.perf_counter() - t0:.1f} s")
+
+        time_grep(logs_dir)  # warm the page cache for both sides
+        grep_runs = [time_grep(logs_dir) for _ in range(args.repeat)]
+        grep_s = min(t for t, _ in grep_runs)
+        grep_q = min(time_grep_devnull(logs_dir) for _ in range(args.repeat))
+
+        results: dict[str, float] = {}
+        res = None
+        for label, workers in (("scan+estimate, 1 process", 1), (f"scan+estimate, {os.cpu_count()} processes", None)):
+            times = []
+            for k in range(args.repeat):
+                cache = root / f"cache-{workers}-{k}.pkl"
+                cache.unlink(missing_ok=True)
+                t, res = scan_and_estimate(logs_dir, cache, workers)
+                times.append(t)
+            results[label] = min(times)
+        full_s = min(results.values())
+
+        # Rescan after 1% of the logs changed (a different 1% each round).
+        rnd = random.Random(1)
+        cache = root / f"cache-None-{args.repeat - 1}.pkl"
+        rescans = []
+        for _ in range(args.repeat):
+            for p in rnd.sample(paths, max(1, len(paths) // 100)):
+                with open(p, "ab") as fh:
+                    fh.write(b"INFO:torchtune.utils._logging:appended line\n")
+            t, res2 = scan_and_estimate(logs_dir, cache, None)
+            rescans.append((t, res2.parsed))  # type: ignore[attr-defined]
+        rescan_s = min(t for t, _ in rescans)
+
+        assert res is not None
+        print(f"records: {len(res.records)} usable: {len(res.usable())} skipped: {len(res.skipped)}")  # type: ignore[attr-defined]
+        print()
+        w = 58
+        print(f"{'what':<{w}} {'seconds':>8} {'vs grep':>8}")
+        baseline = f'baseline: grep -rE "{GREP_PATTERN}" DIR (output piped)'
+        print(f"{baseline:<{w}} {grep_s:8.3f} {1:8.2f}x")
+        print(f"{'grep, stdout to /dev/null (stops at first match/file)':<{w}} {grep_q:8.3f} {grep_q / grep_s:8.2f}x")
+        for label, t in results.items():
+            print(f"{label:<{w}} {t:8.3f} {t / grep_s:8.2f}x")
+        print(f"{'rescan after 1% changed (' + str(rescans[0][1]) + ' files reparsed)':<{w}} {rescan_s:8.3f} "
+              f"{rescan_s / grep_s:8.2f}x")
+        print()
+        print(f"grep output: {grep_runs[0][1] / 1e6:.0f} MB")
+        ok_fast = full_s <= grep_s
+        ok_rescan = rescan_s < 0.1 * full_s
+        print(f"target full scan <= grep: {'met' if ok_fast else 'MISSED'} ({full_s:.3f} s vs {grep_s:.3f} s)")
+        print(f"target rescan < 10% of full scan: {'met' if ok_rescan else 'MISSED'} "
+              f"({rescan_s / full_s:.1%})")
+        return 0 if ok_fast and ok_rescan else 1
+    finally:
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
