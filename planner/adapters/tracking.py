@@ -78,6 +78,16 @@ def collect(exp: Experiment, journal: Journal, cache: dict, timeout_s: float = 3
         for rec in records:
             if rec.job_id in slurm_ids:
                 out.jobs[rec.job_id] = _info(rec, "sacct")
+        missing = sorted({jid.split("_")[0] for jid in slurm_ids if jid not in out.jobs})
+        if missing:
+            # Accounting lags sbatch by a second or more: ask the controller about just those.
+            try:
+                out.scheduler_calls += 1
+                for rec in slurm_query.squeue(missing, timeout_s):
+                    if rec.job_id in slurm_ids and rec.job_id not in out.jobs:
+                        out.jobs[rec.job_id] = _info(rec, "squeue")
+            except slurm_query.SchedulerQueryError:
+                pass
         return out
     except slurm_query.SchedulerQueryError as exc:
         out.stale = True

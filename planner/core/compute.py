@@ -7,7 +7,6 @@ plan and the Slurm time request read the same fields.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 
@@ -75,18 +74,6 @@ class ComputeEstimates:
     def for_run(self, name: str) -> RunEstimate | None:
         """The estimate of one run."""
         return next((r for r in self.runs if r.run == name), None)
-
-
-def slurm_time(seconds: float, margin: float = 1.5, granularity_min: int = 15) -> str:
-    """A Slurm time request: the estimate times a safety margin, rounded up.
-
-    Rounded up to ``granularity_min`` minutes, at least that much; formatted HH:MM:SS, or
-    D-HH:MM:SS from one day on.
-    """
-    minutes = max(granularity_min, math.ceil(seconds * margin / 60 / granularity_min) * granularity_min)
-    days, rem = divmod(minutes, 24 * 60)
-    hours, mins = divmod(rem, 60)
-    return f"{days}-{hours:02d}:{mins:02d}:00" if days else f"{hours:02d}:{mins:02d}:00"
 
 
 def slurm_time_seconds(text: str) -> int:
