@@ -49,3 +49,9 @@ def run_cli(*args: str, cwd: Path | None = None, input: str | None = None) -> Re
 
         os.chdir(cwd)
         return runner.invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the prior-run scan cache of each test private."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from planner import paths
 from planner.adapters.experiment_dir import ensure_absent, write_experiment
+from planner.adapters.prior_index import gather_priors
 from planner.adapters.provenance import provenance
 from planner.adapters.verify import verify
 from planner.core.compute import ComputeEstimates
@@ -88,7 +89,9 @@ def prepare(
             reasoning=f"models ({len(spec.models)}) x paired levels x factorial over {list(spec.factors) or 'no factors'} x {len(spec.replicates.seeds)} seed(s)",
             explanation="Deterministic: the same spec always gives the same run names")
     resources = verify(spec, settings, spec_dir, paths.PROJECT_ROOT, root, log, now)
-    estimates = estimate_plan(plan, resources, log, now, settings.gpu_memory_gib)
+    # The same estimation as `plan-experiment estimate`: prior logs first, fallback ranges otherwise.
+    _, priors = gather_priors([Path(settings.scratch_dir), Path(settings.experiments_dir)], log, now)
+    estimates = estimate_plan(plan, resources, log, now, settings.gpu_memory_gib, priors)
     recipe_texts = {p.name: p.read_text(encoding="utf-8") for p in paths.RECIPES_DIR.glob("*.yaml")}
     jobs = build_job_files(plan, resources, str(target), recipe_texts, job_environment(settings))
     for name, rfile in sorted(set(jobs.recipe_files.items()), key=lambda kv: kv[0])[:1]:
@@ -97,6 +100,7 @@ def prepare(
                 explanation="Adapter-only checkpoints; torchtune config rendered per run as finetune.yaml")
     stamp = now()
     prov = provenance(stamp, settings_path, settings.model_dump(), argv)
+    prov["spec_dir"] = str(spec_dir)  # relative model, dataset and script paths were read from here
     recorded = spec.model_copy(update={"provenance": prov})
     slurm = effective_slurm(spec, settings, estimates)
     env = make_environment(paths.TEMPLATES_DIR)

@@ -1,13 +1,71 @@
-"""`plan-experiment estimate`."""
+"""``plan-experiment estimate``: time, disk and batch size from prior ``slurm-*.out`` logs."""
 
 from __future__ import annotations
 
-import click
+import json
+from datetime import datetime
+from pathlib import Path
 
-from planner.core.errors import PlannerError
+import click
+from rich.console import Console
+from rich.table import Table
+
+from planner.adapters.estimation import run_estimate, settings_of
+from planner.adapters.experiment import load_experiment
+from planner.adapters.local_settings import load_local_settings
+from planner.adapters.tracking import predicted_seconds, refresh
+from planner.core.render import duration, size
 
 
 @click.command("estimate")
-def command() -> None:
-    """Not built yet."""
-    raise PlannerError("plan-experiment estimate is not available yet")
+@click.argument("experiment", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--logs", "logs", multiple=True, type=click.Path(path_type=Path), help="More folders to search for slurm-*.out (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the estimates as JSON.")
+@click.option("--calibrate", is_flag=True, help="Compare predicted with actual elapsed time of finished runs.")
+@click.option("--local-config", type=click.Path(path_type=Path), help="Local settings to use instead of those recorded with the plan.")
+@click.option("--no-cache", is_flag=True, help="Parse every log again instead of using the scan cache.")
+def command(experiment: Path, logs: tuple[Path, ...], as_json: bool, calibrate: bool, local_config: Path | None, no_cache: bool) -> None:
+    """Re-estimate an experiment from prior runs and rewrite its Compute Estimates."""
+    console = Console(soft_wrap=True)
+    exp = load_experiment(experiment)
+    settings = load_local_settings(local_config) if local_config else settings_of(exp)
+    before = predicted_seconds(exp)
+    if calibrate:
+        report, _ = refresh(exp, datetime.now())
+        rows = []
+        for u in report.units:
+            if u.kind == "train" and u.state == "COMPLETED" and u.elapsed_s and u.unit in before:
+                err = (u.elapsed_s - before[u.unit]) / before[u.unit] * 100
+                rows.append({"run": u.unit, "predicted_s": round(before[u.unit], 1), "actual_s": u.elapsed_s, "error_pct": round(err, 1)})
+    out = run_estimate(exp, settings, list(logs), datetime.now, use_cache=not no_cache)
+    est = out.estimates
+    if as_json:
+        payload = json.loads((exp.path / "estimates.json").read_text())
+        payload["priors_used"] = len(out.priors)
+        payload["skipped_logs"] = [{"path": p, "reason": r} for p, r in out.scan.skipped]
+        if calibrate:
+            payload["calibration"] = rows
+        click.echo(json.dumps(payload, indent=2))
+        return
+    console.print(f"searched {', '.join(str(d) for d in out.dirs) or 'nothing'}: {len(out.priors)} usable prior run(s), "
+                  f"{len(out.scan.skipped)} log(s) skipped")
+    for path, reason in out.scan.skipped[:10]:
+        console.print(f"  skipped {path}: {reason}", markup=False, highlight=False)
+    table = Table(title="Training estimates per run")
+    for col in ("Run", "Steps/epoch", "Estimate", "Confidence", "Slurm time", "Basis"):
+        table.add_column(col, overflow="fold")
+    for r in est.runs:
+        table.add_row(r.run, str(r.steps_per_epoch or "-"), duration(r.train_seconds), r.confidence, r.slurm_time, r.basis)
+    console.print(table)
+    console.print(f"Total training {duration(est.total_train_seconds)}; {est.eval_count} evaluations ~{duration(est.total_eval_seconds)}; "
+                  f"{est.gpu_hours(max(exp.spec.resources.gpus, 1)):.2f} GPU hours; checkpoints ~{size(est.disk_total_bytes)} "
+                  f"of {size(est.disk_free_bytes)} free")
+    console.print(f"Batch size: {est.batch_size_note}")
+    if calibrate:
+        cal = Table(title="Calibration: predicted vs actual training time")
+        for col in ("Run", "Predicted", "Actual", "Error"):
+            cal.add_column(col)
+        for row in rows:
+            cal.add_row(row["run"], duration(row["predicted_s"]), duration(row["actual_s"]), f"{row['error_pct']:+.0f}%")
+        console.print(cal if rows else "no finished runs to calibrate against yet")
+    console.print(f"Rewrote Compute Estimates in {exp.path / 'experiment_summary.md'} and appended to design-experiment.log")

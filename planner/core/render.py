@@ -231,15 +231,13 @@ def _evaluation_matrix(inp: RenderInput) -> str:
     return md_table(["Run Name"] + tasks + ["Notes"], rows)
 
 
-def estimates_block(inp: RenderInput, env: jinja2.Environment) -> str:
+def estimates_block(estimates: ComputeEstimates, gpus: int, env: jinja2.Environment) -> str:
     """The Compute Estimates block: rendered on its own so ``estimate`` can refresh it."""
-    return env.get_template("compute_estimates.md.j2").render(inp=inp, ctx=_context(inp)).strip()
+    return env.get_template("compute_estimates.md.j2").render(est=estimates, ctx=estimates_context(estimates, gpus)).strip()
 
 
-def _context(inp: RenderInput) -> dict[str, Any]:
-    plan = inp.plan
-    ft_rows, ev_rows = initial_rows(plan)
-    est = inp.estimates
+def estimates_context(est: ComputeEstimates, gpus: int) -> dict[str, Any]:
+    """Per-model training totals and GPU hours, as the Compute Estimates block shows them."""
     per_model = []
     for model, runs in est.by_model().items():
         each = max(r.train_seconds for r in runs)
@@ -255,8 +253,15 @@ def _context(inp: RenderInput) -> dict[str, Any]:
                 "confidence": sorted({r.confidence for r in runs}),
             }
         )
+    return {"per_model": per_model, "gpu_hours": est.gpu_hours(max(gpus, 1))}
+
+
+def _context(inp: RenderInput) -> dict[str, Any]:
+    plan = inp.plan
+    ft_rows, ev_rows = initial_rows(plan)
     gpus = int(inp.slurm.get("gpus", 1) or 1)
     return {
+        **estimates_context(inp.estimates, gpus),
         "design_type": _design_type(plan),
         "name_pattern": _name_pattern(plan),
         "variables": md_table(["Factor", "Levels"], _variables(plan)) if _variables(plan) else "No factors varied.",
@@ -264,8 +269,6 @@ def _context(inp: RenderInput) -> dict[str, Any]:
         "evaluation_matrix": _evaluation_matrix(inp) if plan.spec.evaluation.tasks else "No evaluation tasks.",
         "finetune_status": wrap_block(FINETUNE_BLOCK, finetune_table(ft_rows)),
         "eval_status": wrap_block(EVAL_BLOCK, eval_table(ev_rows)),
-        "per_model": per_model,
-        "gpu_hours": est.gpu_hours(gpus),
         "run_dirs": {r.name: run_dir(inp.exp_dir, r) for r in plan.runs},
         "first_finetune": plan.finetune_runs[0] if plan.finetune_runs else None,
         "first_eval": plan.evaluations[0] if plan.evaluations else None,

@@ -1,0 +1,67 @@
+"""``estimate``: search prior runs, turn their logs into PriorRuns, re-estimate a plan.
+
+Every search, extraction and calculation goes into design-experiment.log, appended under
+the experiment's lock, so the log tells why the figures are what they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from planner import paths
+from planner.adapters.experiment import Experiment
+from planner.adapters.experiment_dir import atomic_write_text
+from planner.adapters.planning import estimates_json
+from planner.adapters.prior_index import gather_priors
+from planner.adapters.prior_runs import ScanResult
+from planner.adapters.verify import verify
+from planner.core.compute import ComputeEstimates
+from planner.core.designlog import DesignLog
+from planner.core.estimate import PriorRun
+from planner.core.estimating import estimate_plan
+from planner.core.localconfig import LocalSettings
+from planner.core.render import estimates_block, make_environment
+
+ESTIMATES_BLOCK = "compute-estimates"
+
+
+@dataclass
+class EstimateOutcome:
+    """What ``estimate`` found and computed."""
+
+    scan: ScanResult
+    priors: list[PriorRun]
+    estimates: ComputeEstimates
+    dirs: list[Path]
+
+
+def settings_of(exp: Experiment) -> LocalSettings:
+    """The local settings the experiment was planned with."""
+    recorded = (exp.spec.provenance or {}).get("local_settings")
+    if not recorded:
+        from planner.core.errors import ConfigError
+
+        raise ConfigError(f"{exp.path}/experiment.yaml: no recorded local settings; pass --local-config")
+    return LocalSettings.model_validate(recorded)
+
+
+def run_estimate(exp: Experiment, settings: LocalSettings, extra_dirs: list[Path], now: Callable[[], datetime],
+                 use_cache: bool = True) -> EstimateOutcome:
+    """Scan prior runs, re-estimate, rewrite Compute Estimates, estimates.json and the log."""
+    # The experiment itself comes first: its finished runs are the best priors for its other runs.
+    dirs = [exp.path, Path(settings.scratch_dir), Path(settings.experiments_dir), *extra_dirs]
+    log = DesignLog()
+    result, priors = gather_priors(dirs, log, now, use_cache)
+    spec_dir = Path((exp.spec.provenance or {}).get("spec_dir") or exp.path)
+    resources = verify(exp.spec, settings, spec_dir, paths.PROJECT_ROOT, exp.path.parent, DesignLog(), now)
+    estimates = estimate_plan(exp.plan, resources, log, now, settings.gpu_memory_gib, priors)
+    block = estimates_block(estimates, max(exp.spec.resources.gpus, 1), make_environment(paths.TEMPLATES_DIR))
+    with exp.lock():
+        exp.update_summary_blocks({ESTIMATES_BLOCK: block})
+        atomic_write_text(exp.path / "estimates.json", estimates_json(estimates))
+        with open(exp.path / "design-experiment.log", "a", encoding="utf-8") as handle:
+            handle.write(log.render())
+    return EstimateOutcome(scan=result, priors=priors, estimates=estimates, dirs=dirs)
