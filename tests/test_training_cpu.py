@@ -109,8 +109,8 @@ def test_two_epochs_give_two_distinct_adapters(two_epoch_run: Path) -> None:
 
 def test_each_epoch_evaluates_its_own_adapter(env: Any, two_epoch_run: Path) -> None:
     base = run_eval(render_eval(env, two_epoch_run, epoch=None))
-    r0 = run_eval(render_eval(env, two_epoch_run, epoch=0))
-    r1 = run_eval(render_eval(env, two_epoch_run, epoch=1))
+    r0 = run_eval(render_eval(env, two_epoch_run, epoch=0), in_process=True)
+    r1 = run_eval(render_eval(env, two_epoch_run, epoch=1), in_process=True)
     n_test = len(env.data["test"])
     for res, epoch in [(base, None), (r0, 0), (r1, 1)]:
         assert res["n"] == n_test
@@ -161,15 +161,8 @@ def test_loaded_weights_differ_per_epoch(env: Any, two_epoch_run: Path) -> None:
 
 
 def test_eval_failure_exits_nonzero(env: Any, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from train_support import TASK_DIR
-
     run_dir = tmp_path / "missing"
     render_run(env, run_dir)
     cfg = render_eval(env, run_dir, epoch=3)  # no epoch_3 folder
-    proc = subprocess.run([sys.executable, str(TASK_DIR / "eval.py"), "--config", str(cfg)],
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode != 0
+    assert load_task_module("eval").main(["--config", str(cfg)]) != 0
     assert not (cfg.parent / "results.json").exists()
