@@ -1,0 +1,71 @@
+"""`plan-experiment new` and `estimate` estimate from prior slurm-*.out logs, and log the arithmetic."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT, run_cli, write_spec
+
+PRIOR = ROOT / "tests" / "fixtures" / "logs" / "slurm-1001.out"  # seed 002's prior: 4.34 it/s at batch 4
+
+
+def seed_002_setup(example: Path) -> Path:
+    """A 1B-named model, 8,000 training samples, and the 4.34 it/s prior log in scratch_dir."""
+    shutil.copytree(example / "models" / "tiny-llama-cap", example / "models" / "Llama-3.2-1B-Instruct")
+    subprocess.run([sys.executable, str(ROOT / "tasks" / "capitalization" / "generate.py"), "--word-length", "8",
+                    "--train-pct", "80", "--count", "10000", "--out", str(example / "data")], check=True, capture_output=True)
+    scratch = example / "scratch" / "ck-out-happy-narwhal"
+    scratch.mkdir(parents=True)
+    shutil.copy(PRIOR, scratch / "slurm-12345.out")
+    (scratch.parent / "garbage").mkdir()
+    (scratch.parent / "garbage" / "slurm-1.out").write_bytes(b"\x00\xff\xfe binary \x00" * 50)
+    (scratch.parent / "garbage" / "slurm-2.out").write_text("")
+    (scratch.parent / "garbage" / "slurm-3.out").write_text(PRIOR.read_text()[:1800])  # cut mid-line
+    settings = (example / "claude.local.md").read_text().replace("scratch_dir: experiments", "scratch_dir: scratch")
+    (example / "claude.local.md").write_text(settings)
+    return write_spec(example, models=["Llama-3.2-1B-Instruct"], dataset={"path": "words_8L_80P_10000.json"},
+                      factors={"lora_rank": [4]}, controls={"epochs": 2, "batch_size": 4, "max_seq_len": 512})
+
+
+def test_seed_002_worked_example(example: Path) -> None:
+    spec = seed_002_setup(example)
+    result = run_cli("new", "--spec", str(spec), "--yes")
+    assert result.exit_code == 0, result.stderr
+    exp = example / "experiments" / "cap_5L_lora_comparison_demo"
+    log = (exp / "design-experiment.log").read_text()
+    assert "SEARCH_PRIOR_RUNS: Looking for prior runs with training logs" in log
+    assert "Result: Steady speed after warm-up: 4.34 it/s; batch_size=4" in log
+    calc = next(line for line in log.splitlines() if line.startswith("Calculation: steps_per_epoch"))
+    assert "steps_per_epoch = 8000/4 = 2000, time_per_epoch = 2000/4.34 ≈ 461s" in calc
+    est = json.loads((exp / "estimates.json").read_text())["runs"]["Llama-3.2-1B-Instruct_rank4"]
+    assert est["steps_per_epoch"] == 2000
+    assert 15 * 60 <= est["train_seconds"] <= 17 * 60  # ~16 minutes (2 x 461 s, plus measured overhead)
+    assert est["confidence"] == "measured"
+    summary = (exp / "experiment_summary.md").read_text()
+    assert "- **Llama-3.2-1B-Instruct:** ~15 min per run" in summary or "- **Llama-3.2-1B-Instruct:** ~16 min per run" in summary
+    assert "Preliminary - verify with a test run" not in summary
+
+
+def test_estimate_reports_skipped_logs_and_rewrites_only_its_block(example: Path) -> None:
+    spec = seed_002_setup(example)
+    assert run_cli("new", "--spec", str(spec), "--yes").exit_code == 0
+    exp = example / "experiments" / "cap_5L_lora_comparison_demo"
+    summary = exp / "experiment_summary.md"
+    text = summary.read_text().replace("## Notes\n", "## Notes\nmy hand-written note\n")
+    summary.write_text(text)
+    result = run_cli("estimate", str(exp), "--json")
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.output)
+    reasons = {Path(s["path"]).name: s["reason"] for s in payload["skipped_logs"]}
+    assert {"slurm-1.out", "slurm-2.out"} <= set(reasons)
+    assert payload["priors_used"] >= 1
+    after = summary.read_text()
+    assert "my hand-written note" in after
+    # Outside the Compute Estimates block nothing changed.
+    start, end = "<!-- plan-experiment:begin compute-estimates -->", "<!-- plan-experiment:end compute-estimates -->"
+    assert after.split(start)[0] == text.split(start)[0]
+    assert after.split(end)[1] == text.split(end)[1]
