@@ -281,7 +281,10 @@ def build_tiny_model(
         num_kv_heads: Key/value heads.
         intermediate_size: MLP hidden dimension.
         max_position_embeddings: Longest sequence the model supports.
-        warmup_steps: Optimizer steps of the warm-up.
+        warmup_steps: Optimizer steps of the warm-up. The default leaves the base
+            part-trained (about 0.17 exact match on 8-letter capitalization): 100
+            steps give a base that LoRA cannot move off 0, 300 one that has already
+            learned most of the task.
         warmup_batch_size: Examples per warm-up step.
         warmup_lr: Peak warm-up learning rate.
 
