@@ -23,7 +23,6 @@ import math
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ FIXTURES = REPO / "tests" / "fixtures" / "logs"
 sys.path.insert(0, str(REPO))
 
 from planner.adapters.prior_runs import scan  # noqa: E402
-from planner.core.estimate import PriorRun, RunQuery, training_time  # noqa: E402
+from planner.core.estimate import RunQuery, training_time  # noqa: E402
 
 GREP_PATTERN = "[0-9.]+it/s"
 
@@ -121,7 +120,7 @@ def time_grep_devnull(root: Path) -> float:
 def scan_and_estimate(root: Path, cache: Path, workers: int | None) -> tuple[float, object]:
     t0 = time.perf_counter()
     res = scan([root], cache, workers=workers)
-    priors = [PriorRun.from_record(r) for r in res.usable()]
+    priors = res.priors()
     query = RunQuery(model="Llama-3.2-1B-Instruct", param_count=None, batch_size=4, epochs=2, train_samples=8000)
     training_time(query, priors)
     return time.perf_counter() - t0, res
@@ -175,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         rescan_s = min(t for t, _ in rescans)
 
         assert res is not None
-        print(f"records: {len(res.records)} usable: {len(res.usable())} skipped: {len(res.skipped)}")  # type: ignore[attr-defined]
+        print(f"records: {len(res.records)} usable as priors: {len(res.priors())} "  # type: ignore[attr-defined]
+              f"skipped: {len(res.skipped)}")  # type: ignore[attr-defined]
         print()
         w = 58
         print(f"{'what':<{w}} {'seconds':>8} {'vs grep':>8}")

@@ -207,6 +207,7 @@ def test_scan_reports_garbage_and_caches(tmp_path: Path) -> None:
     assert "empty" in skipped["slurm-1008.out"]
     assert len(first.records) == 9
     assert len(first.usable()) == 8  # slurm-1004 failed before training: no figures
+    assert sorted(p.name for p in first.priors()) == sorted(r.path for r in first.usable())
 
     second = scan([tmp_path / "exp"], cache)
     assert second.parsed == 0 and second.cached == 11

@@ -10,6 +10,11 @@ epoch, checkpoint saves, errors, W&B summary) and a few windows in between, alig
 progress-bar updates. Bars are most of a log's bytes and every update says the same
 kind of thing, so reading them all buys nothing but I/O.
 
+Each parsed log is kept two ways: a small summary tuple (the fields estimates use,
+see :data:`SUMMARY_FIELDS`) and the whole record pickled to bytes. Estimates read the
+summaries; records are unpickled only when someone asks for one. That keeps both
+the worker-to-parent traffic and a rescan's cache load to a few bytes per log.
+
 Cache format: pickle frames in one file, a full snapshot followed by appended delta
 frames (changed and removed paths); a rescan that finds 1% changed appends a small
 frame instead of rewriting 10,000 records, and the file is compacted when deltas grow.
@@ -27,14 +32,16 @@ import os
 import pickle
 import time
 from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from planner.core.estimate import PriorRun
 from planner.core.logparse import LogRecord, parse_log_bytes
 
 #: Bump when LogRecord changes shape; older caches are then ignored.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 #: Files up to this size are read whole; larger ones sparsely (head, windows, tail).
 FULL_READ_MAX = 256 * 1024
@@ -58,32 +65,96 @@ _SKIP_DIRS = {".git", "__pycache__", "node_modules", ".venv", ".cache"}
 LOG_PATTERN = "slurm-*.out"
 
 
+#: LogRecord fields kept in the summary, in order (what PriorRun.from_record reads).
+SUMMARY_FIELDS = (
+    "model_component", "batch_size", "gradient_accumulation_steps", "max_seq_len", "packed",
+    "steady_it_per_s", "tokens_per_second_median", "steps_per_epoch", "epoch_elapsed_s",
+    "state", "epochs",
+)
+_CKPT_GIB, _SAVE_S, _PEAK = len(SUMMARY_FIELDS), len(SUMMARY_FIELDS) + 1, len(SUMMARY_FIELDS) + 2
+
+
+def _summary(rec: LogRecord) -> tuple:
+    saves = sorted(rec.checkpoint_save_s)
+    return tuple(getattr(rec, f) for f in SUMMARY_FIELDS) + (
+        rec.checkpoint_gib_per_epoch(),
+        saves[len(saves) // 2] if saves else None,
+        rec.peak_memory,
+    )
+
+
+class LazyRecords(Mapping[str, LogRecord]):
+    """path -> LogRecord, unpickled on first access (most scans never need them all)."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[str, bytes] = {}
+        self._done: dict[str, LogRecord] = {}
+
+    def _add(self, path: str, blob: bytes, rec: LogRecord | None = None) -> None:
+        self._blobs[path] = blob
+        if rec is not None:
+            self._done[path] = rec
+        else:
+            self._done.pop(path, None)
+
+    def __getitem__(self, path: str) -> LogRecord:
+        rec = self._done.get(path)
+        if rec is None:
+            rec = pickle.loads(self._blobs[path])
+            self._done[path] = rec
+        return rec
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._blobs)
+
+    def __len__(self) -> int:
+        return len(self._blobs)
+
+
 @dataclass
 class ScanResult:
     """What a scan found.
 
     Attributes:
-        records: path -> record, for every log that held torchtune training output.
+        records: path -> record, for every log that held torchtune training output
+            (a lazy mapping: records are decoded when accessed).
+        summaries: path -> summary tuple (see :data:`SUMMARY_FIELDS`).
         skipped: ``(path, reason)`` for logs that were empty, unreadable, garbage or
             not training logs.
         parsed: how many files were read and parsed this time.
-        cached: how many records came from the cache unchanged.
+        cached: how many files' results came from the cache unchanged.
         seconds: wall time of the scan.
     """
 
-    records: dict[str, LogRecord] = field(default_factory=dict)
+    records: LazyRecords = field(default_factory=LazyRecords)
+    summaries: dict[str, tuple] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     parsed: int = 0
     cached: int = 0
     seconds: float = 0.0
 
+    def priors(self) -> list[PriorRun]:
+        """Prior-run summaries an estimate can use (speed, token rate or checkpoint size).
+
+        Built from the summaries alone, so it stays fast for 10,000 logs.
+        """
+        out = []
+        for path, t in self.summaries.items():
+            (model, batch, ga, seq, packed, its, tps, spe, elapsed, state, _epochs) = t[: len(SUMMARY_FIELDS)]
+            if not (its or tps or t[_CKPT_GIB] is not None):
+                continue
+            out.append(PriorRun(
+                name=path, model=model, batch_size=batch, gradient_accumulation_steps=ga,
+                max_seq_len=seq, packed=packed, it_per_s=its, tokens_per_s=tps, steps_per_epoch=spe,
+                epoch_seconds=list(elapsed), checkpoint_save_s=t[_SAVE_S],
+                checkpoint_gib_per_epoch=t[_CKPT_GIB], peak_memory_gib=t[_PEAK], state=state,
+            ))
+        return out
+
     def usable(self) -> list[LogRecord]:
-        """Records an estimate can use: some speed, token rate or checkpoint data."""
-        return [
-            r
-            for r in self.records.values()
-            if r.steady_it_per_s or r.tokens_per_second_median or r.checkpoints
-        ]
+        """Full records of the logs :meth:`priors` would use (decodes each one)."""
+        keep = {p.name for p in self.priors()}
+        return [self.records[p] for p in self.records if p in keep]
 
 
 def find_logs(dirs: list[Path], pattern: str = LOG_PATTERN) -> list[tuple[str, int, int]]:
@@ -163,31 +234,32 @@ def read_log(path: str, size: int | None = None) -> bytes:
         return b"\n".join(parts)
 
 
-def _parse_path(path: str, size: int | None = None) -> tuple[str, LogRecord | None, str | None]:
+def _parse_path(path: str, size: int | None = None) -> tuple[str, tuple | None, bytes | None, str | None]:
     """Read and parse one file; never raises.
 
     Returns:
-        ``(path, record, skip_reason)``: record None with a reason when skipped.
+        ``(path, summary, record_blob, skip_reason)``; summary and blob are None with a
+        reason when the file is skipped.
     """
     try:
         data = read_log(path, size)
     except OSError as exc:
-        return path, None, f"unreadable: {exc.strerror or exc}"
+        return path, None, None, f"unreadable: {exc.strerror or exc}"
     if not data:
-        return path, None, "empty file"
+        return path, None, None, "empty file"
     rec = parse_log_bytes(data, path)
     rec.config_text = None  # see the module docstring
     if not rec.has_training_data:
         why = "; ".join(rec.problems) or "no torchtune training output found"
-        return path, None, f"no torchtune training output ({why})"
-    return path, rec, None
+        return path, None, None, f"no torchtune training output ({why})"
+    return path, _summary(rec), pickle.dumps(rec, protocol=pickle.HIGHEST_PROTOCOL), None
 
 
-def _parse_many(items: list[tuple[str, int]]) -> list[tuple[str, LogRecord | None, str | None]]:
+def _parse_many(items: list[tuple[str, int]]) -> list[tuple[str, tuple | None, bytes | None, str | None]]:
     return [_parse_path(p, s) for p, s in items]
 
 
-_Entry = tuple  # (size, mtime_ns, LogRecord | None, skip reason | None)
+_Entry = tuple  # (size, mtime_ns, summary | None, record blob | None, skip reason | None)
 
 
 def _load_cache(cache_path: Path | None) -> tuple[dict[str, _Entry], int]:
@@ -273,15 +345,17 @@ def scan(
     entries: dict[str, _Entry] = {}
     todo: list[tuple[str, int, int]] = []
     records = result.records
+    summaries = result.summaries
     skipped = result.skipped
     for path, size, mtime in files:
         hit = old.get(path)
         if hit is not None and hit[0] == size and hit[1] == mtime:
             entries[path] = hit
             if hit[2] is not None:
-                records[path] = hit[2]
+                summaries[path] = hit[2]
+                records._add(path, hit[3])
             else:
-                skipped.append((path, hit[3] or "skipped"))
+                skipped.append((path, hit[4] or "skipped"))
         else:
             todo.append((path, size, mtime))
     result.cached = len(entries)
@@ -297,12 +371,13 @@ def scan(
     else:
         outcomes = _parse_many(items)
     changed: dict[str, _Entry] = {}
-    for (path, rec, reason), (_, s, m) in zip(outcomes, todo):
-        if rec is not None:
-            records[path] = rec
+    for (path, summ, blob, reason), (_, s, m) in zip(outcomes, todo):
+        if summ is not None and blob is not None:
+            summaries[path] = summ
+            records._add(path, blob)
         else:
             skipped.append((path, reason or "skipped"))
-        changed[path] = entries[path] = (s, m, rec, reason)
+        changed[path] = entries[path] = (s, m, summ, blob, reason)
     result.parsed = len(todo)
     removed = [p for p in old if p not in entries]
     if cache_path is not None and (changed or removed or not old):

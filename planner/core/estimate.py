@@ -17,6 +17,7 @@ import math
 import re
 import statistics
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
 from planner.core.logparse import LogRecord
@@ -264,6 +265,7 @@ _SIZE_RE = re.compile(r"(?<![a-z\d])(\d+)(?:[._](\d+))?\s*b(?![a-z])", re.I)
 _PARAM_WORDS = {"mini": 3.8e9, "small": 7e9, "medium": 14e9}
 
 
+@lru_cache(maxsize=4096)  # thousands of priors share a handful of model names
 def model_key(name: str | None) -> tuple[str | None, float | None]:
     """Family and size (billions) from a model name or torchtune component.
 

@@ -33,8 +33,7 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -49,7 +48,7 @@ STATES = ("completed", "oom", "failed", "truncated", "unknown")
 
 #: Bar updates sampled per physical bar line (plus first and last). Enough for a
 #: robust median; bounded so a 10,000-step epoch costs the same as a 50-step one.
-BAR_SAMPLES_PER_LINE = 6
+BAR_SAMPLES_PER_LINE = 4
 
 #: Upper bound on stored loss points and speed samples (keeps cached records small).
 MAX_SERIES = 16
@@ -392,8 +391,10 @@ def _bar_line(data: bytes, start: int, end: int, first: int, samples: list[BarSa
     """Handle one physical line ``data[start:end]`` whose first ``\\r`` is at ``first``."""
     if first > start:
         rest.append(data[start:first])
-    # Update starts: all of them when few; else first, last and evenly spaced probes
-    # (each probe snaps to the next '\r'). memchr-backed finds keep this cheap.
+    # Lines with few updates: parse them all. Long lines: a few evenly spaced probes
+    # past the warm-up (each snaps to the next '\r') and the last update, which holds
+    # the epoch's final n/total, elapsed time and global step. memchr-backed finds
+    # keep the walk cheap however long the line is.
     starts = [first]
     p = first
     for _ in range(BAR_SAMPLES_PER_LINE + 2):
@@ -402,19 +403,32 @@ def _bar_line(data: bytes, start: int, end: int, first: int, samples: list[BarSa
             break
         starts.append(p)
     else:
-        starts = [first]
         span = end - first
+        starts = []
         for k in range(1, BAR_SAMPLES_PER_LINE + 1):
             p = data.find(b"\r", first + span * k // (BAR_SAMPLES_PER_LINE + 1), end)
-            if p > starts[-1]:
+            if p >= 0 and (not starts or p > starts[-1]):
                 starts.append(p)
+        for p in starts:
+            sample, _ = _parse_bar(data, p + 1, data.find(b"\r", p + 1, end))
+            if sample is not None:
+                samples.append(sample)
         last = data.rfind(b"\r", first, end)
-        if last > starts[-1]:
-            # The last update may be cut mid-write; keep the one before it as well.
-            prev = data.rfind(b"\r", starts[-1] + 1, last)
-            if prev > starts[-1]:
-                starts.append(prev)
-            starts.append(last)
+        sample, stop = _parse_bar(data, last + 1, end)
+        if sample is None:
+            # The last update was cut mid-write: use the one before it.
+            prev = data.rfind(b"\r", first, last)
+            if prev > (starts[-1] if starts else first):
+                before, _ = _parse_bar(data, prev + 1, last)
+                if before is not None:
+                    samples.append(before)
+            if data[last + 1 : end].strip():
+                rest.append(data[last + 1 : end])
+        else:
+            samples.append(sample)
+            if stop < end:
+                rest.append(data[stop:end])
+        return
     for p in starts:
         seg_end = data.find(b"\r", p + 1, end)
         if seg_end < 0:
@@ -516,20 +530,18 @@ def _scalar(raw: str | None) -> Any:
 # anchored on "\n" rather than ``^`` with re.M: a literal first character lets the
 # regex engine skip ahead, which makes them several times faster.
 _CONFIG_END_RE = re.compile(r"\n(?=[^ \t\-#\n])(?![A-Za-z_][\w.\-]*:(?: |\n|$))")
-_TOP_KEYS_RE = re.compile(
-    r"\n(batch_size|gradient_accumulation_steps|epochs|max_steps_per_epoch|output_dir)"
-    r":(?: +(.*))?"
-)
 _SECTION_END_RE = re.compile(r"\n[^ \t\-#\n]")
+# Every key this parser wants, top level (no indent) or in a section (two spaces).
+_ANY_KEY_RE = re.compile(
+    r"\n( {2})?(batch_size|gradient_accumulation_steps|epochs|max_steps_per_epoch|output_dir"
+    r"|_component_|lora_rank|max_seq_len|packed|source|data_files|split):(?: +(.*))?"
+)
+_TOP_ATTR = {k: k for k in ("batch_size", "gradient_accumulation_steps", "epochs",
+                            "max_steps_per_epoch", "output_dir")}
 _SECTION_KEYS = {
     "model": ("model_component", "lora_rank"),
     "tokenizer": ("max_seq_len",),
     "dataset": ("packed", "dataset_source", "dataset_data_files", "dataset_split"),
-}
-_SECTION_RE = {
-    name: re.compile(r"^  (_component_|lora_rank|max_seq_len|packed|source|data_files|split)"
-                     r":(?: +(.*))?$", re.M)
-    for name in _SECTION_KEYS
 }
 _SECTION_ATTR = {
     ("model", "_component_"): "model_component",
@@ -569,33 +581,35 @@ def _extract_config(text: str, rec: LogRecord) -> None:
     end_m = _CONFIG_END_RE.search(text, start + 1)
     block = text[start : end_m.start() if end_m else len(text)] + "\n"
     rec.config_text = block.strip("\n") + "\n"
+    # Span of each section of interest: from its header to the next top-level line.
+    spans = []
+    for name in _SECTION_KEYS:
+        at = block.find(f"\n{name}:\n")
+        if at >= 0:
+            se = _SECTION_END_RE.search(block, at + len(name) + 2)
+            spans.append((at, se.start() if se else len(block), name))
     found: dict[str, Any] = {}
-    for key, raw in _TOP_KEYS_RE.findall(block):
-        found[key] = _scalar(raw)
-    for section in _SECTION_KEYS:
-        at = block.find(f"\n{section}:\n")
-        if at < 0:
+    for m2 in _ANY_KEY_RE.finditer(block):
+        indent, key, raw = m2.groups()
+        if not indent:
+            attr = _TOP_ATTR.get(key)
+            if attr:
+                found[attr] = _scalar(raw)
             continue
-        body_start = at + len(section) + 2
-        se = _SECTION_END_RE.search(block, body_start)
-        body_end = se.start() + 1 if se else len(block)
-        for m2 in _SECTION_RE[section].finditer(block, body_start, body_end):
-            attr = _SECTION_ATTR.get((section, m2.group(1)))
-            if attr is None:
-                continue
-            if m2.group(2) is None and attr == "dataset_data_files":
-                # Block list: the "- item" lines that follow.
-                items = []
-                pos = m2.end()
-                while True:
-                    im = _BLOCK_ITEM_RE.match(block, pos, body_end)
-                    if im is None:
-                        break
-                    items.append(_scalar(im.group(1)))
-                    pos = im.end()
-                found[attr] = items
-            else:
-                found[attr] = _scalar(m2.group(2))
+        pos = m2.start()
+        section = next((name for at, end, name in spans if at < pos < end), None)
+        attr = _SECTION_ATTR.get((section, key)) if section else None
+        if attr is None:
+            continue
+        if raw is None and attr == "dataset_data_files":
+            items = []  # block list: the "- item" lines that follow
+            ipos = m2.end()
+            while (im := _BLOCK_ITEM_RE.match(block, ipos)) is not None:
+                items.append(_scalar(im.group(1)))
+                ipos = im.end()
+            found[attr] = items
+        else:
+            found[attr] = _scalar(raw)
     for attr, value in found.items():
         if attr in _INT_FIELDS:
             value = _to_int(value)
@@ -608,15 +622,27 @@ def _extract_config(text: str, rec: LogRecord) -> None:
         rec.problems.append("config dump present but none of the expected keys were read")
 
 
+def _median(values: list[float]) -> float:
+    """Median without statistics' overhead (called once per log)."""
+    v = sorted(values)
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
+
+
 def _summarise_bars(samples: list[BarSample], rec: LogRecord) -> None:
     if not samples:
         return
-    totals = [s.total for s in samples if s.total > 0]
-    if totals:
-        # The bar total is constant across epochs; take the most common one.
-        rec.steps_per_epoch = max(set(totals), key=totals.count)
-    steps = [s.global_step for s in samples if s.global_step is not None]
-    rec.total_steps = max(steps) if steps else None
+    # The bar total is constant across epochs; take the most common one.
+    counts: dict[int, int] = {}
+    steps = None
+    for s in samples:
+        if s.total > 0:
+            counts[s.total] = counts.get(s.total, 0) + 1
+        if s.global_step is not None and (steps is None or s.global_step > steps):
+            steps = s.global_step
+    if counts:
+        rec.steps_per_epoch = max(counts, key=counts.__getitem__)
+    rec.total_steps = steps
     # Last seen update per epoch: epoch-less updates (the bare first print) belong to
     # the epoch after the last described one.
     last_by_epoch: dict[int, BarSample] = {}
@@ -630,27 +656,27 @@ def _summarise_bars(samples: list[BarSample], rec: LogRecord) -> None:
         prev = last_by_epoch.get(ep)
         if prev is None or s.n >= prev.n:
             last_by_epoch[ep] = s
-    rec.epochs_started = max(last_by_epoch) if last_by_epoch else 0
     if last_by_epoch:
+        rec.epochs_started = max(last_by_epoch)
         # Epochs run in order, so the last one decides: earlier epochs finished even
         # when their updates were not sampled (or not read, for huge logs).
         last = last_by_epoch[rec.epochs_started]
         rec.epochs_finished = rec.epochs_started - (0 if last.total and last.n >= last.total else 1)
-    rec.epoch_elapsed_s = [
-        last_by_epoch[e].elapsed_s or 0.0 for e in sorted(last_by_epoch) if last_by_epoch[e].n > 0
-    ]
-    if rec.total_steps is None and rec.steps_per_epoch:
-        rec.total_steps = sum(s.n for s in last_by_epoch.values())
-    rates = [(s.n, s.total, s.it_per_s) for s in samples if s.it_per_s]
-    rec.speed_samples = _bounded([r for _, _, r in rates])
+        rec.epoch_elapsed_s = [
+            last_by_epoch[e].elapsed_s or 0.0 for e in sorted(last_by_epoch) if last_by_epoch[e].n > 0
+        ]
+        if rec.total_steps is None and rec.steps_per_epoch:
+            rec.total_steps = sum(s.n for s in last_by_epoch.values())
+    rates = [s.it_per_s for s in samples if s.it_per_s]
+    rec.speed_samples = _bounded(rates)
     # Warm-up: the first steps include compilation, cache warm-up and the first
     # checkpoint-free data loading, and tqdm's rate is a moving average, so updates in
     # the first 10% of an epoch (at least 2 steps) are left out of the steady rate.
-    steady = [r for n, total, r in rates if n > max(2, total // 10)]
+    steady = [s.it_per_s for s in samples if s.it_per_s and s.n > max(2, s.total // 10)]
     if steady:
-        rec.steady_it_per_s = statistics.median(steady)
+        rec.steady_it_per_s = _median(steady)
     elif rates:
-        rec.steady_it_per_s = statistics.median(r for _, _, r in rates)
+        rec.steady_it_per_s = _median(rates)
         rec.problems.append("speed only from warm-up updates; steady rate may be low")
     losses = []
     for s in _bounded([s for s in samples if s.global_step is not None and s.loss_raw]):
@@ -707,7 +733,7 @@ def _extract_rare(text: str, rec: LogRecord) -> None:
         if tps:
             rec.tokens_per_second = _bounded(tps)
             # The first logged step includes warm-up; leave it out when there are more.
-            rec.tokens_per_second_median = statistics.median(tps[1:] if len(tps) > 2 else tps)
+            rec.tokens_per_second_median = _median(tps[1:] if len(tps) > 2 else tps)
         if step_losses and not rec.loss:
             rec.loss = _bounded(step_losses)
     if "wandb:" in text:
