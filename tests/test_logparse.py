@@ -249,6 +249,12 @@ def test_cache_deltas_and_removed_files(tmp_path: Path) -> None:
     again = scan([tmp_path], cache)
     assert (again.parsed, again.cached, len(again.records)) == (0, 7, 7)
     assert all(r.config_text is None for r in again.records.values())
+    # A new log in a known folder (and in a new subfolder) is found.
+    (tmp_path / "slurm-9.out").write_bytes(src)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "slurm-10.out").write_bytes(src)
+    new = scan([tmp_path], cache)
+    assert (new.parsed, new.cached, len(new.records)) == (2, 7, 9)
 
 
 def test_scan_survives_a_damaged_cache(tmp_path: Path) -> None:

@@ -157,12 +157,20 @@ class ScanResult:
         return [self.records[p] for p in self.records if p in keep]
 
 
-def find_logs(dirs: list[Path], pattern: str = LOG_PATTERN) -> list[tuple[str, int, int]]:
+def find_logs(
+    dirs: list[Path],
+    pattern: str = LOG_PATTERN,
+    dir_cache: dict[str, tuple[int, list[str], list[str]]] | None = None,
+) -> list[tuple[str, int, int]]:
     """List logs under ``dirs`` recursively.
 
     Args:
         dirs: folders to walk (missing ones are ignored).
         pattern: file name glob.
+        dir_cache: folder -> ``(mtime_ns, subfolders, log names)`` from an earlier
+            walk; updated in place. A folder whose mtime is unchanged has the same
+            entries, so it is not listed again (its logs are still stat'ed, since
+            appending to a file does not touch the folder).
 
     Returns:
         ``(path, size, mtime_ns)`` for each matching regular file, sorted by path.
@@ -171,11 +179,31 @@ def find_logs(dirs: list[Path], pattern: str = LOG_PATTERN) -> list[tuple[str, i
     found: list[tuple[str, int, int]] = []
     stack = [str(d) for d in dirs]
     seen: set[str] = set()
+    cache = dir_cache if dir_cache is not None else {}
+    stat = os.stat
     while stack:
         d = stack.pop()
         if d in seen:
             continue
         seen.add(d)
+        try:
+            d_mtime = stat(d).st_mtime_ns
+        except OSError:
+            cache.pop(d, None)
+            continue
+        hit = cache.get(d)
+        if hit is not None and hit[0] == d_mtime:
+            stack.extend(hit[1])
+            for name in hit[2]:
+                path = os.path.join(d, name)
+                try:
+                    st = stat(path)
+                except OSError:
+                    continue
+                found.append((path, st.st_size, st.st_mtime_ns))
+            continue
+        subdirs: list[str] = []
+        names: list[str] = []
         try:
             it = os.scandir(d)
         except OSError:
@@ -186,16 +214,17 @@ def find_logs(dirs: list[Path], pattern: str = LOG_PATTERN) -> list[tuple[str, i
                 try:
                     if entry.is_dir(follow_symlinks=False):
                         if name not in _SKIP_DIRS:
-                            stack.append(entry.path)
+                            subdirs.append(entry.path)
                         continue
                     # Cheap name test first: only matching files cost a stat call.
-                    if name.startswith("slurm-") and fnmatchcase(name, pattern) or (
-                        pattern != LOG_PATTERN and fnmatchcase(name, pattern)
-                    ):
+                    if fnmatchcase(name, pattern) and entry.is_file(follow_symlinks=False):
                         st = entry.stat()
+                        names.append(name)
                         found.append((entry.path, st.st_size, st.st_mtime_ns))
                 except OSError:
                     continue
+        cache[d] = (d_mtime, subdirs, names)
+        stack.extend(subdirs)
     found.sort()
     return found
 
@@ -262,18 +291,20 @@ def _parse_many(items: list[tuple[str, int]]) -> list[tuple[str, tuple | None, b
 _Entry = tuple  # (size, mtime_ns, summary | None, record blob | None, skip reason | None)
 
 
-def _load_cache(cache_path: Path | None) -> tuple[dict[str, _Entry], int]:
-    """Entries and the number of delta frames read (0 for a fresh snapshot)."""
+def _load_cache(cache_path: Path | None) -> tuple[dict[str, _Entry], dict[str, tuple], int]:
+    """Entries, folder listings and the number of delta frames read."""
     if cache_path is None:
-        return {}, 0
+        return {}, {}, 0
     entries: dict[str, _Entry] = {}
+    dirs: dict[str, tuple] = {}
     frames = 0
     try:
         with open(cache_path, "rb") as fh:
             head = pickle.load(fh)
             if not isinstance(head, dict) or head.get("version") != CACHE_VERSION:
-                return {}, 0
+                return {}, {}, 0
             entries = head.get("entries") or {}
+            dirs = head.get("dirs") or {}
             while True:
                 try:
                     delta = pickle.load(fh)
@@ -282,19 +313,20 @@ def _load_cache(cache_path: Path | None) -> tuple[dict[str, _Entry], int]:
                 entries.update(delta.get("changed") or {})
                 for gone in delta.get("removed") or ():
                     entries.pop(gone, None)
+                dirs = delta.get("dirs", dirs)
                 frames += 1
     except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError,
             ImportError, IndexError, TypeError, KeyError):
-        return {}, 0
-    return entries, frames
+        return {}, {}, 0
+    return entries, dirs, frames
 
 
-def _write_atomic(cache_path: Path, entries: dict[str, _Entry]) -> None:
+def _write_atomic(cache_path: Path, entries: dict[str, _Entry], dirs: dict[str, tuple]) -> None:
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            pickle.dump({"version": CACHE_VERSION, "entries": entries}, fh,
+            pickle.dump({"version": CACHE_VERSION, "entries": entries, "dirs": dirs}, fh,
                         protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, cache_path)  # atomic: a reader never sees half a cache
     except OSError:
@@ -305,19 +337,23 @@ def _write_atomic(cache_path: Path, entries: dict[str, _Entry]) -> None:
 
 
 def _save_cache(cache_path: Path, entries: dict[str, _Entry], changed: dict[str, _Entry],
-                removed: list[str], frames: int, had_cache: bool) -> None:
+                removed: list[str], dirs: dict[str, tuple], dirs_changed: bool, frames: int,
+                had_cache: bool) -> None:
     small = len(changed) + len(removed) <= MAX_DELTA_FRACTION * max(1, len(entries))
     if had_cache and small and frames < MAX_DELTA_FRAMES:
         try:
             # One write() of a whole frame: a concurrent reader sees the old file, or
             # the old file plus a complete frame, or a torn frame it discards.
-            blob = pickle.dumps({"changed": changed, "removed": removed}, protocol=pickle.HIGHEST_PROTOCOL)
+            frame: dict = {"changed": changed, "removed": removed}
+            if dirs_changed:
+                frame["dirs"] = dirs  # listings are small next to records: store whole
+            blob = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
             with open(cache_path, "ab") as fh:
                 fh.write(blob)
             return
         except OSError:
             pass
-    _write_atomic(cache_path, entries)
+    _write_atomic(cache_path, entries, dirs)
 
 
 def scan(
@@ -340,8 +376,9 @@ def scan(
     """
     t0 = time.perf_counter()
     result = ScanResult()
-    old, frames = _load_cache(cache_path)
-    files = find_logs(dirs)
+    old, dir_cache, frames = _load_cache(cache_path)
+    dirs_before = dict(dir_cache)
+    files = find_logs(dirs, dir_cache=dir_cache)
     entries: dict[str, _Entry] = {}
     todo: list[tuple[str, int, int]] = []
     records = result.records
@@ -380,7 +417,9 @@ def scan(
         changed[path] = entries[path] = (s, m, summ, blob, reason)
     result.parsed = len(todo)
     removed = [p for p in old if p not in entries]
-    if cache_path is not None and (changed or removed or not old):
-        _save_cache(cache_path, entries, changed, removed, frames, had_cache=bool(old))
+    dirs_changed = dir_cache != dirs_before
+    if cache_path is not None and (changed or removed or dirs_changed or not old):
+        _save_cache(cache_path, entries, changed, removed, dir_cache, dirs_changed, frames,
+                    had_cache=bool(old))
     result.seconds = time.perf_counter() - t0
     return result

@@ -53,9 +53,6 @@ BAR_SAMPLES_PER_LINE = 4
 #: Upper bound on stored loss points and speed samples (keeps cached records small).
 MAX_SERIES = 16
 
-#: How many lines after the config header are read as config at most.
-MAX_CONFIG_LINES = 600
-
 _GIB = 1024**3
 
 # One tqdm update, on bytes. The description (epoch|global_step|Loss: x) is absent on
@@ -68,8 +65,6 @@ _BAR_RE = re.compile(
     rb"\[((?:\d+d )?[\d:]+)<(?:[\d:]+|\?)?, *(?:([\d.]+)(it/s|s/it)|\?it/s)\]"
 )
 _HEADER_RE = re.compile(r"Running (\w+) with resolved config:")
-_LOGPREFIX_RE = re.compile(r"(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)[: ]")
-_KEYLINE_RE = re.compile(r"( *)([A-Za-z_][\w.\-]*):(?: +(.*))?$")
 # Patterns open with a literal so the regex engine can skip ahead with a fast prefix
 # search instead of trying every position (what a leading \w+ or (A|B) would cost).
 _MEM_RE = re.compile(r"peak memory (allocation|alloc|reserved|active): *([\d.]+) *(GiB|GB|MiB|MB)?")
@@ -531,31 +526,24 @@ def _scalar(raw: str | None) -> Any:
 # regex engine skip ahead, which makes them several times faster.
 _CONFIG_END_RE = re.compile(r"\n(?=[^ \t\-#\n])(?![A-Za-z_][\w.\-]*:(?: |\n|$))")
 _SECTION_END_RE = re.compile(r"\n[^ \t\-#\n]")
-# Every key this parser wants, top level (no indent) or in a section (two spaces).
-_ANY_KEY_RE = re.compile(
-    r"\n( {2})?(batch_size|gradient_accumulation_steps|epochs|max_steps_per_epoch|output_dir"
-    r"|_component_|lora_rank|max_seq_len|packed|source|data_files|split):(?: +(.*))?"
-)
 _TOP_ATTR = {k: k for k in ("batch_size", "gradient_accumulation_steps", "epochs",
                             "max_steps_per_epoch", "output_dir")}
-_SECTION_KEYS = {
-    "model": ("model_component", "lora_rank"),
-    "tokenizer": ("max_seq_len",),
-    "dataset": ("packed", "dataset_source", "dataset_data_files", "dataset_split"),
-}
-_SECTION_ATTR = {
-    ("model", "_component_"): "model_component",
-    ("model", "lora_rank"): "lora_rank",
-    ("tokenizer", "max_seq_len"): "max_seq_len",
-    ("dataset", "packed"): "packed",
-    ("dataset", "source"): "dataset_source",
-    ("dataset", "data_files"): "dataset_data_files",
-    ("dataset", "split"): "dataset_split",
+_SECTION_FINDS = {
+    "model": (("_component_", "model_component"), ("lora_rank", "lora_rank")),
+    "tokenizer": (("max_seq_len", "max_seq_len"),),
+    "dataset": (("packed", "packed"), ("source", "dataset_source"), ("data_files", "dataset_data_files"),
+                ("split", "dataset_split")),
 }
 _INT_FIELDS = {"batch_size", "gradient_accumulation_steps", "epochs", "max_steps_per_epoch",
                "lora_rank", "max_seq_len"}
 _STR_FIELDS = {"model_component", "dataset_source", "dataset_split", "output_dir"}
 _BLOCK_ITEM_RE = re.compile(r"\n {2,}- (.*)")
+
+
+def _line_value(block: str, pos: int) -> Any:
+    """The scalar after ``key:`` at ``pos`` up to the end of the line (None if empty)."""
+    end = block.find("\n", pos)
+    return _scalar(block[pos : end if end >= 0 else len(block)])
 
 
 def _extract_config(text: str, rec: LogRecord) -> None:
@@ -581,35 +569,35 @@ def _extract_config(text: str, rec: LogRecord) -> None:
     end_m = _CONFIG_END_RE.search(text, start + 1)
     block = text[start : end_m.start() if end_m else len(text)] + "\n"
     rec.config_text = block.strip("\n") + "\n"
-    # Span of each section of interest: from its header to the next top-level line.
-    spans = []
-    for name in _SECTION_KEYS:
-        at = block.find(f"\n{name}:\n")
-        if at >= 0:
-            se = _SECTION_END_RE.search(block, at + len(name) + 2)
-            spans.append((at, se.start() if se else len(block), name))
+    # Plain str.find per wanted key: a dozen C-level searches beat a regex pass plus
+    # Python work per matched line (the dump has ~20 ``_component_`` lines alone).
     found: dict[str, Any] = {}
-    for m2 in _ANY_KEY_RE.finditer(block):
-        indent, key, raw = m2.groups()
-        if not indent:
-            attr = _TOP_ATTR.get(key)
-            if attr:
-                found[attr] = _scalar(raw)
+    for key in _TOP_ATTR:
+        at = block.find(f"\n{key}:")
+        if at >= 0:
+            found[key] = _line_value(block, at + len(key) + 2)
+    for name, keys in _SECTION_FINDS.items():
+        at = block.find(f"\n{name}:\n")
+        if at < 0:
             continue
-        pos = m2.start()
-        section = next((name for at, end, name in spans if at < pos < end), None)
-        attr = _SECTION_ATTR.get((section, key)) if section else None
-        if attr is None:
-            continue
-        if raw is None and attr == "dataset_data_files":
-            items = []  # block list: the "- item" lines that follow
-            ipos = m2.end()
-            while (im := _BLOCK_ITEM_RE.match(block, ipos)) is not None:
-                items.append(_scalar(im.group(1)))
-                ipos = im.end()
-            found[attr] = items
-        else:
-            found[attr] = _scalar(raw)
+        body = at + len(name) + 2
+        se = _SECTION_END_RE.search(block, body)
+        end = se.start() + 1 if se else len(block)
+        for key, attr in keys:
+            k = block.find(f"\n  {key}:", body - 1, end)
+            if k < 0:
+                continue
+            vpos = k + len(key) + 4
+            raw = _line_value(block, vpos)
+            if raw is None and attr == "dataset_data_files":
+                items = []  # block list: the "- item" lines that follow
+                ipos = block.find("\n", vpos)
+                while (im := _BLOCK_ITEM_RE.match(block, ipos)) is not None:
+                    items.append(_scalar(im.group(1)))
+                    ipos = im.end()
+                found[attr] = items
+            else:
+                found[attr] = raw
     for attr, value in found.items():
         if attr in _INT_FIELDS:
             value = _to_int(value)
