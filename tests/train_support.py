@@ -184,6 +184,15 @@ def tune_executable() -> str:
     return found
 
 
+def _child_env() -> dict[str, str]:
+    """Environment for training/eval subprocesses: one OpenMP thread.
+
+    The tiny model's ops are too small to gain from threads, and on a shared CI
+    runner contending OpenMP threads slow a run down many times over.
+    """
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def train(config_path: Path, *, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the run's ``tune run`` command (from ``training_argv``) in a subprocess.
 
@@ -206,6 +215,7 @@ def train(config_path: Path, *, timeout: float = 300) -> subprocess.CompletedPro
         text=True,
         timeout=timeout,
         check=False,
+        env=_child_env(),
     )
     assert proc.returncode == 0, f"training failed ({proc.returncode}):\n{proc.stdout[-4000:]}"
     return proc
@@ -272,6 +282,9 @@ def run_eval(config_path: Path, *, in_process: bool = False, timeout: float = 30
         The parsed ``results.json``.
     """
     if in_process:
+        import torch
+
+        torch.set_num_threads(1)  # as in _child_env; this is the test process
         status = load_task_module("eval").main(["--config", str(config_path)])
         assert status == 0, f"eval of {config_path} failed"
         return json.loads((config_path.parent / "results.json").read_text())
@@ -283,6 +296,7 @@ def run_eval(config_path: Path, *, in_process: bool = False, timeout: float = 30
         text=True,
         timeout=timeout,
         check=False,
+        env=_child_env(),
     )
     assert proc.returncode == 0, f"eval failed ({proc.returncode}):\n{proc.stdout[-4000:]}"
     return json.loads((config_path.parent / "results.json").read_text())

@@ -333,16 +333,23 @@ def build_tiny_model(
     # The same tokenizer (and default Llama-2 chat template) the recipes use.
     tokenizer = llama2_tokenizer(str(out / "tokenizer.model"), max_seq_len=max_position_embeddings)
     t0 = time.perf_counter()
-    loss_first, loss_last = warm_up(
-        model,
-        tokenizer,
-        list(warmup_examples),
-        steps=warmup_steps if warmup_examples else 0,
-        batch_size=warmup_batch_size,
-        lr=warmup_lr,
-        max_seq_len=max_position_embeddings,
-        seed=seed,
-    )
+    # One thread: ops this small gain nothing from more, and on a busy machine
+    # OpenMP threads contending for cores made the warm-up over ten times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        loss_first, loss_last = warm_up(
+            model,
+            tokenizer,
+            list(warmup_examples),
+            steps=warmup_steps if warmup_examples else 0,
+            batch_size=warmup_batch_size,
+            lr=warmup_lr,
+            max_seq_len=max_position_embeddings,
+            seed=seed,
+        )
+    finally:
+        torch.set_num_threads(threads)
     warmup_seconds = time.perf_counter() - t0
 
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
