@@ -13,6 +13,8 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.prompt import Prompt
 
+from planner.adapters.fs import check_model
+from planner.adapters.verify import resolve_data_path, resolve_model
 from planner.core import wizard as w
 from planner.core.localconfig import LocalSettings
 
@@ -58,9 +60,10 @@ def run_wizard(prompter: Prompter, settings: LocalSettings, today: date) -> dict
     if available:
         p.console.print(f"Models in {settings.models_dir}: {', '.join(available)}")
     models = p.ask("Which models? (names under models_dir, or paths; comma-separated)", available[0] if available else "",
-                   lambda s: w.parse_list(s) or _raise("name at least one model"))
-    dataset = p.ask(f"Dataset (JSON with train/validation/test; relative to {settings.datasets_dir})", "",
-                    lambda s: s.strip() or _raise("give the dataset path"))
+                   lambda s: _existing_models(w.parse_list(s), settings))
+    datasets = sorted(x.name for x in Path(settings.datasets_dir).glob("*.json")) if Path(settings.datasets_dir).is_dir() else []
+    dataset = p.ask(f"Dataset (JSON with train/validation/test; relative to {settings.datasets_dir})", datasets[0] if datasets else "",
+                    lambda s: _existing_dataset(s.strip(), settings))
     tasks = []
     while True:
         name = p.ask("Evaluation task name (empty to finish)", "" if tasks else "capitalization", lambda s: s.strip())
@@ -86,6 +89,27 @@ def run_wizard(prompter: Prompter, settings: LocalSettings, today: date) -> dict
         "seeds": seeds, "base_model_controls": base_controls, "tasks": tasks, "epochs": epochs,
         "batch_size": batch, "gpus": gpus, "system_prompt": system_prompt, "eval_epochs": eval_epochs,
     })
+
+
+def _existing_models(models: list[str], settings: LocalSettings) -> list[str]:
+    """Check each model as it is named, so a typo is fixed at once rather than after every question."""
+    if not models:
+        raise ValueError("name at least one model")
+    for model in models:
+        path = resolve_model(model, settings, Path.cwd())
+        found = check_model(path)
+        if found.problem:
+            raise ValueError(f"model {model!r}: {found.problem} at {path}")
+    return models
+
+
+def _existing_dataset(path: str, settings: LocalSettings) -> str:
+    if not path:
+        raise ValueError("give the dataset path")
+    resolved = resolve_data_path(path, settings.datasets_dir, Path.cwd())
+    if not resolved.is_file():
+        raise ValueError(f"dataset {path!r}: file not found at {resolved}")
+    return path
 
 
 def _knob(name: str, text: str) -> Any:
