@@ -22,6 +22,7 @@ import importlib.util
 import math
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -47,7 +48,7 @@ def _fixture_builder():
     return mod
 
 
-def make_pool(rnd: random.Random, size: int) -> list[bytes]:
+def make_pool(rnd: random.Random, size: int, steps_range: tuple[int, int] = (20, 2000)) -> list[bytes]:
     """Distinct logs: synthetic GPU-cluster-like runs plus the real CPU logs."""
     b = _fixture_builder()
     components = [
@@ -60,8 +61,10 @@ def make_pool(rnd: random.Random, size: int) -> list[bytes]:
         comp, rate, mem = rnd.choice(components)
         batch = rnd.choice([1, 2, 4, 8])
         epochs = rnd.choice([1, 2, 2, 3])
-        # Steps per epoch log-uniform in 20..2000: small sweeps and full datasets.
-        steps = int(math.exp(rnd.uniform(math.log(20), math.log(2000))))
+        # Steps per epoch log-uniform in the range (default 20..2000: small sweeps to
+        # full datasets; seed 002's example run has 2000).
+        lo, hi = steps_range
+        steps = int(math.exp(rnd.uniform(math.log(lo), math.log(hi))))
         r = rate * rnd.uniform(0.7, 1.3) * 4 / batch
         out = f"/scratch/user/exp{i % 37}/run_{i}"
         text = b.header(component=comp, batch_size=batch, epochs=epochs, output_dir=out) + b.setup_lines()
@@ -81,10 +84,10 @@ def make_pool(rnd: random.Random, size: int) -> list[bytes]:
     return pool
 
 
-def build_logs(root: Path, n: int, seed: int = 0) -> list[Path]:
+def build_logs(root: Path, n: int, seed: int = 0, steps_range: tuple[int, int] = (20, 2000)) -> list[Path]:
     """Write ``n`` logs under ``root`` in experiment-like folders."""
     rnd = random.Random(seed)
-    pool = make_pool(rnd, 400)
+    pool = make_pool(rnd, 400, steps_range)
     paths: list[Path] = []
     for i in range(n):
         data = pool[i % len(pool)]
@@ -98,8 +101,19 @@ def build_logs(root: Path, n: int, seed: int = 0) -> list[Path]:
     return paths
 
 
-def time_grep(root: Path) -> tuple[float, int]:
-    """Wall time of ``grep -rE PATTERN root`` with its output read through a pipe."""
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _self_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def time_grep(root: Path) -> tuple[float, int, float]:
+    """Wall time, output bytes and CPU seconds of ``grep -rE PATTERN root``, output piped."""
+    c0 = _children_cpu()
     t0 = time.perf_counter()
     proc = subprocess.Popen(["grep", "-rE", GREP_PATTERN, str(root)], stdout=subprocess.PIPE)
     out_bytes = 0
@@ -107,7 +121,7 @@ def time_grep(root: Path) -> tuple[float, int]:
     while chunk := proc.stdout.read(1 << 20):
         out_bytes += len(chunk)
     proc.wait()
-    return time.perf_counter() - t0, out_bytes
+    return time.perf_counter() - t0, out_bytes, _children_cpu() - c0
 
 
 def time_grep_devnull(root: Path) -> float:
@@ -117,13 +131,15 @@ def time_grep_devnull(root: Path) -> float:
     return time.perf_counter() - t0
 
 
-def scan_and_estimate(root: Path, cache: Path, workers: int | None) -> tuple[float, object]:
+def scan_and_estimate(root: Path, cache: Path, workers: int | None) -> tuple[float, object, float]:
+    """Wall time, scan result and CPU seconds (this process and its workers)."""
+    c0 = _self_cpu() + _children_cpu()
     t0 = time.perf_counter()
     res = scan([root], cache, workers=workers)
     priors = res.priors()
     query = RunQuery(model="Llama-3.2-1B-Instruct", param_count=None, batch_size=4, epochs=2, train_samples=8000)
     training_time(query, priors)
-    return time.perf_counter() - t0, res
+    return time.perf_counter() - t0, res, _self_cpu() + _children_cpu() - c0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--logs", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--keep", type=Path, default=None, help="build logs here and keep them")
+    ap.add_argument("--steps", default="20-2000", help="range of steps per epoch, LOW-HIGH (log-uniform)")
     args = ap.parse_args(argv)
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="log-scan-bench-"))
@@ -139,27 +156,29 @@ def main(argv: list[str] | None = None) -> int:
         logs_dir = root / "logs"
         if logs_dir.exists():
             shutil.rmtree(logs_dir)
-        paths = build_logs(logs_dir, args.logs)
+        lo, _, hi = args.steps.partition("-")
+        paths = build_logs(logs_dir, args.logs, steps_range=(int(lo), int(hi or lo)))
         total = sum(p.stat().st_size for p in paths)
-        print(f"built {len(paths)} logs, {total / 1e6:.0f} MB "
+        print(f"built {len(paths)} logs ({args.steps} steps/epoch), {total / 1e6:.0f} MB "
               f"(mean {total / len(paths) / 1e3:.0f} kB) in {time.perf_counter() - t0:.1f} s")
 
         time_grep(logs_dir)  # warm the page cache for both sides
         grep_runs = [time_grep(logs_dir) for _ in range(args.repeat)]
-        grep_s = min(t for t, _ in grep_runs)
+        grep_s = min(t for t, _, _ in grep_runs)
+        grep_cpu = min(c for _, _, c in grep_runs)
         grep_q = min(time_grep_devnull(logs_dir) for _ in range(args.repeat))
 
-        results: dict[str, float] = {}
+        results: dict[str, tuple[float, float]] = {}
         res = None
         for label, workers in (("scan+estimate, 1 process", 1), (f"scan+estimate, {os.cpu_count()} processes", None)):
-            times = []
+            runs = []
             for k in range(args.repeat):
                 cache = root / f"cache-{workers}-{k}.pkl"
                 cache.unlink(missing_ok=True)
-                t, res = scan_and_estimate(logs_dir, cache, workers)
-                times.append(t)
-            results[label] = min(times)
-        full_s = min(results.values())
+                t, res, c = scan_and_estimate(logs_dir, cache, workers)
+                runs.append((t, c))
+            results[label] = (min(t for t, _ in runs), min(c for _, c in runs))
+        full_s = min(t for t, _ in results.values())
 
         # Rescan after 1% of the logs changed (a different 1% each round).
         rnd = random.Random(1)
@@ -169,23 +188,25 @@ def main(argv: list[str] | None = None) -> int:
             for p in rnd.sample(paths, max(1, len(paths) // 100)):
                 with open(p, "ab") as fh:
                     fh.write(b"INFO:torchtune.utils._logging:appended line\n")
-            t, res2 = scan_and_estimate(logs_dir, cache, None)
-            rescans.append((t, res2.parsed))  # type: ignore[attr-defined]
-        rescan_s = min(t for t, _ in rescans)
+            t, res2, c = scan_and_estimate(logs_dir, cache, None)
+            rescans.append((t, res2.parsed, c))  # type: ignore[attr-defined]
+        rescan_s = min(t for t, _, _ in rescans)
+        rescan_cpu = min(c for _, _, c in rescans)
 
         assert res is not None
         print(f"records: {len(res.records)} usable as priors: {len(res.priors())} "  # type: ignore[attr-defined]
               f"skipped: {len(res.skipped)}")  # type: ignore[attr-defined]
         print()
         w = 58
-        print(f"{'what':<{w}} {'seconds':>8} {'vs grep':>8}")
+        print(f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+        print(f"{'what':<{w}} {'wall s':>8} {'vs grep':>8} {'CPU s':>8} {'vs grep':>8}")
         baseline = f'baseline: grep -rE "{GREP_PATTERN}" DIR (output piped)'
-        print(f"{baseline:<{w}} {grep_s:8.3f} {1:8.2f}x")
-        print(f"{'grep, stdout to /dev/null (stops at first match/file)':<{w}} {grep_q:8.3f} {grep_q / grep_s:8.2f}x")
-        for label, t in results.items():
-            print(f"{label:<{w}} {t:8.3f} {t / grep_s:8.2f}x")
-        print(f"{'rescan after 1% changed (' + str(rescans[0][1]) + ' files reparsed)':<{w}} {rescan_s:8.3f} "
-              f"{rescan_s / grep_s:8.2f}x")
+        print(f"{baseline:<{w}} {grep_s:8.3f} {1:7.2f}x {grep_cpu:8.3f} {1:7.2f}x")
+        print(f"{'grep, stdout to /dev/null (stops at first match/file)':<{w}} {grep_q:8.3f} {grep_q / grep_s:7.2f}x")
+        for label, (t, c) in results.items():
+            print(f"{label:<{w}} {t:8.3f} {t / grep_s:7.2f}x {c:8.3f} {c / grep_cpu:7.2f}x")
+        label = f"rescan after 1% changed ({rescans[0][1]} files reparsed)"
+        print(f"{label:<{w}} {rescan_s:8.3f} {rescan_s / grep_s:7.2f}x {rescan_cpu:8.3f} {rescan_cpu / grep_cpu:7.2f}x")
         print()
         print(f"grep output: {grep_runs[0][1] / 1e6:.0f} MB")
         ok_fast = full_s <= grep_s

@@ -154,8 +154,8 @@ def test_str_and_bytes_entry_points_agree() -> None:
 
 def test_record_roundtrip() -> None:
     r = load("slurm-1001.out")
-    back = LogRecord.from_dict(r.to_dict())
-    assert back == r
+    assert LogRecord.from_dict(r.to_dict()) == r
+    assert LogRecord.from_tuple(r.to_tuple()) == r
 
 
 def test_interleaved_stdout_inside_config_dump() -> None:

@@ -41,7 +41,7 @@ from planner.core.estimate import PriorRun
 from planner.core.logparse import LogRecord, parse_log_bytes
 
 #: Bump when LogRecord changes shape; older caches are then ignored.
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 
 #: Files up to this size are read whole; larger ones sparsely (head, windows, tail).
 FULL_READ_MAX = 256 * 1024
@@ -100,7 +100,7 @@ class LazyRecords(Mapping[str, LogRecord]):
     def __getitem__(self, path: str) -> LogRecord:
         rec = self._done.get(path)
         if rec is None:
-            rec = pickle.loads(self._blobs[path])
+            rec = LogRecord.from_tuple(pickle.loads(self._blobs[path]))
             self._done[path] = rec
         return rec
 
@@ -281,7 +281,7 @@ def _parse_path(path: str, size: int | None = None) -> tuple[str, tuple | None, 
     if not rec.has_training_data:
         why = "; ".join(rec.problems) or "no torchtune training output found"
         return path, None, None, f"no torchtune training output ({why})"
-    return path, _summary(rec), pickle.dumps(rec, protocol=pickle.HIGHEST_PROTOCOL), None
+    return path, _summary(rec), pickle.dumps(rec.to_tuple(), protocol=pickle.HIGHEST_PROTOCOL), None
 
 
 def _parse_many(items: list[tuple[str, int]]) -> list[tuple[str, tuple | None, bytes | None, str | None]]:

@@ -48,7 +48,7 @@ STATES = ("completed", "oom", "failed", "truncated", "unknown")
 
 #: Bar updates sampled per physical bar line (plus first and last). Enough for a
 #: robust median; bounded so a 10,000-step epoch costs the same as a 50-step one.
-BAR_SAMPLES_PER_LINE = 4
+BAR_SAMPLES_PER_LINE = 3
 
 #: Upper bound on stored loss points and speed samples (keeps cached records small).
 MAX_SERIES = 16
@@ -75,8 +75,6 @@ _KV_RE = re.compile(r"(\w+):(\S+)")
 _WANDB_RE = re.compile(
     r"wandb: +(\w+) +([-+]?(?:[\d.]+(?:[eE][-+]?\d+)?|nan|inf))[ \t]*$", re.M
 )
-_EPOCH_DIR_RE = re.compile(r"epoch_(\d+)")
-_OOM_MARKERS = ("OutOfMemoryError", "out of memory", "Out of memory", "OUT_OF_MEMORY")
 _TRACEBACK = "Traceback (most recent call last):"
 _EXC_LINE_RE = re.compile(r"\n(\w+(?:\.\w+)*(?:Error|Exception|Interrupt)\b.*)")
 _SLURM_CANCEL_RE = re.compile(r"\*\*\* (?:JOB|STEP) [\d.]+ ON \S+ CANCELLED AT \S+(.*?)\*\*\*")
@@ -271,6 +269,20 @@ class LogRecord:
             d["config_text"] = None
         return d
 
+    def to_tuple(self) -> tuple:
+        """Field values in declaration order, checkpoints as tuples: a compact form
+        for caches (pickling the object repeats every field name per record)."""
+        values = [getattr(self, name) for name in _FIELDS]
+        values[_CKPT_INDEX] = [(c.kind, c.size_gib, c.path, c.epoch) for c in self.checkpoints]
+        return tuple(values)
+
+    @classmethod
+    def from_tuple(cls, values: tuple) -> "LogRecord":
+        """Reverse :meth:`to_tuple`."""
+        rec = cls(*values)
+        rec.checkpoints = [CheckpointSave(*c) for c in rec.checkpoints]
+        return rec
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "LogRecord":
         """Rebuild a record written by :meth:`to_dict`.
@@ -288,6 +300,7 @@ class LogRecord:
 
 
 _FIELDS = tuple(LogRecord.__dataclass_fields__)
+_CKPT_INDEX = _FIELDS.index("checkpoints")
 _UNSET = object()
 
 
@@ -689,16 +702,21 @@ def _extract_rare(text: str, rec: LogRecord) -> None:
             size = _to_float(m.group(1))
             if size is None:
                 continue
-            before = text[max(0, m.start() - 8) : m.start()]
+            at = m.start()
+            before = text[at - 8 : at] if at >= 8 else text[:at]
             kind = "adapter" if "Adapter" in before else "recipe" if "Recipe" in before else "model"
-            ep = _EPOCH_DIR_RE.search(m.group(3))
+            path = m.group(3)
+            # epoch_N folder: read the digits after the last "epoch_" in the path.
+            e = path.rfind("epoch_")
+            digits = ""
+            if e >= 0:
+                for ch in path[e + 6 : e + 12]:
+                    if not ch.isdigit():
+                        break
+                    digits += ch
             rec.checkpoints.append(
-                CheckpointSave(
-                    kind=kind,
-                    size_gib=size * _UNIT_TO_GIB.get(m.group(2), 1.0),
-                    path=m.group(3),
-                    epoch=int(ep.group(1)) if ep else None,
-                )
+                CheckpointSave(kind, size * _UNIT_TO_GIB.get(m.group(2), 1.0), path,
+                               int(digits) if digits else None)
             )
     if "Checkpoint saved in" in text:
         rec.checkpoint_save_s = [float(x) for x in _CKPT_SAVED_RE.findall(text) if _to_float(x) is not None]
@@ -739,7 +757,9 @@ def _extract_rare(text: str, rec: LogRecord) -> None:
                 rec.peak_memory_gib[key] = max(rec.wandb[src], rec.peak_memory_gib.get(key, 0.0))
         if rec.total_steps is None and "global_step" in rec.wandb:
             rec.total_steps = int(rec.wandb["global_step"])
-    if any(marker in text for marker in _OOM_MARKERS):
+    # "of memory" covers "CUDA out of memory" and "Out of memory"; "OfMemory" covers
+    # torch.OutOfMemoryError and torch.cuda.OutOfMemoryError.
+    if "OfMemory" in text or "of memory" in text or "OF_MEMORY" in text:
         rec.oom = True
     tb = text.rfind(_TRACEBACK)
     if tb >= 0:
