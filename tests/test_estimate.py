@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,20 @@ def test_run_query_from_settings() -> None:
     assert (q.train_samples, q.batch_size, q.gradient_accumulation_steps, q.epochs, q.packed) == (9000, 4, 2, 3, True)
     capped = RunQuery.from_settings("m", None, {**settings, "train_samples": 20000}, 9000)
     assert capped.train_samples == 9000
+
+
+REAL = FIXTURES / "real" / "slurm-90001.out"
+
+
+@pytest.mark.skipif(not REAL.exists(), reason="no real torchtune logs recorded (scripts/make_log_fixtures.py)")
+def test_estimate_from_a_real_torchtune_log() -> None:
+    prior = parse_log_bytes(REAL.read_bytes(), str(REAL))
+    query = RunQuery(model="tiny-llama", param_count=None, batch_size=prior.batch_size or 4,
+                     epochs=2, train_samples=960)
+    est = training_time(query, [prior])
+    steps = 960 // query.batch_size
+    assert est.details["steps_per_epoch"] == steps
+    # The real log logged its checkpoint saves: they count as per-epoch overhead.
+    save = statistics.median(prior.checkpoint_save_s)
+    assert est.figure == pytest.approx(2 * steps / prior.steady_it_per_s + 2 * save)
+    assert est.confidence == "measured"

@@ -257,6 +257,24 @@ def test_cache_deltas_and_removed_files(tmp_path: Path) -> None:
     assert (new.parsed, new.cached, len(new.records)) == (2, 7, 9)
 
 
+def test_priors_with_run_files(tmp_path: Path) -> None:
+    run = tmp_path / "exp" / "run_a"
+    (run / "epoch_0").mkdir(parents=True)
+    (run / "epoch_0" / "adapter_model.pt").write_bytes(b"x" * 1024 * 1024)
+    (run / "slurm-5.out").write_bytes((FIXTURES / "slurm-1001.out").read_bytes())
+    (run / "job-state.json").write_text(
+        '{"state": "COMPLETED", "job_id": "5", "started": "2025-10-22T14:00:00Z", '
+        '"ended": "2025-10-22T14:01:30Z", "exit_code": 0, "host": "n1"}'
+    )
+    res = scan([tmp_path], None)
+    [plain] = res.priors()
+    assert plain.wall_seconds is None and plain.checkpoint_gib_per_epoch == pytest.approx(2.38)
+    [prior] = res.priors(with_run_files=True)
+    assert prior.wall_seconds == 90.0
+    assert prior.checkpoint_gib_per_epoch == pytest.approx(1 / 1024)
+    assert prior.it_per_s == pytest.approx(4.34) and prior.batch_size == 4
+
+
 def test_scan_survives_a_damaged_cache(tmp_path: Path) -> None:
     (tmp_path / "slurm-1.out").write_bytes((FIXTURES / "slurm-1001.out").read_bytes())
     cache = tmp_path / "cache.pkl"

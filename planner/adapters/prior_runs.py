@@ -28,12 +28,14 @@ and size); parse the file directly when the full config is needed.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import time
 from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -133,10 +135,15 @@ class ScanResult:
     cached: int = 0
     seconds: float = 0.0
 
-    def priors(self) -> list[PriorRun]:
+    def priors(self, *, with_run_files: bool = False) -> list[PriorRun]:
         """Prior-run summaries an estimate can use (speed, token rate or checkpoint size).
 
         Built from the summaries alone, so it stays fast for 10,000 logs.
+
+        Args:
+            with_run_files: also read what lies next to each log: ``job-state.json``
+                (wall time, so estimates can include start-up overhead) and the
+                ``epoch_0`` folder (measured checkpoint size). Costs file reads per log.
         """
         out = []
         for path, t in self.summaries.items():
@@ -149,12 +156,59 @@ class ScanResult:
                 epoch_seconds=list(elapsed), checkpoint_save_s=t[_SAVE_S],
                 checkpoint_gib_per_epoch=t[_CKPT_GIB], peak_memory_gib=t[_PEAK], state=state,
             ))
+        if with_run_files:
+            for prior in out:
+                run_dir = Path(prior.name).parent
+                prior.wall_seconds = job_wall_seconds(run_dir / "job-state.json")
+                size = folder_gib(run_dir / "epoch_0")
+                if size:
+                    prior.checkpoint_gib_per_epoch = size
         return out
 
     def usable(self) -> list[LogRecord]:
         """Full records of the logs :meth:`priors` would use (decodes each one)."""
         keep = {p.name for p in self.priors()}
         return [self.records[p] for p in self.records if p in keep]
+
+
+def job_wall_seconds(state_file: Path) -> float | None:
+    """Wall time of a finished job from the ``job-state.json`` that train.sh writes.
+
+    Returns:
+        ``ended - started`` in seconds, or None when the file is missing, unreadable,
+        or the job has not ended.
+    """
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        started = datetime.fromisoformat(str(state["started"]).replace("Z", "+00:00"))
+        ended = datetime.fromisoformat(str(state["ended"]).replace("Z", "+00:00"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    seconds = (ended - started).total_seconds()
+    return seconds if seconds > 0 else None
+
+
+def folder_gib(folder: Path) -> float | None:
+    """Total size of the files in a folder tree, in GiB (None when it does not exist)."""
+    total = 0
+    stack = [str(folder)]
+    found = False
+    while stack:
+        try:
+            it = os.scandir(stack.pop())
+        except OSError:
+            continue
+        found = True
+        with it:
+            for entry in it:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat().st_size
+                except OSError:
+                    continue
+    return total / 1024**3 if found else None
 
 
 def find_logs(
