@@ -236,4 +236,5 @@ def test_estimate_from_a_real_torchtune_log() -> None:
     # The real log logged its checkpoint saves: they count as per-epoch overhead.
     save = statistics.median(prior.checkpoint_save_s)
     assert est.figure == pytest.approx(2 * steps / prior.steady_it_per_s + 2 * save)
-    assert est.confidence == "measured"
+    # "tiny-llama" names no size, so the prior cannot be confirmed as the same model.
+    assert est.confidence == "scaled"
