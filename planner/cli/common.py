@@ -33,10 +33,14 @@ def make_executor(kind: str, exp: Experiment) -> Executor:
 
 
 def status_table(report: StatusReport) -> Table:
-    """The terminal view of a status report."""
+    """The terminal view of a status report (narrow enough for an 80-column terminal)."""
     table = Table(title=f"refreshed {report.refreshed:%Y-%m-%d %H:%M:%S}" + (" (may be stale)" if report.stale else ""))
-    for col in ("Unit", "Kind", "State", "Job ID", "Started", "Ended", "Notes"):
-        table.add_column(col)
+    table.add_column("Run / evaluation", overflow="fold")
+    table.add_column("State")
+    table.add_column("Job ID", overflow="fold")
+    table.add_column("Elapsed", justify="right")
+    table.add_column("Predicted", justify="right")
+    table.add_column("Notes", overflow="fold")
     for u in report.units:
         style = STATE_STYLE.get(u.state, "")
         notes = []
@@ -46,14 +50,21 @@ def status_table(report: StatusReport) -> Table:
             notes.append(f"exit {u.exit_code}")
         if u.note:
             notes.append(u.note)
-        if u.predicted_s and u.elapsed_s and u.final:
-            notes.append(f"elapsed {u.elapsed_s}s vs predicted {u.predicted_s:.0f}s")
+        predicted = "-"
+        if u.predicted_s:
+            predicted = _clock(u.predicted_s)
+            if u.elapsed_s and u.final:
+                predicted += f" ({(u.elapsed_s - u.predicted_s) / u.predicted_s * 100:+.0f}%)"
         table.add_row(
-            u.unit, u.kind, f"[{style}]{u.state.lower()}[/{style}]" if style else u.state.lower(), u.job_id or "-",
-            f"{u.start:%H:%M:%S}" if u.start else "-", f"{u.end:%H:%M:%S}" if u.end and u.final else "-",
-            "; ".join(notes) or "-",
+            u.unit, f"[{style}]{u.state.lower()}[/{style}]" if style else u.state.lower(), u.job_id or "-",
+            _clock(u.elapsed_s) if u.elapsed_s else "-", predicted, "; ".join(notes) or "-",
         )
     return table
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def print_report(console: Console, report: StatusReport) -> None:

@@ -69,7 +69,7 @@ def command(out_dir: Path, executor: str, timeout_s: float) -> None:
     print_report(console, report)
     for u in report.units:
         if u.kind == "eval" and u.note:
-            console.print(f"  {u.run:32s} {u.note}")
+            console.print(f"  {u.unit:45s} {u.note}", markup=False, highlight=False)
     console.print(f"Summary: {target / 'experiment_summary.md'}")
     if report.any_failed:
         raise JobsFailedError("demo: some jobs failed; see the table above and the slurm-*.out files in their folders")

@@ -184,6 +184,20 @@ def _design_type(plan: Plan) -> str:
     return "×".join(str(d) for d in dims) + " factorial"
 
 
+def _describe_knobs(plan: Plan) -> dict[str, str]:
+    """Each knob as the Configuration section shows it: its value, or the levels it takes."""
+    spec = plan.spec
+    out: dict[str, str] = {}
+    for name in KNOBS:
+        if name in spec.factors:
+            out[name] = ", ".join(knob_value(name, v) for v in spec.factors[name]) + " (varied)"
+        elif name in spec.paired:
+            out[name] = ", ".join(knob_value(name, v) for v in spec.paired[name]) + " (paired)"
+        elif plan.runs:
+            out[name] = knob_value(name, plan.runs[0].settings.get(name))
+    return out
+
+
 def _name_pattern(plan: Plan) -> str:
     spec = plan.spec
     parts = ["{model}"]
@@ -274,6 +288,7 @@ def _context(inp: RenderInput) -> dict[str, Any]:
         "first_eval": plan.evaluations[0] if plan.evaluations else None,
         "eval_dirs": {e.key: eval_dir(inp.exp_dir, e) for e in plan.evaluations},
         "recipes": sorted(set(inp.jobs.recipe_files.values())),
+        "describe": _describe_knobs(plan),
         "fixed": {
             k: v for k, v in plan.runs[0].settings.items() if k not in plan.spec.factors and k not in plan.spec.paired and k != "seed"
         }
