@@ -1,8 +1,8 @@
 """Parse torchtune training logs (``slurm-*.out``) into structured records.
 
 Pure: text in, :class:`LogRecord` out. No file access happens here; the adapter
-``planner.adapters.prior_runs`` reads files (decoding bytes with
-``errors="replace"``) and hands the text over.
+``planner.adapters.prior_runs`` reads files and hands their bytes to
+:func:`parse_log_bytes`; :func:`parse_log` takes text.
 
 The parser accepts every format torchtune 0.6.1 and its neighbours write:
 
@@ -18,15 +18,16 @@ The parser accepts every format torchtune 0.6.1 and its neighbours write:
 
 Speed matters: the planner scans thousands of logs and the bar text dominates their
 size (one update per optimizer step, ~100 bytes each). So the parser works on bytes
-(:func:`parse_log_bytes`; decoding megabytes of bar glyphs costs more than parsing),
-walks physical lines with ``bytes.find`` (memchr), samples a bounded number of updates
-per bar line (always the first and the last, which carry the epoch boundary facts),
-and runs the few rare-line regexes only over the small remainder that is *not* bar
-updates, decoded with ``errors="replace"``. The config dump is read by a small
-indentation walker for the handful of keys estimates need; the full YAML is parsed
-with ``yaml.safe_load`` only when :attr:`LogRecord.config` is asked for. Everything is best effort: a
-truncated, interleaved or garbage log yields a partial record with ``problems`` filled
-in, never an exception.
+(decoding megabytes of bar glyphs costs more than parsing them), jumps from one
+carriage return to the next with ``bytes.find`` (memchr), parses every update of short
+bar lines but only a few evenly spaced probes plus the last update of long ones (the
+last carries the epoch's n/total, elapsed time and global step), and runs the few
+rare-line regexes only over the small remainder that is *not* bar updates, decoded
+with ``errors="replace"``. The dozen config keys estimates need are read with plain
+``str.find``; the whole dump is parsed with ``yaml.safe_load`` only when
+:attr:`LogRecord.config` is asked for. Everything is best effort: a truncated,
+interleaved or garbage log yields a partial record with ``problems`` filled in, never
+an exception.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ except AttributeError:  # pragma: no cover - depends on how PyYAML was built
 #: Final states a log can be in.
 STATES = ("completed", "oom", "failed", "truncated", "unknown")
 
-#: Bar updates sampled per physical bar line (plus first and last). Enough for a
-#: robust median; bounded so a 10,000-step epoch costs the same as a 50-step one.
+#: Probes per long bar line (plus its last update). Lines with up to this many + 2
+#: updates are parsed whole. tqdm's rate is already a moving average, so a few probes
+#: give a robust median; bounded so a 10,000-step epoch costs what a 50-step one does.
 BAR_SAMPLES_PER_LINE = 3
 
 #: Upper bound on stored loss points and speed samples (keeps cached records small).
@@ -563,7 +565,7 @@ def _extract_config(text: str, rec: LogRecord) -> None:
     """Find the config dump; keep its text and fill the fields estimates need.
 
     The dump is ``OmegaConf.to_yaml`` output: two-space indentation, one key per line.
-    A few anchored regexes read the dozen keys estimates need (a YAML parser costs
+    ``str.find`` reads the dozen keys estimates need (a YAML parser costs
     ~0.4 ms a log, more than everything else together); :attr:`LogRecord.config`
     parses the whole dump with ``yaml.safe_load`` on demand.
     """
