@@ -52,7 +52,7 @@ def test_new_writes_a_complete_experiment_folder(example: Path) -> None:
     assert "**Preliminary - verify with a test run.**" in summary
 
     setup = load_yaml(exp / "tiny-llama-cap_rank16" / "setup_finetune.yaml")
-    assert (setup["run_name"], setup["lora_rank"], setup["lora_alpha"], setup["learning_rate"]) == ("tiny-llama-cap_rank16", 16, 32, 0.003)
+    assert (setup["run_name"], setup["lora_rank"], setup["lora_alpha"], setup["learning_rate"]) == ("tiny-llama-cap_rank16", 16, 32, 0.01)
     ft = load_yaml(exp / "tiny-llama-cap_rank16" / "finetune.yaml")
     assert ft["output_dir"] == str(exp / "tiny-llama-cap_rank16")
     assert ft["model"]["lora_rank"] == 16
