@@ -78,6 +78,8 @@ class Estimate:
             return f"~{self.figure:.1f} GiB" if self.figure >= 0.1 else f"~{self.figure * 1024:.0f} MiB"
         if self.unit == "GPU-h":
             return f"~{self.figure:.1f} GPU-h"
+        if self.unit == "batch":
+            return f"batch size {self.figure:g}"
         return f"{self.figure:g} {self.unit}"
 
 
@@ -621,6 +623,11 @@ def training_time(run: RunQuery, priors: Sequence[LogRecord | PriorRun]) -> Esti
         return est
     tier, _, p = candidates[0]
     notes: list[str] = []
+    if steps == 0:
+        notes.append(
+            f"0 optimizer steps: {run.train_samples} samples < batch {run.batch_size} x "
+            f"grad_accum {run.gradient_accumulation_steps} (torchtune drops the partial batch)"
+        )
     scaled = tier > 0
     run_params = _params(run.model, run.param_count)
     p_params = _params(p.model, p.param_count)

@@ -32,7 +32,7 @@ def build_job_files(plan: Plan, resources: Resources, exp_dir: str, recipe_texts
     spec = plan.spec
     gpus, nodes = spec.resources.gpus, spec.resources.nodes
     device = device_of(gpus)
-    configs, argv, files, eval_cfgs, eval_argv = {}, {}, {}, {}, {}
+    configs, argv, shell, files, eval_cfgs, eval_argv = {}, {}, {}, {}, {}, {}
     for run in plan.runs:
         model = resources.models[run.model]
         rdir = run_dir(exp_dir, run)
@@ -58,6 +58,7 @@ def build_job_files(plan: Plan, resources: Resources, exp_dir: str, recipe_texts
             configs[run.name] = cfg
             files[run.name] = f"recipes/{recipe_file}"
             argv[run.name] = recipes.training_argv(f"{rdir}/finetune.yaml", max(gpus, 1), nodes)
+            shell[run.name] = recipes.training_command(f"{rdir}/finetune.yaml", max(gpus, 1), nodes)
         for ev in plan.evaluations_of(run.name):
             task = resources.tasks[ev.task]
             task_spec = next(t for t in spec.evaluation.tasks if t.name == ev.task)
@@ -81,6 +82,7 @@ def build_job_files(plan: Plan, resources: Resources, exp_dir: str, recipe_texts
     return JobFiles(
         finetune_configs=configs,
         training_argv=argv,
+        training_shell=shell,
         recipe_files=files,
         eval_configs=eval_cfgs,
         eval_argv=eval_argv,

@@ -121,6 +121,7 @@ class JobFiles:
 
     finetune_configs: dict[str, dict[str, Any]]  # run name -> torchtune config
     training_argv: dict[str, list[str]]  # run name -> tune run ...
+    training_shell: dict[str, str]  # the same as one shell line ($MASTER_ADDR etc. left to the shell)
     recipe_files: dict[str, str]  # run name -> recipes/<file>
     eval_configs: dict[str, dict[str, Any]]  # Evaluation.key -> eval config
     eval_argv: dict[str, list[str]]  # Evaluation.key -> python eval.py --config ...
@@ -322,7 +323,8 @@ def render_experiment(inp: RenderInput, env: jinja2.Environment) -> dict[str, st
                 recipe=inp.jobs.recipe_files[run.name], argv=inp.jobs.training_argv[run.name], version=__version__,
             )
             files[f"{run.name}/train.sh"] = env.get_template("train.sh.j2").render(
-                inp=inp, run=run, run_dir=rdir, job_dir=rdir, argv=inp.jobs.training_argv[run.name], jobs=inp.jobs,
+                inp=inp, run=run, run_dir=rdir, job_dir=rdir, command=inp.jobs.training_shell[run.name], jobs=inp.jobs,
+                nodes=inp.plan.spec.resources.nodes,
                 version=__version__,
             )
         for ev in inp.plan.evaluations_of(run.name):
