@@ -297,13 +297,22 @@ def read_log(path: str, size: int | None = None) -> bytes:
     Raises:
         OSError: when the file cannot be read.
     """
-    with open(path, "rb") as fh:
+    # A raw descriptor: io.open builds FileIO and BufferedReader objects, which is a
+    # measurable share of the cost per file when there are 10,000 small ones.
+    fd = os.open(path, os.O_RDONLY)
+    try:
         if size is None:
-            size = os.fstat(fh.fileno()).st_size
+            size = os.fstat(fd).st_size
         if size <= FULL_READ_MAX:
-            return fh.read()
-        parts = [fh.read(HEAD_BYTES)]
-        fd = fh.fileno()
+            # Ask for one byte more than the stat said, so a log still being written
+            # is read to its current end; loop because read() may return less.
+            chunks = []
+            want = size + 1
+            while chunk := os.read(fd, want):
+                chunks.append(chunk)
+                want = 65536
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        parts = [os.pread(fd, HEAD_BYTES, 0)]
         middle = size - HEAD_BYTES - TAIL_BYTES
         for k in range(1, WINDOWS + 1):
             chunk = os.pread(fd, WINDOW_BYTES, HEAD_BYTES + middle * k // (WINDOWS + 1))
@@ -315,6 +324,8 @@ def read_log(path: str, size: int | None = None) -> bytes:
         cuts = [i for i in (tail.find(b"\n"), tail.find(b"\r")) if i >= 0]
         parts.append(tail[min(cuts):] if cuts else tail)
         return b"\n".join(parts)
+    finally:
+        os.close(fd)
 
 
 def _parse_path(path: str, size: int | None = None) -> tuple[str, tuple | None, bytes | None, str | None]:
