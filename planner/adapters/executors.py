@@ -11,7 +11,6 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -22,7 +21,7 @@ from submitit.slurm.slurm import _make_sbatch_string
 from planner.adapters import slurm_query
 from planner.adapters.jobrunner import run_job
 from planner.core.compute import slurm_time_seconds
-from planner.core.status import JobInfo
+from planner.core.status import JobInfo, parse_job_time
 
 
 @dataclass
@@ -181,22 +180,13 @@ def read_job_file(job_dir: Path) -> dict | None:
         return None
 
 
-def _parse_utc(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).astimezone().replace(tzinfo=None)
-    except ValueError:
-        return None
-
-
 def info_from_job_file(data: dict, alive: bool | None) -> JobInfo:
     """JobInfo from job-state.json; a RUNNING job whose process is gone is LOST."""
     state = str(data.get("state", "UNKNOWN"))
-    start, end = _parse_utc(data.get("started")), _parse_utc(data.get("ended"))
+    start, end = parse_job_time(data.get("started")), parse_job_time(data.get("ended"))
     if state == "RUNNING" and alive is False:
         state = "LOST"
-    elapsed = int((end - start).total_seconds()) if start and end else None
+    elapsed = round((end - start).total_seconds()) if start and end else None
     return JobInfo(state=state, reason=data.get("reason"), exit_code=data.get("exit_code"), start=start, end=end,
                    elapsed_s=elapsed, source="job file")
 

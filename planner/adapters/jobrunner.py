@@ -30,7 +30,7 @@ def _read_state(path: Path) -> dict | None:
 
 
 def _write_state(job_dir: Path, state: str, job_id: str, exit_code: int | None) -> None:
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     tmp = job_dir / f".job-state.json.{os.getpid()}"
     tmp.write_text(json.dumps({"state": state, "job_id": job_id, "started": now, "ended": now,
                                "exit_code": exit_code, "reason": "DependencyNeverSatisfied"}) + "\n")

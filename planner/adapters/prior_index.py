@@ -21,6 +21,7 @@ from planner.core.designlog import DesignLog
 from planner.core.estimate import PriorRun
 from planner.core.logparse import LogRecord
 from planner.core.recipes import RecipeError, model_shape_from_config
+from planner.core.status import parse_job_time
 
 
 def cache_path() -> Path:
@@ -34,9 +35,8 @@ def _job_seconds(job_dir: Path) -> float | None:
         data = json.loads((job_dir / "job-state.json").read_text())
         if data.get("state") != "COMPLETED":
             return None
-        start = datetime.strptime(data["started"], "%Y-%m-%dT%H:%M:%SZ")
-        end = datetime.strptime(data["ended"], "%Y-%m-%dT%H:%M:%SZ")
-        return (end - start).total_seconds()
+        start, end = parse_job_time(data["started"]), parse_job_time(data["ended"])
+        return (end - start).total_seconds() if start and end else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -19,6 +19,16 @@ from planner.core.submission import RETRYABLE_STATES
 FINAL = frozenset({"COMPLETED"}) | RETRYABLE_STATES
 
 
+def parse_job_time(text: str | None) -> datetime | None:
+    """A job-state.json time (UTC, ``...Z``, with or without fractions) as naive local time."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone().replace(tzinfo=None)
+    except ValueError:
+        return None
+
+
 @dataclass
 class JobInfo:
     """What is known of one job (or array task), from whichever source answered."""
