@@ -94,7 +94,7 @@ def prepare(
     estimates = estimate_plan(plan, resources, log, now, settings.gpu_memory_gib, priors)
     recipe_texts = {p.name: p.read_text(encoding="utf-8") for p in paths.RECIPES_DIR.glob("*.yaml")}
     jobs = build_job_files(plan, resources, str(target), recipe_texts, job_environment(settings))
-    for name, rfile in sorted(set(jobs.recipe_files.items()), key=lambda kv: kv[0])[:1]:
+    for rfile in sorted(set(jobs.recipe_files.values())):
         log.add(now(), "DECIDE_RECIPE", "Recipe selection", decision=rfile,
                 reasoning=f"{spec.resources.gpus} GPU(s) x {spec.resources.nodes} node(s); model family from config.json",
                 explanation="Adapter-only checkpoints; torchtune config rendered per run as finetune.yaml")
