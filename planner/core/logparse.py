@@ -71,6 +71,7 @@ _HEADER_RE = re.compile(r"Running (\w+) with resolved config:")
 # search instead of trying every position (what a leading \w+ or (A|B) would cost).
 _MEM_RE = re.compile(r"peak memory (allocation|alloc|reserved|active): *([\d.]+) *(GiB|GB|MiB|MB)?")
 _CKPT_RE = re.compile(r"checkpoint of size ([\d.]+) *(GiB|GB|MiB|MB) saved to (\S+)")
+_EPOCH_DIR_RE = re.compile(r"epoch_(\d+)")
 _CKPT_SAVED_RE = re.compile(r"Checkpoint saved in ([\d.]+) seconds")
 _STEP_RE = re.compile(r"Step (\d+) \| ([^\n\r]*)")
 _KV_RE = re.compile(r"(\w+):(\S+)")
@@ -117,7 +118,7 @@ class BarSample:
         return _clock_to_s(self.elapsed_raw.decode("ascii", "replace"))
 
 
-@dataclass
+@dataclass(slots=True)
 class CheckpointSave:
     """A checkpoint file torchtune reported saving.
 
@@ -549,6 +550,13 @@ _SECTION_FINDS = {
     "dataset": (("packed", "packed"), ("source", "dataset_source"), ("data_files", "dataset_data_files"),
                 ("split", "dataset_split")),
 }
+# Search strings built once: "\nbatch_size:" for top-level keys, "\n  packed:" inside
+# the section that starts at "\ndataset:\n".
+_TOP_NEEDLES = tuple((f"\n{k}:", k) for k in _TOP_ATTR)
+_SECTION_NEEDLES = tuple(
+    (f"\n{name}:\n", tuple((f"\n  {key}:", attr) for key, attr in keys))
+    for name, keys in _SECTION_FINDS.items()
+)
 _INT_FIELDS = {"batch_size", "gradient_accumulation_steps", "epochs", "max_steps_per_epoch",
                "lora_rank", "max_seq_len"}
 _STR_FIELDS = {"model_component", "dataset_source", "dataset_split", "output_dir"}
@@ -587,22 +595,22 @@ def _extract_config(text: str, rec: LogRecord) -> None:
     # Plain str.find per wanted key: a dozen C-level searches beat a regex pass plus
     # Python work per matched line (the dump has ~20 ``_component_`` lines alone).
     found: dict[str, Any] = {}
-    for key in _TOP_ATTR:
-        at = block.find(f"\n{key}:")
+    for needle, key in _TOP_NEEDLES:
+        at = block.find(needle)
         if at >= 0:
-            found[key] = _line_value(block, at + len(key) + 2)
-    for name, keys in _SECTION_FINDS.items():
-        at = block.find(f"\n{name}:\n")
+            found[key] = _line_value(block, at + len(needle))
+    for header, keys in _SECTION_NEEDLES:
+        at = block.find(header)
         if at < 0:
             continue
-        body = at + len(name) + 2
+        body = at + len(header)
         se = _SECTION_END_RE.search(block, body)
         end = se.start() + 1 if se else len(block)
-        for key, attr in keys:
-            k = block.find(f"\n  {key}:", body - 1, end)
+        for needle, attr in keys:
+            k = block.find(needle, body - 1, end)
             if k < 0:
                 continue
-            vpos = k + len(key) + 4
+            vpos = k + len(needle)
             raw = _line_value(block, vpos)
             if raw is None and attr == "dataset_data_files":
                 items = []  # block list: the "- item" lines that follow
@@ -708,17 +716,10 @@ def _extract_rare(text: str, rec: LogRecord) -> None:
             before = text[at - 8 : at] if at >= 8 else text[:at]
             kind = "adapter" if "Adapter" in before else "recipe" if "Recipe" in before else "model"
             path = m.group(3)
-            # epoch_N folder: read the digits after the last "epoch_" in the path.
-            e = path.rfind("epoch_")
-            digits = ""
-            if e >= 0:
-                for ch in path[e + 6 : e + 12]:
-                    if not ch.isdigit():
-                        break
-                    digits += ch
+            ep = _EPOCH_DIR_RE.search(path)
             rec.checkpoints.append(
                 CheckpointSave(kind, size * _UNIT_TO_GIB.get(m.group(2), 1.0), path,
-                               int(digits) if digits else None)
+                               int(ep.group(1)) if ep else None)
             )
     if "Checkpoint saved in" in text:
         rec.checkpoint_save_s = [float(x) for x in _CKPT_SAVED_RE.findall(text) if _to_float(x) is not None]
