@@ -36,6 +36,7 @@ def copy_example(
     root: Path,
     changes: Mapping[str, Any] | None = None,
     model_name: str = EXAMPLE_MODEL,
+    one_epoch: bool = True,
 ) -> Path:
     """Copy the example (spec, claude.local.md, data, model) under ``root`` and edit the spec.
 
@@ -43,6 +44,8 @@ def copy_example(
         root: Folder to copy into (created).
         changes: Top-level spec keys to replace (e.g. ``{"name": ..., "factors": ...}``).
         model_name: Folder name of the model copy; the spec's ``models`` lists it.
+        one_epoch: Train one epoch and evaluate it only (``<task>_epoch0``), whatever the
+            example says: the fewest jobs, and unit names a test can spell out.
 
     Returns:
         The path of the edited experiment.yaml; claude.local.md sits beside it, so
@@ -55,6 +58,9 @@ def copy_example(
     shutil.copytree(EXAMPLE / "models" / EXAMPLE_MODEL, root / "models" / model_name)
     spec = yaml.safe_load((EXAMPLE / "experiment.yaml").read_text(encoding="utf-8"))
     spec["models"] = [model_name]
+    if one_epoch:
+        spec["controls"]["epochs"] = 1
+        spec["evaluation"]["epochs"] = "last"
     spec.update(changes or {})
     path = root / "experiment.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), encoding="utf-8")
@@ -103,6 +109,14 @@ def plan(spec_path: Path, out: Path, cwd: Path | None = None) -> Path:
     exp = out / name
     assert (exp / "experiment.yaml").is_file() and (exp / "experiment_summary.md").is_file()
     return exp
+
+
+def plan_units(exp: Path) -> tuple[list[str], list[str]]:
+    """Fine-tune run names and evaluation keys (``run/eval``) of a planned experiment, in plan order."""
+    from planner.adapters.experiment import load_experiment
+
+    planned = load_experiment(exp).plan
+    return [r.name for r in planned.finetune_runs], [e.key for e in planned.evaluations]
 
 
 def status_json(exp: Path, *extra: str) -> dict[str, Any]:

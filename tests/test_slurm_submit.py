@@ -31,6 +31,7 @@ from submit_support import (
     journal_units,
     ok,
     plan,
+    plan_units,
     slurm_job_ids,
     status_json,
     status_tables,
@@ -39,13 +40,6 @@ from submit_support import (
 )
 
 pytestmark = pytest.mark.slurm
-
-DEMO_RUNS = ["tiny-llama-cap_rank4", "tiny-llama-cap_rank16"]
-DEMO_EVALS = [
-    "tiny-llama-cap_rank4/capitalization_epoch0",
-    "tiny-llama-cap_rank16/capitalization_epoch0",
-    "tiny-llama-cap_base/capitalization",
-]
 
 # Lines a user writes by hand into experiment_summary.md: status must never lose them.
 HAND_ABOVE = "Hand note above the status section: keep me."
@@ -122,61 +116,67 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 
 def test_demo_submits_trains_evaluates_and_reports_completed(demo: Demo) -> None:
     exp = demo.exp
+    runs, evals_planned = plan_units(exp)  # the shipped example decides how many epochs are evaluated
+    base_evals = [e for e in evals_planned if e.split("/")[0] not in runs]
+    assert len(runs) == 2 and base_evals and evals_planned[-len(base_evals):] == base_evals
     out = ok(demo.first)
     sub = journal(exp)["submissions"]
-    # One array for the two trainings, then one evaluation job per run (each waits for
-    # its own run only; the base model's evaluation waits for nothing).
+    # One array for the two trainings, then one evaluation submission per run (each waits
+    # for its own run only); the base model's evaluations wait for nothing.
     assert [(s["kind"], s["executor"]) for s in sub] == [("train", "slurm")] + [("eval", "slurm")] * 3
-    assert journal_units(sub) == DEMO_RUNS + DEMO_EVALS
+    assert journal_units(sub) == runs + evals_planned
     train_id = sub[0]["job_id"]
     assert [t["job_id"] for t in sub[0]["tasks"]] == [f"{train_id}_0", f"{train_id}_1"]
     assert [s["dependency"] for s in sub[1:]] == [f"afterok:{train_id}_0", f"afterok:{train_id}_1", None]
-    assert f"submitted train job {train_id} on slurm (2 task(s)): {', '.join(DEMO_RUNS)}" in out
+    for run, eval_sub in zip(runs, sub[1:3]):
+        assert {t["unit"].split("/")[0] for t in eval_sub["tasks"]} == {run}
+    assert f"submitted train job {train_id} on slurm (2 task(s)): {', '.join(runs)}" in out
     assert f"after afterok:{train_id}_0" in out and "follow with: plan-experiment status" in out
 
+    everything = runs + evals_planned
     report = demo.report
     assert report["all_final"] and not report["any_failed"] and not report["stale"]
-    assert unit_states(report) == {u: "COMPLETED" for u in DEMO_RUNS + DEMO_EVALS}
-    assert report["counts"] == {"COMPLETED": 5}
+    assert unit_states(report) == {u: "COMPLETED" for u in everything}
+    assert report["counts"] == {"COMPLETED": len(everything)}
     assert {u["source"] for u in report["units"]} == {"sacct"}
 
     # The summary's tables say the same, with the job ids of the journal.
     ids = {t["unit"]: t["job_id"] for s in sub for t in s["tasks"]}
     finetune, evals = status_tables(exp)
     assert [(r["Run Name"], r["Status"], r["Job ID"]) for r in finetune] == [
-        (run, "completed", ids[run]) for run in DEMO_RUNS
+        (run, "completed", ids[run]) for run in runs
     ]
-    assert all(r["Started"] != "-" and r["Completed"] != "-" for r in finetune)
-    assert [(r["Run Name"], r["Task"], r["Status"]) for r in evals] == [
-        ("tiny-llama-cap_rank4", "capitalization", "completed"),
-        ("tiny-llama-cap_rank16", "capitalization", "completed"),
-        ("tiny-llama-cap_base", "capitalization", "completed"),
+    assert all(r["Completed"] != "-" for r in finetune)
+    assert [(r["Run Name"], r["Task"], r["Status"], r["Job ID"]) for r in evals] == [
+        (e.split("/")[0], "capitalization", "completed", ids[e]) for e in evals_planned
     ]
     assert all("exact_match=" in r["Notes"] and "(n=50)" in r["Notes"] for r in evals)
-    assert evals[2]["Notes"].startswith("Base model")
+    assert all(r["Notes"].startswith("Base model") for r in evals[-len(base_evals):])
 
     folders = eval_dirs(exp)
-    assert len(folders) == 3
+    assert len(folders) == len(evals_planned)
     for folder in folders:
         assert (folder / "results.json").is_file(), f"no results.json in {folder}"
         assert (folder / "job-state.json").is_file()
 
     # The terminal view: exit 0 and every unit completed.
-    assert "5 units: 5 completed" in ok(cli("status", exp))
+    n = len(everything)
+    assert f"{n} units: {n} completed" in ok(cli("status", exp))
 
 
 def test_second_submit_submits_nothing(demo: Demo) -> None:
     exp = demo.exp
+    runs, evals_planned = plan_units(exp)
     second = ok(demo.second)
     assert second.strip().splitlines()[-1] == "nothing to submit"
     assert "submitted" not in second.replace("skipped", "")
     skipped = [ln for ln in second.splitlines() if ln.startswith("skipped ")]
-    assert [ln.split(":")[0] for ln in skipped] == [f"skipped {u}" for u in DEMO_RUNS + DEMO_EVALS]
+    assert [ln.split(":")[0] for ln in skipped] == [f"skipped {u}" for u in runs + evals_planned]
     assert all(" as job " in ln and "already " in ln for ln in skipped), skipped
     # And once everything has ended: still nothing, each unit "completed as job N".
     third = ok(cli("submit", exp))
     assert third.strip().splitlines()[-1] == "nothing to submit"
-    assert sum("completed as job" in ln for ln in third.splitlines()) == 5
+    assert sum("completed as job" in ln for ln in third.splitlines()) == len(runs + evals_planned)
     assert len(journal(exp)["submissions"]) == 4
 
 
@@ -206,7 +206,8 @@ def test_hand_lines_survive_refreshes_and_concurrent_status(demo: Demo) -> None:
     assert_well_formed(text)
     assert_hand_lines(text)
     finetune, evals = status_tables(exp)
-    assert len(finetune) == 2 and len(evals) == 3
+    runs, evals_planned = plan_units(exp)
+    assert len(finetune) == len(runs) and len(evals) == len(evals_planned)
     assert all(r["Status"] == "completed" for r in finetune + evals)
     assert not list(exp.glob(".experiment_summary.md.*")), "a temporary file was left behind"
 
@@ -293,7 +294,7 @@ def test_hostile_names_submit_and_run_without_shell_injection(tmp_path: Path) ->
     run = f"{HOSTILE_MODEL}_rank4"
     try:
         out = ok(cli("submit", exp, cwd=cwd))
-        assert f"submitted train job" in out and run in out
+        assert "submitted train job" in out and run in out
         report = wait_final(exp)
         assert unit_states(report) == {
             run: "COMPLETED", f"{run}/capitalization_epoch0": "COMPLETED", f"{HOSTILE_MODEL}_base/capitalization": "COMPLETED",
@@ -316,8 +317,8 @@ def test_newline_in_experiment_name_is_a_one_line_error(tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert lines == [
         f"error: {spec}: 1 problem(s) in the experiment spec",
-        f"  - {spec}: name: the name becomes a folder name: remove newlines and control characters "
-        "(got 'cap\\nsecond line')",
+        (f"  - {spec}: name: the name becomes a folder name: remove newlines and control characters "
+         "(got 'cap\\nsecond line')"),
     ]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
