@@ -10,8 +10,8 @@ epoch, checkpoint saves, errors, W&B summary) and a few windows in between, alig
 progress-bar updates. Bars are most of a log's bytes and every update says the same
 kind of thing, so reading them all buys nothing but I/O.
 
-Each parsed log is kept two ways: a small summary tuple (the fields estimates use,
-see :data:`SUMMARY_FIELDS`) and the whole record pickled to bytes. Estimates read the
+Each parsed log is kept two ways: a :class:`PriorRun` summary (what estimates use)
+and the whole record pickled to bytes. Estimates read the
 summaries; records are unpickled only when someone asks for one. That keeps both
 the worker-to-parent traffic and a rescan's cache load to a few bytes per log.
 
@@ -43,7 +43,7 @@ from planner.core.estimate import PriorRun
 from planner.core.logparse import LogRecord, parse_log_bytes
 
 #: Bump when LogRecord changes shape; older caches are then ignored.
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 
 #: Files up to this size are read whole; larger ones sparsely (head, windows, tail).
 FULL_READ_MAX = 256 * 1024
@@ -67,22 +67,9 @@ _SKIP_DIRS = {".git", "__pycache__", "node_modules", ".venv", ".cache"}
 LOG_PATTERN = "slurm-*.out"
 
 
-#: LogRecord fields kept in the summary, in order (what PriorRun.from_record reads).
-SUMMARY_FIELDS = (
-    "model_component", "batch_size", "gradient_accumulation_steps", "max_seq_len", "packed",
-    "steady_it_per_s", "tokens_per_second_median", "steps_per_epoch", "epoch_elapsed_s",
-    "state", "epochs",
-)
-_CKPT_GIB, _SAVE_S, _PEAK = len(SUMMARY_FIELDS), len(SUMMARY_FIELDS) + 1, len(SUMMARY_FIELDS) + 2
-
-
-def _summary(rec: LogRecord) -> tuple:
-    saves = sorted(rec.checkpoint_save_s)
-    return tuple(getattr(rec, f) for f in SUMMARY_FIELDS) + (
-        rec.checkpoint_gib_per_epoch(),
-        saves[len(saves) // 2] if saves else None,
-        rec.peak_memory,
-    )
+def _summary(rec: LogRecord) -> PriorRun:
+    """What estimates need from a record; the path is the prior's name."""
+    return PriorRun.from_record(rec)
 
 
 class LazyRecords(Mapping[str, LogRecord]):
@@ -120,7 +107,7 @@ class ScanResult:
     Attributes:
         records: path -> record, for every log that held torchtune training output
             (a lazy mapping: records are decoded when accessed).
-        summaries: path -> summary tuple (see :data:`SUMMARY_FIELDS`).
+        summaries: path -> :class:`PriorRun` summary of every record.
         skipped: ``(path, reason)`` for logs that were empty, unreadable, garbage or
             not training logs.
         parsed: how many files were read and parsed this time.
@@ -129,7 +116,7 @@ class ScanResult:
     """
 
     records: LazyRecords = field(default_factory=LazyRecords)
-    summaries: dict[str, tuple] = field(default_factory=dict)
+    summaries: dict[str, PriorRun] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     parsed: int = 0
     cached: int = 0
@@ -138,24 +125,20 @@ class ScanResult:
     def priors(self, *, with_run_files: bool = False) -> list[PriorRun]:
         """Prior-run summaries an estimate can use (speed, token rate or checkpoint size).
 
-        Built from the summaries alone, so it stays fast for 10,000 logs.
+        Taken from the summaries alone (no record is decoded), so it stays fast for
+        10,000 logs.
 
         Args:
             with_run_files: also read what lies next to each log: ``job-state.json``
                 (wall time, so estimates can include start-up overhead) and the
                 ``epoch_0`` folder (measured checkpoint size). Costs file reads per log.
         """
-        out = []
-        for path, t in self.summaries.items():
-            (model, batch, ga, seq, packed, its, tps, spe, elapsed, state, _epochs) = t[: len(SUMMARY_FIELDS)]
-            if not (its or tps or t[_CKPT_GIB] is not None):
-                continue
-            out.append(PriorRun(
-                name=path, model=model, batch_size=batch, gradient_accumulation_steps=ga,
-                max_seq_len=seq, packed=packed, it_per_s=its, tokens_per_s=tps, steps_per_epoch=spe,
-                epoch_seconds=list(elapsed), checkpoint_save_s=t[_SAVE_S],
-                checkpoint_gib_per_epoch=t[_CKPT_GIB], peak_memory_gib=t[_PEAK], state=state,
-            ))
+        # The summaries themselves, not copies: cheap for 10,000 logs, and callers
+        # own them (the scan result is not reused after a new scan).
+        out = [
+            p for p in self.summaries.values()
+            if p.it_per_s or p.tokens_per_s or p.checkpoint_gib_per_epoch is not None
+        ]
         if with_run_files:
             for prior in out:
                 run_dir = Path(prior.name).parent
@@ -328,7 +311,7 @@ def read_log(path: str, size: int | None = None) -> bytes:
         os.close(fd)
 
 
-def _parse_path(path: str, size: int | None = None) -> tuple[str, tuple | None, bytes | None, str | None]:
+def _parse_path(path: str, size: int | None = None) -> tuple[str, PriorRun | None, bytes | None, str | None]:
     """Read and parse one file; never raises.
 
     Returns:
@@ -349,7 +332,7 @@ def _parse_path(path: str, size: int | None = None) -> tuple[str, tuple | None, 
     return path, _summary(rec), pickle.dumps(rec.to_tuple(), protocol=pickle.HIGHEST_PROTOCOL), None
 
 
-def _parse_many(items: list[tuple[str, int]]) -> list[tuple[str, tuple | None, bytes | None, str | None]]:
+def _parse_many(items: list[tuple[str, int]]) -> list[tuple[str, PriorRun | None, bytes | None, str | None]]:
     return [_parse_path(p, s) for p, s in items]
 
 

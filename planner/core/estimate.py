@@ -572,19 +572,26 @@ def rank_priors(run: RunQuery, priors: Iterable[LogRecord | PriorRun]) -> list[t
     fam, size = model_key(run.model)
     run_params = _params(run.model, run.param_count)
     out = []
+    # Thousands of priors share a few configurations: rank each configuration once.
+    memo: dict[tuple, tuple[int, float]] = {}
     for raw in priors:
         p = _as_prior(raw)
-        pfam, psize = model_key(p.model)
-        p_params = _params(p.model, p.param_count)
-        if run.param_count and p.param_count and run.param_count == p.param_count and (fam == pfam or not pfam):
-            tier = 0
-        elif size is not None and psize is not None and math.isclose(size, psize):
-            tier = 0 if fam and fam == pfam else 1
-        elif run_params and p_params:
-            tier = 2
-        else:
-            tier = 3
-        out.append((tier, _config_distance(run, p), p))
+        key = (p.model, p.param_count, p.batch_size, p.gradient_accumulation_steps,
+               p.max_seq_len, p.packed, p.state)
+        hit = memo.get(key)
+        if hit is None:
+            pfam, psize = model_key(p.model)
+            p_params = _params(p.model, p.param_count)
+            if run.param_count and p.param_count and run.param_count == p.param_count and (fam == pfam or not pfam):
+                tier = 0
+            elif size is not None and psize is not None and math.isclose(size, psize):
+                tier = 0 if fam and fam == pfam else 1
+            elif run_params and p_params:
+                tier = 2
+            else:
+                tier = 3
+            hit = memo[key] = (tier, _config_distance(run, p))
+        out.append((hit[0], hit[1], p))
     out.sort(key=lambda t: (t[0], t[1]))
     return out
 
