@@ -289,6 +289,8 @@ def test_find_logs_ignores_other_names(tmp_path: Path) -> None:
     (tmp_path / "a" / "slurm-7.err").write_text("x")
     (tmp_path / "a" / "train.out").write_text("x")
     assert [Path(p).name for p, _, _ in find_logs([tmp_path])] == ["slurm-7.out"]
+    # Nested roots do not list a log twice.
+    assert len(find_logs([tmp_path, tmp_path / "a", tmp_path])) == 1
 
 
 # --------------------------------------------------------------------------- real logs

@@ -214,15 +214,15 @@ def find_logs(
         Symlinked folders are not followed (they can loop on shared filesystems).
     """
     found: list[tuple[str, int, int]] = []
-    stack = [str(d) for d in dirs]
-    seen: set[str] = set()
+    append = found.append
+    # Symlinked folders are never followed, so the walk cannot loop; a root nested in
+    # another root is walked twice, and its logs are de-duplicated at the end.
+    stack = list(dict.fromkeys(str(d) for d in dirs))
     cache = dir_cache if dir_cache is not None else {}
     stat = os.stat
+    sep = os.sep
     while stack:
         d = stack.pop()
-        if d in seen:
-            continue
-        seen.add(d)
         try:
             d_mtime = stat(d).st_mtime_ns
         except OSError:
@@ -231,13 +231,14 @@ def find_logs(
         hit = cache.get(d)
         if hit is not None and hit[0] == d_mtime:
             stack.extend(hit[1])
+            prefix = d + sep
             for name in hit[2]:
-                path = os.path.join(d, name)
+                path = prefix + name
                 try:
                     st = stat(path)
                 except OSError:
                     continue
-                found.append((path, st.st_size, st.st_mtime_ns))
+                append((path, st.st_size, st.st_mtime_ns))
             continue
         subdirs: list[str] = []
         names: list[str] = []
@@ -262,6 +263,8 @@ def find_logs(
                     continue
         cache[d] = (d_mtime, subdirs, names)
         stack.extend(subdirs)
+    if len(dirs) > 1:
+        found = list(dict.fromkeys(found))
     found.sort()
     return found
 
