@@ -263,8 +263,8 @@ def test_priors_with_run_files(tmp_path: Path) -> None:
     (run / "epoch_0" / "adapter_model.pt").write_bytes(b"x" * 1024 * 1024)
     (run / "slurm-5.out").write_bytes((FIXTURES / "slurm-1001.out").read_bytes())
     (run / "job-state.json").write_text(
-        '{"state": "COMPLETED", "job_id": "5", "started": "2025-10-22T14:00:00Z", '
-        '"ended": "2025-10-22T14:01:30Z", "exit_code": 0, "host": "n1"}'
+        '{"state": "COMPLETED", "job_id": "5", "started": "2025-10-22T14:00:00.250Z", '
+        '"ended": "2025-10-22T14:01:30.250Z", "exit_code": 0, "host": "n1"}'
     )
     res = scan([tmp_path], None)
     [plain] = res.priors()

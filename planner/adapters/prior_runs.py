@@ -35,12 +35,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 from planner.core.estimate import PriorRun
 from planner.core.logparse import LogRecord, parse_log_bytes
+from planner.core.status import parse_job_time
 
 #: Bump when LogRecord changes shape; older caches are then ignored.
 CACHE_VERSION = 6
@@ -171,9 +171,12 @@ def job_wall_seconds(state_file: Path) -> float | None:
     """
     try:
         state = json.loads(state_file.read_text(encoding="utf-8"))
-        started = datetime.fromisoformat(str(state["started"]).replace("Z", "+00:00"))
-        ended = datetime.fromisoformat(str(state["ended"]).replace("Z", "+00:00"))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict):
+        return None
+    started, ended = parse_job_time(state.get("started")), parse_job_time(state.get("ended"))
+    if started is None or ended is None:
         return None
     seconds = (ended - started).total_seconds()
     return seconds if seconds > 0 else None
