@@ -148,7 +148,21 @@ def test_hostile_names_are_quoted_in_every_script(example: Path, tmp_path: Path)
         prologue = script.read_text().split('cd "$JOB_DIR"')[0] + 'printf %s "$JOB_DIR"'
         out = subprocess.run(["bash", "-c", prologue], capture_output=True, text=True, cwd=tmp_path, check=True).stdout
         assert out == str(script.parent)
-    assert not list(tmp_path.rglob("PWNED")) and not Path("PWNED").exists()
+    # Run every script for real, with stand-ins for tune and python: nothing in a name executes.
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    for tool in ("tune", "python"):
+        (stubs / tool).write_text("#!/bin/sh\nexit 0\n")
+        (stubs / tool).chmod(0o755)
+    for script in scripts:
+        if script.name == "eval.sh" and "_epoch" in script.parent.name:
+            epoch = script.parent.name.rsplit("_epoch", 1)[1]
+            (script.parent.parent.parent / f"epoch_{epoch}").mkdir(exist_ok=True)
+        env = {"PATH": f"{stubs}:/usr/bin:/bin", "HOME": str(tmp_path)}
+        out = subprocess.run(["bash", str(script)], capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert load_yaml(script.parent / "job-state.json")["state"] == "COMPLETED"
+    assert not list(tmp_path.rglob("PWNED*")) and not Path("PWNED").exists()
     setup = load_yaml(exp / f"{hostile}_rank4" / "setup_finetune.yaml")
     assert setup["system_prompt"] == "line one\nline $(touch PWNED) two"
     summary = (exp / "experiment_summary.md").read_text()
