@@ -255,13 +255,17 @@ def test_pending_reason_shows_in_notes_and_running_has_no_end(plan: Plan) -> Non
     assert ev[0].notes == "waiting: Dependency"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: sacct reports Reason=Dependency (not DependencyNeverSatisfied) for an evaluation that "
-    "kill_invalid_depend cancelled, so the note says only 'cancelled'"))
 def test_dependency_cancel_as_sacct_reports_it_explains_itself(plan: Plan) -> None:
     # What sacct printed on the test cluster for an afterok job whose training failed:
     # State=CANCELLED, Reason=Dependency, Start=None.
     jobs = {"7_0": JobInfo("COMPLETED"), "11": JobInfo("FAILED", exit_code=1),
-            "12": JobInfo("CANCELLED", reason="Dependency", end=NOW)}
+            "12": JobInfo("CANCELLED", reason="Dependency", end=NOW, raw_state="CANCELLED")}
     _, ev = table_rows(build_report(plan, _journal(), jobs, NOW), plan)
     assert ev[1].notes == "its training did not succeed"
+
+
+def test_a_users_cancel_is_not_blamed_on_training(plan: Plan) -> None:
+    jobs = {"7_0": JobInfo("COMPLETED"), "11": JobInfo("RUNNING"),
+            "12": JobInfo("CANCELLED", reason="Dependency", end=NOW, raw_state="CANCELLED by 1000")}
+    _, ev = table_rows(build_report(plan, _journal(), jobs, NOW), plan)
+    assert ev[1].notes == "cancelled"

@@ -71,9 +71,9 @@ class Experiment:
             return {}
 
     def write_cache(self, data: dict) -> None:
-        """Write the status cache atomically (caller holds the lock)."""
+        """Write the status cache atomically (caller holds the lock); a cache needs no fsync."""
         self.internal.mkdir(exist_ok=True)
-        atomic_write_text(self.internal / "status-cache.json", json.dumps(data, indent=1, default=str))
+        atomic_write_text(self.internal / "status-cache.json", json.dumps(data, separators=(",", ":"), default=str), durable=False)
 
     def update_summary_blocks(self, blocks: dict[str, str]) -> None:
         """Rewrite named generated blocks of the summary; every other byte stays (caller holds the lock)."""

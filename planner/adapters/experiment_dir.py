@@ -54,14 +54,18 @@ def write_experiment(target: Path, files: dict[str, str], force: bool, now: date
         raise
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace one file atomically (temporary file in the same folder, then rename)."""
+def atomic_write_text(path: Path, text: str, durable: bool = True) -> None:
+    """Replace one file atomically (temporary file in the same folder, then rename).
+
+    ``durable`` also flushes it to disk before the rename (journal, summary); caches skip it.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         if path.exists():
             os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
         os.replace(tmp, path)

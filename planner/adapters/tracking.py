@@ -9,7 +9,7 @@ says it may be stale, with the time of the last good refresh.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -35,7 +35,7 @@ class Collected:
 
 def _info(rec: JobRecord, source: str) -> JobInfo:
     return JobInfo(state=rec.state, reason=rec.reason, exit_code=rec.exit_code, start=rec.start, end=rec.end,
-                   elapsed_s=rec.elapsed_s, source=source)
+                   elapsed_s=rec.elapsed_s, source=source, raw_state=rec.raw_state)
 
 
 def _cached(data: dict) -> JobInfo:
@@ -44,7 +44,7 @@ def _cached(data: dict) -> JobInfo:
 
     return JobInfo(state=data["state"], reason=data.get("reason"), exit_code=data.get("exit_code"),
                    start=dt(data.get("start")), end=dt(data.get("end")), elapsed_s=data.get("elapsed_s"),
-                   source=data.get("source", "sacct"))
+                   source=data.get("source", "sacct"), raw_state=data.get("raw_state"))
 
 
 def collect(exp: Experiment, journal: Journal, cache: dict, timeout_s: float = 30.0) -> Collected:
@@ -108,6 +108,13 @@ def collect(exp: Experiment, journal: Journal, cache: dict, timeout_s: float = 3
     return out
 
 
+def _cache_entry(info: JobInfo) -> dict:
+    # Built by hand: dataclasses.asdict deep-copies and costs more than the sacct call it caches.
+    return {"state": info.state, "reason": info.reason, "exit_code": info.exit_code,
+            "start": info.start.isoformat() if info.start else None, "end": info.end.isoformat() if info.end else None,
+            "elapsed_s": info.elapsed_s, "source": info.source, "raw_state": info.raw_state}
+
+
 def result_notes(exp: Experiment) -> dict[str, str]:
     """A short note per evaluation that wrote results.json (exact match and n)."""
     notes: dict[str, str] = {}
@@ -148,9 +155,7 @@ def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_
             cache["last_good_refresh"] = now.isoformat(timespec="seconds")
         report.last_good_refresh = cache.get("last_good_refresh")
         cache["final"] = {
-            jid: {**asdict(info), "start": info.start.isoformat() if info.start else None,
-                  "end": info.end.isoformat() if info.end else None}
-            for jid, info in got.jobs.items()
+            jid: _cache_entry(info) for jid, info in got.jobs.items()
             if info.state in FINAL and info.source in ("sacct", "job file")
         }
         if write_summary:

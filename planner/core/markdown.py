@@ -22,8 +22,12 @@ def md_cell(value: Any) -> str:
     """Render a value as one table cell: pipes escaped, newlines folded, empty as '-'."""
     if value is None or value == "":
         return "-"
-    text = str(value).replace("\\", "\\\\").replace("|", "\\|")
-    return re.sub(r"[\r\n]+", " ", text)
+    text = str(value)
+    if "|" in text or "\\" in text:
+        text = text.replace("\\", "\\\\").replace("|", "\\|")
+    if "\n" in text or "\r" in text:  # the regex only when needed: status tables render thousands of cells
+        text = re.sub(r"[\r\n]+", " ", text)
+    return text
 
 
 def md_code(value: Any) -> str:

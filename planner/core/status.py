@@ -40,6 +40,7 @@ class JobInfo:
     end: datetime | None = None
     elapsed_s: int | None = None
     source: str = "sacct"  # sacct | squeue | job file | journal
+    raw_state: str | None = None  # as the scheduler wrote it: "CANCELLED by 1000" is a user's cancel
 
 
 @dataclass
@@ -59,6 +60,7 @@ class UnitStatus:
     end: datetime | None = None
     elapsed_s: int | None = None
     source: str | None = None
+    raw_state: str | None = None
     note: str | None = None
     predicted_s: float | None = None
 
@@ -178,7 +180,19 @@ def _unit(unit: str, kind: str, run: str, task: str | None, epoch: int | None,
     status.exit_code = info.exit_code
     status.start, status.end, status.elapsed_s = info.start, info.end, info.elapsed_s
     status.source = info.source
+    status.raw_state = info.raw_state
     return status
+
+
+def dependency_failed(u: UnitStatus) -> bool:
+    """True when the scheduler (not a user) cancelled a job because its dependency failed.
+
+    Slurm's kill_invalid_depend writes a plain CANCELLED with reason Dependency; a user's
+    scancel writes "CANCELLED by <uid>". The local executor writes DependencyNeverSatisfied.
+    """
+    if u.reason == "DependencyNeverSatisfied":
+        return True
+    return u.reason == "Dependency" and (u.raw_state or "CANCELLED").strip() == "CANCELLED"
 
 
 def _when(value: datetime | None) -> str | None:
@@ -194,7 +208,7 @@ def _notes(u: UnitStatus, base: bool) -> str | None:
     if u.failed and u.exit_code not in (None, 0):
         parts.append(f"exit code {u.exit_code}")
     if u.state == "CANCELLED" and u.kind == "eval":
-        parts.append("its training did not succeed" if u.reason == "DependencyNeverSatisfied" else "cancelled")
+        parts.append("its training did not succeed" if dependency_failed(u) else "cancelled")
     if u.elapsed_s and u.final:
         parts.append(f"elapsed {_clock(u.elapsed_s)}")
         if u.predicted_s:

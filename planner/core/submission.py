@@ -91,6 +91,7 @@ def select(plan: Plan, states: dict[str, tuple[str, str]], only: set[str] | None
         if decision is not None:
             sel.skipped.append((ev.key, decision))
             continue
+        key: tuple[str | None, str | None]
         if run.is_base or retrain:
             key = (run.name if retrain else None, None)
         else:
