@@ -28,6 +28,7 @@ and size); parse the file directly when the full config is needed.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pickle
@@ -436,6 +437,19 @@ def scan(
         ``skipped`` with a reason (cut files that still hold training data are kept as
         records with ``state == "truncated"``).
     """
+    # The scan allocates hundreds of thousands of small tuples and lists (cache load,
+    # records) and frees almost none: generational GC passes over them are pure
+    # overhead, measured at up to a third of a rescan. Paused for the scan only.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _scan(dirs, cache_path, workers)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _scan(dirs: list[Path], cache_path: Path | None, workers: int | None) -> ScanResult:
     t0 = time.perf_counter()
     result = ScanResult()
     old, dir_cache, frames = _load_cache(cache_path)

@@ -52,14 +52,13 @@ def collect(exp: Experiment, journal: Journal, cache: dict, timeout_s: float = 3
     latest = journal.latest()
     final_cache = {k: _cached(v) for k, v in cache.get("final", {}).items()}
     out = Collected(jobs={})
-    slurm_ids: dict[str, Path] = {}
+    slurm_ids: dict[str, str] = {}  # job id -> unit (its folder is only needed on the fallback path)
     for unit, (sub, task) in latest.items():
         if task.job_id in final_cache:
             out.jobs[task.job_id] = final_cache[task.job_id]
             continue
-        job_dir = exp.unit_dir(unit)
         if sub.executor == "local":
-            data = read_job_file(job_dir)
+            data = read_job_file(exp.unit_dir(unit))
             alive = local_pid_alive(task.job_id)
             if data is not None:
                 out.jobs[task.job_id] = info_from_job_file(data, alive)
@@ -68,7 +67,7 @@ def collect(exp: Experiment, journal: Journal, cache: dict, timeout_s: float = 3
             else:
                 out.jobs[task.job_id] = JobInfo(state="LOST", reason="process ended without a job-state.json", source="job file")
             continue
-        slurm_ids[task.job_id] = job_dir
+        slurm_ids[task.job_id] = unit
     if not slurm_ids:
         return out
     query = sorted({jid.split("_")[0] for jid in slurm_ids})  # an array is asked for by its id
@@ -99,10 +98,10 @@ def collect(exp: Experiment, journal: Journal, cache: dict, timeout_s: float = 3
                 out.jobs[rec.job_id] = _info(rec, "squeue")
     except slurm_query.SchedulerQueryError:
         pass
-    for job_id, job_dir in slurm_ids.items():
+    for job_id, unit in slurm_ids.items():
         if job_id in out.jobs:
             continue
-        data = read_job_file(job_dir)
+        data = read_job_file(exp.unit_dir(unit))
         if data is not None and str(data.get("job_id")) == job_id:
             out.jobs[job_id] = info_from_job_file(data, None)
     return out

@@ -196,7 +196,7 @@ def dependency_failed(u: UnitStatus) -> bool:
 
 
 def _when(value: datetime | None) -> str | None:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else None
+    return value.isoformat(" ", "seconds") if value else None
 
 
 def _notes(u: UnitStatus, base: bool) -> str | None:
