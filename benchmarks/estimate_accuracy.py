@@ -28,8 +28,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from planner.adapters.prior_index import _job_seconds, prior_from_log  # noqa: E402
-from planner.adapters.prior_runs import scan  # noqa: E402
+from planner.adapters.prior_index import enrich  # noqa: E402
+from planner.adapters.prior_runs import job_wall_seconds, scan  # noqa: E402
 from planner.core.estimate import RunQuery, training_time  # noqa: E402
 
 SPEC = {
@@ -70,12 +70,11 @@ def main() -> int:
         t0 = time.perf_counter()
         subprocess.run(["bash", str(run / "train.sh")], check=True, capture_output=True)
         print(f"  {run.name:45s} {time.perf_counter() - t0:6.1f} s")
-    records = {Path(p).parent.name: r for p, r in scan([exp]).records.items()}
-    priors = {name: prior_from_log(rec) for name, rec in records.items()}
+    priors = {Path(p.name).parent.name: enrich(p) for p in scan([exp]).priors(with_run_files=True)}
     rows = []
     for run in runs:
         setup = yaml.safe_load((run / "setup_finetune.yaml").read_text())
-        actual = _job_seconds(run)
+        actual = job_wall_seconds(run / "job-state.json")
         others = [p for name, p in priors.items() if name != run.name]
         query = RunQuery.from_settings("tiny-llama-cap", priors[run.name].param_count, setup, 4800)
         ours = training_time(query, others).figure
