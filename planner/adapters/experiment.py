@@ -75,6 +75,13 @@ class Experiment:
         self.internal.mkdir(exist_ok=True)
         atomic_write_text(self.internal / "status-cache.json", json.dumps(data, separators=(",", ":"), default=str), durable=False)
 
+    def read_estimates(self) -> dict:
+        """estimates.json: per-run predicted seconds and Slurm time ({} when absent)."""
+        try:
+            return json.loads((self.path / "estimates.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
     def update_summary_blocks(self, blocks: dict[str, str]) -> None:
         """Rewrite named generated blocks of the summary; every other byte stays (caller holds the lock)."""
         path = self.path / SUMMARY

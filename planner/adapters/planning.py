@@ -22,7 +22,7 @@ from planner.core.compute import ComputeEstimates
 from planner.core.designlog import DesignLog
 from planner.core.estimating import estimate_plan
 from planner.core.jobs import JobEnvironment, build_job_files
-from planner.core.localconfig import LocalSettings
+from planner.core.localconfig import LocalSettings, SlurmSettings
 from planner.core.render import RenderInput, make_environment, render_experiment
 from planner.core.resources import Resources
 from planner.core.runs import Plan, expand
@@ -42,10 +42,10 @@ class PreparedExperiment:
     spec: ExperimentSpec
 
 
-def effective_slurm(spec: ExperimentSpec, settings: LocalSettings, estimates: ComputeEstimates | None) -> dict[str, Any]:
+def effective_slurm(spec: ExperimentSpec, slurm: SlurmSettings, estimates: ComputeEstimates | None) -> dict[str, Any]:
     """The Slurm request of a fine-tune job: local defaults overridden by the spec's resources."""
     res = spec.resources
-    out: dict[str, Any] = settings.slurm.model_dump()
+    out: dict[str, Any] = slurm.model_dump()
     for key in ("account", "partition", "constraint", "qos", "cpus_per_task", "mem", "array_parallelism"):
         value = getattr(res, key)
         if value is not None:
@@ -102,7 +102,7 @@ def prepare(
     prov = provenance(stamp, settings_path, settings.model_dump(), argv)
     prov["spec_dir"] = str(spec_dir)  # relative model, dataset and script paths were read from here
     recorded = spec.model_copy(update={"provenance": prov})
-    slurm = effective_slurm(spec, settings, estimates)
+    slurm = effective_slurm(spec, settings.slurm, estimates)
     env = make_environment(paths.TEMPLATES_DIR)
     inp = RenderInput(plan=plan, resources=resources, estimates=estimates, settings=settings, exp_dir=str(target),
                       created=stamp, provenance=prov, jobs=jobs, slurm=slurm)

@@ -6,7 +6,6 @@ and the sbatch text are those of a real submit; nothing is sent and nothing is w
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +17,8 @@ from planner.adapters.experiment import Experiment
 from planner.core.compute import slurm_time_seconds
 from planner.core.errors import SchedulerError
 from planner.core.journal import Submission, TaskEntry
-from planner.core.localconfig import LocalSettings
+from planner.adapters.planning import effective_slurm
+from planner.core.localconfig import LocalSettings, SlurmSettings
 from planner.core.runs import Evaluation, Run
 from planner.core.submission import array_chunks, select
 
@@ -34,29 +34,14 @@ class SubmitResult:
 
 def slurm_request_base(exp: Experiment) -> dict[str, Any]:
     """The Slurm request recorded with the plan: local settings then the spec's resources."""
-    prov = exp.spec.provenance or {}
-    settings = prov.get("local_settings")
-    slurm = LocalSettings.model_validate(settings).slurm.model_dump() if settings else {}
-    res = exp.spec.resources
-    for key in ("account", "partition", "constraint", "qos", "cpus_per_task", "mem", "array_parallelism", "eval_time"):
-        value = getattr(res, key, None)
-        if value is not None:
-            slurm[key] = value
-    slurm["gpus"], slurm["nodes"] = res.gpus, res.nodes
-    slurm.setdefault("time", "01:00:00")
-    slurm.setdefault("eval_time", "00:30:00")
-    slurm.setdefault("array_parallelism", 16)
-    if res.time != "auto":
-        slurm["time"] = res.time
-    return slurm
+    recorded = (exp.spec.provenance or {}).get("local_settings")
+    slurm = LocalSettings.model_validate(recorded).slurm if recorded else SlurmSettings()
+    return effective_slurm(exp.spec, slurm, None)
 
 
 def _run_times(exp: Experiment) -> dict[str, str]:
-    try:
-        data = json.loads((exp.path / "estimates.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return {k: v["slurm_time"] for k, v in data.get("runs", {}).items() if "slurm_time" in v}
+    runs = exp.read_estimates().get("runs", {})
+    return {k: v["slurm_time"] for k, v in runs.items() if "slurm_time" in v}
 
 
 def _request(exp: Experiment, base: dict[str, Any], name: str, time: str, dependency: str | None, gpus: int) -> JobRequest:

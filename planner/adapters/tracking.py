@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from planner.adapters import slurm_query
 from planner.adapters.executors import info_from_job_file, local_pid_alive, read_job_file
@@ -131,11 +130,8 @@ def result_notes(exp: Experiment) -> dict[str, str]:
 
 def predicted_seconds(exp: Experiment) -> dict[str, float]:
     """Predicted training seconds per run, from estimates.json."""
-    try:
-        data = json.loads((exp.path / "estimates.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return {k: float(v["train_seconds"]) for k, v in data.get("runs", {}).items() if "train_seconds" in v}
+    runs = exp.read_estimates().get("runs", {})
+    return {k: float(v["train_seconds"]) for k, v in runs.items() if "train_seconds" in v}
 
 
 def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_s: float = 30.0) -> tuple[StatusReport, int]:
