@@ -197,3 +197,28 @@ def test_multi_node_runs_use_the_distributed_recipe_and_rendezvous(example: Path
     subprocess.run(["bash", "-n", str(run / "train.sh")], check=True)
     setup = load_yaml(run / "setup_finetune.yaml")
     assert (setup["gpus"], setup["nodes"], setup["recipe"]) == (4, 2, "recipes/llama2_custom_lora_distributed.yaml")
+
+
+def test_planning_works_without_torch(example: Path) -> None:
+    # A login node has no torch: planning, rendering and validation must not import it.
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'torchtune', 'torchao', 'sentencepiece', 'safetensors'): sys.modules[name] = None\n"
+        "from planner.cli.main import main\n"
+        f"sys.argv = ['plan-experiment', 'new', '--spec', {str(example / 'experiment.yaml')!r}, '--yes']\n"
+        "main()\n"
+    )
+    out = subprocess.run([__import__("sys").executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (example / "experiments" / "cap_5L_lora_comparison_demo" / "tiny-llama-cap_rank4" / "finetune.yaml").is_file()
+
+
+def test_status_before_submit_shows_every_unit_pending(example: Path) -> None:
+    _, exp = plan_example(example)
+    before = (exp / "experiment_summary.md").read_text()
+    result = run_cli("status", str(exp), "--watch", "--json")
+    assert result.exit_code == 0
+    assert result.stderr == f"nothing submitted yet: run `plan-experiment submit {exp}` first\n"
+    report = json.loads(result.stdout)
+    assert report["counts"] == {"NOT_SUBMITTED": 7} and report["all_final"] is False
+    assert (exp / "experiment_summary.md").read_text() == before

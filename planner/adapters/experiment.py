@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from planner.adapters.experiment_dir import atomic_write_text
-from planner.core.errors import ConfigError
+from planner.core.errors import ConfigError, SchedulerError
 from planner.core.journal import Journal
 from planner.core.markdown import replace_block
 from planner.core.runs import Plan, expand
@@ -33,10 +35,22 @@ class Experiment:
         """Folder of the planner's own files (lock, submitit folders, caches)."""
         return self.path / INTERNAL
 
-    def lock(self, timeout_s: float = 120) -> FileLock:
+    @contextmanager
+    def lock(self, timeout_s: float = 300) -> Iterator[None]:
         """The experiment's lock: submit and every status refresh hold it while they write."""
         self.internal.mkdir(exist_ok=True)
-        return FileLock(str(self.internal / "lock"), timeout=timeout_s)
+        lock = FileLock(str(self.internal / "lock"), timeout=timeout_s)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise SchedulerError(
+                f"{self.path}: another plan-experiment command (a submit or status) has held the experiment's lock "
+                f"for {timeout_s:.0f} s; let it finish and try again"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def run_dir(self, run: str) -> Path:
         """Folder of a run."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +29,9 @@ def command(experiment: Path, watch: bool, interval: float, timeout_s: float | N
     console = Console(soft_wrap=True)
     exp = load_experiment(experiment)
     report, _ = refresh(exp, datetime.now(), write_summary=not no_write)
+    if watch and not report.submitted:
+        click.echo(f"nothing submitted yet: run `plan-experiment submit {shlex.quote(str(exp.path))}` first", err=True)
+        watch = False
     if watch:
         deadline = time.monotonic() + timeout_s if timeout_s else None
         with Live(status_table(report), console=console, refresh_per_second=1, transient=as_json) as live:
