@@ -21,7 +21,8 @@ def example(tmp_path: Path) -> Path:
     dest = tmp_path / "example"
     shutil.copytree(EXAMPLE, dest)
     text = (dest / "claude.local.md").read_text()
-    (dest / "claude.local.md").write_text(text.replace("../../experiments", "experiments"))
+    text = text.replace("experiments_dir: ../../experiments", "experiments_dir: experiments")
+    (dest / "claude.local.md").write_text(text.replace("scratch_dir: ../../tests/fixtures/logs/real", "scratch_dir: experiments"))
     return dest
 
 

@@ -6,6 +6,7 @@ so the prose can say anything without breaking the parser.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from pathlib import PurePath
 from typing import Any
@@ -73,7 +74,7 @@ class LocalSettings(_Strict):
         for key in ("models_dir", "experiments_dir", "scratch_dir", "datasets_dir"):
             value = getattr(self, key)
             if not PurePath(value).is_absolute() and not value.startswith("~"):
-                updates[key] = str(PurePath(base_dir) / value)
+                updates[key] = posixpath.normpath(str(PurePath(base_dir) / value))
         return self.model_copy(update=updates)
 
 
