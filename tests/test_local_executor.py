@@ -269,3 +269,13 @@ def test_a_users_cancel_is_not_blamed_on_training(plan: Plan) -> None:
             "12": JobInfo("CANCELLED", reason="Dependency", end=NOW, raw_state="CANCELLED by 1000")}
     _, ev = table_rows(build_report(plan, _journal(), jobs, NOW), plan)
     assert ev[1].notes == "cancelled"
+
+
+def test_out_of_memory_and_timeout_say_what_to_change(plan: Plan) -> None:
+    jobs = {"7_0": JobInfo("OUT_OF_MEMORY", exit_code=0, end=NOW), "11": JobInfo("TIMEOUT", end=NOW)}
+    journal = _journal()
+    ft, _ = table_rows(build_report(plan, journal, jobs, NOW), plan)
+    assert ft[0].status == "out_of_memory"
+    assert "halve batch_size and double gradient_accumulation_steps" in (ft[0].notes or "")
+    assert ft[1].status == "timeout"
+    assert "raise the time request" in (ft[1].notes or "")

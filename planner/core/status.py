@@ -207,6 +207,11 @@ def _notes(u: UnitStatus, base: bool) -> str | None:
         parts.append(f"waiting: {u.reason}")
     if u.failed and u.exit_code not in (None, 0):
         parts.append(f"exit code {u.exit_code}")
+    if u.state == "OUT_OF_MEMORY" and u.kind == "train":
+        # A retry of the same config runs out of memory again: say what to change.
+        parts.append("halve batch_size and double gradient_accumulation_steps in finetune.yaml, then --retry-failed")
+    if u.state == "TIMEOUT":
+        parts.append("raise the time request (resources.time) or run `plan-experiment estimate`, then --retry-failed")
     if u.state == "CANCELLED" and u.kind == "eval":
         parts.append("its training did not succeed" if dependency_failed(u) else "cancelled")
     if u.elapsed_s and u.final:
