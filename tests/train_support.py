@@ -207,17 +207,14 @@ def train(config_path: Path, *, timeout: float = 300) -> subprocess.CompletedPro
 
     argv = training_argv(str(config_path), 1, 1)
     argv[0] = tune_executable()
-    proc = subprocess.run(
-        argv,
-        cwd=config_path.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=_child_env(),
-    )
-    assert proc.returncode == 0, f"training failed ({proc.returncode}):\n{proc.stdout[-4000:]}"
+    return _run_child(argv, config_path.parent, timeout, "training")
+
+
+def _run_child(argv: list[str], cwd: Path, timeout: float, what: str) -> subprocess.CompletedProcess[str]:
+    """Run a training or eval subprocess; fail with the tail of its output."""
+    proc = subprocess.run(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout, check=False, env=_child_env())
+    assert proc.returncode == 0, f"{what} failed ({proc.returncode}):\n{proc.stdout[-4000:]}"
     return proc
 
 
@@ -288,15 +285,6 @@ def run_eval(config_path: Path, *, in_process: bool = False, timeout: float = 30
         status = load_task_module("eval").main(["--config", str(config_path)])
         assert status == 0, f"eval of {config_path} failed"
         return json.loads((config_path.parent / "results.json").read_text())
-    proc = subprocess.run(
-        [sys.executable, str(TASK_DIR / "eval.py"), "--config", str(config_path)],
-        cwd=config_path.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=_child_env(),
-    )
-    assert proc.returncode == 0, f"eval failed ({proc.returncode}):\n{proc.stdout[-4000:]}"
+    _run_child([sys.executable, str(TASK_DIR / "eval.py"), "--config", str(config_path)], config_path.parent,
+               timeout, "eval")
     return json.loads((config_path.parent / "results.json").read_text())

@@ -11,7 +11,7 @@ from planner.adapters import slurm_query
 from planner.adapters.executors import Executor, LocalSubmitter, SlurmSubmitter
 from planner.adapters.experiment import Experiment
 from planner.core.errors import SchedulerError
-from planner.core.status import StatusReport
+from planner.core.status import StatusReport, clock
 
 STATE_STYLE = {
     "COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "SUBMITTED": "yellow",
@@ -52,19 +52,14 @@ def status_table(report: StatusReport) -> Table:
             notes.append(u.note)
         predicted = "-"
         if u.predicted_s:
-            predicted = _clock(u.predicted_s)
+            predicted = clock(u.predicted_s)
             if u.elapsed_s and u.final:
                 predicted += f" ({(u.elapsed_s - u.predicted_s) / u.predicted_s * 100:+.0f}%)"
         table.add_row(
             u.unit, f"[{style}]{u.state.lower()}[/{style}]" if style else u.state.lower(), u.job_id or "-",
-            _clock(u.elapsed_s) if u.elapsed_s else "-", predicted, "; ".join(notes) or "-",
+            clock(u.elapsed_s) if u.elapsed_s else "-", predicted, "; ".join(notes) or "-",
         )
     return table
-
-
-def _clock(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def print_report(console: Console, report: StatusReport) -> None:

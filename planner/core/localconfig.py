@@ -18,7 +18,8 @@ from planner.core.errors import ConfigError
 from planner.core.validation import describe_errors
 
 _FENCE = re.compile(r"^```ya?ml[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
-_SLURM_TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$|^\d+$")
+# Slurm time formats: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS.
+SLURM_TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$|^\d+$")
 
 
 class _Strict(BaseModel):
@@ -42,7 +43,7 @@ class SlurmSettings(_Strict):
     @field_validator("time", "eval_time")
     @classmethod
     def _time_format(cls, value: str) -> str:
-        if not _SLURM_TIME.match(value):
+        if not SLURM_TIME.match(value):
             raise ValueError("not a Slurm time; use MM, HH:MM:SS or D-HH:MM:SS, e.g. 02:00:00")
         return value
 

@@ -341,13 +341,7 @@ def parse_sacct(text: str) -> list[JobRecord]:
     """
     records: list[JobRecord] = []
     ranges: list[tuple[str, JobRecord]] = []
-    n = len(SACCT_FIELDS)
-    for line in text.splitlines():
-        parts = line.rstrip("\r\n").split(DELIMITER)
-        if len(parts) < n:
-            continue
-        # Only the job name (the last field) can contain the delimiter.
-        parts = parts[: n - 1] + [DELIMITER.join(parts[n - 1 :])]
+    for parts in _rows(text, len(SACCT_FIELDS)):
         # Unpacked by position (the order of SACCT_FIELDS): a dict per line costs more
         # than the rest of the parse when a refresh covers thousands of array tasks.
         job_id_s, raw_id, state_s, exit_s, reason_s, submit_s, start_s, end_s, elapsed_s, nodes_s, name_s = parts
@@ -402,12 +396,7 @@ def parse_squeue(text: str) -> list[JobRecord]:
     """
     records: list[JobRecord] = []
     ranges: list[tuple[str, JobRecord]] = []
-    n = len(SQUEUE_FIELDS)
-    for line in text.splitlines():
-        parts = line.rstrip("\r\n").split(DELIMITER)
-        if len(parts) < n:
-            continue
-        parts = parts[: n - 1] + [DELIMITER.join(parts[n - 1 :])]
+    for parts in _rows(text, len(SQUEUE_FIELDS)):
         row = dict(zip((key for _, key in SQUEUE_FIELDS), parts, strict=True))
         ident = _parse_job_id(row["job_id"].strip())
         if ident is None:
@@ -497,6 +486,18 @@ def expand_task_range(spec: str) -> list[int]:
 
 
 # --- helpers ----------------------------------------------------------------------
+
+
+def _rows(text: str, n: int) -> Iterable[list[str]]:
+    """Split delimited output into rows of exactly ``n`` fields; shorter lines are skipped.
+
+    Only the last field (the job name) can contain the delimiter, so it takes the rest.
+    """
+    for line in text.splitlines():
+        parts = line.rstrip("\r\n").split(DELIMITER)
+        if len(parts) < n:
+            continue
+        yield parts[: n - 1] + [DELIMITER.join(parts[n - 1 :])]
 
 
 def _parse_job_id(job_id: str) -> tuple[str, int | None, str | None] | None:

@@ -14,10 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from planner.core.errors import ConfigError
 from planner.core.knobs import KNOBS, check_knob, coerce_knob
+from planner.core.localconfig import SLURM_TIME
 from planner.core.validation import describe_errors, nearest
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-_SLURM_TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$|^\d+$")
 
 
 class _Strict(BaseModel):
@@ -105,7 +105,7 @@ class ResourcesSpec(_Strict):
     def _time(cls, value: str | None) -> str | None:
         if value is None or value == "auto":
             return value
-        if not _SLURM_TIME.match(value):
+        if not SLURM_TIME.match(value):
             raise ValueError("use auto, MM, HH:MM:SS or D-HH:MM:SS, e.g. 02:00:00")
         return value
 

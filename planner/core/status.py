@@ -215,10 +215,10 @@ def _notes(u: UnitStatus, base: bool) -> str | None:
     if u.state == "CANCELLED" and u.kind == "eval":
         parts.append("its training did not succeed" if dependency_failed(u) else "cancelled")
     if u.elapsed_s and u.final:
-        parts.append(f"elapsed {_clock(u.elapsed_s)}")
+        parts.append(f"elapsed {clock(u.elapsed_s)}")
         if u.predicted_s:
             err = (u.elapsed_s - u.predicted_s) / u.predicted_s * 100
-            parts.append(f"predicted {_clock(u.predicted_s)} ({err:+.0f}%)")
+            parts.append(f"predicted {clock(u.predicted_s)} ({err:+.0f}%)")
     if u.note:
         parts.append(u.note)
     if u.source == "squeue":
@@ -226,7 +226,8 @@ def _notes(u: UnitStatus, base: bool) -> str | None:
     return "; ".join(parts) or None
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """Seconds as H:MM:SS, the way sacct shows elapsed time."""
     s = int(round(seconds))
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
