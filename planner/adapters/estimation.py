@@ -23,10 +23,7 @@ from planner.core.designlog import DesignLog
 from planner.core.estimate import PriorRun
 from planner.core.estimating import estimate_plan
 from planner.core.localconfig import LocalSettings
-from planner.core.render import estimates_block, make_environment
-
-ESTIMATES_BLOCK = "compute-estimates"
-
+from planner.core.render import ESTIMATES_BLOCK, estimates_block, make_environment
 
 @dataclass
 class EstimateOutcome:

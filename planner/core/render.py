@@ -20,7 +20,7 @@ from planner import __version__
 from planner.core.compute import ComputeEstimates
 from planner.core.knobs import KNOBS, format_number
 from planner.core.localconfig import LocalSettings
-from planner.core.markdown import md_cell, md_code, md_table, wrap_block
+from planner.core.markdown import begin_marker, end_marker, md_cell, md_code, md_table, wrap_block
 from planner.core.resources import Resources
 from planner.core.runs import Evaluation, Plan, Run
 from planner.core.status_tables import (
@@ -279,6 +279,8 @@ def _context(inp: RenderInput) -> dict[str, Any]:
         **estimates_context(inp.estimates, gpus),
         "design_type": _design_type(plan),
         "name_pattern": _name_pattern(plan),
+        "estimates_begin": begin_marker(ESTIMATES_BLOCK),
+        "estimates_end": end_marker(ESTIMATES_BLOCK),
         "variables": md_table(["Factor", "Levels"], _variables(plan)) if _variables(plan) else "No factors varied.",
         "all_runs": _all_runs_table(inp),
         "evaluation_matrix": _evaluation_matrix(inp) if plan.spec.evaluation.tasks else "No evaluation tasks.",
