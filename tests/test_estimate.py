@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import statistics
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from planner.core.estimate import (
     Estimate,
+    PriorPool,
     PriorRun,
     RunQuery,
     batch_size,
@@ -94,6 +96,31 @@ def test_same_model_prior_preferred_over_closer_config() -> None:
     ranked = rank_priors(seed_query(), [other, same])
     assert ranked[0][2].name == "same"
     assert training_time(seed_query(), [other, same]).details["prior"] == "same"
+
+
+def test_a_pool_of_many_priors_picks_what_ranking_each_prior_would() -> None:
+    """Grouping priors by configuration changes the cost, not the choice (ties go to the first)."""
+    rnd = random.Random(3)
+    models = ["lora_llama3_2_1b", "lora_llama3_2_3b", "Qwen2.5-0.5B", "mystery", None]
+    priors = [
+        PriorRun(name=f"p{i}", model=rnd.choice(models), batch_size=rnd.choice([None, 1, 4, 8]),
+                 gradient_accumulation_steps=rnd.choice([None, 1, 2]), max_seq_len=rnd.choice([None, 512, 2048]),
+                 packed=rnd.choice([None, False, True]), it_per_s=rnd.choice([None, 2.0, 4.0]),
+                 tokens_per_s=rnd.choice([None, None, 900.0]), state=rnd.choice(["completed", "completed", "oom"]))
+        for i in range(400)
+    ]
+    pool = PriorPool(priors)
+    assert len(pool) == len(priors) and pool.with_speed == sum(1 for p in priors if p.it_per_s or p.tokens_per_s)
+    for query in (seed_query(), seed_query(batch_size=8, max_seq_len=512), seed_query(model="Qwen2.5-0.5B"),
+                  seed_query(model="Llama-3.1-8B", packed=True)):
+        # Reference: each prior ranked on its own, then a stable sort of all of them.
+        alone = [rank_priors(query, [p])[0] for p in priors]
+        reference = sorted(alone, key=lambda t: (t[0], t[1]))
+        assert [p.name for _, _, p in pool.ranked(query)] == [p.name for _, _, p in reference]
+        first_fast = next(p for _, _, p in reference if p.it_per_s or p.tokens_per_s)
+        est = training_time(query, pool)
+        assert est.details["prior"] == first_fast.name == training_time(query, priors).details["prior"]
+        assert f"; {pool.with_speed - 1} other prior(s) ranked lower" in est.basis
 
 
 def test_tokens_per_second_path_when_tokens_per_sample_known() -> None:

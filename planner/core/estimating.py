@@ -45,16 +45,17 @@ def estimate_plan(
     train_split = resources.dataset.splits.get("train")
     runs: list[RunEstimate] = []
     logged_speed: set[str] = set()
+    pool = est.PriorPool(priors)  # grouped once, ranked per run
     for run in plan.finetune_runs:
         model = resources.models[run.model]
         query = est.RunQuery.from_settings(
             model.name.rstrip("/").split("/")[-1], model.param_count, {**run.settings, "gpus": gpus}, train_split
         )
-        figure = est.training_time(query, list(priors))
+        figure = est.training_time(query, pool)
         prior = figure.details.get("prior")
-        if prior and prior not in logged_speed:
+        p = pool.named(prior) if prior else None
+        if p is not None and prior not in logged_speed:
             logged_speed.add(prior)
-            p = next(x for x in priors if x.name == prior)
             speed = f"{p.tokens_per_s:.4g} tokens/s per GPU" if p.tokens_per_s else f"{p.it_per_s:.3g} it/s"
             log.add(now(), "EXTRACT_SPEED", "Analyzing prior run for training speed", command=f"parse {prior}",
                     result=f"Steady speed after warm-up: {speed}; batch_size={p.batch_size}, max_seq_len={p.max_seq_len}",
