@@ -28,8 +28,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from planner.adapters.prior_index import enrich  # noqa: E402
-from planner.adapters.prior_runs import job_wall_seconds, scan  # noqa: E402
+from planner.adapters.prior_runs import scan  # noqa: E402
+from planner.adapters.run_folder import job_wall_seconds  # noqa: E402
 from planner.core.estimate import RunQuery, training_time  # noqa: E402
 
 SPEC = {
@@ -70,7 +70,7 @@ def main() -> int:
         t0 = time.perf_counter()
         subprocess.run(["bash", str(run / "train.sh")], check=True, capture_output=True)
         print(f"  {run.name:45s} {time.perf_counter() - t0:6.1f} s")
-    priors = {Path(p.name).parent.name: enrich(p) for p in scan([exp]).priors(with_run_files=True)}
+    priors = {Path(p.name).parent.name: p for p in scan([exp]).priors()}
     rows = []
     for run in runs:
         setup = yaml.safe_load((run / "setup_finetune.yaml").read_text())

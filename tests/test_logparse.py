@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from pathlib import Path
 
 import pytest
 
 from planner.adapters.prior_runs import FULL_READ_MAX, find_logs, read_log, scan
+from planner.core.estimate import PriorRun
 from planner.core.logparse import STATES, LogRecord, parse_log, parse_log_bytes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "logs"
 REAL = FIXTURES / "real"
+REPO = Path(__file__).parent.parent
 
 
 def load(name: str) -> LogRecord:
@@ -155,7 +158,6 @@ def test_str_and_bytes_entry_points_agree() -> None:
 def test_record_roundtrip() -> None:
     r = load("slurm-1001.out")
     assert LogRecord.from_dict(r.to_dict()) == r
-    assert LogRecord.from_tuple(r.to_tuple()) == r
 
 
 def test_interleaved_stdout_inside_config_dump() -> None:
@@ -257,22 +259,117 @@ def test_cache_deltas_and_removed_files(tmp_path: Path) -> None:
     assert (new.parsed, new.cached, len(new.records)) == (2, 7, 9)
 
 
-def test_priors_with_run_files(tmp_path: Path) -> None:
+def _state(started: str, ended: str) -> str:
+    return (f'{{"state": "COMPLETED", "job_id": "5", "started": "{started}", "ended": "{ended}", '
+            '"exit_code": 0, "host": "n1"}')
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write beside, then rename: how jobs write job-state.json."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _backdate(*folders: Path, ago: float) -> None:
+    """Date folders ``ago`` seconds back: changes made before this scan, not during it."""
+    t = int((time.time() - ago) * 1e9)
+    for f in folders:
+        os.utime(f, ns=(t, t))
+
+
+def test_priors_carry_their_run_folder(tmp_path: Path) -> None:
+    """A run planned by us: wall time, checkpoint size, model and eval times come from its folder."""
+    model = tmp_path / "models" / "tiny-llama-cap"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text((REPO / "examples/capitalization/models/tiny-llama-cap/config.json").read_text())
     run = tmp_path / "exp" / "run_a"
     (run / "epoch_0").mkdir(parents=True)
     (run / "epoch_0" / "adapter_model.pt").write_bytes(b"x" * 1024 * 1024)
     (run / "slurm-5.out").write_bytes((FIXTURES / "slurm-1001.out").read_bytes())
-    (run / "job-state.json").write_text(
-        '{"state": "COMPLETED", "job_id": "5", "started": "2025-10-22T14:00:00.250Z", '
-        '"ended": "2025-10-22T14:01:30.250Z", "exit_code": 0, "host": "n1"}'
-    )
-    res = scan([tmp_path], None)
-    [plain] = res.priors()
-    assert plain.wall_seconds is None and plain.checkpoint_gib_per_epoch == pytest.approx(2.38)
-    [prior] = res.priors(with_run_files=True)
-    assert prior.wall_seconds == 90.0
-    assert prior.checkpoint_gib_per_epoch == pytest.approx(1 / 1024)
-    assert prior.it_per_s == pytest.approx(4.34) and prior.batch_size == 4
+    (run / "finetune.yaml").write_text(f"checkpointer:\n  checkpoint_dir: {model}\n")
+    (run / "job-state.json").write_text(_state("2025-10-22T14:00:00.250Z", "2025-10-22T14:01:30.250Z"))
+    plain = tmp_path / "elsewhere" / "slurm-6.out"  # a log with no run folder around it
+    plain.parent.mkdir()
+    plain.write_bytes((FIXTURES / "slurm-1001.out").read_bytes())
+    _backdate(*[p for p in tmp_path.rglob("*") if p.is_dir()], ago=3600)
+    cache = tmp_path / "cache.pkl"
+
+    priors = {Path(p.name).parent.name: p for p in scan([tmp_path], cache).priors()}
+    bare, ours = priors["elsewhere"], priors["run_a"]
+    assert bare.wall_seconds is None and bare.checkpoint_gib_per_epoch == pytest.approx(2.38)  # from the log's lines
+    assert bare.model == "torchtune.models.llama3_2.lora_llama3_2_1b" and bare.param_count is None
+    assert ours.wall_seconds == 90.0
+    assert ours.checkpoint_gib_per_epoch == pytest.approx(1 / 1024)
+    assert ours.model == "tiny-llama-cap" and ours.param_count and ours.param_count < 1e6
+    assert ours.it_per_s == pytest.approx(4.34) and ours.batch_size == 4 and ours.eval_seconds == []
+
+    def rescan() -> tuple[tuple[int, int], PriorRun]:
+        res = scan([tmp_path], cache)
+        [prior] = [p for p in res.priors() if "run_a" in p.name]
+        return (res.parsed, res.cached), prior
+
+    # Facts are cached with the log: a rescan opens nothing when nothing changed ...
+    assert rescan()[0] == (0, 2)
+    # ... and sees a rewritten job-state.json, an evaluation that finished, and one
+    # that was run again, all without the log having changed.
+    _replace(run / "job-state.json", _state("2025-10-22T14:00:00.250Z", "2025-10-22T14:02:00.250Z"))
+    _backdate(run, ago=3000)
+    counts, ours = rescan()
+    assert counts == (1, 1) and ours.wall_seconds == 120.0 and ours.eval_seconds == []
+    ev = run / "eval" / "capitalization_epoch0"
+    ev.mkdir(parents=True)
+    _replace(ev / "job-state.json", _state("2025-10-22T14:03:00Z", "2025-10-22T14:03:45Z"))
+    _backdate(ev, ev.parent, run, ago=2000)
+    counts, ours = rescan()
+    assert counts == (1, 1) and ours.eval_seconds == [45.0]
+    _replace(ev / "job-state.json", _state("2025-10-22T14:05:00Z", "2025-10-22T14:06:00Z"))
+    _backdate(ev, ago=1000)  # only the evaluation's own folder moved
+    counts, ours = rescan()
+    assert counts == (1, 1) and ours.eval_seconds == [60.0]
+    assert rescan()[0] == (0, 2)
+
+
+def test_a_folder_changed_within_one_clock_tick_is_listed_again(tmp_path: Path) -> None:
+    """Filesystem clocks are coarse: a log added in the same tick leaves the folder's mtime as it was."""
+    src = (FIXTURES / "slurm-1001.out").read_bytes()
+    (tmp_path / "slurm-1.out").write_bytes(src)
+    cache = tmp_path / "cache.pkl"
+    mtime = tmp_path.stat().st_mtime_ns
+    assert scan([tmp_path], cache).parsed == 1
+    (tmp_path / "slurm-2.out").write_bytes(src)
+    os.utime(tmp_path, ns=(mtime, mtime))  # as if the clock had not ticked since the last scan
+    res = scan([tmp_path], cache)
+    assert (res.parsed, res.cached) == (1, 1)
+
+
+def test_new_logs_in_a_shared_folder_do_not_invalidate_the_others(tmp_path: Path) -> None:
+    """sbatch's default: every slurm-*.out in the submit folder; one more must not reparse all."""
+    src = (FIXTURES / "slurm-1001.out").read_bytes()
+    for i in range(5):
+        (tmp_path / f"slurm-{i}.out").write_bytes(src)
+    _backdate(tmp_path, ago=3600)
+    cache = tmp_path / "cache.pkl"
+    assert scan([tmp_path], cache).parsed == 5
+    (tmp_path / "slurm-5.out").write_bytes(src)
+    res = scan([tmp_path], cache)
+    assert (res.parsed, res.cached) == (1, 5)
+
+
+def test_a_shared_cache_keeps_logs_of_folders_not_scanned(tmp_path: Path) -> None:
+    """One cache serves every experiment of a user; scanning one must not forget another's logs."""
+    src = (FIXTURES / "slurm-1001.out").read_bytes()
+    for exp in ("a", "b"):
+        (tmp_path / exp).mkdir()
+        (tmp_path / exp / "slurm-1.out").write_bytes(src)
+    cache = tmp_path / "cache.pkl"
+    assert scan([tmp_path / "a"], cache).parsed == 1
+    assert scan([tmp_path / "b"], cache).parsed == 1
+    assert scan([tmp_path / "a"], cache).parsed == 0  # still cached
+    (tmp_path / "a" / "slurm-1.out").unlink()
+    assert len(scan([tmp_path / "a"], cache).records) == 0  # gone from a ...
+    res = scan([tmp_path / "a", tmp_path / "b"], cache)
+    assert (res.parsed, res.cached, len(res.records)) == (0, 1, 1)  # ... b still cached
 
 
 def test_scan_survives_a_damaged_cache(tmp_path: Path) -> None:
@@ -288,7 +385,7 @@ def test_find_logs_ignores_other_names(tmp_path: Path) -> None:
     (tmp_path / "a" / "slurm-7.out").write_text("x")
     (tmp_path / "a" / "slurm-7.err").write_text("x")
     (tmp_path / "a" / "train.out").write_text("x")
-    assert [Path(p).name for p, _, _ in find_logs([tmp_path])] == ["slurm-7.out"]
+    assert [Path(f[0]).name for f in find_logs([tmp_path])] == ["slurm-7.out"]
     # Nested roots do not list a log twice.
     assert len(find_logs([tmp_path, tmp_path / "a", tmp_path])) == 1
 

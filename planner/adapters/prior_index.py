@@ -1,54 +1,29 @@
 """The prior-run index: logs found under the search folders, as PriorRuns for the estimator.
 
 Parsed logs are cached by (path, size, mtime) so a rescan reads only what changed; runs
-planned by this tool are enriched from the files around their log (model size from
-finetune.yaml's checkpoint, wall time and evaluation times from job-state.json).
+planned by this tool carry what the files around their log say (model size from
+finetune.yaml's checkpoint, wall time and evaluation times from job-state.json,
+checkpoint size from epoch_0/), read once and cached with the log
+(:mod:`planner.adapters.run_folder`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
-import yaml
-
-from planner.adapters.prior_runs import ScanResult, job_wall_seconds, scan
+from planner.adapters.prior_runs import ScanResult, scan
 from planner.core.designlog import DesignLog
 from planner.core.estimate import PriorRun
-from planner.core.recipes import RecipeError, model_shape_from_config
 
 
 def cache_path() -> Path:
     """Where parsed logs are cached between scans (shared by all experiments of a user)."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "plan-experiment" / "prior-runs.pickle"
-
-
-def _model_of(run_dir: Path) -> tuple[str | None, int | None]:
-    """Model folder name and parameter count of a run planned by us (finetune.yaml beside the log)."""
-    try:
-        cfg = yaml.safe_load((run_dir / "finetune.yaml").read_text())
-        ckpt = Path(cfg["checkpointer"]["checkpoint_dir"])
-        shape = model_shape_from_config(json.loads((ckpt / "config.json").read_text()))
-        return ckpt.name, shape.param_count
-    except (OSError, ValueError, KeyError, TypeError, RecipeError):
-        return None, None
-
-
-def enrich(prior: PriorRun) -> PriorRun:
-    """Fill what only the files around one of our runs know: model name, size, eval times."""
-    run_dir = Path(prior.name).parent
-    model, params = _model_of(run_dir)
-    if model:
-        prior.model, prior.param_count = model, params
-    evals = run_dir / "eval"
-    if evals.is_dir():
-        prior.eval_seconds = [s for d in sorted(evals.iterdir()) if (s := job_wall_seconds(d / "job-state.json")) is not None]
-    return prior
 
 
 def gather_priors(dirs: list[Path], log: DesignLog, now: Callable[[], datetime], use_cache: bool = True) -> tuple[ScanResult, list[PriorRun]]:
@@ -64,4 +39,4 @@ def gather_priors(dirs: list[Path], log: DesignLog, now: Callable[[], datetime],
             explanation="Prior SLURM logs give measured speed, memory and checkpoint sizes for the estimates")
     for path, reason in result.skipped[:20]:
         log.add(now(), "SKIP_LOG", f"Not used: {path}", result=reason, explanation="Unreadable, empty, garbage or not a training log")
-    return result, [enrich(p) for p in result.priors(with_run_files=True)]
+    return result, usable

@@ -1,50 +1,52 @@
 """Find and parse prior training logs (``slurm-*.out``), with an incremental cache.
 
-The scan walks directories with ``os.scandir`` (no per-entry ``stat`` beyond what is
-needed), parses each log with :func:`planner.core.logparse.parse_log_bytes`, and keeps
-the records in a cache keyed by ``(path, size, mtime_ns)`` so a rescan only reads the
-files that changed.
+The scan walks folders with ``os.scandir``, parses each log with
+:func:`planner.core.logparse.parse_log_bytes`, reads what the run folder around it says
+(:mod:`planner.adapters.run_folder`), and caches the result keyed by the log's
+``(path, size, mtime_ns)`` and its folder's fingerprint, so a rescan reads only what
+changed. Folder listings are cached by the folder's mtime, so a rescan lists only
+folders that changed and otherwise costs one ``stat`` per folder and per log.
 
 Large logs are read sparsely: the head (config dump, memory stats), the tail (last
 epoch, checkpoint saves, errors, W&B summary) and a few windows in between, aligned on
 progress-bar updates. Bars are most of a log's bytes and every update says the same
 kind of thing, so reading them all buys nothing but I/O.
 
-Each parsed log is kept two ways: a :class:`PriorRun` summary (what estimates use)
-and the whole record pickled to bytes. Estimates read the
-summaries; records are unpickled only when someone asks for one. That keeps both
-the worker-to-parent traffic and a rescan's cache load to a few bytes per log.
+What is cached per log is its :class:`PriorRun` summary, as a plain tuple (what
+estimates use; a tuple loads several times faster than an object), or why it was
+skipped. Whole records are not cached: :attr:`ScanResult.records` parses a log again
+when one is asked for, which estimates never do; that keeps the cache, and so a
+rescan's load, to a fifth of the size.
 
 Cache format: pickle frames in one file, a full snapshot followed by appended delta
 frames (changed and removed paths); a rescan that finds 1% changed appends a small
-frame instead of rewriting 10,000 records, and the file is compacted when deltas grow.
-JSON was measured too: for 10,000 records it loads ~2-3x slower than pickle, and
-loading the cache is most of what a rescan costs. The cache is private to the planner
-and lives next to the experiment it serves, so it is trusted like the planner's own
-code; an unreadable, foreign-version or damaged cache is ignored and rebuilt, never an
-error. Records in a scan never carry ``config_text`` (cached or not, for consistency
-and size); parse the file directly when the full config is needed.
+frame instead of rewriting 10,000 entries, and the file is compacted when deltas grow.
+JSON was measured too: for 10,000 entries it loads ~2-3x slower than pickle, and
+loading the cache is a large part of a rescan. The cache is private to the planner (in
+the user's cache folder) and trusted like the planner's own code; an unreadable,
+foreign-version or damaged cache is ignored and rebuilt, never an error. One cache
+serves every scan of a user: logs outside the folders a scan walks are kept.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import os
 import pickle
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from planner.adapters.run_folder import DIR_FLAGS, FILE_FLAGS, RunFacts, run_facts
 from planner.core.estimate import PriorRun
 from planner.core.logparse import LogRecord, parse_log_bytes
-from planner.core.status import parse_job_time
 
-#: Bump when LogRecord changes shape; older caches are then ignored.
-CACHE_VERSION = 6
+#: Bump when LogRecord, PriorRun or the folder listing change shape; older caches are
+#: then ignored.
+CACHE_VERSION = 9
 
 #: Files up to this size are read whole; larger ones sparsely (head, windows, tail).
 FULL_READ_MAX = 256 * 1024
@@ -62,52 +64,74 @@ MAX_DELTA_FRACTION = 0.25
 #: process start-up (~50 ms) costs more than it saves.
 PARALLEL_MIN_FILES = 400
 
+#: A folder changed less than this long ago may change again within the same tick of
+#: the filesystem's clock (coarse: a few ms locally, a second or more on some network
+#: filesystems, plus clock skew between nodes) without its mtime moving. Its listing is
+#: cached as :data:`RACY` and read again next time, and the run facts of logs in it are
+#: not trusted either (git does the same for "racily clean" index entries).
+RACY_NS = 10 * 1_000_000_000
+RACY = -1
+
 #: Folders never worth descending into.
 _SKIP_DIRS = {".git", "__pycache__", "node_modules", ".venv", ".cache"}
 
 LOG_PATTERN = "slurm-*.out"
+
+#: A log found by :func:`find_logs`: ``(path, size, mtime_ns, folder fingerprint,
+#: run-file flags)``. The fingerprint changes when the run files beside the log may
+#: have (0 when there are none); the flags say which exist.
+LogFile = tuple[str, int, int, object, int]
 
 
 _PRIOR_FIELDS = tuple(PriorRun.__dataclass_fields__)
 _ITS, _TPS, _CKPT = (_PRIOR_FIELDS.index(f) for f in ("it_per_s", "tokens_per_s", "checkpoint_gib_per_epoch"))
 
 
-def _summary(rec: LogRecord) -> tuple:
-    """What estimates need from a record: a PriorRun's field values, in order.
+def _summary(rec: LogRecord, facts: RunFacts) -> tuple:
+    """What estimates need from a record and its run folder: PriorRun field values, in order.
 
     A plain tuple loads from the cache several times faster than PriorRun objects
-    (no per-object attribute dict to rebuild), and the cache load is most of a rescan.
+    (pickle rebuilds those through a call per object), and the cache load is a large
+    part of a rescan.
     """
-    prior = PriorRun.from_record(rec)
+    prior = PriorRun.from_record(rec, wall_seconds=facts.wall_seconds, param_count=facts.param_count,
+                                 epoch_dir_gib=facts.epoch_gib)
+    if facts.model:
+        prior.model = facts.model
+    prior.eval_seconds = list(facts.eval_seconds)
     return tuple(getattr(prior, f) for f in _PRIOR_FIELDS)
 
 
 class LazyRecords(Mapping[str, LogRecord]):
-    """path -> LogRecord, unpickled on first access (most scans never need them all)."""
+    """path -> LogRecord of the logs with training data, parsed again on first access.
 
-    def __init__(self) -> None:
-        self._blobs: dict[str, bytes] = {}
+    Estimates need only the summaries, so the cache keeps no records: a rescan then
+    loads a fifth of the bytes. A record asked for is read from the file as it is now
+    (a log that vanished since the scan gives a record that says so).
+    """
+
+    def __init__(self, summaries: Mapping[str, tuple]) -> None:
+        self._paths = summaries
         self._done: dict[str, LogRecord] = {}
-
-    def _add(self, path: str, blob: bytes, rec: LogRecord | None = None) -> None:
-        self._blobs[path] = blob
-        if rec is not None:
-            self._done[path] = rec
-        else:
-            self._done.pop(path, None)
 
     def __getitem__(self, path: str) -> LogRecord:
         rec = self._done.get(path)
         if rec is None:
-            rec = LogRecord.from_tuple(pickle.loads(self._blobs[path]))
+            if path not in self._paths:
+                raise KeyError(path)
+            try:
+                rec = parse_log_bytes(read_log(path), path)
+            except OSError as exc:
+                rec = LogRecord(path=path, problems=[f"unreadable since the scan: {exc.strerror or exc}"])
+            rec.config_text = None  # as for every record of a scan: see the module docstring
             self._done[path] = rec
         return rec
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._blobs)
+        return iter(self._paths)
 
     def __len__(self) -> int:
-        return len(self._blobs)
+        return len(self._paths)
 
 
 @dataclass
@@ -116,7 +140,7 @@ class ScanResult:
 
     Attributes:
         records: path -> record, for every log that held torchtune training output
-            (a lazy mapping: records are decoded when accessed).
+            (a lazy mapping: a record is parsed from its file again when accessed).
         summaries: path -> summary of every record: :class:`PriorRun` field values in
             declaration order (see :meth:`priors`).
         skipped: ``(path, reason)`` for logs that were empty, unreadable, garbage or
@@ -126,159 +150,226 @@ class ScanResult:
         seconds: wall time of the scan.
     """
 
-    records: LazyRecords = field(default_factory=LazyRecords)
     summaries: dict[str, tuple] = field(default_factory=dict)
+    records: LazyRecords = field(init=False)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     parsed: int = 0
     cached: int = 0
     seconds: float = 0.0
 
-    def priors(self, *, with_run_files: bool = False) -> list[PriorRun]:
+    def __post_init__(self) -> None:
+        self.records = LazyRecords(self.summaries)
+
+    def priors(self) -> list[PriorRun]:
         """Prior-run summaries an estimate can use (speed, token rate or checkpoint size).
 
-        Taken from the summaries alone (no record is decoded), so it stays fast for
-        10,000 logs.
-
-        Args:
-            with_run_files: also read what lies next to each log: ``job-state.json``
-                (wall time, so estimates can include start-up overhead) and the
-                ``epoch_0`` folder (measured checkpoint size). Costs file reads per log.
+        Taken from the summaries alone (no record is decoded, no file opened), so it
+        stays fast for 10,000 logs. Runs planned by this tool carry what their folder
+        said (:func:`planner.adapters.run_folder.run_facts`): model size, wall time,
+        measured checkpoint size, evaluation times.
         """
-        out = [
+        return [
             PriorRun(*t) for t in self.summaries.values()
             if t[_ITS] or t[_TPS] or t[_CKPT] is not None
         ]
-        if with_run_files:
-            for prior in out:
-                run_dir = Path(prior.name).parent
-                prior.wall_seconds = job_wall_seconds(run_dir / "job-state.json")
-                size = folder_gib(run_dir / "epoch_0")
-                if size:
-                    prior.checkpoint_gib_per_epoch = size
-        return out
 
     def usable(self) -> list[LogRecord]:
-        """Full records of the logs :meth:`priors` would use (decodes each one)."""
+        """Full records of the logs :meth:`priors` would use (parses each one again)."""
         keep = {p.name for p in self.priors()}
         return [self.records[p] for p in self.records if p in keep]
 
 
-def job_wall_seconds(state_file: Path) -> float | None:
-    """Wall time of a finished job from the ``job-state.json`` that train.sh writes.
+#: A log in a cached folder listing: ``(path, size, mtime_ns, folder fingerprint,
+#: summary | None, skip reason | None)``; size -1 until the log has been read. The path
+#: is the same string object as the summary's name, so the cache stores it once.
+_Log = tuple
+
+#: A cached folder listing: ``(mtime_ns | RACY, subfolders, logs, run-file flags,
+#: watched subfolders)``. Subfolders and logs are sorted by name, so every walk of the
+#: same tree meets logs in the same order (estimates break ties by that order).
+_Listing = tuple
+
+
+def find_logs(dirs: list[Path], pattern: str = LOG_PATTERN) -> list[LogFile]:
+    """List logs under ``dirs`` recursively, sorted by path (no cache involved).
 
     Returns:
-        ``ended - started`` in seconds, or None when the file is missing, unreadable,
-        or the job has not ended.
+        A :data:`LogFile` for each matching regular file. Symlinked folders are not
+        followed: they can loop on shared filesystems.
     """
-    try:
-        state = json.loads(state_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(state, dict):
-        return None
-    started, ended = parse_job_time(state.get("started")), parse_job_time(state.get("ended"))
-    if started is None or ended is None:
-        return None
-    seconds = (ended - started).total_seconds()
-    return seconds if seconds > 0 else None
+    todo: list[LogFile] = []
+    _walk(dirs, pattern, {}, {}, [], todo, set())
+    return sorted(todo)
 
 
-def folder_gib(folder: Path) -> float | None:
-    """Total size of the files in a folder tree, in GiB (None when it does not exist)."""
-    total = 0
-    stack = [str(folder)]
-    found = False
-    while stack:
-        try:
-            it = os.scandir(stack.pop())
-        except OSError:
-            continue
-        found = True
-        with it:
-            for entry in it:
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    elif entry.is_file(follow_symlinks=False):
-                        total += entry.stat().st_size
-                except OSError:
-                    continue
-    return total / 1024**3 if found else None
+def _walk(dirs: list[Path], pattern: str, cache: dict[str, _Listing], summaries: dict[str, tuple],
+          skipped: list[tuple[str, str]], todo: list[LogFile], touched: set[str]) -> int:
+    """Walk ``dirs``, taking what the cached listings still vouch for.
 
-
-def find_logs(
-    dirs: list[Path],
-    pattern: str = LOG_PATTERN,
-    dir_cache: dict[str, tuple[int, list[str], list[str]]] | None = None,
-) -> list[tuple[str, int, int]]:
-    """List logs under ``dirs`` recursively.
+    A folder whose mtime is unchanged has the same entries, so it is not listed again;
+    its logs are still stat'ed (appending to a file does not touch its folder). A log
+    whose size, mtime and folder fingerprint match its cached entry contributes its
+    cached summary (or skip reason); any other goes to ``todo``.
 
     Args:
         dirs: folders to walk (missing ones are ignored).
-        pattern: file name glob.
-        dir_cache: folder -> ``(mtime_ns, subfolders, log names)`` from an earlier
-            walk; updated in place. A folder whose mtime is unchanged has the same
-            entries, so it is not listed again (its logs are still stat'ed, since
-            appending to a file does not touch the folder).
+        pattern: log file name glob.
+        cache: folder -> :data:`_Listing`, updated in place.
+        summaries: filled with path -> summary of the logs still valid.
+        skipped: filled with ``(path, reason)`` of logs still known to be unusable.
+        todo: filled with the logs to read and parse.
+        touched: filled with the folders whose cached listing changed or went.
 
     Returns:
-        ``(path, size, mtime_ns)`` for each matching regular file, sorted by path.
-        Symlinked folders are not followed (they can loop on shared filesystems).
+        How many logs came from the cache.
     """
-    found: list[tuple[str, int, int]] = []
-    append = found.append
-    # Symlinked folders are never followed, so the walk cannot loop; a root nested in
-    # another root is walked twice, and its logs are de-duplicated at the end.
-    stack = list(dict.fromkeys(str(d) for d in dirs))
-    cache = dir_cache if dir_cache is not None else {}
     stat = os.stat
-    sep = os.sep
+    now_ns = time.time_ns()
+    racy = ("racy", now_ns)  # a fingerprint no later walk will match
+    cached = 0
+    # Roots in the order given (popped from the end); a root nested in another is
+    # walked once.
+    stack = list(reversed(dict.fromkeys(str(d) for d in dirs)))
+    seen: set[str] | None = set() if len(stack) > 1 else None
+    # Folders with epoch_0/ or eval/: their logs' fingerprint takes in those folders'
+    # mtimes too, known only once the walk has stat'ed them; checked after the walk.
+    watched: list[tuple[object, _Listing]] = []
     while stack:
         d = stack.pop()
+        if seen is not None:
+            if d in seen:
+                continue
+            seen.add(d)
         try:
             d_mtime = stat(d).st_mtime_ns
         except OSError:
-            cache.pop(d, None)
+            touched.update(_forget(cache, [d]))
             continue
-        hit = cache.get(d)
-        if hit is not None and hit[0] == d_mtime:
-            stack.extend(hit[1])
-            prefix = d + sep
-            for name in hit[2]:
-                path = prefix + name
-                try:
-                    st = stat(path)
-                except OSError:
+        listing = cache.get(d)
+        if listing is None or listing[0] != d_mtime:
+            fresh = _list_dir(d, d_mtime if now_ns - d_mtime > RACY_NS else RACY, pattern, listing)
+            if fresh is None:
+                continue
+            if listing is not None:  # folders gone since the last walk: drop their listings
+                touched.update(_forget(cache, set(listing[1]).difference(fresh[1])))
+            if fresh != listing:
+                touched.add(d)
+            listing = cache[d] = fresh
+        l_mtime, subdirs, logs, flags, watch = listing
+        if subdirs:
+            stack.extend(reversed(subdirs))
+        if not logs:
+            continue
+        # A folder with run files is one run: its changes (a new job-state.json)
+        # concern the log. A folder without is a pile of logs (sbatch's default
+        # submit folder): a new log there must not invalidate the others.
+        fp = (l_mtime if l_mtime != RACY else racy) if flags else 0
+        if watch:
+            watched.append((fp, listing))
+            continue
+        for path, size, mtime, old_fp, summary, reason in logs:
+            try:
+                st = stat(path)
+            except OSError:
+                continue  # gone: its folder's mtime moved, so the next walk lists it again
+            if st.st_size == size and st.st_mtime_ns == mtime and old_fp == fp:
+                cached += 1
+                if summary is not None:
+                    summaries[path] = summary
+                else:
+                    skipped.append((path, reason or "skipped"))
+            else:
+                todo.append((path, st.st_size, st.st_mtime_ns, fp, flags))
+    for fp, listing in watched:
+        subtree = _subtree_mtimes(cache, listing[4])
+        fp = racy if fp == racy or RACY in subtree else (fp, *subtree)
+        for path, size, mtime, old_fp, summary, reason in listing[2]:
+            try:
+                st = stat(path)
+            except OSError:
+                continue
+            if st.st_size == size and st.st_mtime_ns == mtime and old_fp == fp:
+                cached += 1
+                if summary is not None:
+                    summaries[path] = summary
+                else:
+                    skipped.append((path, reason or "skipped"))
+            else:
+                todo.append((path, st.st_size, st.st_mtime_ns, fp, listing[3]))
+    return cached
+
+
+def _list_dir(d: str, d_mtime: int, pattern: str, old: _Listing | None) -> _Listing | None:
+    """One folder's listing as the walk caches it.
+
+    Args:
+        d: the folder.
+        d_mtime: its mtime, or :data:`RACY` when it changed too recently to trust.
+        pattern: log file name glob.
+        old: its previous listing: logs still there keep their cached entries.
+
+    Returns:
+        A :data:`_Listing`, or None when the folder cannot be read. The flags say which
+        run files (:mod:`planner.adapters.run_folder`) sit beside the logs; the
+        watched subfolders (``epoch_0``, ``eval``) are those whose changes must
+        invalidate the logs' cached run facts.
+    """
+    subdirs: list[str] = []
+    paths: list[str] = []
+    flags = 0
+    watch: list[str] = []
+    try:
+        it = os.scandir(d)
+    except OSError:
+        return None
+    with it:
+        for entry in it:
+            name = entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if name not in _SKIP_DIRS:
+                        subdirs.append(entry.path)
+                        if name in DIR_FLAGS:
+                            flags |= DIR_FLAGS[name]
+                            watch.append(entry.path)
                     continue
-                append((path, st.st_size, st.st_mtime_ns))
+                if name in FILE_FLAGS:
+                    flags |= FILE_FLAGS[name]
+                elif fnmatchcase(name, pattern) and entry.is_file(follow_symlinks=False):
+                    paths.append(entry.path)
+            except OSError:
+                continue
+    if not paths:
+        return (d_mtime, tuple(sorted(subdirs)), (), 0, ())
+    known = {log[0]: log for log in old[2]} if old is not None else {}
+    logs = tuple(known.get(p) or (p, -1, -1, None, None, None) for p in sorted(paths))
+    return (d_mtime, tuple(sorted(subdirs)), logs, flags, tuple(sorted(watch)))
+
+
+def _forget(cache: dict[str, _Listing], folders: Iterable[str]) -> list[str]:
+    """Drop the cached listings of ``folders`` and everything below them; return those dropped."""
+    stack = list(folders)
+    dropped = []
+    while stack:
+        d = stack.pop()
+        listing = cache.pop(d, None)
+        if listing is not None:
+            dropped.append(d)
+            stack.extend(listing[1])
+    return dropped
+
+
+def _subtree_mtimes(cache: Mapping[str, _Listing], folders: tuple[str, ...]) -> list[int]:
+    """mtimes of ``folders`` and of their direct subfolders (:data:`RACY` where unknown)."""
+    out: list[int] = []
+    for f in folders:
+        listing = cache.get(f)
+        if listing is None:
+            out.append(RACY)
             continue
-        subdirs: list[str] = []
-        names: list[str] = []
-        try:
-            it = os.scandir(d)
-        except OSError:
-            continue
-        with it:
-            for entry in it:
-                name = entry.name
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        if name not in _SKIP_DIRS:
-                            subdirs.append(entry.path)
-                        continue
-                    # Cheap name test first: only matching files cost a stat call.
-                    if fnmatchcase(name, pattern) and entry.is_file(follow_symlinks=False):
-                        st = entry.stat()
-                        names.append(name)
-                        found.append((entry.path, st.st_size, st.st_mtime_ns))
-                except OSError:
-                    continue
-        cache[d] = (d_mtime, subdirs, names)
-        stack.extend(subdirs)
-    if len(dirs) > 1:
-        found = list(dict.fromkeys(found))
-    found.sort()
-    return found
+        out.append(listing[0])
+        out.extend(cache[s][0] if s in cache else RACY for s in listing[1])
+    return out
 
 
 def read_log(path: str, size: int | None = None) -> bytes:
@@ -326,71 +417,67 @@ def read_log(path: str, size: int | None = None) -> bytes:
         os.close(fd)
 
 
-def _parse_path(path: str, size: int | None = None) -> tuple[str, tuple | None, bytes | None, str | None]:
-    """Read and parse one file; never raises.
+def _parse_path(path: str, size: int | None = None, flags: int = 0,
+                shapes: dict[str, int | None] | None = None) -> tuple[str, tuple | None, str | None]:
+    """Read and parse one file, and the run files its folder listing showed; never raises.
 
     Returns:
-        ``(path, summary, record_blob, skip_reason)``; summary and blob are None with a
-        reason when the file is skipped.
+        ``(path, summary, skip_reason)``; summary is None with a reason when the file
+        is skipped.
     """
     try:
         data = read_log(path, size)
     except OSError as exc:
-        return path, None, None, f"unreadable: {exc.strerror or exc}"
+        return path, None, f"unreadable: {exc.strerror or exc}"
     if not data:
-        return path, None, None, "empty file"
+        return path, None, "empty file"
     rec = parse_log_bytes(data, path)
-    rec.config_text = None  # see the module docstring
     if not rec.has_training_data:
         why = "; ".join(rec.problems) or "no torchtune training output found"
-        return path, None, None, f"no torchtune training output ({why})"
-    return path, _summary(rec), pickle.dumps(rec.to_tuple(), protocol=pickle.HIGHEST_PROTOCOL), None
+        return path, None, f"no torchtune training output ({why})"
+    facts = run_facts(os.path.dirname(path), flags, shapes)
+    return path, _summary(rec, facts), None
 
 
-def _parse_many(items: list[tuple[str, int]]) -> list[tuple[str, tuple | None, bytes | None, str | None]]:
-    return [_parse_path(p, s) for p, s in items]
+def _parse_many(items: list[tuple[str, int, int]]) -> list[tuple[str, tuple | None, str | None]]:
+    shapes: dict[str, int | None] = {}  # a sweep's runs share a few models: read each config.json once
+    return [_parse_path(p, s, f, shapes) for p, s, f in items]
 
 
-_Entry = tuple  # (size, mtime_ns, summary | None, record blob | None, skip reason | None)
-
-
-def _load_cache(cache_path: Path | None) -> tuple[dict[str, _Entry], dict[str, tuple], int]:
-    """Entries, folder listings and the number of delta frames read."""
+def _load_cache(cache_path: Path | None) -> tuple[dict[str, _Listing], int]:
+    """Folder listings (with their logs' entries) and the number of delta frames read."""
     if cache_path is None:
-        return {}, {}, 0
-    entries: dict[str, _Entry] = {}
-    dirs: dict[str, tuple] = {}
+        return {}, 0
     frames = 0
     try:
         with open(cache_path, "rb") as fh:
             head = pickle.load(fh)
             if not isinstance(head, dict) or head.get("version") != CACHE_VERSION:
-                return {}, {}, 0
-            entries = head.get("entries") or {}
-            dirs = head.get("dirs") or {}
+                return {}, 0
+            dirs: dict[str, _Listing] = head["dirs"]
             while True:
                 try:
                     delta = pickle.load(fh)
                 except EOFError:
                     break
-                entries.update(delta.get("changed") or {})
-                for gone in delta.get("removed") or ():
-                    entries.pop(gone, None)
-                dirs = delta.get("dirs", dirs)
+                for d, listing in delta.items():
+                    if listing is None:
+                        dirs.pop(d, None)
+                    else:
+                        dirs[d] = listing
                 frames += 1
     except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError,
             ImportError, IndexError, TypeError, KeyError):
-        return {}, {}, 0
-    return entries, dirs, frames
+        return {}, 0
+    return dirs, frames
 
 
-def _write_atomic(cache_path: Path, entries: dict[str, _Entry], dirs: dict[str, tuple]) -> None:
+def _write_atomic(cache_path: Path, dirs: dict[str, _Listing]) -> None:
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            pickle.dump({"version": CACHE_VERSION, "entries": entries, "dirs": dirs}, fh,
-                        protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump({"version": CACHE_VERSION, "dirs": dirs}, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, cache_path)  # atomic: a reader never sees half a cache
     except OSError:
         try:
@@ -399,24 +486,19 @@ def _write_atomic(cache_path: Path, entries: dict[str, _Entry], dirs: dict[str, 
             pass
 
 
-def _save_cache(cache_path: Path, entries: dict[str, _Entry], changed: dict[str, _Entry],
-                removed: list[str], dirs: dict[str, tuple], dirs_changed: bool, frames: int,
-                had_cache: bool) -> None:
-    small = len(changed) + len(removed) <= MAX_DELTA_FRACTION * max(1, len(entries))
-    if had_cache and small and frames < MAX_DELTA_FRAMES:
+def _save_cache(cache_path: Path, dirs: dict[str, _Listing], touched: set[str], frames: int) -> None:
+    """Append a delta frame of the touched listings, or rewrite the cache when deltas grow."""
+    if frames >= 0 and frames < MAX_DELTA_FRAMES and len(touched) <= MAX_DELTA_FRACTION * max(1, len(dirs)):
         try:
             # One write() of a whole frame: a concurrent reader sees the old file, or
             # the old file plus a complete frame, or a torn frame it discards.
-            frame: dict = {"changed": changed, "removed": removed}
-            if dirs_changed:
-                frame["dirs"] = dirs  # listings are small next to records: store whole
-            blob = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+            blob = pickle.dumps({d: dirs.get(d) for d in touched}, protocol=pickle.HIGHEST_PROTOCOL)
             with open(cache_path, "ab") as fh:
                 fh.write(blob)
             return
         except OSError:
             pass
-    _write_atomic(cache_path, entries, dirs)
+    _write_atomic(cache_path, dirs)
 
 
 def scan(
@@ -429,7 +511,7 @@ def scan(
 
     Args:
         dirs: folders to search recursively.
-        cache_path: where to keep parsed records between scans (None: no cache).
+        cache_path: where to keep parsed logs between scans (None: no cache).
         workers: processes for parsing; default: all CPUs when there is enough work.
 
     Returns:
@@ -438,7 +520,7 @@ def scan(
         records with ``state == "truncated"``).
     """
     # The scan allocates hundreds of thousands of small tuples and lists (cache load,
-    # records) and frees almost none: generational GC passes over them are pure
+    # listings) and frees almost none: generational GC passes over them are pure
     # overhead, measured at up to a third of a rescan. Paused for the scan only.
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -452,29 +534,14 @@ def scan(
 def _scan(dirs: list[Path], cache_path: Path | None, workers: int | None) -> ScanResult:
     t0 = time.perf_counter()
     result = ScanResult()
-    old, dir_cache, frames = _load_cache(cache_path)
-    dirs_before = dict(dir_cache)
-    files = find_logs(dirs, dir_cache=dir_cache)
-    entries: dict[str, _Entry] = {}
-    todo: list[tuple[str, int, int]] = []
-    records = result.records
-    summaries = result.summaries
-    skipped = result.skipped
-    for path, size, mtime in files:
-        hit = old.get(path)
-        if hit is not None and hit[0] == size and hit[1] == mtime:
-            entries[path] = hit
-            if hit[2] is not None:
-                summaries[path] = hit[2]
-                records._add(path, hit[3])
-            else:
-                skipped.append((path, hit[4] or "skipped"))
-        else:
-            todo.append((path, size, mtime))
-    result.cached = len(entries)
+    cache, frames = _load_cache(cache_path)
+    had_cache = bool(cache)
+    todo: list[LogFile] = []
+    touched: set[str] = set()
+    result.cached = _walk(dirs, LOG_PATTERN, cache, result.summaries, result.skipped, todo, touched)
 
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
-    items = [(p, s) for p, s, _ in todo]
+    items = [(p, s, f) for p, s, _, _, f in todo]
     if n_workers > 1 and len(items) >= PARALLEL_MIN_FILES:
         # Contiguous chunks keep each worker's files together; results stay in order.
         size = max(1, len(items) // (n_workers * 4))
@@ -483,19 +550,20 @@ def _scan(dirs: list[Path], cache_path: Path | None, workers: int | None) -> Sca
             outcomes = [o for chunk in pool.map(_parse_many, chunks) for o in chunk]
     else:
         outcomes = _parse_many(items)
-    changed: dict[str, _Entry] = {}
-    for (path, summ, blob, reason), (_, s, m) in zip(outcomes, todo):
-        if summ is not None and blob is not None:
-            summaries[path] = summ
-            records._add(path, blob)
+    updates: dict[str, dict[str, _Log]] = {}
+    sep = os.sep
+    for (path, summary, reason), (_, size, mtime, fp, _) in zip(outcomes, todo):
+        if summary is not None:
+            result.summaries[path] = summary
         else:
-            skipped.append((path, reason or "skipped"))
-        changed[path] = entries[path] = (s, m, summ, blob, reason)
+            result.skipped.append((path, reason or "skipped"))
+        updates.setdefault(path.rsplit(sep, 1)[0], {})[path] = (path, size, mtime, fp, summary, reason)
+    for d, logs in updates.items():
+        listing = cache[d]
+        cache[d] = (listing[0], listing[1], tuple(logs.get(log[0], log) for log in listing[2]), listing[3], listing[4])
+        touched.add(d)
     result.parsed = len(todo)
-    removed = [p for p in old if p not in entries]
-    dirs_changed = dir_cache != dirs_before
-    if cache_path is not None and (changed or removed or dirs_changed or not old):
-        _save_cache(cache_path, entries, changed, removed, dir_cache, dirs_changed, frames,
-                    had_cache=bool(old))
+    if cache_path is not None and (touched or not had_cache):
+        _save_cache(cache_path, cache, touched, frames if had_cache else -1)
     result.seconds = time.perf_counter() - t0
     return result

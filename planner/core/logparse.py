@@ -272,20 +272,6 @@ class LogRecord:
             d["config_text"] = None
         return d
 
-    def to_tuple(self) -> tuple:
-        """Field values in declaration order, checkpoints as tuples: a compact form
-        for caches (pickling the object repeats every field name per record)."""
-        values = [getattr(self, name) for name in _FIELDS]
-        values[_CKPT_INDEX] = [(c.kind, c.size_gib, c.path, c.epoch) for c in self.checkpoints]
-        return tuple(values)
-
-    @classmethod
-    def from_tuple(cls, values: tuple) -> "LogRecord":
-        """Reverse :meth:`to_tuple`."""
-        rec = cls(*values)
-        rec.checkpoints = [CheckpointSave(*c) for c in rec.checkpoints]
-        return rec
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "LogRecord":
         """Rebuild a record written by :meth:`to_dict`.
@@ -303,7 +289,6 @@ class LogRecord:
 
 
 _FIELDS = tuple(LogRecord.__dataclass_fields__)
-_CKPT_INDEX = _FIELDS.index("checkpoints")
 _UNSET = object()
 
 
