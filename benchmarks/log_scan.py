@@ -4,7 +4,7 @@ Builds a folder of logs modelled on the real torchtune logs and the hand-written
 fixtures in ``tests/fixtures/logs`` (varied: steps per epoch, epochs, speed, batch
 size, memory, model size; plus a few cut, empty and garbage files), then times:
 
-* baseline: ``grep -rE "[0-9.]+it/s" DIR`` - what seed 002 runs to read speeds - with
+* baseline: ``grep -rE "[0-9.]+it/s" --include='slurm-*.out' DIR`` - what seed 002 runs to read speeds - with
   its output read through a pipe, as a person or script consuming it would;
 * what ``plan-experiment estimate`` runs: ``planner.adapters.prior_index.gather_priors``
   (scan with the cache, prior-run summaries, the design-log lines) over the whole
@@ -13,13 +13,14 @@ size, memory, model size; plus a few cut, empty and garbage files), then times:
 
 Both sides run with the files in the page cache (grep warms it first), best of N.
 
-    python benchmarks/log_scan.py [--logs 10000] [--repeat 3] [--keep DIR]
+    python benchmarks/log_scan.py [--logs 10000] [--repeat 3] [--run-folders 0.2] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import math
 import os
 import random
@@ -89,10 +90,45 @@ def make_pool(rnd: random.Random, size: int, steps_range: tuple[int, int] = (20,
     return pool
 
 
-def build_logs(root: Path, n: int, seed: int = 0, steps_range: tuple[int, int] = (20, 2000)) -> list[Path]:
-    """Write ``n`` logs under ``root`` in experiment-like folders."""
+def _state(started: int, seconds: int) -> str:
+    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+    return json.dumps({"state": "COMPLETED", "job_id": "1", "started": iso(started),
+                       "ended": iso(started + seconds), "exit_code": 0, "host": "n1"})
+
+
+def add_run_folder(d: Path, model_dir: Path, i: int) -> None:
+    """What a run planned and run by plan-experiment leaves beside its log."""
+    t0 = 1_760_000_000 + i * 600
+    (d / "job-state.json").write_text(_state(t0, 300 + i % 97))
+    (d / "finetune.yaml").write_text(f"checkpointer:\n  checkpoint_dir: {model_dir}\n  output_dir: {d}\n")
+    for epoch in (0, 1):
+        (d / f"epoch_{epoch}").mkdir()
+        (d / f"epoch_{epoch}" / "adapter_model.safetensors").write_bytes(b"\0" * 4096)
+        ev = d / "eval" / f"capitalization_epoch{epoch}"
+        ev.mkdir(parents=True)
+        (ev / "job-state.json").write_text(_state(t0 + 400 + epoch * 60, 40))
+        (ev / f"slurm-{900000 + 2 * i + epoch}.out").write_text("accuracy: 0.61\n")
+    (d / "logs").mkdir()
+    (d / "logs" / f"log_{i}.txt").write_text("Step 1 | loss:1.0\n")
+    (d / "recipe_state").mkdir()
+    (d / "recipe_state" / "recipe_state.pt").write_bytes(b"\0" * 64)
+    (d / ".hf_datasets_cache" / "json").mkdir(parents=True)
+
+
+def build_logs(root: Path, n: int, seed: int = 0, steps_range: tuple[int, int] = (20, 2000),
+               run_folders: float = 0.0) -> list[Path]:
+    """Write ``n`` logs under ``root`` in experiment-like folders.
+
+    Args:
+        run_folders: share of the logs that sit in a full run folder as plan-experiment
+            leaves it (job-state.json, finetune.yaml, epoch_N/, eval/, logs/, ...), so
+            the scan also reads what those say; the others are bare logs.
+    """
     rnd = random.Random(seed)
     pool = make_pool(rnd, 400, steps_range)
+    model_dir = root / "models" / "tiny-llama-cap"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "examples" / "capitalization" / "models" / "tiny-llama-cap" / "config.json", model_dir)
     paths: list[Path] = []
     for i in range(n):
         data = pool[i % len(pool)]
@@ -103,12 +139,14 @@ def build_logs(root: Path, n: int, seed: int = 0, steps_range: tuple[int, int] =
         p = d / f"slurm-{100000 + i}.out"
         p.write_bytes(data)
         paths.append(p)
+        if rnd.random() < run_folders:
+            add_run_folder(d, model_dir, i)
     # Prior runs are old: date the folders an hour back. (The scan lists a folder
     # changed in the last few seconds again every time, as it may still be changing
     # within one tick of the filesystem's clock; a tree built a second ago would
     # measure that instead of a rescan.)
     old = time.time_ns() - 3600 * 10**9
-    for d in {p.parent for p in paths} | {p.parent.parent for p in paths} | {root}:
+    for d, _, _ in os.walk(root):
         os.utime(d, ns=(old, old))
     return paths
 
@@ -124,10 +162,10 @@ def _self_cpu() -> float:
 
 
 def time_grep(root: Path) -> tuple[float, int, float]:
-    """Wall time, output bytes and CPU seconds of ``grep -rE PATTERN root``, output piped."""
+    """Wall time, output bytes and CPU seconds of grep over the logs under root, output piped."""
     c0 = _children_cpu()
     t0 = time.perf_counter()
-    proc = subprocess.Popen(["grep", "-rE", GREP_PATTERN, str(root)], stdout=subprocess.PIPE)
+    proc = subprocess.Popen(["grep", "-rE", "--include=slurm-*.out", GREP_PATTERN, str(root)], stdout=subprocess.PIPE)
     out_bytes = 0
     assert proc.stdout is not None
     while chunk := proc.stdout.read(1 << 20):
@@ -139,7 +177,7 @@ def time_grep(root: Path) -> tuple[float, int, float]:
 def time_grep_devnull(root: Path) -> float:
     """grep with stdout on /dev/null: GNU grep then stops at each file's first match."""
     t0 = time.perf_counter()
-    subprocess.run(["grep", "-rE", GREP_PATTERN, str(root)], stdout=subprocess.DEVNULL, check=False)
+    subprocess.run(["grep", "-rE", "--include=slurm-*.out", GREP_PATTERN, str(root)], stdout=subprocess.DEVNULL, check=False)
     return time.perf_counter() - t0
 
 
@@ -160,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--keep", type=Path, default=None, help="build logs here and keep them")
     ap.add_argument("--steps", default="20-2000", help="range of steps per epoch, LOW-HIGH (log-uniform)")
+    ap.add_argument("--run-folders", type=float, default=0.0, metavar="SHARE",
+                    help="share of logs (0-1) in full run folders as plan-experiment leaves them")
     args = ap.parse_args(argv)
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="log-scan-bench-"))
@@ -169,10 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         if logs_dir.exists():
             shutil.rmtree(logs_dir)
         lo, _, hi = args.steps.partition("-")
-        paths = build_logs(logs_dir, args.logs, steps_range=(int(lo), int(hi or lo)))
+        paths = build_logs(logs_dir, args.logs, steps_range=(int(lo), int(hi or lo)), run_folders=args.run_folders)
         total = sum(p.stat().st_size for p in paths)
-        print(f"built {len(paths)} logs ({args.steps} steps/epoch), {total / 1e6:.0f} MB "
-              f"(mean {total / len(paths) / 1e3:.0f} kB) in {time.perf_counter() - t0:.1f} s")
+        folders = sum(1 for _ in os.walk(logs_dir))
+        print(f"built {len(paths)} logs ({args.steps} steps/epoch, {args.run_folders:.0%} in full run folders; "
+              f"{folders} folders), {total / 1e6:.0f} MB (mean {total / len(paths) / 1e3:.0f} kB) "
+              f"in {time.perf_counter() - t0:.1f} s")
 
         time_grep(logs_dir)  # warm the page cache for both sides
         grep_runs = [time_grep(logs_dir) for _ in range(args.repeat)]

@@ -286,8 +286,14 @@ def test_priors_carry_their_run_folder(tmp_path: Path) -> None:
     run = tmp_path / "exp" / "run_a"
     (run / "epoch_0").mkdir(parents=True)
     (run / "epoch_0" / "adapter_model.pt").write_bytes(b"x" * 1024 * 1024)
-    (run / "slurm-5.out").write_bytes((FIXTURES / "slurm-1001.out").read_bytes())
-    (run / "finetune.yaml").write_text(f"checkpointer:\n  checkpoint_dir: {model}\n")
+    log = (FIXTURES / "slurm-1001.out").read_bytes()
+    (run / "slurm-5.out").write_bytes(log.replace(b"/models/Llama-3.2-1B-Instruct/", f"{model}/".encode()))
+    (run / "finetune.yaml").write_text("checkpointer:\n  checkpoint_dir: /elsewhere/Other-Model\n")
+    # A log cut before its config dump: the model folder comes from finetune.yaml.
+    headless = tmp_path / "exp" / "run_b"
+    headless.mkdir()
+    (headless / "slurm-7.out").write_bytes(log.replace(b" with resolved config:", b""))
+    (headless / "finetune.yaml").write_text(f"checkpointer:\n  checkpoint_dir: {model}\n")
     (run / "job-state.json").write_text(_state("2025-10-22T14:00:00.250Z", "2025-10-22T14:01:30.250Z"))
     plain = tmp_path / "elsewhere" / "slurm-6.out"  # a log with no run folder around it
     plain.parent.mkdir()
@@ -296,7 +302,8 @@ def test_priors_carry_their_run_folder(tmp_path: Path) -> None:
     cache = tmp_path / "cache.pkl"
 
     priors = {Path(p.name).parent.name: p for p in scan([tmp_path], cache).priors()}
-    bare, ours = priors["elsewhere"], priors["run_a"]
+    bare, ours, cut = priors["elsewhere"], priors["run_a"], priors["run_b"]
+    assert cut.model == "tiny-llama-cap" and cut.param_count == ours.param_count
     assert bare.wall_seconds is None and bare.checkpoint_gib_per_epoch == pytest.approx(2.38)  # from the log's lines
     assert bare.model == "torchtune.models.llama3_2.lora_llama3_2_1b" and bare.param_count is None
     assert ours.wall_seconds == 90.0
@@ -306,28 +313,30 @@ def test_priors_carry_their_run_folder(tmp_path: Path) -> None:
 
     def rescan() -> tuple[tuple[int, int], PriorRun]:
         res = scan([tmp_path], cache)
+        assert not any("/eval/" in path for path, _ in res.skipped)
         [prior] = [p for p in res.priors() if "run_a" in p.name]
         return (res.parsed, res.cached), prior
 
     # Facts are cached with the log: a rescan opens nothing when nothing changed ...
-    assert rescan()[0] == (0, 2)
+    assert rescan()[0] == (0, 3)
     # ... and sees a rewritten job-state.json, an evaluation that finished, and one
     # that was run again, all without the log having changed.
     _replace(run / "job-state.json", _state("2025-10-22T14:00:00.250Z", "2025-10-22T14:02:00.250Z"))
     _backdate(run, ago=3000)
     counts, ours = rescan()
-    assert counts == (1, 1) and ours.wall_seconds == 120.0 and ours.eval_seconds == []
+    assert counts == (1, 2) and ours.wall_seconds == 120.0 and ours.eval_seconds == []
     ev = run / "eval" / "capitalization_epoch0"
     ev.mkdir(parents=True)
+    (ev / "slurm-8.out").write_text("accuracy: 0.61\n")  # the evaluation's own log: no prior run
     _replace(ev / "job-state.json", _state("2025-10-22T14:03:00Z", "2025-10-22T14:03:45Z"))
     _backdate(ev, ev.parent, run, ago=2000)
     counts, ours = rescan()
-    assert counts == (1, 1) and ours.eval_seconds == [45.0]
+    assert counts == (1, 2) and ours.eval_seconds == [45.0]
     _replace(ev / "job-state.json", _state("2025-10-22T14:05:00Z", "2025-10-22T14:06:00Z"))
     _backdate(ev, ago=1000)  # only the evaluation's own folder moved
     counts, ours = rescan()
-    assert counts == (1, 1) and ours.eval_seconds == [60.0]
-    assert rescan()[0] == (0, 2)
+    assert counts == (1, 2) and ours.eval_seconds == [60.0]
+    assert rescan()[0] == (0, 3)
 
 
 def test_a_folder_changed_within_one_clock_tick_is_listed_again(tmp_path: Path) -> None:
@@ -385,9 +394,14 @@ def test_find_logs_ignores_other_names(tmp_path: Path) -> None:
     (tmp_path / "a" / "slurm-7.out").write_text("x")
     (tmp_path / "a" / "slurm-7.err").write_text("x")
     (tmp_path / "a" / "train.out").write_text("x")
-    assert [Path(f[0]).name for f in find_logs([tmp_path])] == ["slurm-7.out"]
+    # sbatch --output=logs/slurm-%j.out is common; checkpoint and hidden folders never hold logs.
+    for sub in ("logs", "epoch_0", "epoch_12", "recipe_state", ".hf_datasets_cache", "epoch_best"):
+        (tmp_path / "a" / sub).mkdir()
+        (tmp_path / "a" / sub / f"slurm-{len(sub)}.out").write_text("x")
+    assert [str(Path(f[0]).relative_to(tmp_path)) for f in find_logs([tmp_path])] == [
+        "a/epoch_best/slurm-10.out", "a/logs/slurm-4.out", "a/slurm-7.out"]
     # Nested roots do not list a log twice.
-    assert len(find_logs([tmp_path, tmp_path / "a", tmp_path])) == 1
+    assert len(find_logs([tmp_path, tmp_path / "a", tmp_path])) == 3
 
 
 # --------------------------------------------------------------------------- real logs

@@ -40,13 +40,13 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from planner.adapters.run_folder import DIR_FLAGS, FILE_FLAGS, RunFacts, run_facts
+from planner.adapters.run_folder import DIR_FLAGS, FILE_FLAGS, FINETUNE, JOB_STATE, RunFacts, run_facts
 from planner.core.estimate import PriorRun
 from planner.core.logparse import LogRecord, parse_log_bytes
 
 #: Bump when LogRecord, PriorRun or the folder listing change shape; older caches are
 #: then ignored.
-CACHE_VERSION = 9
+CACHE_VERSION = 12
 
 #: Files up to this size are read whole; larger ones sparsely (head, windows, tail).
 FULL_READ_MAX = 256 * 1024
@@ -72,8 +72,15 @@ PARALLEL_MIN_FILES = 400
 RACY_NS = 10 * 1_000_000_000
 RACY = -1
 
-#: Folders never worth descending into.
-_SKIP_DIRS = {".git", "__pycache__", "node_modules", ".venv", ".cache"}
+#: Folders never worth descending into, besides hidden ones (``.git``, ``.venv``, the
+#: datasets cache in each run folder) and torchtune's checkpoint folders (``epoch_N``,
+#: ``recipe_state``): a run folder holds more of those than logs, and every folder
+#: walked costs a ``stat`` on every rescan.
+_SKIP_DIRS = {"__pycache__", "node_modules", "recipe_state"}
+
+
+def _skip_dir(name: str) -> bool:
+    return name[0] == "." or name in _SKIP_DIRS or (name[:6] == "epoch_" and name[6:].isdigit())
 
 LOG_PATTERN = "slurm-*.out"
 
@@ -231,9 +238,6 @@ def _walk(dirs: list[Path], pattern: str, cache: dict[str, _Listing], summaries:
     # walked once.
     stack = list(reversed(dict.fromkeys(str(d) for d in dirs)))
     seen: set[str] | None = set() if len(stack) > 1 else None
-    # Folders with epoch_0/ or eval/: their logs' fingerprint takes in those folders'
-    # mtimes too, known only once the walk has stat'ed them; checked after the walk.
-    watched: list[tuple[object, _Listing]] = []
     while stack:
         d = stack.pop()
         if seen is not None:
@@ -264,9 +268,8 @@ def _walk(dirs: list[Path], pattern: str, cache: dict[str, _Listing], summaries:
         # concern the log. A folder without is a pile of logs (sbatch's default
         # submit folder): a new log there must not invalidate the others.
         fp = (l_mtime if l_mtime != RACY else racy) if flags else 0
-        if watch:
-            watched.append((fp, listing))
-            continue
+        if watch and fp != racy:
+            fp = _eval_fingerprint(watch, fp, cache, touched, now_ns, racy)
         for path, size, mtime, old_fp, summary, reason in logs:
             try:
                 st = stat(path)
@@ -280,22 +283,6 @@ def _walk(dirs: list[Path], pattern: str, cache: dict[str, _Listing], summaries:
                     skipped.append((path, reason or "skipped"))
             else:
                 todo.append((path, st.st_size, st.st_mtime_ns, fp, flags))
-    for fp, listing in watched:
-        subtree = _subtree_mtimes(cache, listing[4])
-        fp = racy if fp == racy or RACY in subtree else (fp, *subtree)
-        for path, size, mtime, old_fp, summary, reason in listing[2]:
-            try:
-                st = stat(path)
-            except OSError:
-                continue
-            if st.st_size == size and st.st_mtime_ns == mtime and old_fp == fp:
-                cached += 1
-                if summary is not None:
-                    summaries[path] = summary
-                else:
-                    skipped.append((path, reason or "skipped"))
-            else:
-                todo.append((path, st.st_size, st.st_mtime_ns, fp, listing[3]))
     return cached
 
 
@@ -311,13 +298,15 @@ def _list_dir(d: str, d_mtime: int, pattern: str, old: _Listing | None) -> _List
     Returns:
         A :data:`_Listing`, or None when the folder cannot be read. The flags say which
         run files (:mod:`planner.adapters.run_folder`) sit beside the logs; the
-        watched subfolders (``epoch_0``, ``eval``) are those whose changes must
-        invalidate the logs' cached run facts.
+        watched subfolder (``eval``) is the one whose changes (an evaluation that
+        finished) must invalidate the logs' cached run facts. ``epoch_0`` is not
+        watched: its size is read with the log, and checkpoints deleted later do not
+        change what the run wrote.
     """
     subdirs: list[str] = []
     paths: list[str] = []
     flags = 0
-    watch: list[str] = []
+    eval_dir = None
     try:
         it = os.scandir(d)
     except OSError:
@@ -327,11 +316,12 @@ def _list_dir(d: str, d_mtime: int, pattern: str, old: _Listing | None) -> _List
             name = entry.name
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    if name not in _SKIP_DIRS:
+                    if name in DIR_FLAGS:
+                        flags |= DIR_FLAGS[name]
+                    if not _skip_dir(name):
                         subdirs.append(entry.path)
-                        if name in DIR_FLAGS:
-                            flags |= DIR_FLAGS[name]
-                            watch.append(entry.path)
+                        if name == "eval":
+                            eval_dir = entry.path
                     continue
                 if name in FILE_FLAGS:
                     flags |= FILE_FLAGS[name]
@@ -341,9 +331,14 @@ def _list_dir(d: str, d_mtime: int, pattern: str, old: _Listing | None) -> _List
                 continue
     if not paths:
         return (d_mtime, tuple(sorted(subdirs)), (), 0, ())
+    watch: tuple[str, ...] = ()
+    if eval_dir is not None and flags & (JOB_STATE | FINETUNE):
+        # A run folder's evaluations: watched for the fingerprint, not walked for logs.
+        subdirs.remove(eval_dir)
+        watch = (eval_dir,)
     known = {log[0]: log for log in old[2]} if old is not None else {}
     logs = tuple(known.get(p) or (p, -1, -1, None, None, None) for p in sorted(paths))
-    return (d_mtime, tuple(sorted(subdirs)), logs, flags, tuple(sorted(watch)))
+    return (d_mtime, tuple(sorted(subdirs)), logs, flags, watch)
 
 
 def _forget(cache: dict[str, _Listing], folders: Iterable[str]) -> list[str]:
@@ -356,20 +351,40 @@ def _forget(cache: dict[str, _Listing], folders: Iterable[str]) -> list[str]:
         if listing is not None:
             dropped.append(d)
             stack.extend(listing[1])
+            stack.extend(listing[4])
     return dropped
 
 
-def _subtree_mtimes(cache: Mapping[str, _Listing], folders: tuple[str, ...]) -> list[int]:
-    """mtimes of ``folders`` and of their direct subfolders (:data:`RACY` where unknown)."""
-    out: list[int] = []
-    for f in folders:
-        listing = cache.get(f)
-        if listing is None:
-            out.append(RACY)
-            continue
-        out.append(listing[0])
-        out.extend(cache[s][0] if s in cache else RACY for s in listing[1])
-    return out
+def _eval_fingerprint(folders: tuple[str, ...], base: int, cache: dict[str, _Listing], touched: set[str],
+                      now_ns: int, racy: tuple) -> object:
+    """A run folder's fingerprint extended by its ``eval/`` folder and each evaluation's.
+
+    A finished evaluation writes its ``job-state.json`` in its own folder, which moves
+    that folder's mtime and nothing above it. The logs in there are the evaluations'
+    own, never training logs, so they are not collected: only the folders' mtimes
+    matter. Any of them changed within :data:`RACY_NS` gives ``racy``.
+    """
+    stat = os.stat
+    out = [base]
+    for folder in folders:
+        try:
+            mtime = stat(folder).st_mtime_ns
+        except OSError:
+            return racy
+        listing = cache.get(folder)
+        if listing is None or listing[0] != mtime:
+            listing = _list_dir(folder, mtime, "", None)  # "" matches no file: folders only
+            if listing is None:
+                return racy
+            cache[folder] = listing
+            touched.add(folder)
+        out.append(mtime)
+        for sub in listing[1]:
+            try:
+                out.append(stat(sub).st_mtime_ns)
+            except OSError:
+                return racy
+    return racy if any(now_ns - m <= RACY_NS for m in out) else tuple(out)
 
 
 def read_log(path: str, size: int | None = None) -> bytes:
@@ -435,7 +450,7 @@ def _parse_path(path: str, size: int | None = None, flags: int = 0,
     if not rec.has_training_data:
         why = "; ".join(rec.problems) or "no torchtune training output found"
         return path, None, f"no torchtune training output ({why})"
-    facts = run_facts(os.path.dirname(path), flags, shapes)
+    facts = run_facts(os.path.dirname(path), flags, rec.checkpoint_dir, shapes)
     return path, _summary(rec, facts), None
 
 

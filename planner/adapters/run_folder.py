@@ -53,6 +53,16 @@ class RunFacts(NamedTuple):
     eval_seconds: tuple[float, ...] = ()
 
 
+def _read_small(path: Path | str) -> bytes:
+    # A raw descriptor: open() builds three objects per file, a measurable share of
+    # reading thousands of small job-state files.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 1 << 20)
+    finally:
+        os.close(fd)
+
+
 def job_wall_seconds(state_file: Path | str) -> float | None:
     """Wall time of a finished job from the ``job-state.json`` that train.sh writes.
 
@@ -61,8 +71,7 @@ def job_wall_seconds(state_file: Path | str) -> float | None:
         or the job has not ended.
     """
     try:
-        with open(state_file, encoding="utf-8") as fh:
-            state = json.load(fh)
+        state = json.loads(_read_small(state_file))
     except (OSError, ValueError):
         return None
     if not isinstance(state, dict):
@@ -97,26 +106,32 @@ def folder_gib(folder: Path | str) -> float | None:
     return total / 1024**3 if found else None
 
 
-def model_of(finetune_yaml: Path | str, shapes: dict[str, int | None] | None = None) -> tuple[str | None, int | None]:
+def model_of(checkpoint_dir: str | None, finetune_yaml: Path | str | None = None,
+             shapes: dict[str, int | None] | None = None) -> tuple[str | None, int | None]:
     """Model folder name and parameter count of a run planned by us.
 
     Args:
-        finetune_yaml: the run's torchtune config.
+        checkpoint_dir: the base model's folder, from the config dump in the log.
+        finetune_yaml: the run's torchtune config, read for the folder when the log
+            did not say (cut before its config dump).
         shapes: config.json path -> parameter count, shared across runs of one scan
             (a sweep's runs share a handful of models).
     """
-    try:
-        with open(finetune_yaml, encoding="utf-8") as fh:
-            cfg = yaml.load(fh, Loader=_YamlLoader)
-        ckpt = Path(cfg["checkpointer"]["checkpoint_dir"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
-        return None, None
+    if not checkpoint_dir:
+        if finetune_yaml is None:
+            return None, None
+        try:
+            with open(finetune_yaml, encoding="utf-8") as fh:
+                cfg = yaml.load(fh, Loader=_YamlLoader)
+            checkpoint_dir = str(cfg["checkpointer"]["checkpoint_dir"])
+        except (OSError, yaml.YAMLError, KeyError, TypeError):
+            return None, None
+    ckpt = Path(checkpoint_dir)
     config_json = str(ckpt / "config.json")
     if shapes is not None and config_json in shapes:
         return ckpt.name, shapes[config_json]
     try:
-        with open(config_json, encoding="utf-8") as fh:
-            params: int | None = model_shape_from_config(json.load(fh)).param_count
+        params: int | None = model_shape_from_config(json.loads(_read_small(config_json))).param_count
     except (OSError, ValueError, KeyError, TypeError, RecipeError):
         params = None
     if shapes is not None:
@@ -124,13 +139,15 @@ def model_of(finetune_yaml: Path | str, shapes: dict[str, int | None] | None = N
     return ckpt.name, params
 
 
-def run_facts(run_dir: str, flags: int, shapes: dict[str, int | None] | None = None) -> RunFacts:
+def run_facts(run_dir: str, flags: int, checkpoint_dir: str | None = None,
+              shapes: dict[str, int | None] | None = None) -> RunFacts:
     """Read what the run folder holds, opening only what its listing showed.
 
     Args:
         run_dir: the folder holding the log.
         flags: which of ``job-state.json``, ``finetune.yaml``, ``epoch_0/`` and
             ``eval/`` the folder listing saw (:data:`FILE_FLAGS`, :data:`DIR_FLAGS`).
+        checkpoint_dir: the base model's folder as the log's config dump names it.
         shapes: memo for :func:`model_of`.
     """
     if not flags:
@@ -139,7 +156,7 @@ def run_facts(run_dir: str, flags: int, shapes: dict[str, int | None] | None = N
     model = params = wall = gib = None
     evals: list[float] = []
     if flags & FINETUNE:
-        model, params = model_of(run_dir + sep + "finetune.yaml", shapes)
+        model, params = model_of(checkpoint_dir, run_dir + sep + "finetune.yaml", shapes)
     if flags & JOB_STATE:
         wall = job_wall_seconds(run_dir + sep + "job-state.json")
     if flags & EPOCH0:

@@ -155,6 +155,7 @@ class LogRecord:
         max_steps_per_epoch: ``max_steps_per_epoch``.
         output_dir: ``output_dir``.
         lora_rank: ``model.lora_rank``.
+        checkpoint_dir: ``checkpointer.checkpoint_dir`` (the base model's folder).
         steps_per_epoch: bar total (optimizer steps per epoch).
         total_steps: highest global step seen.
         epochs_started: highest epoch number seen on a bar (1-based).
@@ -190,6 +191,7 @@ class LogRecord:
     max_steps_per_epoch: int | None = None
     output_dir: str | None = None
     lora_rank: int | None = None
+    checkpoint_dir: str | None = None
     steps_per_epoch: int | None = None
     total_steps: int | None = None
     epochs_started: int = 0
@@ -532,6 +534,7 @@ _TOP_ATTR = {k: k for k in ("batch_size", "gradient_accumulation_steps", "epochs
 _SECTION_FINDS = {
     "model": (("_component_", "model_component"), ("lora_rank", "lora_rank")),
     "tokenizer": (("max_seq_len", "max_seq_len"),),
+    "checkpointer": (("checkpoint_dir", "checkpoint_dir"),),
     "dataset": (("packed", "packed"), ("source", "dataset_source"), ("data_files", "dataset_data_files"),
                 ("split", "dataset_split")),
 }
@@ -544,7 +547,7 @@ _SECTION_NEEDLES = tuple(
 )
 _INT_FIELDS = {"batch_size", "gradient_accumulation_steps", "epochs", "max_steps_per_epoch",
                "lora_rank", "max_seq_len"}
-_STR_FIELDS = {"model_component", "dataset_source", "dataset_split", "output_dir"}
+_STR_FIELDS = {"model_component", "dataset_source", "dataset_split", "output_dir", "checkpoint_dir"}
 _BLOCK_ITEM_RE = re.compile(r"\n {2,}- (.*)")
 
 
