@@ -289,6 +289,8 @@ def test_priors_carry_their_run_folder(tmp_path: Path) -> None:
     log = (FIXTURES / "slurm-1001.out").read_bytes()
     (run / "slurm-5.out").write_bytes(log.replace(b"/models/Llama-3.2-1B-Instruct/", f"{model}/".encode()))
     (run / "finetune.yaml").write_text("checkpointer:\n  checkpoint_dir: /elsewhere/Other-Model\n")
+    (run / "logs").mkdir()  # torchtune's metric logs: not searched in a run folder we planned
+    (run / "logs" / "slurm-99.out").write_text("Step 1 | loss:1.0\n")
     # A log cut before its config dump: the model folder comes from finetune.yaml.
     headless = tmp_path / "exp" / "run_b"
     headless.mkdir()
@@ -313,7 +315,7 @@ def test_priors_carry_their_run_folder(tmp_path: Path) -> None:
 
     def rescan() -> tuple[tuple[int, int], PriorRun]:
         res = scan([tmp_path], cache)
-        assert not any("/eval/" in path for path, _ in res.skipped)
+        assert not any("/eval/" in path or "/logs/" in path for path, _ in res.skipped)
         [prior] = [p for p in res.priors() if "run_a" in p.name]
         return (res.parsed, res.cached), prior
 
@@ -328,14 +330,21 @@ def test_priors_carry_their_run_folder(tmp_path: Path) -> None:
     ev = run / "eval" / "capitalization_epoch0"
     ev.mkdir(parents=True)
     (ev / "slurm-8.out").write_text("accuracy: 0.61\n")  # the evaluation's own log: no prior run
-    _replace(ev / "job-state.json", _state("2025-10-22T14:03:00Z", "2025-10-22T14:03:45Z"))
+    _replace(ev / "job-state.json", _state("2025-10-22T14:03:00Z", ""))  # running
     _backdate(ev, ev.parent, run, ago=2000)
     counts, ours = rescan()
-    assert counts == (1, 2) and ours.eval_seconds == [45.0]
-    _replace(ev / "job-state.json", _state("2025-10-22T14:05:00Z", "2025-10-22T14:06:00Z"))
+    assert counts == (1, 2) and ours.eval_seconds == []
+    assert rescan()[0] == (0, 3)  # waiting for the evaluation is not a change
+    _replace(ev / "job-state.json", _state("2025-10-22T14:03:00Z", "2025-10-22T14:03:45Z"))
     _backdate(ev, ago=1000)  # only the evaluation's own folder moved
     counts, ours = rescan()
-    assert counts == (1, 2) and ours.eval_seconds == [60.0]
+    assert counts == (1, 2) and ours.eval_seconds == [45.0]
+    ev1 = run / "eval" / "capitalization_epoch1"  # a later evaluation of the same run
+    ev1.mkdir()
+    _replace(ev1 / "job-state.json", _state("2025-10-22T14:05:00Z", "2025-10-22T14:06:00Z"))
+    _backdate(ev1, ev1.parent, ago=500)
+    counts, ours = rescan()
+    assert counts == (1, 2) and ours.eval_seconds == [45.0, 60.0]
     assert rescan()[0] == (0, 3)
 
 

@@ -46,7 +46,7 @@ from planner.core.logparse import LogRecord, parse_log_bytes
 
 #: Bump when LogRecord, PriorRun or the folder listing change shape; older caches are
 #: then ignored.
-CACHE_VERSION = 12
+CACHE_VERSION = 13
 
 #: Files up to this size are read whole; larger ones sparsely (head, windows, tail).
 FULL_READ_MAX = 256 * 1024
@@ -71,6 +71,8 @@ PARALLEL_MIN_FILES = 400
 #: not trusted either (git does the same for "racily clean" index entries).
 RACY_NS = 10 * 1_000_000_000
 RACY = -1
+#: Last element of the fingerprint of a run whose evaluations had all ended.
+FINAL = "final"
 
 #: Folders never worth descending into, besides hidden ones (``.git``, ``.venv``, the
 #: datasets cache in each run folder) and torchtune's checkpoint folders (``epoch_N``,
@@ -269,7 +271,9 @@ def _walk(dirs: list[Path], pattern: str, cache: dict[str, _Listing], summaries:
         # submit folder): a new log there must not invalidate the others.
         fp = (l_mtime if l_mtime != RACY else racy) if flags else 0
         if watch and fp != racy:
-            fp = _eval_fingerprint(watch, fp, cache, touched, now_ns, racy)
+            old_fp = logs[0][3]
+            final = type(old_fp) is tuple and old_fp[-1] == FINAL
+            fp = _eval_fingerprint(watch, fp, cache, touched, now_ns, racy, final)
         for path, size, mtime, old_fp, summary, reason in logs:
             try:
                 st = stat(path)
@@ -299,14 +303,16 @@ def _list_dir(d: str, d_mtime: int, pattern: str, old: _Listing | None) -> _List
         A :data:`_Listing`, or None when the folder cannot be read. The flags say which
         run files (:mod:`planner.adapters.run_folder`) sit beside the logs; the
         watched subfolder (``eval``) is the one whose changes (an evaluation that
-        finished) must invalidate the logs' cached run facts. ``epoch_0`` is not
+        finished) must invalidate the logs' cached run facts; in a run folder it is
+        not walked for logs (they are the evaluations'), nor is torchtune's metric
+        ``logs/`` folder of a run planned by this tool. ``epoch_0`` is not
         watched: its size is read with the log, and checkpoints deleted later do not
         change what the run wrote.
     """
     subdirs: list[str] = []
     paths: list[str] = []
     flags = 0
-    eval_dir = None
+    eval_dir = metrics_dir = None
     try:
         it = os.scandir(d)
     except OSError:
@@ -322,6 +328,8 @@ def _list_dir(d: str, d_mtime: int, pattern: str, old: _Listing | None) -> _List
                         subdirs.append(entry.path)
                         if name == "eval":
                             eval_dir = entry.path
+                        elif name == "logs":
+                            metrics_dir = entry.path
                     continue
                 if name in FILE_FLAGS:
                     flags |= FILE_FLAGS[name]
@@ -336,6 +344,8 @@ def _list_dir(d: str, d_mtime: int, pattern: str, old: _Listing | None) -> _List
         # A run folder's evaluations: watched for the fingerprint, not walked for logs.
         subdirs.remove(eval_dir)
         watch = (eval_dir,)
+    if metrics_dir is not None and flags & FINETUNE:
+        subdirs.remove(metrics_dir)  # torchtune's metric logs of a run we planned: never a slurm log
     known = {log[0]: log for log in old[2]} if old is not None else {}
     logs = tuple(known.get(p) or (p, -1, -1, None, None, None) for p in sorted(paths))
     return (d_mtime, tuple(sorted(subdirs)), logs, flags, watch)
@@ -356,16 +366,27 @@ def _forget(cache: dict[str, _Listing], folders: Iterable[str]) -> list[str]:
 
 
 def _eval_fingerprint(folders: tuple[str, ...], base: int, cache: dict[str, _Listing], touched: set[str],
-                      now_ns: int, racy: tuple) -> object:
+                      now_ns: int, racy: tuple, final: bool = False) -> object:
     """A run folder's fingerprint extended by its ``eval/`` folder and each evaluation's.
 
     A finished evaluation writes its ``job-state.json`` in its own folder, which moves
     that folder's mtime and nothing above it. The logs in there are the evaluations'
     own, never training logs, so they are not collected: only the folders' mtimes
     matter. Any of them changed within :data:`RACY_NS` gives ``racy``.
+
+    With ``final`` (every evaluation had ended when the run was last read), only the
+    ``eval/`` folder itself is stat'ed: a new evaluation adds a folder there. An
+    evaluation run again after it had ended is then not seen until the run folder
+    changes; the time it took before stands for it.
     """
     stat = os.stat
-    out = [base]
+    out: list = [base]
+    if final:
+        try:
+            mtime = stat(folders[0]).st_mtime_ns
+        except OSError:
+            return racy
+        return racy if now_ns - mtime <= RACY_NS else (base, mtime, FINAL)
     for folder in folders:
         try:
             mtime = stat(folder).st_mtime_ns
@@ -433,28 +454,28 @@ def read_log(path: str, size: int | None = None) -> bytes:
 
 
 def _parse_path(path: str, size: int | None = None, flags: int = 0,
-                shapes: dict[str, int | None] | None = None) -> tuple[str, tuple | None, str | None]:
+                shapes: dict[str, int | None] | None = None) -> tuple[str, tuple | None, str | None, bool]:
     """Read and parse one file, and the run files its folder listing showed; never raises.
 
     Returns:
-        ``(path, summary, skip_reason)``; summary is None with a reason when the file
-        is skipped.
+        ``(path, summary, skip_reason, evals_pending)``; summary is None with a reason
+        when the file is skipped.
     """
     try:
         data = read_log(path, size)
     except OSError as exc:
-        return path, None, f"unreadable: {exc.strerror or exc}"
+        return path, None, f"unreadable: {exc.strerror or exc}", False
     if not data:
-        return path, None, "empty file"
+        return path, None, "empty file", False
     rec = parse_log_bytes(data, path)
     if not rec.has_training_data:
         why = "; ".join(rec.problems) or "no torchtune training output found"
-        return path, None, f"no torchtune training output ({why})"
+        return path, None, f"no torchtune training output ({why})", False
     facts = run_facts(os.path.dirname(path), flags, rec.checkpoint_dir, shapes)
-    return path, _summary(rec, facts), None
+    return path, _summary(rec, facts), None, facts.evals_pending
 
 
-def _parse_many(items: list[tuple[str, int, int]]) -> list[tuple[str, tuple | None, str | None]]:
+def _parse_many(items: list[tuple[str, int, int]]) -> list[tuple[str, tuple | None, str | None, bool]]:
     shapes: dict[str, int | None] = {}  # a sweep's runs share a few models: read each config.json once
     return [_parse_path(p, s, f, shapes) for p, s, f in items]
 
@@ -566,8 +587,17 @@ def _scan(dirs: list[Path], cache_path: Path | None, workers: int | None) -> Sca
     else:
         outcomes = _parse_many(items)
     updates: dict[str, dict[str, _Log]] = {}
+    racy_fp = ("racy", time.time_ns())
     sep = os.sep
-    for (path, summary, reason), (_, size, mtime, fp, _) in zip(outcomes, todo):
+    for (path, summary, reason, pending), (_, size, mtime, fp, _) in zip(outcomes, todo):
+        if type(fp) is tuple and fp[0] != "racy":
+            # A run whose evaluations have all ended is fingerprinted by its eval/
+            # folder alone from now on (see _eval_fingerprint); one still waiting
+            # for an evaluation by every evaluation's folder.
+            if not pending:
+                fp = (fp[0], fp[1], FINAL)
+            elif fp[-1] == FINAL:
+                fp = racy_fp  # the walk took the short form: make the next one take the long
         if summary is not None:
             result.summaries[path] = summary
         else:

@@ -44,6 +44,8 @@ class RunFacts(NamedTuple):
         wall_seconds: the job's wall time, from job-state.json.
         epoch_gib: size of the ``epoch_0`` folder, in GiB.
         eval_seconds: wall times of the run's finished evaluations.
+        evals_pending: some evaluation folder has no finished job yet (its time may
+            still come).
     """
 
     model: str | None = None
@@ -51,6 +53,7 @@ class RunFacts(NamedTuple):
     wall_seconds: float | None = None
     epoch_gib: float | None = None
     eval_seconds: tuple[float, ...] = ()
+    evals_pending: bool = False
 
 
 def _read_small(path: Path | str) -> bytes:
@@ -155,6 +158,7 @@ def run_facts(run_dir: str, flags: int, checkpoint_dir: str | None = None,
     sep = os.sep
     model = params = wall = gib = None
     evals: list[float] = []
+    pending = False
     if flags & FINETUNE:
         model, params = model_of(checkpoint_dir, run_dir + sep + "finetune.yaml", shapes)
     if flags & JOB_STATE:
@@ -170,4 +174,6 @@ def run_facts(run_dir: str, flags: int, checkpoint_dir: str | None = None,
             s = job_wall_seconds(sep.join((run_dir, "eval", name, "job-state.json")))
             if s is not None:
                 evals.append(s)
-    return RunFacts(model, params, wall, gib, tuple(evals))
+            else:
+                pending = True
+    return RunFacts(model, params, wall, gib, tuple(evals), pending)
