@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         w = 58
         print(f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
         print(f"{'what':<{w}} {'wall s':>8} {'vs grep':>8} {'CPU s':>8} {'vs grep':>8}")
-        baseline = f'baseline: grep -rE "{GREP_PATTERN}" DIR (output piped)'
+        baseline = f'baseline: grep -rE "{GREP_PATTERN}" DIR, logs only, piped'
         print(f"{baseline:<{w}} {grep_s:8.3f} {1:7.2f}x {grep_cpu:8.3f} {1:7.2f}x")
         print(f"{'grep, stdout to /dev/null (stops at first match/file)':<{w}} {grep_q:8.3f} {grep_q / grep_s:7.2f}x")
         for label, (t, c) in results.items():
