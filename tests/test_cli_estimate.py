@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, run_cli, write_spec
 
 PRIOR = ROOT / "tests" / "fixtures" / "logs" / "slurm-1001.out"  # seed 002's prior: 4.34 it/s at batch 4
@@ -69,3 +71,25 @@ def test_estimate_reports_skipped_logs_and_rewrites_only_its_block(example: Path
     start, end = "<!-- plan-experiment:begin compute-estimates -->", "<!-- plan-experiment:end compute-estimates -->"
     assert after.split(start)[0] == text.split(start)[0]
     assert after.split(end)[1] == text.split(end)[1]
+
+
+def test_disk_comes_from_an_adapter_only_prior_of_the_same_model_and_rank(example: Path) -> None:
+    seed_002_setup(example)  # its prior (rank 8) also saved the merged model: 2.38 GiB an epoch
+    text = PRIOR.read_text()
+    adapter_only = "\n".join(line for line in text.splitlines() if "Model checkpoint of size" not in line)
+    other = example / "scratch" / "ck-out-later-adapter-only"  # walked after the merged-model prior
+    other.mkdir()
+    (other / "slurm-12346.out").write_text(adapter_only + "\n")  # 2 x 0.04 GiB of adapter an epoch, rank 8
+    spec = write_spec(example, models=["Llama-3.2-1B-Instruct"], dataset={"path": "words_8L_80P_10000.json"},
+                      factors={"lora_rank": [4, 8]}, controls={"epochs": 2, "batch_size": 4, "max_seq_len": 512})
+    result = run_cli("new", "--spec", str(spec), "--yes")
+    assert result.exit_code == 0, result.stderr
+    exp = example / "experiments" / "cap_5L_lora_comparison_demo"
+    runs = json.loads((exp / "estimates.json").read_text())["runs"]
+    measured = runs["Llama-3.2-1B-Instruct_rank8"]["disk_bytes"]
+    assert measured == pytest.approx(2 * 0.08 * 1024**3, rel=1e-6)  # 2 epochs, not the merged model's 2.38 GiB
+    assert runs["Llama-3.2-1B-Instruct_rank4"]["disk_bytes"] < 0.01 * 1024**3  # rank 4: computed from the shape
+    summary = (exp / "experiment_summary.md").read_text()
+    assert "measured by prior runs of the same model and LoRA rank for 1 of 2 runs" in summary
+    log = (exp / "design-experiment.log").read_text()
+    assert f"Input: Llama-3.2-1B-Instruct_rank8: 81.9 MiB/epoch from {other / 'slurm-12346.out'}\n" in log

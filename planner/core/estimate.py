@@ -192,6 +192,9 @@ class PriorRun:
         peak_memory_gib: peak GPU memory.
         state: the log's final state.
         eval_seconds: durations of evaluations of this run, when known.
+        lora_rank: the LoRA rank (checkpoint size depends on it).
+        adapter_only: whether its checkpoints were the adapter alone (None: no
+            checkpoint lines logged).
     """
 
     name: str
@@ -211,6 +214,8 @@ class PriorRun:
     peak_memory_gib: float | None = None
     state: str = "unknown"
     eval_seconds: list[float] = field(default_factory=list)
+    lora_rank: int | None = None
+    adapter_only: bool | None = None
 
     @classmethod
     def from_record(
@@ -234,6 +239,7 @@ class PriorRun:
             The summary.
         """
         saves = rec.checkpoint_save_s
+        kinds = {c.kind for c in rec.checkpoints} - {"recipe"}
         return cls(
             name=rec.path or "(log)",
             model=rec.model_component,
@@ -251,6 +257,8 @@ class PriorRun:
             checkpoint_gib_per_epoch=epoch_dir_gib if epoch_dir_gib is not None else rec.checkpoint_gib_per_epoch(),
             peak_memory_gib=rec.peak_memory,
             state=rec.state,
+            lora_rank=rec.lora_rank,
+            adapter_only=("model" not in kinds) if kinds else None,
         )
 
 
@@ -595,9 +603,38 @@ class PriorPool:
             for members in self._groups
         ]
         self._by_name: dict[str, PriorRun] | None = None
+        self._by_shape: tuple[dict[tuple, PriorRun], dict[tuple, PriorRun]] | None = None
 
     def __len__(self) -> int:
         return len(self.priors)
+
+    def checkpoint_size(self, run: RunQuery, lora_rank: int | None) -> PriorRun | None:
+        """The first adapter-only prior of the same model and LoRA rank that measured its checkpoint size.
+
+        Same model: the same parameter count when both are known, else the same family
+        and size read from the names. Adapter-only, as the planner's recipes save: a
+        prior that also saved merged weights wrote the whole model each epoch. None
+        when no prior qualifies (the caller computes the size from the model's shape).
+        """
+        if lora_rank is None:
+            return None
+        if self._by_shape is None:
+            by_params: dict[tuple, PriorRun] = {}
+            by_name: dict[tuple, PriorRun] = {}
+            for p in self.priors:
+                if p.checkpoint_gib_per_epoch is None or p.lora_rank is None or not p.adapter_only:
+                    continue
+                if p.param_count:
+                    by_params.setdefault((p.param_count, p.lora_rank), p)
+                fam, size = model_key(p.model)
+                if fam and size is not None:
+                    by_name.setdefault((fam, size, p.lora_rank), p)
+            self._by_shape = (by_params, by_name)
+        by_params, by_name = self._by_shape
+        if run.param_count and (run.param_count, lora_rank) in by_params:
+            return by_params[(run.param_count, lora_rank)]
+        fam, size = model_key(run.model)
+        return by_name.get((fam, size, lora_rank)) if fam and size is not None else None
 
     def named(self, name: str) -> PriorRun | None:
         """The prior called ``name`` (a log path or run name)."""

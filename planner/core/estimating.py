@@ -45,6 +45,7 @@ def estimate_plan(
     train_split = resources.dataset.splits.get("train")
     runs: list[RunEstimate] = []
     logged_speed: set[str] = set()
+    measured_disk: list[str] = []  # runs whose checkpoint size a prior measured
     pool = est.PriorPool(priors)  # grouped once, ranked per run
     for run in plan.finetune_runs:
         model = resources.models[run.model]
@@ -60,13 +61,21 @@ def estimate_plan(
             log.add(now(), "EXTRACT_SPEED", "Analyzing prior run for training speed", command=f"parse {prior}",
                     result=f"Steady speed after warm-up: {speed}; batch_size={p.batch_size}, max_seq_len={p.max_seq_len}",
                     explanation="Extracting iteration speed from the closest prior run (same model first, then nearest configuration)")
-        adapter = adapter_bytes(model.shape, int(run.settings["lora_rank"]))
-        copies = max(model.size_bytes - model.weights_bytes, 0)  # config/tokenizer files copied into each epoch_N
+        rank = int(run.settings["lora_rank"])
+        sized = pool.checkpoint_size(query, rank)
+        if sized is not None and sized.checkpoint_gib_per_epoch:
+            # What a prior of the same model and rank wrote per epoch (its epoch_0 folder,
+            # or its checkpoint lines): the adapter and every file saved beside it.
+            per_epoch = sized.checkpoint_gib_per_epoch * 1024**3
+            measured_disk.append(f"{run.name}: {size(per_epoch)}/epoch from {sized.name}")
+        else:
+            copies = max(model.size_bytes - model.weights_bytes, 0)  # config/tokenizer files copied into each epoch_N
+            per_epoch = adapter_bytes(model.shape, rank) + copies
         low = figure.low if figure.low is not None else figure.figure
         high = figure.high if figure.high is not None else figure.figure
         runs.append(RunEstimate(
             run=run.name, model=run.model, train_seconds=high, train_low_seconds=low, basis=figure.basis,
-            confidence=figure.confidence, slurm_time=est.slurm_time(high), disk_bytes=(adapter + copies) * query.epochs,
+            confidence=figure.confidence, slurm_time=est.slurm_time(high), disk_bytes=per_epoch * query.epochs,
             steps_per_epoch=figure.details.get("steps_per_epoch"), calculation=figure.calculation,
         ))
         log.add(now(), "CALCULATE_TIME", f"Training time estimate for {run.name}",
@@ -84,8 +93,17 @@ def estimate_plan(
 
     free = resources.disk_free_bytes
     total = sum(r.disk_bytes for r in runs) * 1.2
+    computed = "LoRA adapter size from each model's shape and rank (fp32), plus the config/tokenizer files copied into each epoch folder"
+    if not measured_disk:
+        disk_basis = f"{computed}, x epochs"
+    elif len(measured_disk) == len(runs):
+        disk_basis = "size per epoch measured by prior runs of the same model and LoRA rank, x epochs"
+    else:
+        disk_basis = (f"size per epoch measured by prior runs of the same model and LoRA rank for {len(measured_disk)} of "
+                      f"{len(runs)} runs, else {computed}; x epochs")
     log.add(now(), "CHECK_DISK", "Checkpoint space against free space",
-            calculation=f"sum over runs of (adapter + copied config/tokenizer files) x epochs = {size(total / 1.2)}; + 20% buffer = {size(total)}",
+            input="; ".join(measured_disk[:5]) + (" ..." if len(measured_disk) > 5 else "") if measured_disk else None,
+            calculation=f"sum over runs of size per epoch x epochs = {size(total / 1.2)}; + 20% buffer = {size(total)}",
             result=f"needs ~{size(total)}, {size(free)} available" + ("" if free is None or free > total else " - NOT ENOUGH"),
             explanation="Adapter-only checkpoints: each epoch_N holds the LoRA weights plus the model's small config and tokenizer files")
     if free is not None and free < total:
@@ -100,7 +118,7 @@ def estimate_plan(
         eval_count=len(plan.evaluations),
         eval_basis=ev.basis,
         disk_free_bytes=free,
-        disk_basis="LoRA adapter size from each model's shape and rank (fp32), plus the config/tokenizer files copied into each epoch folder, x epochs",
+        disk_basis=disk_basis,
         batch_size_note=_batch_note(plan, resources, gpu_memory_gib, priors, log, now),
     )
 
