@@ -134,3 +134,23 @@ def test_slurm_available_is_quick() -> None:
     started = time.monotonic()
     assert slurm_query.slurm_available()
     assert time.monotonic() - started < 5
+
+
+def test_prior_log_gets_its_wall_time_from_accounting(tmp_path: Path) -> None:
+    """A torchtune log written by a Slurm job elsewhere (no job-state.json): sacct says how long it ran."""
+    from datetime import datetime, timezone
+
+    from planner.adapters.prior_index import scheduler_wall_times
+    from planner.adapters.prior_runs import scan
+    from planner.core.designlog import DesignLog
+
+    fixture = REPO / "tests" / "fixtures" / "logs" / "real" / "slurm-90001.out"  # 6 s of epochs
+    job = sbatch("--job-name=pe-prior", "--wrap", f"cat '{fixture}'; sleep 7", cwd=tmp_path)
+    rec = wait_for_records([job], [job])[job]
+    assert rec.state == "COMPLETED" and rec.elapsed_s and rec.elapsed_s >= 7
+    [prior] = scan([tmp_path]).priors()
+    assert prior.name.endswith(f"slurm-{job}.out") and prior.wall_seconds is None
+    log = DesignLog()
+    assert scheduler_wall_times([prior], log, lambda: datetime.now(timezone.utc)) == 1
+    assert prior.wall_seconds == rec.elapsed_s
+    assert f"sacct --jobs={job} --format=" in log.render()

@@ -15,13 +15,13 @@ from planner import paths
 from planner.adapters.experiment import Experiment
 from planner.adapters.experiment_dir import atomic_write_text
 from planner.adapters.planning import estimates_json
-from planner.adapters.prior_index import gather_priors
+from planner.adapters.prior_index import gather_priors, scheduler_wall_times
 from planner.adapters.prior_runs import ScanResult
 from planner.adapters.verify import verify
 from planner.core.compute import ComputeEstimates
 from planner.core.designlog import DesignLog
 from planner.core.estimate import PriorRun
-from planner.core.estimating import estimate_plan
+from planner.core.estimating import chosen_priors, estimate_plan
 from planner.core.localconfig import LocalSettings
 from planner.core.render import ESTIMATES_BLOCK, estimates_block, make_environment
 
@@ -54,6 +54,7 @@ def run_estimate(exp: Experiment, settings: LocalSettings, extra_dirs: list[Path
     result, priors = gather_priors(dirs, log, now, use_cache)
     spec_dir = Path((exp.spec.provenance or {}).get("spec_dir") or exp.path)
     resources = verify(exp.spec, settings, spec_dir, paths.PROJECT_ROOT, exp.path.parent, DesignLog(), now)
+    scheduler_wall_times(chosen_priors(exp.plan, resources, priors), log, now)
     estimates = estimate_plan(exp.plan, resources, log, now, settings.gpu_memory_gib, priors)
     block = estimates_block(estimates, max(exp.spec.resources.gpus, 1), make_environment(paths.TEMPLATES_DIR))
     with exp.lock():

@@ -15,7 +15,7 @@ from planner.core.compute import ComputeEstimates, RunEstimate
 from planner.core.designlog import DesignLog
 from planner.core.render import size
 from planner.core.resources import Resources
-from planner.core.runs import Plan
+from planner.core.runs import Plan, Run
 
 GIB = 1024**3
 
@@ -32,6 +32,34 @@ def adapter_bytes(shape: Any, rank: int, bytes_per_param: int = 4) -> float:
     return float(per_layer * layers * bytes_per_param)
 
 
+def run_queries(plan: Plan, resources: Resources) -> list[tuple[Run, est.RunQuery]]:
+    """What the estimator asks for each fine-tune run of a plan."""
+    gpus = max(plan.spec.resources.gpus, 1)
+    train_split = resources.dataset.splits.get("train")
+    out = []
+    for run in plan.finetune_runs:
+        model = resources.models[run.model]
+        out.append((run, est.RunQuery.from_settings(
+            model.name.rstrip("/").split("/")[-1], model.param_count, {**run.settings, "gpus": gpus}, train_split
+        )))
+    return out
+
+
+def chosen_priors(plan: Plan, resources: Resources, priors: Sequence[est.PriorRun] | est.PriorPool) -> list[est.PriorRun]:
+    """The prior runs the training-time estimates of a plan would rest on, each once.
+
+    Lets the caller learn more about just these (their wall time from the scheduler)
+    before estimating, instead of about every prior found.
+    """
+    pool = priors if isinstance(priors, est.PriorPool) else est.PriorPool(priors)
+    chosen: dict[str, est.PriorRun] = {}
+    for _, query in run_queries(plan, resources):
+        best = pool.best(query)
+        if best is not None:
+            chosen.setdefault(best[2].name, best[2])
+    return list(chosen.values())
+
+
 def estimate_plan(
     plan: Plan,
     resources: Resources,
@@ -41,17 +69,12 @@ def estimate_plan(
     priors: Sequence[est.PriorRun] = (),
 ) -> ComputeEstimates:
     """Estimate training, evaluation, disk and batch size for every run of a plan."""
-    gpus = max(plan.spec.resources.gpus, 1)
-    train_split = resources.dataset.splits.get("train")
     runs: list[RunEstimate] = []
     logged_speed: set[str] = set()
     measured_disk: list[str] = []  # runs whose checkpoint size a prior measured
     pool = est.PriorPool(priors)  # grouped once, ranked per run
-    for run in plan.finetune_runs:
+    for run, query in run_queries(plan, resources):
         model = resources.models[run.model]
-        query = est.RunQuery.from_settings(
-            model.name.rstrip("/").split("/")[-1], model.param_count, {**run.settings, "gpus": gpus}, train_split
-        )
         figure = est.training_time(query, pool)
         prior = figure.details.get("prior")
         p = pool.named(prior) if prior else None
