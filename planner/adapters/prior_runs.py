@@ -365,7 +365,7 @@ def _forget(cache: dict[str, _Listing], folders: Iterable[str]) -> list[str]:
     return dropped
 
 
-def _eval_fingerprint(folders: tuple[str, ...], base: int, cache: dict[str, _Listing], touched: set[str],
+def _eval_fingerprint(folders: tuple[str, ...], base: object, cache: dict[str, _Listing], touched: set[str],
                       now_ns: int, racy: tuple, final: bool = False) -> object:
     """A run folder's fingerprint extended by its ``eval/`` folder and each evaluation's.
 

@@ -6,6 +6,7 @@ typo costs one line, not the whole session.
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 from pathlib import Path
 from typing import Any, Callable
@@ -51,7 +52,7 @@ def run_wizard(prompter: Prompter, settings: LocalSettings, today: date) -> dict
         lambda s: w.parse_factors(s) if s.strip() else [],
         help="Knobs: " + ", ".join(sorted(w.KNOBS)),
     )
-    levels = {f: p.ask(f"Levels of {f} (comma-separated)", "", lambda s, f=f: w.parse_levels(f, s)) for f in factors}
+    levels = {f: p.ask(f"Levels of {f} (comma-separated)", "", functools.partial(_parse_levels, f)) for f in factors}
     seeds = p.ask("Seeds (replicates, comma-separated)", "42", w.parse_int_list)
     base_controls = p.confirm("Include base-model controls (evaluate each base model without fine-tuning)?", True)
 
@@ -64,7 +65,7 @@ def run_wizard(prompter: Prompter, settings: LocalSettings, today: date) -> dict
     datasets = sorted(x.name for x in Path(settings.datasets_dir).glob("*.json")) if Path(settings.datasets_dir).is_dir() else []
     dataset = p.ask(f"Dataset (JSON with train/validation/test; relative to {settings.datasets_dir})", datasets[0] if datasets else "",
                     lambda s: _existing_dataset(s.strip(), settings))
-    tasks = []
+    tasks: list[dict[str, str]] = []
     while True:
         name = p.ask("Evaluation task name (empty to finish)", "" if tasks else "capitalization", lambda s: s.strip())
         if not name:
@@ -118,3 +119,7 @@ def _knob(name: str, text: str) -> Any:
 
 def _raise(message: str) -> Any:
     raise ValueError(message)
+
+
+def _parse_levels(factor: str, text: str) -> list[Any]:
+    return w.parse_levels(factor, text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -32,7 +33,7 @@ def command(experiment: Path, logs: tuple[Path, ...], as_json: bool, calibrate: 
     before = predicted_seconds(exp)
     if calibrate:
         report, _ = refresh(exp, datetime.now())
-        rows = []
+        rows: list[dict[str, Any]] = []
         for u in report.units:
             if u.kind == "train" and u.state == "COMPLETED" and u.elapsed_s and u.unit in before:
                 err = (u.elapsed_s - before[u.unit]) / before[u.unit] * 100

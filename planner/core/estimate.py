@@ -745,9 +745,9 @@ def training_time(run: RunQuery, priors: Sequence[LogRecord | PriorRun] | PriorP
         )
     lines: list[str] = []
     tokens_path = bool(p.tokens_per_s and run.tokens_per_sample)
-    if tokens_path:
-        tps = p.tokens_per_s / param_factor  # type: ignore[operator]
-        tokens = run.train_samples * run.tokens_per_sample  # type: ignore[operator]
+    if p.tokens_per_s and run.tokens_per_sample:
+        tps = p.tokens_per_s / param_factor
+        tokens = run.train_samples * run.tokens_per_sample
         per_epoch = tokens / tps / max(1, run.gpus)
         lines.append(
             f"tokens_per_epoch = {run.train_samples} x {_n(run.tokens_per_sample)} = {_n(tokens)}, "

@@ -78,8 +78,8 @@ def estimate_plan(
         figure = est.training_time(query, pool)
         prior = figure.details.get("prior")
         p = pool.named(prior) if prior else None
-        if p is not None and prior not in logged_speed:
-            logged_speed.add(prior)
+        if p is not None and p.name not in logged_speed:
+            logged_speed.add(p.name)
             speed = f"{p.tokens_per_s:.4g} tokens/s per GPU" if p.tokens_per_s else f"{p.it_per_s:.3g} it/s"
             log.add(now(), "EXTRACT_SPEED", "Analyzing prior run for training speed", command=f"parse {prior}",
                     result=f"Steady speed after warm-up: {speed}; batch_size={p.batch_size}, max_seq_len={p.max_seq_len}",

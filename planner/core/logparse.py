@@ -757,9 +757,9 @@ def _extract_rare(text: str, rec: LogRecord) -> None:
         excs = _EXC_LINE_RE.findall(text, tb)
         rec.error = excs[-1].strip()[:300] if excs else "Traceback (exception line missing)"
     if "CANCELLED AT" in text:
-        m = _SLURM_CANCEL_RE.search(text)
-        if m:
-            why = m.group(1).strip() or "cancelled"
+        cancel = _SLURM_CANCEL_RE.search(text)
+        if cancel:
+            why = cancel.group(1).strip() or "cancelled"
             rec.problems.append(f"Slurm cancelled the job {why}".strip())
             if rec.error is None and "TIME LIMIT" not in why:
                 rec.error = f"Slurm: CANCELLED {why}".strip()
@@ -776,7 +776,7 @@ def _decide_state(rec: LogRecord) -> None:
         rec.state = "unknown"
         return
     target = rec.epochs or rec.epochs_started or None
-    trained = bool(target) and rec.epochs_finished >= target
+    trained = bool(target) and rec.epochs_finished >= (target or 0)
     saved_epochs = {c.epoch for c in rec.checkpoints if c.kind != "recipe"}
     if target and saved_epochs:
         saved = (target - 1) in saved_epochs
