@@ -71,9 +71,10 @@ def test_a_failing_sacct_is_noted_not_raised(priors) -> None:
     found, _ = priors
 
     def sacct(ids: list[str], timeout_s: float) -> list[JobRecord]:
-        raise SchedulerQueryError("sacct failed (exit 1): Connection refused", ["sacct"])
+        raise SchedulerQueryError("sacct failed (exit 1): sacct: error: Connection refused\n"
+                                  "sacct: error: Problem talking to the database", ["sacct"])
 
     log = DesignLog()
     assert scheduler_wall_times(list(found.values()), log, NOW, query=sacct) == 0
-    assert "Result: not available: sacct failed (exit 1): Connection refused" in log.render()
+    assert "Result: not available: sacct failed (exit 1): sacct: error: Connection refused\n" in log.render()
     assert all(p.wall_seconds is None for name, p in found.items() if name != "slurm-504.out")

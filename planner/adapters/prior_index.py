@@ -102,7 +102,8 @@ def scheduler_wall_times(
         records = query(ids, timeout_s)
     except slurm_query.SchedulerQueryError as exc:
         log.add(now(), "QUERY_SACCT", "Wall time of prior runs from Slurm accounting", command=shown,
-                result=f"not available: {exc}", explanation="The estimates go on without the start-up overhead of these runs")
+                result=f"not available: {str(exc).splitlines()[0][:200]}",
+                explanation="The estimates go on without the start-up overhead of these runs")
         return 0
     filled = 0
     for rec in records:
