@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             prior_runs.PARALLEL_MIN_FILES = PARALLEL_MIN_FILES if parallel else 10**9
             runs = []
             for k in range(args.repeat):
-                home = root / f"cache-{label[-11:-2].strip()}-{k}"
+                home = root / f"cache-{'parallel' if parallel else 'serial'}-{k}"
                 shutil.rmtree(home, ignore_errors=True)
                 t, res, c = scan_and_estimate(logs_dir, home)
                 runs.append((t, c))

@@ -15,13 +15,12 @@ from planner import paths
 from planner.adapters.experiment import Experiment
 from planner.adapters.experiment_dir import atomic_write_text
 from planner.adapters.planning import estimates_json
-from planner.adapters.prior_index import gather_priors, scheduler_wall_times
+from planner.adapters.prior_index import estimate_from_prior_runs
 from planner.adapters.prior_runs import ScanResult
 from planner.adapters.verify import verify
 from planner.core.compute import ComputeEstimates
 from planner.core.designlog import DesignLog
 from planner.core.estimate import PriorRun
-from planner.core.estimating import chosen_priors, estimate_plan
 from planner.core.localconfig import LocalSettings
 from planner.core.render import ESTIMATES_BLOCK, estimates_block, make_environment
 
@@ -51,11 +50,10 @@ def run_estimate(exp: Experiment, settings: LocalSettings, extra_dirs: list[Path
     # The experiment itself comes first: its finished runs are the best priors for its other runs.
     dirs = [exp.path, Path(settings.scratch_dir), Path(settings.experiments_dir), *extra_dirs]
     log = DesignLog()
-    result, priors = gather_priors(dirs, log, now, use_cache)
     spec_dir = Path((exp.spec.provenance or {}).get("spec_dir") or exp.path)
     resources = verify(exp.spec, settings, spec_dir, paths.PROJECT_ROOT, exp.path.parent, DesignLog(), now)
-    scheduler_wall_times(chosen_priors(exp.plan, resources, priors), log, now)
-    estimates = estimate_plan(exp.plan, resources, log, now, settings.gpu_memory_gib, priors)
+    result, priors, estimates = estimate_from_prior_runs(exp.plan, resources, dirs, log, now, settings.gpu_memory_gib,
+                                                         use_cache)
     block = estimates_block(estimates, max(exp.spec.resources.gpus, 1), make_environment(paths.TEMPLATES_DIR))
     with exp.lock():
         exp.update_summary_blocks({ESTIMATES_BLOCK: block})

@@ -15,12 +15,11 @@ from typing import Any, Callable
 
 from planner import paths
 from planner.adapters.experiment_dir import ensure_absent, write_experiment
-from planner.adapters.prior_index import gather_priors, scheduler_wall_times
+from planner.adapters.prior_index import estimate_from_prior_runs
 from planner.adapters.provenance import provenance
 from planner.adapters.verify import verify
 from planner.core.compute import ComputeEstimates
 from planner.core.designlog import DesignLog
-from planner.core.estimating import chosen_priors, estimate_plan
 from planner.core.jobs import JobEnvironment, build_job_files
 from planner.core.localconfig import LocalSettings, SlurmSettings
 from planner.core.render import RenderInput, make_environment, render_experiment
@@ -90,9 +89,8 @@ def prepare(
             explanation="Deterministic: the same spec always gives the same run names")
     resources = verify(spec, settings, spec_dir, paths.PROJECT_ROOT, root, log, now)
     # The same estimation as `plan-experiment estimate`: prior logs first, fallback ranges otherwise.
-    _, priors = gather_priors([Path(settings.scratch_dir), Path(settings.experiments_dir)], log, now)
-    scheduler_wall_times(chosen_priors(plan, resources, priors), log, now)
-    estimates = estimate_plan(plan, resources, log, now, settings.gpu_memory_gib, priors)
+    _, _, estimates = estimate_from_prior_runs(plan, resources, [Path(settings.scratch_dir), Path(settings.experiments_dir)],
+                                               log, now, settings.gpu_memory_gib)
     recipe_texts = {p.name: p.read_text(encoding="utf-8") for p in paths.RECIPES_DIR.glob("*.yaml")}
     jobs = build_job_files(plan, resources, str(target), recipe_texts, job_environment(settings))
     for rfile in sorted(set(jobs.recipe_files.values())):

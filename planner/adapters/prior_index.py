@@ -20,14 +20,38 @@ from pathlib import Path
 from planner.adapters import slurm_query
 from planner.adapters.prior_runs import ScanResult, scan
 from planner.core.sacct import FINAL_STATES, JobRecord, sacct_argv
+from planner.core.compute import ComputeEstimates
 from planner.core.designlog import DesignLog
 from planner.core.estimate import PriorRun
+from planner.core.estimating import chosen_priors, estimate_plan
+from planner.core.resources import Resources
+from planner.core.runs import Plan
 
 
 def cache_path() -> Path:
     """Where parsed logs are cached between scans (shared by all experiments of a user)."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "plan-experiment" / "prior-runs.pickle"
+
+
+def estimate_from_prior_runs(
+    plan: Plan,
+    resources: Resources,
+    dirs: list[Path],
+    log: DesignLog,
+    now: Callable[[], datetime],
+    gpu_memory_gib: float,
+    use_cache: bool = True,
+) -> tuple[ScanResult, list[PriorRun], ComputeEstimates]:
+    """The estimation ``new`` and ``estimate`` share: scan ``dirs`` for prior runs, ask
+    Slurm the wall time of those the estimates rest on, estimate the plan.
+
+    Returns:
+        The scan, the usable prior runs and the plan's estimates.
+    """
+    result, priors = gather_priors(dirs, log, now, use_cache)
+    scheduler_wall_times(chosen_priors(plan, resources, priors), log, now)
+    return result, priors, estimate_plan(plan, resources, log, now, gpu_memory_gib, priors)
 
 
 def gather_priors(dirs: list[Path], log: DesignLog, now: Callable[[], datetime], use_cache: bool = True) -> tuple[ScanResult, list[PriorRun]]:

@@ -234,7 +234,7 @@ def _walk(dirs: list[Path], pattern: str, cache: dict[str, _Listing], summaries:
     """
     stat = os.stat
     now_ns = time.time_ns()
-    racy = ("racy", now_ns)  # a fingerprint no later walk will match
+    racy = _racy_marker(now_ns)
     cached = 0
     # Roots in the order given (popped from the end); a root nested in another is
     # walked once.
@@ -363,6 +363,28 @@ def _forget(cache: dict[str, _Listing], folders: Iterable[str]) -> list[str]:
             stack.extend(listing[1])
             stack.extend(listing[4])
     return dropped
+
+
+def _racy_marker(now_ns: int) -> tuple[str, int]:
+    """A fingerprint no later walk will match: for folders changed too recently to trust."""
+    return ("racy", now_ns)
+
+
+def _stored_fingerprint(fp: object, evals_pending: bool, racy: tuple[str, int]) -> object:
+    """The fingerprint to keep for a log once its run's evaluations have been read.
+
+    A run whose evaluations have all ended is fingerprinted by its ``eval/`` folder
+    alone from then on (the short form of :func:`_eval_fingerprint`); one still waiting
+    for an evaluation by every evaluation's folder. Other fingerprints are kept as
+    they are.
+    """
+    if type(fp) is not tuple or fp[0] == racy[0]:
+        return fp
+    if not evals_pending:
+        return (fp[0], fp[1], FINAL)
+    # The walk took the short form but an evaluation is pending again (one was added
+    # and has not ended): make the next walk take the long form.
+    return racy if fp[-1] == FINAL else fp
 
 
 def _eval_fingerprint(folders: tuple[str, ...], base: object, cache: dict[str, _Listing], touched: set[str],
@@ -587,17 +609,10 @@ def _scan(dirs: list[Path], cache_path: Path | None, workers: int | None) -> Sca
     else:
         outcomes = _parse_many(items)
     updates: dict[str, dict[str, _Log]] = {}
-    racy_fp = ("racy", time.time_ns())
+    racy = _racy_marker(time.time_ns())
     sep = os.sep
     for (path, summary, reason, pending), (_, size, mtime, fp, _) in zip(outcomes, todo):
-        if type(fp) is tuple and fp[0] != "racy":
-            # A run whose evaluations have all ended is fingerprinted by its eval/
-            # folder alone from now on (see _eval_fingerprint); one still waiting
-            # for an evaluation by every evaluation's folder.
-            if not pending:
-                fp = (fp[0], fp[1], FINAL)
-            elif fp[-1] == FINAL:
-                fp = racy_fp  # the walk took the short form: make the next one take the long
+        fp = _stored_fingerprint(fp, pending, racy)
         if summary is not None:
             result.summaries[path] = summary
         else:

@@ -16,17 +16,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import yaml
 
+from planner.core.logparse import YAML_LOADER
 from planner.core.recipes import RecipeError, model_shape_from_config
 from planner.core.status import parse_job_time
-
-try:  # libyaml is ~10x faster than the pure-Python loader; fall back when absent.
-    _YamlLoader: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _YamlLoader = yaml.SafeLoader
 
 #: Bits for what a folder listing saw beside a log (kept with the cached listing, so
 #: a run without them costs no failed open() per scan).
@@ -125,7 +121,7 @@ def model_of(checkpoint_dir: str | None, finetune_yaml: Path | str | None = None
             return None, None
         try:
             with open(finetune_yaml, encoding="utf-8") as fh:
-                cfg = yaml.load(fh, Loader=_YamlLoader)
+                cfg = yaml.load(fh, Loader=YAML_LOADER)
             checkpoint_dir = str(cfg["checkpointer"]["checkpoint_dir"])
         except (OSError, yaml.YAMLError, KeyError, TypeError):
             return None, None

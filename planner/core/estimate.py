@@ -595,15 +595,13 @@ class PriorPool:
             else:
                 members.append(i)
         self._groups = list(index.values())
-        fast = [i for i, p in enumerate(self.priors) if p.it_per_s or p.tokens_per_s]
+        fast = {i for i, p in enumerate(self.priors) if p.it_per_s or p.tokens_per_s}
         self.with_speed = len(fast)
         # Per group: index of its first prior with a measured speed (-1: none).
-        self._first_fast = [
-            next((i for i in members if self.priors[i].it_per_s or self.priors[i].tokens_per_s), -1)
-            for members in self._groups
-        ]
+        self._first_fast = [next((i for i in members if i in fast), -1) for members in self._groups]
         self._by_name: dict[str, PriorRun] | None = None
-        self._by_shape: tuple[dict[tuple, PriorRun], dict[tuple, PriorRun]] | None = None
+        # Per group: LoRA rank -> index of its first adapter-only prior with a checkpoint size.
+        self._first_sized: list[dict[int, int]] | None = None
 
     def __len__(self) -> int:
         return len(self.priors)
@@ -611,30 +609,28 @@ class PriorPool:
     def checkpoint_size(self, run: RunQuery, lora_rank: int | None) -> PriorRun | None:
         """The first adapter-only prior of the same model and LoRA rank that measured its checkpoint size.
 
-        Same model: the same parameter count when both are known, else the same family
-        and size read from the names. Adapter-only, as the planner's recipes save: a
-        prior that also saved merged weights wrote the whole model each epoch. None
-        when no prior qualifies (the caller computes the size from the model's shape).
+        Same model: model tier 0, as for training time. Adapter-only, as the planner's
+        recipes save: a prior that also saved merged weights wrote the whole model each
+        epoch. None when no prior qualifies (the caller computes the size from the
+        model's shape).
         """
         if lora_rank is None:
             return None
-        if self._by_shape is None:
-            by_params: dict[tuple, PriorRun] = {}
-            by_name: dict[tuple, PriorRun] = {}
-            for p in self.priors:
-                if p.checkpoint_gib_per_epoch is None or p.lora_rank is None or not p.adapter_only:
-                    continue
-                if p.param_count:
-                    by_params.setdefault((p.param_count, p.lora_rank), p)
-                fam, size = model_key(p.model)
-                if fam and size is not None:
-                    by_name.setdefault((fam, size, p.lora_rank), p)
-            self._by_shape = (by_params, by_name)
-        by_params, by_name = self._by_shape
-        if run.param_count and (run.param_count, lora_rank) in by_params:
-            return by_params[(run.param_count, lora_rank)]
-        fam, size = model_key(run.model)
-        return by_name.get((fam, size, lora_rank)) if fam and size is not None else None
+        if self._first_sized is None:
+            self._first_sized = []
+            for members in self._groups:
+                sized: dict[int, int] = {}
+                for i in members:
+                    p = self.priors[i]
+                    if p.checkpoint_gib_per_epoch is not None and p.lora_rank is not None and p.adapter_only:
+                        sized.setdefault(p.lora_rank, i)
+                self._first_sized.append(sized)
+        best: int | None = None
+        for (tier, _), by_rank in zip(self._group_rank(run), self._first_sized):
+            first = by_rank.get(lora_rank)
+            if tier == 0 and first is not None and (best is None or first < best):
+                best = first
+        return None if best is None else self.priors[best]
 
     def named(self, name: str) -> PriorRun | None:
         """The prior called ``name`` (a log path or run name)."""

@@ -40,9 +40,9 @@ from typing import Any
 import yaml
 
 try:  # libyaml is ~10x faster than the pure-Python loader; fall back when absent.
-    _YamlLoader: Any = yaml.CSafeLoader
+    YAML_LOADER: Any = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _YamlLoader = yaml.SafeLoader
+    YAML_LOADER = yaml.SafeLoader
 
 #: Final states a log can be in.
 STATES = ("completed", "oom", "failed", "truncated", "unknown")
@@ -297,14 +297,14 @@ _UNSET = object()
 def _safe_yaml(text: str) -> dict[str, Any] | None:
     """``yaml.safe_load`` that survives a dump cut short or interleaved with output."""
     try:
-        cfg = yaml.load(text, Loader=_YamlLoader)
+        cfg = yaml.load(text, Loader=YAML_LOADER)
     except yaml.YAMLError:
         # Drop lines from the end until it parses, so the keys before the damage count.
         lines = text.split("\n")
         cfg = None
         for cut in range(len(lines) - 1, 0, -max(1, len(lines) // 8)):
             try:
-                cfg = yaml.load("\n".join(lines[:cut]), Loader=_YamlLoader)
+                cfg = yaml.load("\n".join(lines[:cut]), Loader=YAML_LOADER)
                 break
             except yaml.YAMLError:
                 continue
@@ -505,7 +505,7 @@ def _scalar(raw: str | None) -> Any:
         return low == "true"
     if v[0] in "[{":
         try:
-            return yaml.load(v, Loader=_YamlLoader)
+            return yaml.load(v, Loader=YAML_LOADER)
         except yaml.YAMLError:
             return v
     if v.isdigit():
