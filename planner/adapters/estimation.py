@@ -14,7 +14,7 @@ from typing import Callable
 from planner import paths
 from planner.adapters.experiment import Experiment
 from planner.adapters.experiment_dir import atomic_write_text
-from planner.adapters.planning import estimates_json
+from planner.adapters.planning import apply_time_requests, estimates_json
 from planner.adapters.prior_index import estimate_from_prior_runs
 from planner.adapters.prior_runs import ScanResult
 from planner.adapters.verify import verify
@@ -54,6 +54,7 @@ def run_estimate(exp: Experiment, settings: LocalSettings, extra_dirs: list[Path
     resources = verify(exp.spec, settings, spec_dir, paths.PROJECT_ROOT, exp.path.parent, DesignLog(), now)
     result, priors, estimates = estimate_from_prior_runs(exp.plan, resources, dirs, log, now, settings.gpu_memory_gib,
                                                          use_cache)
+    estimates = apply_time_requests(exp.spec, settings.slurm, estimates, log, now)
     block = estimates_block(estimates, max(exp.spec.resources.gpus, 1), make_environment(paths.TEMPLATES_DIR))
     with exp.lock():
         exp.update_summary_blocks({ESTIMATES_BLOCK: block})

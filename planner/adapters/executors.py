@@ -50,6 +50,9 @@ class Executor(Protocol):
     def max_array_size(self) -> int:
         """Largest array (tasks indexed 0..n-1) one submission may hold."""
 
+    def max_time_seconds(self, partition: str | None) -> int | None:
+        """The longest ``--time`` a job may ask for on ``partition`` (None: no limit known)."""
+
     def submit(self, scripts: list[Path], request: JobRequest, wait_for: list[Path | None]) -> list[str]:
         """Submit one job per script (an array when several); return job ids in order."""
 
@@ -98,6 +101,10 @@ class SlurmSubmitter:
         """MaxArraySize of the cluster (array indices must stay below it)."""
         return slurm_query.max_array_size()
 
+    def max_time_seconds(self, partition: str | None) -> int | None:
+        """The partition's MaxTime from ``scontrol show partition``."""
+        return slurm_query.partition_max_time(partition)
+
     def submit(self, scripts: list[Path], request: JobRequest, wait_for: list[Path | None]) -> list[str]:
         """sbatch one job or one array; Slurm holds the dependency."""
         ex = self._executor(request)
@@ -125,6 +132,10 @@ class LocalSubmitter:
     def max_array_size(self) -> int:
         """No arrays locally: any number of jobs."""
         return 10**9
+
+    def max_time_seconds(self, partition: str | None) -> int | None:
+        """No partition locally: no limit."""
+        return None
 
     def submit(self, scripts: list[Path], request: JobRequest, wait_for: list[Path | None]) -> list[str]:
         """Start one process per script; evaluations wait for their run's job-state.json."""
@@ -159,6 +170,10 @@ class DryRun:
             return self.inner.max_array_size()
         except Exception:  # noqa: BLE001 - a dry run must work without a reachable cluster
             return 1001
+
+    def max_time_seconds(self, partition: str | None) -> int | None:
+        """The same limit a real submit reads, so --dry-run shows the same --time."""
+        return self.inner.max_time_seconds(partition)
 
     def submit(self, scripts: list[Path], request: JobRequest, wait_for: list[Path | None]) -> list[str]:
         """Record the preview; return placeholder ids so dependent submissions can be shown."""

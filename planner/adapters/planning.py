@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -18,7 +18,8 @@ from planner.adapters.experiment_dir import ensure_absent, write_experiment
 from planner.adapters.prior_index import estimate_from_prior_runs
 from planner.adapters.provenance import provenance
 from planner.adapters.verify import verify
-from planner.core.compute import ComputeEstimates
+from planner.adapters import slurm_query
+from planner.core.compute import ComputeEstimates, slurm_time_seconds
 from planner.core.designlog import DesignLog
 from planner.core.jobs import JobEnvironment, build_job_files
 from planner.core.localconfig import LocalSettings, SlurmSettings
@@ -26,6 +27,7 @@ from planner.core.render import RenderInput, make_environment, render_experiment
 from planner.core.resources import Resources
 from planner.core.runs import Plan, expand
 from planner.core.spec import ExperimentSpec, spec_to_yaml
+from planner.core.time_request import format_slurm_time, is_explicit, train_time_request
 
 
 @dataclass
@@ -53,11 +55,40 @@ def effective_slurm(spec: ExperimentSpec, slurm: SlurmSettings, estimates: Compu
     out["nodes"] = res.nodes
     if res.eval_time:
         out["eval_time"] = res.eval_time
-    if res.time != "auto":
-        out["time"] = res.time
-    elif estimates is not None and estimates.runs:
-        out["time"] = max(estimates.runs, key=lambda r: r.train_seconds).slurm_time
+    requests = [r.time_request for r in estimates.runs if r.time_request] if estimates is not None else []
+    if requests:
+        out["time"] = max(requests, key=slurm_time_seconds)
+    else:
+        out["time"] = train_time_request(res.time, slurm.time, None, None).time
     return out
+
+
+def apply_time_requests(spec: ExperimentSpec, slurm: SlurmSettings, estimates: ComputeEstimates, log: DesignLog,
+                        now: Callable[[], datetime]) -> ComputeEstimates:
+    """Fill in each run's time request (spec, then claude.local.md, then auto capped by MaxTime); log caps and overruns."""
+    # Only auto needs the partition's limit: an explicit time is never changed.
+    max_time_s = None if is_explicit(spec.resources.time, slurm.time) else slurm_query.partition_max_time(spec.resources.partition or slurm.partition)
+    runs = []
+    capped = []
+    for r in estimates.runs:
+        req = train_time_request(spec.resources.time, slurm.time, r.slurm_time, max_time_s)
+        runs.append(replace(r, time_request=req.time, time_source=req.source))
+        if req.capped:
+            capped.append(r)
+    if capped:
+        log.add(now(), "WARNING", "Time request capped by the partition's MaxTime",
+                input=f"MaxTime {format_slurm_time(max_time_s or 0)} (scontrol show partition)",
+                result=f"{len(capped)} run(s) would ask for more than the partition allows: "
+                       + ", ".join(f"{r.run} {r.slurm_time}" for r in capped[:5]) + (" ..." if len(capped) > 5 else ""),
+                decision=f"ask for {format_slurm_time(max_time_s or 0)}",
+                explanation="A job asking for more than MaxTime is refused or pends forever; it may now hit its time limit")
+    over = [r for r in runs if r.over_request]
+    if over:
+        log.add(now(), "WARNING", "Estimate longer than the time request",
+                result=", ".join(f"{r.run}: ~{r.train_seconds / 60:.0f} min > {r.time_request}" for r in over[:5])
+                + (" ..." if len(over) > 5 else ""),
+                explanation=f"Likely to hit the time limit; the request comes from {over[0].time_source}")
+    return replace(estimates, runs=runs)
 
 
 def job_environment(settings: LocalSettings) -> JobEnvironment:
@@ -101,6 +132,7 @@ def prepare(
     prov = provenance(stamp, settings_path, settings.model_dump(), argv)
     prov["spec_dir"] = str(spec_dir)  # relative model, dataset and script paths were read from here
     recorded = spec.model_copy(update={"provenance": prov})
+    estimates = apply_time_requests(spec, settings.slurm, estimates, log, now)
     slurm = effective_slurm(spec, settings.slurm, estimates)
     env = make_environment(paths.TEMPLATES_DIR)
     inp = RenderInput(plan=plan, resources=resources, estimates=estimates, settings=settings, exp_dir=str(target),
@@ -130,7 +162,7 @@ def estimates_json(estimates: ComputeEstimates) -> str:
             "preliminary": estimates.preliminary,
             "runs": {
                 r.run: {"train_seconds": round(r.train_seconds, 1), "train_low_seconds": round(r.train_low_seconds, 1),
-                        "slurm_time": r.slurm_time, "confidence": r.confidence, "basis": r.basis,
+                        "slurm_time": r.slurm_time, "time_request": r.time_request, "confidence": r.confidence, "basis": r.basis,
                         "disk_bytes": int(r.disk_bytes), "steps_per_epoch": r.steps_per_epoch}
                 for r in estimates.runs
             },

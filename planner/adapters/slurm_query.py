@@ -22,10 +22,12 @@ from planner.core.sacct import (
     sacct_argv,
     squeue_argv,
 )
+from planner.core.time_request import parse_partition_max_time
 
 __all__ = [
     "SchedulerQueryError",
     "max_array_size",
+    "partition_max_time",
     "sacct",
     "slurm_available",
     "squeue",
@@ -207,3 +209,24 @@ def max_array_size(timeout_s: float = 10.0) -> int:
         return parse_max_array_size(proc.stdout)
     except ValueError as exc:
         raise SchedulerQueryError(str(exc), argv, proc.stderr.strip()) from exc
+
+
+def partition_max_time(partition: str | None, timeout_s: float = 10.0) -> int | None:
+    """MaxTime of a partition (None: the default one) in seconds; None when unlimited or unknown.
+
+    Never raises: without Slurm, or when scontrol fails, there is simply no cap to apply.
+
+    Args:
+        partition: The partition jobs are sent to, or None for the cluster's default.
+        timeout_s: Longest wait for ``scontrol show partition``.
+    """
+    if shutil.which("scontrol") is None:
+        return None
+    argv = ["scontrol", "show", "partition"]
+    try:
+        proc = _run(argv, timeout_s)
+    except SchedulerQueryError:
+        return None
+    if proc.returncode != 0:
+        return None
+    return parse_partition_max_time(proc.stdout, partition)

@@ -14,13 +14,13 @@ from typing import Any
 from planner.adapters import tracking
 from planner.adapters.executors import DryRun, Executor, JobRequest
 from planner.adapters.experiment import Experiment
-from planner.core.compute import slurm_time_seconds
 from planner.core.errors import SchedulerError
 from planner.core.journal import Submission, TaskEntry
 from planner.adapters.planning import effective_slurm
 from planner.core.localconfig import LocalSettings, SlurmSettings
 from planner.core.runs import Evaluation, Run
 from planner.core.submission import array_chunks, select
+from planner.core.time_request import TimeRequest, is_explicit, train_time_request
 
 
 @dataclass
@@ -39,9 +39,18 @@ def slurm_request_base(exp: Experiment) -> dict[str, Any]:
     return effective_slurm(exp.spec, slurm, None)
 
 
-def _run_times(exp: Experiment) -> dict[str, str]:
-    runs = exp.read_estimates().get("runs", {})
-    return {k: v["slurm_time"] for k, v in runs.items() if "slurm_time" in v}
+def recorded_local_time(exp: Experiment) -> str:
+    """``slurm.time`` of the claude.local.md the experiment was planned with."""
+    recorded = (exp.spec.provenance or {}).get("local_settings")
+    return (LocalSettings.model_validate(recorded).slurm if recorded else SlurmSettings()).time
+
+
+def run_time_requests(exp: Experiment, runs: list[Run], executor: Executor, partition: str | None) -> dict[str, TimeRequest]:
+    """Each run's ``--time``: the rule of ``new`` (spec, claude.local.md, auto capped by MaxTime)."""
+    auto = {k: v["slurm_time"] for k, v in exp.read_estimates().get("runs", {}).items() if "slurm_time" in v}
+    spec_time, local_time = exp.spec.resources.time, recorded_local_time(exp)
+    max_time_s = None if is_explicit(spec_time, local_time) else executor.max_time_seconds(partition)
+    return {r.name: train_time_request(spec_time, local_time, auto.get(r.name), max_time_s) for r in runs}
 
 
 def _request(exp: Experiment, base: dict[str, Any], name: str, time: str, dependency: str | None, gpus: int) -> JobRequest:
@@ -71,7 +80,7 @@ def submit(exp: Experiment, executor: Executor, only: set[str] | None, retry_fai
         if sel.empty:
             return result
         base = slurm_request_base(exp)
-        times = _run_times(exp)
+        times = run_time_requests(exp, sel.train, executor, base.get("partition")) if sel.train else {}
         max_size = executor.max_array_size()
         gpus = int(base["gpus"])
         retry = retry_failed
@@ -94,7 +103,7 @@ def submit(exp: Experiment, executor: Executor, only: set[str] | None, retry_fai
         new_train: dict[str, str] = {}
         for start, stop in array_chunks(len(sel.train), max_size):
             runs: list[Run] = sel.train[start:stop]
-            time = max((times.get(r.name, base["time"]) for r in runs), key=slurm_time_seconds)
+            time = max((times[r.name] for r in runs), key=lambda q: q.seconds).time
             request = _request(exp, base, f"{exp.spec.name}-train", time, None, gpus)
             scripts = [exp.run_dir(r.name) / "train.sh" for r in runs]
             ids = _submit(executor, scripts, request, [None] * len(scripts))

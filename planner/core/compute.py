@@ -24,6 +24,13 @@ class RunEstimate:
     disk_bytes: float
     steps_per_epoch: int | None = None
     calculation: str = ""
+    time_request: str = ""  # what the job asks for (planner.core.time_request); slurm_time is what auto would ask
+    time_source: str = ""
+
+    @property
+    def over_request(self) -> bool:
+        """True when the estimate is longer than the time the job asks for."""
+        return bool(self.time_request) and self.train_seconds > slurm_time_seconds(self.time_request)
 
 
 @dataclass

@@ -33,18 +33,25 @@ class SlurmSettings(_Strict):
     partition: str | None = None
     constraint: str | None = None
     qos: str | None = None
-    time: str = "01:00:00"
+    time: str = "auto"  # auto: the estimate; a Slurm time: every fine-tune job of a spec that gives none
     gpus_per_node: int = Field(default=1, ge=0)
     cpus_per_task: int = Field(default=4, ge=1)
     mem: str | None = "32G"
     array_parallelism: int = Field(default=16, ge=1, description="the %N cap of job arrays")
     eval_time: str = "00:30:00"
 
-    @field_validator("time", "eval_time")
+    @field_validator("time")
     @classmethod
     def _time_format(cls, value: str) -> str:
+        if value != "auto" and not SLURM_TIME.match(value):
+            raise ValueError("not a Slurm time; use auto, MM, HH:MM:SS or D-HH:MM:SS, e.g. 02:00:00")
+        return value
+
+    @field_validator("eval_time")
+    @classmethod
+    def _eval_time_format(cls, value: str) -> str:
         if not SLURM_TIME.match(value):
-            raise ValueError("not a Slurm time; use MM, HH:MM:SS or D-HH:MM:SS, e.g. 02:00:00")
+            raise ValueError("not a Slurm time; use MM, HH:MM:SS or D-HH:MM:SS, e.g. 00:30:00")
         return value
 
 

@@ -90,7 +90,7 @@ class ResourcesSpec(_Strict):
 
     gpus: int = Field(default=1, ge=0)
     nodes: int = Field(default=1, ge=1)
-    time: str = "auto"
+    time: str | None = None  # None: not given, claude.local.md then auto decide (planner.core.time_request)
     eval_time: str | None = None
     account: str | None = None
     partition: str | None = None
