@@ -21,6 +21,8 @@ from submitit.slurm.slurm import _make_sbatch_string
 from planner.adapters import slurm_query
 from planner.adapters.jobrunner import run_job
 from planner.core.compute import slurm_time_seconds
+from planner.core.errors import ConfigError
+from planner.core.slurm_values import path_problem, sbatch_value_problem
 from planner.core.status import JobInfo, parse_job_time
 
 
@@ -68,6 +70,21 @@ def job_name(text: str) -> str:
     return _SAFE_NAME.sub("_", text)[:60] or "plan-experiment"
 
 
+def check_request(request: JobRequest, folder: Path) -> None:
+    """Refuse any value an #SBATCH line cannot hold (the last guard; settings and spec check at load).
+
+    Raises:
+        ConfigError: naming the value, what Slurm accepts and where to fix it.
+    """
+    problems = [f"{key}={getattr(request, key)!r}: {p}" for key in ("account", "partition", "constraint", "qos", "mem", "time", "dependency")
+                if isinstance(getattr(request, key), str) and (p := sbatch_value_problem(key, getattr(request, key)))]
+    if (p := path_problem(str(folder))) is not None:
+        problems.append(f"experiment folder: {p}; move the experiment to a plain path")
+    if problems:
+        raise ConfigError(f"cannot write the batch script: {problems[0]}; fix it in claude.local.md or the spec's resources",
+                          problems[1:])
+
+
 class SlurmSubmitter:
     """Submits through submitit's SlurmExecutor; job logs go under ``folder``."""
 
@@ -77,6 +94,7 @@ class SlurmSubmitter:
         self.folder = folder
 
     def _executor(self, request: JobRequest) -> submitit.SlurmExecutor:
+        check_request(request, self.folder)
         ex = submitit.SlurmExecutor(folder=self.folder / "%j", max_num_timeout=0)
         params: dict[str, object] = {
             "job_name": job_name(request.name),

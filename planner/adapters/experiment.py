@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
+from pydantic import ValidationError
 
 from planner.adapters.experiment_dir import atomic_write_text
 from planner.core.errors import ConfigError, SchedulerError
 from planner.core.journal import Journal
+from planner.core.localconfig import SlurmSettings
 from planner.core.markdown import replace_block
 from planner.core.runs import Plan, expand
 from planner.core.spec import ExperimentSpec, load_spec_text
@@ -51,6 +53,22 @@ class Experiment:
             yield
         finally:
             lock.release()
+
+    def recorded_slurm(self) -> SlurmSettings:
+        """The ``slurm:`` settings of the claude.local.md the experiment was planned with."""
+        recorded = (self.spec.provenance or {}).get("local_settings")
+        if not recorded:
+            return SlurmSettings()
+        slurm = recorded.get("slurm") if isinstance(recorded, dict) else None
+        try:
+            return SlurmSettings.model_validate(slurm or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(
+                f"{self.path / 'experiment.yaml'}: provenance.local_settings.slurm.{where}: {first['msg']}; "
+                "fix that value in experiment.yaml (it was recorded from claude.local.md)"
+            ) from None
 
     def run_dir(self, run: str) -> Path:
         """Folder of a run."""

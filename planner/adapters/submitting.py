@@ -14,10 +14,9 @@ from typing import Any
 from planner.adapters import tracking
 from planner.adapters.executors import DryRun, Executor, JobRequest
 from planner.adapters.experiment import Experiment
-from planner.core.errors import SchedulerError
+from planner.core.errors import PlannerError, SchedulerError
 from planner.core.journal import Submission, TaskEntry
 from planner.adapters.planning import effective_slurm
-from planner.core.localconfig import LocalSettings, SlurmSettings
 from planner.core.runs import Evaluation, Run
 from planner.core.submission import array_chunks, select
 from planner.core.time_request import TimeRequest, is_explicit, train_time_request
@@ -34,21 +33,13 @@ class SubmitResult:
 
 def slurm_request_base(exp: Experiment) -> dict[str, Any]:
     """The Slurm request recorded with the plan: local settings then the spec's resources."""
-    recorded = (exp.spec.provenance or {}).get("local_settings")
-    slurm = LocalSettings.model_validate(recorded).slurm if recorded else SlurmSettings()
-    return effective_slurm(exp.spec, slurm, None)
-
-
-def recorded_local_time(exp: Experiment) -> str:
-    """``slurm.time`` of the claude.local.md the experiment was planned with."""
-    recorded = (exp.spec.provenance or {}).get("local_settings")
-    return (LocalSettings.model_validate(recorded).slurm if recorded else SlurmSettings()).time
+    return effective_slurm(exp.spec, exp.recorded_slurm(), None)
 
 
 def run_time_requests(exp: Experiment, runs: list[Run], executor: Executor, partition: str | None) -> dict[str, TimeRequest]:
     """Each run's ``--time``: the rule of ``new`` (spec, claude.local.md, auto capped by MaxTime)."""
     auto = {k: v["slurm_time"] for k, v in exp.read_estimates().get("runs", {}).items() if "slurm_time" in v}
-    spec_time, local_time = exp.spec.resources.time, recorded_local_time(exp)
+    spec_time, local_time = exp.spec.resources.time, exp.recorded_slurm().time
     max_time_s = None if is_explicit(spec_time, local_time) else executor.max_time_seconds(partition)
     return {r.name: train_time_request(spec_time, local_time, auto.get(r.name), max_time_s) for r in runs}
 
@@ -134,7 +125,7 @@ def _submit(executor: Executor, scripts: list[Path], request: JobRequest, wait_f
                 old.replace(script.parent / "job-state.previous.json")
     try:
         return executor.submit(scripts, request, wait_for)
-    except SchedulerError:
+    except PlannerError:  # already says what to fix
         raise
     except Exception as exc:  # submitit raises its own errors with sbatch's stderr inside
         message = str(exc).strip().splitlines()

@@ -12,14 +12,14 @@ from pathlib import PurePath
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from planner.core import slurm_values
 from planner.core.errors import ConfigError
 from planner.core.validation import describe_errors
 
 _FENCE = re.compile(r"^```ya?ml[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
-# Slurm time formats: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS.
-SLURM_TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$|^\d+$")
+SLURM_TIME = slurm_values.SLURM_TIME  # one table of what #SBATCH lines accept
 
 
 class _Strict(BaseModel):
@@ -39,6 +39,11 @@ class SlurmSettings(_Strict):
     mem: str | None = "32G"
     array_parallelism: int = Field(default=16, ge=1, description="the %N cap of job arrays")
     eval_time: str = "00:30:00"
+
+    @field_validator("account", "partition", "constraint", "qos", "mem")
+    @classmethod
+    def _sbatch_value(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return slurm_values.check_sbatch_value(str(info.field_name), value)
 
     @field_validator("time")
     @classmethod

@@ -10,11 +10,12 @@ import re
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from planner.core.errors import ConfigError
 from planner.core.knobs import KNOBS, check_knob, coerce_knob
 from planner.core.localconfig import SLURM_TIME
+from planner.core.slurm_values import check_sbatch_value
 from planner.core.validation import describe_errors, nearest
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
@@ -99,6 +100,11 @@ class ResourcesSpec(_Strict):
     cpus_per_task: int | None = Field(default=None, ge=1)
     mem: str | None = None
     array_parallelism: int | None = Field(default=None, ge=1)
+
+    @field_validator("account", "partition", "constraint", "qos", "mem")
+    @classmethod
+    def _sbatch_value(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return check_sbatch_value(str(info.field_name), value)
 
     @field_validator("time", "eval_time")
     @classmethod
