@@ -20,6 +20,7 @@ from submitit.slurm.slurm import _make_sbatch_string
 
 from planner.adapters import slurm_query
 from planner.adapters.jobrunner import run_job
+from planner.core.commands import command_line
 from planner.core.compute import slurm_time_seconds
 from planner.core.errors import ConfigError
 from planner.core.slurm_values import path_problem, sbatch_value_problem
@@ -169,7 +170,7 @@ class LocalSubmitter:
     def preview(self, scripts: list[Path], request: JobRequest) -> str:
         """What would run locally."""
         lines = [f"# local executor: {len(scripts)} process(es), at most {self.slots} at once"]
-        lines += [f"bash {s}" for s in scripts]
+        lines += [command_line("bash", s) for s in scripts]
         return "\n".join(lines)
 
 

@@ -19,6 +19,7 @@ from planner.adapters.prior_index import estimate_from_prior_runs
 from planner.adapters.provenance import provenance
 from planner.adapters.verify import verify
 from planner.adapters import slurm_query
+from planner.core.commands import command_line
 from planner.core.compute import ComputeEstimates, slurm_time_seconds
 from planner.core.designlog import DesignLog
 from planner.core.jobs import JobEnvironment, build_job_files
@@ -149,7 +150,7 @@ def prepare(
                    f"{n_run_files} setup_finetune.yaml + finetune.yaml, {len(plan.evaluations)} eval configs",
             explanation="Comprehensive experiment plan with all configurations and status tracking")
     log.add(now(), "COMPLETE", "Experiment design finished", status="Ready for review and submission",
-            next_steps=f"review experiment_summary.md, then `plan-experiment submit {target}`",
+            next_steps=f"review experiment_summary.md, then `{command_line('plan-experiment', 'submit', target)}`",
             explanation="Planning phase complete, documented in summary and this log")
     files["design-experiment.log"] = log.render()
     return PreparedExperiment(target=target, plan=plan, resources=resources, estimates=estimates, files=files, log=log, spec=recorded)

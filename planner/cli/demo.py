@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from planner import paths
+from planner.core.commands import command_line
 from planner.adapters.experiment import load_experiment
 from planner.adapters.local_settings import load_local_settings
 from planner.adapters.planning import prepare, write
@@ -60,7 +61,7 @@ def command(out_dir: Path, executor: str, timeout_s: float) -> None:
         task = bar.add_task("jobs final", total=len(report.units))
         while not report.all_final:
             if time.monotonic() > deadline:
-                raise PlannerError(f"demo: jobs not final after {timeout_s:.0f} s; see `plan-experiment status {target}`")
+                raise PlannerError(f"demo: jobs not final after {timeout_s:.0f} s; see `{command_line('plan-experiment', 'status', target)}`")
             time.sleep(2)
             report, _ = refresh(exp, datetime.now())
             running = sum(1 for u in report.units if u.state == "RUNNING")

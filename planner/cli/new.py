@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from planner.core.commands import command_line
 from planner.adapters.local_settings import find_local_settings, load_local_settings
 from planner.adapters.planning import PreparedExperiment, prepare, write
 from planner.adapters.prompts import Prompter, run_wizard
@@ -77,6 +78,6 @@ def command(spec_path: Path | None, yes: bool, out_dir: Path | None, force: bool
             raise PlannerError("not approved: nothing was written")
     backup = write(prepared, force, datetime.now())
     if backup is not None:
-        console.print(f"Replaced the old folder; it is kept at {backup}")
-    console.print(f"Wrote {prepared.target}")
-    console.print(f"Next: plan-experiment submit {prepared.target}")
+        console.print(f"Replaced the old folder; it is kept at {backup}", markup=False, highlight=False)
+    console.print(f"Wrote {prepared.target}", markup=False, highlight=False)
+    console.print(f"Next: {command_line('plan-experiment', 'submit', prepared.target)}", markup=False, highlight=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import time
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +10,7 @@ import click
 from rich.console import Console
 from rich.live import Live
 
+from planner.core.commands import command_line
 from planner.adapters.experiment import load_experiment
 from planner.adapters.tracking import refresh
 from planner.cli.common import print_report, status_table
@@ -30,7 +30,7 @@ def command(experiment: Path, watch: bool, interval: float, timeout_s: float | N
     exp = load_experiment(experiment)
     report, _ = refresh(exp, datetime.now(), write_summary=not no_write)
     if watch and not report.submitted:
-        click.echo(f"nothing submitted yet: run `plan-experiment submit {shlex.quote(str(exp.path))}` first", err=True)
+        click.echo(f"nothing submitted yet: run `{command_line('plan-experiment', 'submit', exp.path)}` first", err=True)
         watch = False
     if watch:
         deadline = time.monotonic() + timeout_s if timeout_s else None
@@ -51,5 +51,5 @@ def command(experiment: Path, watch: bool, interval: float, timeout_s: float | N
         failed = [u.unit for u in report.units if u.failed]
         raise JobsFailedError(
             f"{len(failed)} job(s) failed: {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}; read the "
-            "slurm-*.out in their folders, fix the cause, then `plan-experiment submit --retry-failed`"
+            f"slurm-*.out in their folders, fix the cause, then `{command_line('plan-experiment', 'submit', exp.path, '--retry-failed')}`"
         )

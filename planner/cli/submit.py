@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shlex
 from datetime import datetime
 from pathlib import Path
 
 import click
 
+from planner.core.commands import command_line
 from planner.adapters.executors import DryRun
 from planner.adapters.experiment import load_experiment
 from planner.adapters.submitting import submit
@@ -43,4 +43,4 @@ def command(experiment: Path, executor: str, dry_run: bool, retry_failed: bool, 
     if not result.submissions:
         click.echo("nothing to submit")
     elif not dry_run:
-        click.echo(f"follow with: plan-experiment status {shlex.quote(str(exp.path))} --watch")
+        click.echo(f"follow with: {command_line('plan-experiment', 'status', exp.path, '--watch')}")
