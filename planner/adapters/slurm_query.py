@@ -26,6 +26,7 @@ from planner.core.time_request import parse_partition_max_time
 
 __all__ = [
     "SchedulerQueryError",
+    "job_ids_by_name",
     "max_array_size",
     "partition_max_time",
     "sacct",
@@ -230,3 +231,31 @@ def partition_max_time(partition: str | None, timeout_s: float = 10.0) -> int | 
     if proc.returncode != 0:
         return None
     return parse_partition_max_time(proc.stdout, partition)
+
+
+def job_ids_by_name(name: str, timeout_s: float = 30.0) -> list[str]:
+    """Ids (array ids for arrays) of the jobs named ``name``: squeue for live ones, sacct for ended ones.
+
+    How an unconfirmed journal entry finds its jobs again: every submission's job name ends
+    in a tag unique to it.
+
+    Raises:
+        SchedulerQueryError: when either fails and the other found nothing.
+    """
+    found: set[str] = set()
+    errors: list[SchedulerQueryError] = []
+    for argv in (["squeue", "-h", f"--name={name}", "-o", "%F"],
+                 ["sacct", "-X", "-n", "-P", f"--name={name}", "--format=JobID", "-S", "now-30days"]):
+        try:
+            proc = _run(argv, timeout_s)
+        except SchedulerQueryError as exc:
+            errors.append(exc)
+            continue
+        if proc.returncode != 0:
+            errors.append(_failed(argv, proc))
+            continue
+        found.update(line.strip().split("_")[0] for line in proc.stdout.splitlines() if line.strip())
+    # "No such job" needs both: a job that ended has left squeue, and sacct lags sbatch.
+    if errors and not found:
+        raise errors[0]
+    return sorted(found, key=lambda j: (len(j), j))

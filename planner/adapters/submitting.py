@@ -6,16 +6,18 @@ and the sbatch text are those of a real submit; nothing is sent and nothing is w
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from planner.adapters import tracking
-from planner.adapters.executors import DryRun, Executor, JobRequest
+from planner.adapters.executors import DryRun, Executor, JobRequest, job_name
+from planner.adapters.reconcile import reconcile
 from planner.adapters.experiment import Experiment
-from planner.core.errors import PlannerError, SchedulerError
-from planner.core.journal import Submission, TaskEntry
+from planner.core.errors import PlannerError, SchedulerError, StateWriteError
+from planner.core.journal import Journal, Submission, TaskEntry
 from planner.adapters.planning import effective_slurm
 from planner.core.runs import Evaluation, Run
 from planner.core.submission import array_chunks, select
@@ -29,6 +31,7 @@ class SubmitResult:
     submissions: list[Submission] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     previews: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # unconfirmed submissions found again, or still unresolved
 
 
 def slurm_request_base(exp: Experiment) -> dict[str, Any]:
@@ -60,6 +63,9 @@ def submit(exp: Experiment, executor: Executor, only: set[str] | None, retry_fai
     lock = exp.lock()
     with lock:
         journal = exp.read_journal()
+        changed, result.notes = reconcile(journal)
+        if changed and not dry:
+            _write_journal(exp, journal, "after matching unconfirmed submissions with Slurm", [])
         latest = journal.latest()
         got = tracking.collect(exp, journal, exp.read_cache()) if latest else tracking.Collected(jobs={})
         states = {}
@@ -76,20 +82,26 @@ def submit(exp: Experiment, executor: Executor, only: set[str] | None, retry_fai
         gpus = int(base["gpus"])
         retry = retry_failed
 
-        def record(kind: str, units: list[str], scripts: list[Path], request: JobRequest, ids: list[str]) -> Submission:
-            array_id = ids[0].split("_")[0]
+        def send(kind: str, units: list[str], scripts: list[Path], request: JobRequest, wait_for: list[Path | None]) -> list[str]:
+            # The intent goes to disk before sbatch and the ids right after: whatever fails in
+            # between, the job name's tag lets the next submit or status find the jobs again.
+            tag = uuid.uuid4().hex[:10]
+            request.name = f"{job_name(request.name)[:48]}-{tag}"
             sub = Submission(
                 number=journal.next_number(), time=now.isoformat(timespec="seconds"), executor=executor.kind, kind=kind,  # type: ignore[arg-type]
-                job_id=array_id, dependency=request.dependency, parameters={k: v for k, v in vars(request).items() if v is not None},
-                tasks=[TaskEntry(unit=u, job_id=j, script=str(s), index=(i if len(ids) > 1 else None))
-                       for i, (u, j, s) in enumerate(zip(units, ids, scripts))],
-                retry=retry,
+                job_id="", dependency=request.dependency, parameters={k: v for k, v in vars(request).items() if v is not None},
+                tasks=[TaskEntry(unit=u, job_id="", script=str(s)) for u, s in zip(units, scripts)],
+                retry=retry, tag=tag, confirmed=False,
             )
-            result.submissions.append(sub)
             if not dry:
                 journal.submissions.append(sub)
-                exp.write_journal(journal)  # after every sbatch: a crash never loses a job id
-            return sub
+                _write_journal(exp, journal, "before submitting", [])
+            ids = _submit(executor, scripts, request, wait_for)
+            sub.confirm(ids)
+            result.submissions.append(sub)
+            if not dry:
+                _write_journal(exp, journal, "after submitting", ids)
+            return ids
 
         new_train: dict[str, str] = {}
         for start, stop in array_chunks(len(sel.train), max_size):
@@ -97,8 +109,7 @@ def submit(exp: Experiment, executor: Executor, only: set[str] | None, retry_fai
             time = max((times[r.name] for r in runs), key=lambda q: q.seconds).time
             request = _request(exp, base, f"{exp.spec.name}-train", time, None, gpus)
             scripts = [exp.run_dir(r.name) / "train.sh" for r in runs]
-            ids = _submit(executor, scripts, request, [None] * len(scripts))
-            record("train", [r.name for r in runs], scripts, request, ids)
+            ids = send("train", [r.name for r in runs], scripts, request, [None] * len(scripts))
             new_train.update({r.name: j for r, j in zip(runs, ids)})
         for group in sel.eval_groups:
             dep_job = new_train.get(group.after_run) if group.after_run and group.after_job is None else group.after_job
@@ -109,11 +120,29 @@ def submit(exp: Experiment, executor: Executor, only: set[str] | None, retry_fai
                 chunk = evals[start:stop]
                 request = _request(exp, base, f"{exp.spec.name}-eval", base["eval_time"], dependency, 1 if gpus else 0)
                 scripts = [exp.unit_dir(e.key) / "eval.sh" for e in chunk]
-                ids = _submit(executor, scripts, request, [wait] * len(scripts))
-                record("eval", [e.key for e in chunk], scripts, request, ids)
+                send("eval", [e.key for e in chunk], scripts, request, [wait] * len(scripts))
         if dry:
             result.previews = list(executor.previews)  # type: ignore[attr-defined]
     return result
+
+
+def _write_journal(exp: Experiment, journal: Journal, when: str, submitted: list[str]) -> None:
+    """Write journal.json; a failure says which jobs were already sent and how they will be found."""
+    try:
+        exp.write_journal(journal)
+    except OSError as exc:
+        path = exp.path / "journal.json"
+        if submitted:
+            array = submitted[0].split("_")[0]
+            raise StateWriteError(
+                f"{path}: cannot record job {array} ({exc.strerror or exc}); it was submitted and runs. The journal "
+                "holds the submission unconfirmed: free space, then `plan-experiment status` or `submit` finds the "
+                "job by its name and records it (nothing is submitted twice)"
+            ) from None
+        raise StateWriteError(
+            f"{path}: cannot write {when} ({exc.strerror or exc}); nothing more was submitted: free space or make "
+            "the folder writable, then run submit again"
+        ) from None
 
 
 def _submit(executor: Executor, scripts: list[Path], request: JobRequest, wait_for: list[Path | None]) -> list[str]:

@@ -15,6 +15,7 @@ from datetime import datetime
 from planner.adapters import slurm_query
 from planner.adapters.executors import info_from_job_file, local_pid_alive, read_job_file
 from planner.adapters.experiment import Experiment
+from planner.adapters.reconcile import reconcile
 from planner.core.journal import Journal
 from planner.core.markdown import SummaryFormatError
 from planner.core.sacct import JobRecord
@@ -53,6 +54,8 @@ def collect(exp: Experiment, journal: Journal, cache: dict, timeout_s: float = 3
     out = Collected(jobs={})
     slurm_ids: dict[str, str] = {}  # job id -> unit (its folder is only needed on the fallback path)
     for unit, (sub, task) in latest.items():
+        if not task.job_id:  # an unconfirmed submission Slurm could not be asked about
+            continue
         if task.job_id in final_cache:
             out.jobs[task.job_id] = final_cache[task.job_id]
             continue
@@ -142,9 +145,13 @@ def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_
     """
     with exp.lock():
         journal = exp.read_journal()
+        changed, notes = reconcile(journal)
+        if changed and write_summary:
+            exp.write_journal(journal)
         cache = exp.read_cache()
         got = collect(exp, journal, cache, timeout_s)
         report = build_report(exp.plan, journal, got.jobs, now, result_notes(exp), predicted_seconds(exp))
+        report.warnings.extend(notes)
         report.stale, report.stale_reason = got.stale, got.stale_reason
         if not got.stale:
             cache["last_good_refresh"] = now.isoformat(timespec="seconds")

@@ -38,6 +38,8 @@ def command(experiment: Path, executor: str, dry_run: bool, retry_failed: bool, 
         dep = f" after {sub.dependency}" if sub.dependency else ""
         units = ", ".join(t.unit for t in sub.tasks[:4]) + (f", ... ({len(sub.tasks)} in all)" if len(sub.tasks) > 4 else "")
         click.echo(f"{verb} {sub.kind} job {sub.job_id} on {sub.executor} ({len(sub.tasks)} task(s){dep}): {units}")
+    for note in result.notes:
+        click.echo(f"journal: {note}")
     for unit, why in result.skipped:
         click.echo(f"skipped {unit}: {why}")
     if not result.submissions:

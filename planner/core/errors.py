@@ -50,3 +50,9 @@ class JobsFailedError(PlannerError):
     """At least one job ended in a failed state (used by ``status`` for its exit code)."""
 
     exit_code = 6
+
+
+class StateWriteError(PlannerError):
+    """A file of the experiment folder could not be written (full disk, read-only folder)."""
+
+    exit_code = 7

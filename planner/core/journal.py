@@ -37,6 +37,23 @@ class Submission:
     parameters: dict[str, Any]
     tasks: list[TaskEntry]
     retry: bool = False
+    # Written before sbatch with confirmed=False and empty job ids, then confirmed with the
+    # ids: a crash (or a full disk) between the two leaves an intent whose jobs the
+    # scheduler finds again by their job name, which ends in ``tag``.
+    tag: str | None = None
+    confirmed: bool = True
+
+    def confirm(self, job_ids: list[str]) -> None:
+        """Record the job ids the scheduler gave (one per task, in order)."""
+        self.job_id = job_ids[0].split("_")[0]
+        for i, (task, job_id) in enumerate(zip(self.tasks, job_ids)):
+            task.job_id = job_id
+            task.index = i if len(job_ids) > 1 else None
+        self.confirmed = True
+
+    def confirm_array(self, array_id: str) -> None:
+        """Confirm from the array id alone (what a scheduler query by name returns)."""
+        self.confirm([f"{array_id}_{i}" for i in range(len(self.tasks))])
 
 
 @dataclass
@@ -59,8 +76,16 @@ class Journal:
         return max((s.number for s in self.submissions), default=0) + 1
 
     def job_ids(self) -> list[str]:
-        """Every job id of the newest submission of each unit."""
-        return sorted({task.job_id for _, task in self.latest().values()})
+        """Every job id of the newest submission of each unit (unconfirmed intents have none yet)."""
+        return sorted({task.job_id for _, task in self.latest().values() if task.job_id})
+
+    def intents(self) -> list[Submission]:
+        """Submissions written before sbatch whose job ids were never recorded."""
+        return [s for s in self.submissions if not s.confirmed]
+
+    def drop(self, sub: Submission) -> None:
+        """Forget an intent whose jobs the scheduler never got."""
+        self.submissions = [s for s in self.submissions if s is not sub]
 
     def to_json(self) -> str:
         """Serialise (stable key order, one submission per block)."""
