@@ -18,12 +18,12 @@ import pytest
 from slurm_support import require_slurm, scancel
 from submit_support import cli, copy_example, journal, ok, plan
 
-from planner.adapters import experiment as experiment_module
-from planner.adapters import slurm_query
-from planner.adapters.executors import JobRequest, SlurmSubmitter
-from planner.adapters.experiment import load_experiment
-from planner.adapters.submitting import submit
-from planner.core.errors import StateWriteError
+from planner.folder import experiment as experiment_module
+from planner.jobs import slurm_query
+from planner.jobs.executors import JobRequest, SlurmSubmitter
+from planner.folder.experiment import load_experiment
+from planner.jobs.submitting import submit
+from planner.spec.errors import StateWriteError
 
 
 class FakeSlurm:

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from submit_support import cli, copy_example, ok, plan
 
-from planner.adapters.executors import JobRequest, check_request
-from planner.core.errors import ConfigError
-from planner.core.slurm_values import SBATCH_PATTERNS, sbatch_value_problem
+from planner.jobs.executors import JobRequest, check_request
+from planner.spec.errors import ConfigError
+from planner.spec.slurm_values import SBATCH_PATTERNS, sbatch_value_problem
 
 KEYS = ["account", "partition", "qos", "constraint", "mem"]
 # Each would run `touch owned` if it reached an #SBATCH line or a shell unquoted.

@@ -19,8 +19,8 @@ import yaml
 from slurm_support import require_slurm, scancel
 from submit_support import cli, copy_example, journal, ok, plan
 
-from planner.adapters import slurm_query
-from planner.core.time_request import parse_partition_max_time, train_time_request
+from planner.jobs import slurm_query
+from planner.jobs.time_request import parse_partition_max_time, train_time_request
 
 SCONTROL_PARTITIONS = """PartitionName=debug
    AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL
