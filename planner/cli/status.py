@@ -23,7 +23,7 @@ from planner.spec.errors import JobsFailedError
 @click.option("--interval", type=float, default=10.0, show_default=True, help="Seconds between refreshes with --watch.")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="Give up watching after this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--no-write", is_flag=True, help="Do not rewrite the status tables of experiment_summary.md.")
+@click.option("--no-write", is_flag=True, help="Write nothing (summary, cache, journal, lock): for read-only folders.")
 def command(experiment: Path, watch: bool, interval: float, timeout_s: float | None, as_json: bool, no_write: bool) -> None:
     """Show job states and refresh the status tables. Exit 6 if any job failed."""
     console = Console(soft_wrap=True)

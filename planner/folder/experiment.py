@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
 from planner.folder.atomic import atomic_write_text
-from planner.spec.errors import ConfigError, SchedulerError
+from planner.spec.commands import command_line
+from planner.spec.errors import ConfigError, SchedulerError, StateWriteError
 from planner.folder.journal import Journal
-from planner.folder.markdown import replace_block
+from planner.folder.markdown import SummaryFormatError, replace_block
 from planner.spec.runs import Plan, expand
 from planner.spec.spec import ExperimentSpec, load_spec_text
-from planner.spec.localconfig import SlurmSettings
+from planner.spec.localconfig import SLURM_TIME, SlurmSettings
 
 SUMMARY = "experiment_summary.md"
 JOURNAL = "journal.json"
@@ -38,12 +41,32 @@ class Experiment:
         return self.path / INTERNAL
 
     @contextmanager
-    def lock(self, timeout_s: float = 300) -> Iterator[None]:
-        """The experiment's lock: submit and every status refresh hold it while they write."""
-        self.internal.mkdir(exist_ok=True)
-        lock = FileLock(str(self.internal / "lock"), timeout=timeout_s)
+    def lock(self, timeout_s: float = 300, write: bool = True) -> Iterator[None]:
+        """The experiment's lock: submit and every status refresh hold it while they write.
+
+        ``write=False`` (``status --no-write``, ``submit --dry-run``) takes no lock and creates
+        nothing, so a read-only folder (a colleague's, a read-only mount) can be viewed.
+        """
+        if not write:
+            yield
+            return
+        if self.internal.exists() and not self.internal.is_dir():
+            raise ConfigError(f"{self.internal}: is a file, not the planner's folder; move it away (the planner "
+                              "recreates the folder; it holds only the lock, the status cache and submitit's files)")
+        path = self.internal / "lock"
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a folder, not the lock file; remove it (rmdir) and run again")
+        try:
+            self.internal.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StateWriteError(f"{self.internal}: cannot create the planner's folder ({exc.strerror}); use "
+                                  "`status --no-write` or `submit --dry-run` to look without writing") from None
+        lock = FileLock(str(path), timeout=timeout_s)
         try:
             lock.acquire()
+        except OSError as exc:
+            raise StateWriteError(f"{path}: cannot take the lock ({exc.strerror}); use `status --no-write` or "
+                                  "`submit --dry-run` to look without writing") from None
         except Timeout:
             raise SchedulerError(
                 f"{self.path}: another plan-experiment command (a submit or status) has held the experiment's lock "
@@ -88,41 +111,118 @@ class Experiment:
             return Journal(experiment=self.spec.name)
         try:
             return Journal.from_json(path.read_text(encoding="utf-8"))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path}: journal does not parse ({exc}); restore it from a backup or move it away to start over")
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"{path}: not a journal ({reason}); restore it from a backup (its job ids are how "
+                              "submit avoids duplicates), or move it away to start over") from None
 
     def write_journal(self, journal: Journal) -> None:
         """Write journal.json atomically (caller holds the lock)."""
         atomic_write_text(self.path / JOURNAL, journal.to_json())
 
     def read_cache(self) -> dict:
-        """The status cache: last good refresh and last known job states."""
+        """The status cache: last good refresh and final job states; anything of another shape is dropped.
+
+        A cache is rebuilt, never trusted: an entry that is not a final state recorded by us
+        is simply asked for again.
+        """
         try:
-            return json.loads((self.internal / "status-cache.json").read_text())
+            data = json.loads((self.internal / "status-cache.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
+        if not isinstance(data, dict):
+            return {}
+        final = data.get("final")
+        out: dict = {"final": {k: v for k, v in final.items() if _cache_entry_ok(v)} if isinstance(final, dict) else {}}
+        if isinstance(data.get("last_good_refresh"), str):
+            out["last_good_refresh"] = data["last_good_refresh"]
+        return out
 
     def write_cache(self, data: dict) -> None:
         """Write the status cache atomically (caller holds the lock); a cache needs no fsync."""
         self.internal.mkdir(exist_ok=True)
         atomic_write_text(self.internal / "status-cache.json", json.dumps(data, separators=(",", ":"), default=str), durable=False)
 
-    def read_estimates(self) -> dict:
-        """estimates.json: per-run predicted seconds and Slurm time ({} when absent)."""
+    def read_estimates(self, strict: bool = False) -> dict:
+        """estimates.json: per-run predicted seconds and Slurm time ({} when absent).
+
+        Values of the wrong shape are dropped; with ``strict`` (submit, which asks Slurm for
+        these times) they are an error that says how to rewrite the file.
+        """
+        path = self.path / "estimates.json"
+        fix = f"run `{command_line('plan-experiment', 'estimate', self.path)}` to rewrite it"
         try:
-            return json.loads((self.path / "estimates.json").read_text())
-        except (OSError, ValueError):
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
             return {}
+        except (OSError, ValueError) as exc:
+            if strict:
+                raise ConfigError(f"{path}: cannot be read as JSON ({type(exc).__name__}); {fix}") from None
+            return {}
+        runs, problems = _clean_estimate_runs(data)
+        if problems and strict:
+            raise ConfigError(f"{path}: {problems[0]}; {fix}", problems[1:])
+        return {**(data if isinstance(data, dict) else {}), "runs": runs}
 
     def update_summary_blocks(self, blocks: dict[str, str]) -> None:
-        """Rewrite named generated blocks of the summary; every other byte stays (caller holds the lock)."""
+        """Rewrite named generated blocks of the summary; every other byte stays (caller holds the lock).
+
+        Raises:
+            SummaryFormatError: when the summary is missing, unreadable or its markers are damaged.
+        """
         path = self.path / SUMMARY
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SummaryFormatError(f"{path}: missing, so the status tables were not written; the terminal shows "
+                                     "them (re-plan with `plan-experiment new --force` to get a summary back)") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else (exc.strerror or type(exc).__name__)
+            raise SummaryFormatError(f"{path}: cannot be read ({reason}), so the status tables were not written; "
+                                     "restore it from a backup or move it away") from None
         new = text
         for name, content in blocks.items():
             new = replace_block(new, name, content, str(path))
         if new != text:
             atomic_write_text(path, new)
+
+
+def _cache_entry_ok(value: object) -> bool:
+    if not isinstance(value, dict) or not isinstance(value.get("state"), str):
+        return False
+    for key in ("start", "end"):
+        if value.get(key) is not None:
+            try:
+                datetime.fromisoformat(str(value[key]))
+            except ValueError:
+                return False
+    return all(value.get(k) is None or (isinstance(value[k], int) and not isinstance(value[k], bool))
+               for k in ("exit_code", "elapsed_s"))
+
+
+def _clean_estimate_runs(data: object) -> tuple[dict[str, dict], list[str]]:
+    """The per-run entries of estimates.json whose values have the right shape, and what was wrong."""
+    if not isinstance(data, dict) or not isinstance(data.get("runs", {}), dict):
+        return {}, ["expected an object with a 'runs' mapping"]
+    runs: dict[str, dict] = {}
+    problems: list[str] = []
+    for name, entry in data.get("runs", {}).items():
+        if not isinstance(entry, dict):
+            problems.append(f"runs.{name} is not an object")
+            continue
+        clean = dict(entry)
+        for key in ("slurm_time", "time_request"):
+            value = clean.get(key)
+            if value is not None and (not isinstance(value, str) or not SLURM_TIME.match(value)):
+                problems.append(f"runs.{name}.{key} {value!r} is not a Slurm time")
+                clean.pop(key)
+        seconds = clean.get("train_seconds")
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                    or not math.isfinite(seconds) or seconds < 0):
+            problems.append(f"runs.{name}.train_seconds {seconds!r} is not a number of seconds")
+            clean.pop("train_seconds")
+        runs[str(name)] = clean
+    return runs, problems
 
 
 def load_experiment(path: Path) -> Experiment:

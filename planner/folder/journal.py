@@ -8,6 +8,7 @@ idempotent and ``status`` knows which job ids to ask about.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -93,10 +94,54 @@ class Journal:
 
     @classmethod
     def from_json(cls, text: str) -> "Journal":
-        """Parse journal.json text."""
+        """Parse journal.json text, checking its shape (job ids reach sacct and --dependency).
+
+        Raises:
+            ValueError: saying what is wrong and where (which submission, which key).
+        """
         data = json.loads(text)
-        subs = [
-            Submission(**{**s, "tasks": [TaskEntry(**t) for t in s["tasks"]]})
-            for s in data.get("submissions", [])
-        ]
-        return cls(experiment=data.get("experiment", ""), submissions=subs)
+        if not isinstance(data, dict):
+            raise ValueError(f"expected an object with a 'submissions' list, found {type(data).__name__}")
+        raw = data.get("submissions", [])
+        if not isinstance(raw, list):
+            raise ValueError(f"'submissions' is a {type(raw).__name__}, not a list")
+        subs = [_submission(i + 1, s) for i, s in enumerate(raw)]
+        return cls(experiment=str(data.get("experiment", "")), submissions=subs)
+
+
+_JOB_ID = re.compile(r"[A-Za-z0-9_.-]*\Z")
+
+
+def _job_id(where: str, value: Any) -> str:
+    # A number is what a hand edit leaves: the same id, repaired to text.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not _JOB_ID.match(value):
+        raise ValueError(f"{where}: job_id {value!r} is not a job id")
+    return value
+
+
+def _submission(number: int, raw: Any) -> Submission:
+    where = f"submission {number}"
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where} is a {type(raw).__name__}, not an object")
+    missing = {"number", "time", "executor", "kind", "job_id", "tasks"} - set(raw)
+    if missing:
+        raise ValueError(f"{where} lacks {', '.join(sorted(missing))}")
+    tasks = raw["tasks"]
+    if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+        raise ValueError(f"{where}: 'tasks' is not a list of objects")
+    entries = []
+    for t in tasks:
+        if not isinstance(t.get("unit"), str) or not isinstance(t.get("script", ""), str):
+            raise ValueError(f"{where}: a task has no unit name")
+        index = t.get("index")
+        entries.append(TaskEntry(unit=t["unit"], job_id=_job_id(f"{where}, task {t['unit']}", t.get("job_id")),
+                                 script=str(t.get("script", "")), index=index if isinstance(index, int) else None))
+    params: dict[str, Any] = raw["parameters"] if isinstance(raw.get("parameters"), dict) else {}
+    if not isinstance(raw["number"], int) or raw["kind"] not in ("train", "eval") or not isinstance(raw["executor"], str):
+        raise ValueError(f"{where}: number, kind (train or eval) or executor has the wrong type")
+    extra = {k: raw[k] for k in ("retry", "tag", "confirmed", "dependency") if k in raw}
+    return Submission(number=raw["number"], time=str(raw["time"]), executor=raw["executor"], kind=raw["kind"],
+                      job_id=_job_id(where, raw["job_id"]), parameters=params, tasks=entries,
+                      **{"dependency": None, **extra})

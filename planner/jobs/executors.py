@@ -209,19 +209,23 @@ class DryRun:
 def read_job_file(job_dir: Path) -> dict | None:
     """A job's own job-state.json, if it wrote one."""
     try:
-        return json.loads((job_dir / "job-state.json").read_text())
+        data = json.loads((job_dir / "job-state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None  # another shape is no evidence: ignored
 
 
 def info_from_job_file(data: dict, alive: bool | None) -> JobInfo:
     """JobInfo from job-state.json; a RUNNING job whose process is gone is LOST."""
-    state = str(data.get("state", "UNKNOWN"))
-    start, end = parse_job_time(data.get("started")), parse_job_time(data.get("ended"))
+    state = str(data["state"]) if isinstance(data.get("state"), str) else "UNKNOWN"
+    start, end = (parse_job_time(v) if isinstance(v, str) else None for v in (data.get("started"), data.get("ended")))
     if state == "RUNNING" and alive is False:
         state = "LOST"
     elapsed = round((end - start).total_seconds()) if start and end else None
-    return JobInfo(state=state, reason=data.get("reason"), exit_code=data.get("exit_code"), start=start, end=end,
+    code = data.get("exit_code")
+    reason = data.get("reason")
+    return JobInfo(state=state, reason=reason if isinstance(reason, str) else None,
+                   exit_code=code if isinstance(code, int) and not isinstance(code, bool) else None, start=start, end=end,
                    elapsed_s=elapsed, source="job file")
 
 

@@ -41,7 +41,7 @@ def slurm_request_base(exp: Experiment) -> dict[str, Any]:
 
 def run_time_requests(exp: Experiment, runs: list[Run], executor: Executor, partition: str | None) -> dict[str, TimeRequest]:
     """Each run's ``--time``: the rule of ``new`` (spec, claude.local.md, auto capped by MaxTime)."""
-    auto = {k: v["slurm_time"] for k, v in exp.read_estimates().get("runs", {}).items() if "slurm_time" in v}
+    auto = {k: v["slurm_time"] for k, v in exp.read_estimates(strict=True).get("runs", {}).items() if "slurm_time" in v}
     spec_time, local_time = exp.spec.resources.time, exp.recorded_slurm().time
     max_time_s = None if is_explicit(spec_time, local_time) else executor.max_time_seconds(partition)
     return {r.name: train_time_request(spec_time, local_time, auto.get(r.name), max_time_s) for r in runs}
@@ -60,7 +60,7 @@ def submit(exp: Experiment, executor: Executor, only: set[str] | None, retry_fai
     """Submit what is not yet pending, running or done; journal every submission atomically."""
     dry = isinstance(executor, DryRun)
     result = SubmitResult()
-    lock = exp.lock()
+    lock = exp.lock(write=not dry)  # a dry run writes nothing, not even the lock file
     with lock:
         journal = exp.read_journal()
         changed, result.notes = reconcile(journal)

@@ -140,10 +140,13 @@ def predicted_seconds(exp: Experiment) -> dict[str, float]:
 def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_s: float = 30.0) -> tuple[StatusReport, int]:
     """One refresh: collect, build the report, rewrite the status blocks, update the cache.
 
+    ``write_summary=False`` (``status --no-write``) writes nothing at all and takes no lock:
+    not the summary, not the cache, not the journal.
+
     Returns:
         The report and the number of scheduler calls made.
     """
-    with exp.lock():
+    with exp.lock(write=write_summary):
         journal = exp.read_journal()
         changed, notes = reconcile(journal)
         if changed and write_summary:
@@ -166,5 +169,5 @@ def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_
                 exp.update_summary_blocks({FINETUNE_BLOCK: finetune_table(ft), EVAL_BLOCK: eval_table(ev)})
             except SummaryFormatError as exc:
                 report.warnings.append(str(exc))
-        exp.write_cache(cache)
+            exp.write_cache(cache)
     return report, got.scheduler_calls
