@@ -12,7 +12,7 @@ still-pending array range (``"123_[5-9%2]"``) becomes one PENDING record per tas
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, get_args
@@ -325,7 +325,7 @@ def chunk_job_ids(ids: Iterable[str], max_chars: int = DEFAULT_MAX_JOB_ID_CHARS)
     return chunks
 
 
-def parse_sacct(text: str) -> list[JobRecord]:
+def parse_sacct(text: str, wanted: Collection[str] | None = None) -> list[JobRecord]:
     """Parse the output of :func:`sacct_argv` (also tolerates steps and a header).
 
     Step lines (``123.batch``, ``123_4.extern``, ``123.0``) are skipped; blank and
@@ -335,6 +335,7 @@ def parse_sacct(text: str) -> list[JobRecord]:
 
     Args:
         text: sacct's stdout, ``|``-delimited in the order of :data:`SACCT_FIELDS`.
+        wanted: Task ids a caller asks about; a pending range then yields only those.
 
     Returns:
         Records in the order their ids first appear.
@@ -377,10 +378,10 @@ def parse_sacct(text: str) -> list[JobRecord]:
             ranges.append((task_range, record))
         else:
             records.append(record)
-    return _dedupe([*records, *_expand_ranges(ranges, records)])
+    return _dedupe([*records, *_expand_ranges(ranges, records, wanted)])
 
 
-def parse_squeue(text: str) -> list[JobRecord]:
+def parse_squeue(text: str, wanted: Collection[str] | None = None) -> list[JobRecord]:
     """Parse the output of :func:`squeue_argv`.
 
     squeue reports no exit codes: ``exit_code`` and ``signal`` are None. While a job
@@ -389,6 +390,7 @@ def parse_squeue(text: str) -> list[JobRecord]:
 
     Args:
         text: squeue's stdout, ``|``-delimited in the order of :data:`SQUEUE_FIELDS`.
+        wanted: Task ids a caller asks about; a pending range then yields only those.
 
     Returns:
         Records in the order their ids first appear; a pending range that squeue
@@ -432,7 +434,7 @@ def parse_squeue(text: str) -> list[JobRecord]:
             ranges.append((task_range, record))
         else:
             records.append(record)
-    return _dedupe([*records, *_expand_ranges(ranges, records)])
+    return _dedupe([*records, *_expand_ranges(ranges, records, wanted)])
 
 
 def parse_max_array_size(scontrol_show_config: str) -> int:
@@ -455,6 +457,30 @@ def parse_max_array_size(scontrol_show_config: str) -> int:
     return int(match.group(1))
 
 
+# Slurm's largest MaxArraySize is 4000001: no real range holds more tasks, and expanding a
+# corrupt one (123_[0-99999999]) would take minutes and gigabytes.
+MAX_ARRAY_TASKS = 4_000_001
+
+
+def _range_parts(spec: str) -> list[range]:
+    """The ranges of a Slurm array index expression, unexpanded (``%N`` ignored)."""
+    spec = spec.split("%", 1)[0].strip()
+    if not spec:
+        raise ValueError("empty array range")
+    parts = []
+    for part in spec.split(","):
+        match = re.fullmatch(r"\s*(\d+)(?:-(\d+)(?::(\d+))?)?\s*", part)
+        if match is None:
+            raise ValueError(f"bad array range part {part!r}")
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) is not None else first
+        step = int(match.group(3)) if match.group(3) is not None else 1
+        if last < first or step <= 0:
+            raise ValueError(f"bad array range part {part!r}")
+        parts.append(range(first, last + 1, step))
+    return parts
+
+
 def expand_task_range(spec: str) -> list[int]:
     """Expand a Slurm array index expression such as ``"0-4,7,10-20:5%2"``.
 
@@ -466,23 +492,23 @@ def expand_task_range(spec: str) -> list[int]:
         Task ids in ascending order without duplicates.
 
     Raises:
-        ValueError: If the expression is malformed.
+        ValueError: If the expression is malformed or holds more tasks than Slurm allows.
     """
-    spec = spec.split("%", 1)[0].strip()
-    if not spec:
-        raise ValueError("empty array range")
+    parts = _range_parts(spec)
+    if sum(len(p) for p in parts) > MAX_ARRAY_TASKS:
+        raise ValueError(f"array range {spec!r} holds more tasks than Slurm allows")
     tasks: set[int] = set()
-    for part in spec.split(","):
-        match = re.fullmatch(r"\s*(\d+)(?:-(\d+)(?::(\d+))?)?\s*", part)
-        if match is None:
-            raise ValueError(f"bad array range part {part!r}")
-        first = int(match.group(1))
-        last = int(match.group(2)) if match.group(2) is not None else first
-        step = int(match.group(3)) if match.group(3) is not None else 1
-        if last < first or step <= 0:
-            raise ValueError(f"bad array range part {part!r}")
-        tasks.update(range(first, last + 1, step))
+    for part in parts:
+        tasks.update(part)
     return sorted(tasks)
+
+
+def task_in_range(spec: str, task: int) -> bool:
+    """Whether ``task`` belongs to the index expression, without expanding it."""
+    try:
+        return any(task in part for part in _range_parts(spec))
+    except ValueError:
+        return False
 
 
 # --- helpers ----------------------------------------------------------------------
@@ -513,21 +539,31 @@ def _parse_job_id(job_id: str) -> tuple[str, int | None, str | None] | None:
     )
 
 
-def _expand_ranges(ranges: list[tuple[str, JobRecord]], seen: list[JobRecord]) -> list[JobRecord]:
+def _expand_ranges(ranges: list[tuple[str, JobRecord]], seen: list[JobRecord],
+                   wanted: Collection[str] | None = None) -> list[JobRecord]:
     """One PENDING record per task of each range that has no record of its own.
 
     sacct keeps printing an array's original range (``123_[0-2%2]``) on the pending
     remainder while some tasks already run under their own ids, so tasks that already
-    have a line are left out rather than reported twice.
+    have a line are left out rather than reported twice. With ``wanted`` (task ids such
+    as ``123_4``), only those tasks are made, however wide the range.
     """
     have = {r.job_id for r in seen}
+    wanted_tasks: dict[str, list[int]] = {}
+    for job_id in wanted or ():
+        base_s, _, task_s = job_id.partition("_")
+        if task_s.isdigit():
+            wanted_tasks.setdefault(base_s, []).append(int(task_s))
     out: list[JobRecord] = []
     for spec, meta in ranges:
+        base = meta.array_job_id or meta.job_id.split("_", 1)[0]
         try:
-            tasks = expand_task_range(spec)
+            if wanted is not None:
+                tasks = [t for t in sorted(wanted_tasks.get(base, [])) if task_in_range(spec, t)]
+            else:
+                tasks = expand_task_range(spec)
         except ValueError:
             continue  # unreadable range: treat like any garbled line
-        base = meta.array_job_id or meta.job_id.split("_", 1)[0]
         for task in tasks:
             job_id = f"{base}_{task}"
             if job_id in have:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from planner.spec.errors import SchedulerError
 from planner.jobs.sacct import (
@@ -68,33 +69,51 @@ def _env() -> dict[str, str]:
 
 
 def _run(argv: Sequence[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
-    """Run one Slurm command; raise SchedulerQueryError if it cannot run or times out."""
+    """Run one Slurm command; raise SchedulerQueryError if it cannot run or times out.
+
+    The command runs in its own process group, and a timeout kills the whole group: a site's
+    sacct is often a wrapper script, and killing only the wrapper would leave its child
+    running and holding our pipes open. Output is decoded as UTF-8 with undecodable bytes
+    replaced (a job name or reason in another encoding must not stop status).
+    """
     try:
-        return subprocess.run(
+        proc = subprocess.Popen(
             list(argv),
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
-            check=False,
+            env=_env(),
+            start_new_session=True,
         )
     except FileNotFoundError as exc:
         raise SchedulerQueryError(
             f"{argv[0]} not found on PATH: is Slurm installed on this machine?", argv
         ) from exc
-    except subprocess.TimeoutExpired as exc:
-        stderr = (
-            exc.stderr.decode(errors="replace")
-            if isinstance(exc.stderr, bytes)
-            else exc.stderr or ""
-        )
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
         raise SchedulerQueryError(
             f"{argv[0]} did not answer within {timeout_s:g}s (is slurmctld/slurmdbd up?): "
             f"{' '.join(argv)}",
             argv,
-            stderr.strip(),
-        ) from exc
+        ) from None
+    return subprocess.CompletedProcess(
+        list(argv), proc.returncode, out.decode("utf-8", errors="replace"), err.decode("utf-8", errors="replace")
+    )
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a timed-out command and everything it started, then reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.communicate(timeout=5)
+    except subprocess.TimeoutExpired:  # a child that left the group still holds a pipe
+        proc.kill()
+        proc.wait()
 
 
 def _failed(argv: Sequence[str], proc: subprocess.CompletedProcess[str]) -> SchedulerQueryError:
@@ -129,6 +148,7 @@ def sacct(
     *,
     starttime: str | None = None,
     max_chars: int = DEFAULT_MAX_JOB_ID_CHARS,
+    wanted: Collection[str] | None = None,
 ) -> list[JobRecord]:
     """Report jobs from Slurm's accounting, one sacct call per chunk of ids.
 
@@ -141,6 +161,7 @@ def sacct(
         timeout_s: Longest wait per sacct call.
         starttime: Passed to sacct ``--starttime``; see ``planner.jobs.sacct.sacct_argv``.
         max_chars: Longest comma-joined id list in one call.
+        wanted: Task ids the caller asks about: a pending range yields only those.
 
     Returns:
         One record per job or array task (pending ranges expanded per task).
@@ -158,7 +179,7 @@ def sacct(
         outputs.append(proc.stdout)
     # One parse over all chunks: a pending range and its started tasks are reconciled
     # even if they came back in different chunks.
-    return parse_sacct("\n".join(outputs))
+    return parse_sacct("\n".join(outputs), wanted)
 
 
 def squeue(
@@ -166,6 +187,7 @@ def squeue(
     timeout_s: float = 30.0,
     *,
     max_chars: int = DEFAULT_MAX_JOB_ID_CHARS,
+    wanted: Collection[str] | None = None,
 ) -> list[JobRecord]:
     """Report jobs the controller still holds (no exit codes); the fallback to sacct.
 
@@ -190,7 +212,7 @@ def squeue(
                 continue
             raise _failed(argv, proc)
         outputs.append(proc.stdout)
-    return parse_squeue("\n".join(outputs))
+    return parse_squeue("\n".join(outputs), wanted)
 
 
 def max_array_size(timeout_s: float = 10.0) -> int:

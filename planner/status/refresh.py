@@ -75,7 +75,7 @@ def collect(exp: Experiment, journal: Journal, cache: dict, timeout_s: float = 3
     query = sorted({jid.split("_")[0] for jid in slurm_ids})  # an array is asked for by its id
     try:
         out.scheduler_calls += 1
-        records = slurm_query.sacct(query, timeout_s)
+        records = slurm_query.sacct(query, timeout_s, wanted=slurm_ids)
         for rec in records:
             if rec.job_id in slurm_ids:
                 out.jobs[rec.job_id] = _info(rec, "sacct")
@@ -84,7 +84,7 @@ def collect(exp: Experiment, journal: Journal, cache: dict, timeout_s: float = 3
             # Accounting lags sbatch by a second or more: ask the controller about just those.
             try:
                 out.scheduler_calls += 1
-                for rec in slurm_query.squeue(missing, timeout_s):
+                for rec in slurm_query.squeue(missing, timeout_s, wanted=slurm_ids):
                     if rec.job_id in slurm_ids and rec.job_id not in out.jobs:
                         out.jobs[rec.job_id] = _info(rec, "squeue")
             except slurm_query.SchedulerQueryError:
@@ -95,7 +95,7 @@ def collect(exp: Experiment, journal: Journal, cache: dict, timeout_s: float = 3
         out.stale_reason = str(exc).splitlines()[0]
     try:
         out.scheduler_calls += 1
-        for rec in slurm_query.squeue(query, timeout_s):
+        for rec in slurm_query.squeue(query, timeout_s, wanted=slurm_ids):
             if rec.job_id in slurm_ids:
                 out.jobs[rec.job_id] = _info(rec, "squeue")
     except slurm_query.SchedulerQueryError:
