@@ -21,13 +21,20 @@ STATE_STYLE = {
 
 
 def make_executor(kind: str, exp: Experiment) -> Executor:
-    """``auto`` picks Slurm when its controller answers, else the local machine."""
+    """``auto`` picks Slurm where Slurm is installed and local processes only where there is none.
+
+    On a login node whose controller is down, running training locally would be wrong, so
+    ``auto`` stops there (exit 5) with the reason rather than fall back.
+    """
     folder = exp.internal / "submitit"
     if kind == "auto":
-        kind = "slurm" if slurm_query.slurm_available() else "local"
+        kind = "slurm" if slurm_query.slurm_installed() else "local"
+        if kind == "slurm" and (problem := slurm_query.controller_problem()) is not None:
+            raise SchedulerError(f"--executor auto: Slurm is installed here but cannot take jobs ({problem}); start or "
+                                 "reach its controller, or pass --executor local to run on this machine")
     if kind == "slurm":
-        if not slurm_query.slurm_available():
-            raise SchedulerError("--executor slurm: no Slurm controller answers (scontrol ping); use --executor local or start Slurm")
+        if (problem := slurm_query.controller_problem()) is not None:
+            raise SchedulerError(f"--executor slurm: Slurm cannot take jobs ({problem}); use --executor local or start Slurm")
         return SlurmSubmitter(folder)
     return LocalSubmitter(folder)
 

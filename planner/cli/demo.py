@@ -1,7 +1,7 @@
 """``plan-experiment demo``: the shipped capitalization experiment, end to end.
 
 Plan (tiny model, 2 LoRA ranks + base control) -> submit -> train -> evaluate -> status
-with every job final: on Slurm where its controller answers, else on this machine.
+with every job final: on Slurm where it is installed, else on this machine.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from planner.jobs.submission import check_only
 @click.command("submit")
 @click.argument("experiment", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--executor", type=click.Choice(["auto", "slurm", "local"]), default="auto", show_default=True,
-              help="auto: Slurm when its controller answers, else local processes.")
+              help="auto: Slurm where it is installed (exit 5 if its controller does not answer), local processes where there is no Slurm.")
 @click.option("--dry-run", is_flag=True, help="Print the job scripts and what would be submitted; submit nothing.")
 @click.option("--retry-failed", is_flag=True, help="Resubmit failed, cancelled, timed-out, out-of-memory or node-failed runs and their evaluations.")
 @click.option("--only", "only", multiple=True, metavar="RUN", help="Only these runs (and their evaluations); repeatable.")

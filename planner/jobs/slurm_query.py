@@ -123,6 +123,26 @@ def _failed(argv: Sequence[str], proc: subprocess.CompletedProcess[str]) -> Sche
     )
 
 
+def slurm_installed() -> bool:
+    """True when any Slurm client is on PATH: this machine belongs to a Slurm cluster."""
+    return any(shutil.which(name) for name in ("sbatch", "squeue", "scontrol", "sacct"))
+
+
+def controller_problem(timeout_s: float = 5.0) -> str | None:
+    """Why Slurm cannot take jobs from here (clients missing, controller down); None when it can."""
+    missing = [name for name in ("sbatch", "sacct", "scontrol") if shutil.which(name) is None]
+    if missing:
+        return f"{', '.join(missing)} not on PATH"
+    try:
+        proc = _run(["scontrol", "ping"], timeout_s)
+    except SchedulerQueryError as exc:
+        return str(exc).splitlines()[0]
+    if proc.returncode == 0 and "is UP" in proc.stdout:
+        return None
+    said = (proc.stdout.strip() or proc.stderr.strip() or f"exit {proc.returncode}").splitlines()[0]
+    return f"scontrol ping: {said}"
+
+
 def slurm_available(timeout_s: float = 5.0) -> bool:
     """True when Slurm's clients are installed and the controller answers.
 
