@@ -22,6 +22,7 @@ from operator import attrgetter
 from typing import Any, Iterable, Sequence
 
 from planner.estimate.logparse import LogRecord
+from planner.spec.units import format_duration
 
 CONFIDENCE = ("measured", "scaled", "preliminary")
 
@@ -344,22 +345,6 @@ def size_class(param_count_or_size_label: int | float | str | None) -> tuple[str
 # --------------------------------------------------------------------------- formatting
 
 
-def format_duration(seconds: float) -> str:
-    """Round *up* to a planning-friendly unit: ``45 s``, ``8 min``, ``2 h 5 min``, ``1 d 3 h``.
-
-    Rounding up keeps the seed's arithmetic (461 s per epoch is "8 min") and errs on
-    the side of more time.
-    """
-    if seconds < 90:
-        return f"{math.ceil(seconds)} s"
-    minutes = math.ceil(seconds / 60)
-    if minutes < 90:
-        return f"{minutes} min"
-    h, m = divmod(minutes, 60)
-    if h < 48:
-        return f"{h} h {m} min" if m else f"{h} h"
-    d, h = divmod(h, 24)
-    return f"{d} d {h} h" if h else f"{d} d"
 
 
 def _n(x: float) -> str:
@@ -372,30 +357,6 @@ def _c(seconds: float) -> str:
     return format_duration(seconds).replace(" ", "")
 
 
-def slurm_time(estimate_seconds: float, margin: float = 0.5, minimum_s: float = 15 * 60) -> str:
-    """A Slurm ``--time`` for an estimate: margin added, rounded up, formatted.
-
-    Granularity grows with the figure so requests look deliberate and schedule well:
-    5 minutes up to an hour, 15 up to 6 hours, 30 up to a day, then whole hours.
-
-    Args:
-        estimate_seconds: the estimate.
-        margin: safety margin as a fraction (0.5: +50%).
-        minimum_s: never ask for less (start-up alone can take minutes on a busy node).
-
-    Returns:
-        ``HH:MM:SS``, or ``D-HH:MM:SS`` from one day on.
-    """
-    t = max(float(estimate_seconds) * (1.0 + margin), minimum_s)
-    for limit, step in ((3600, 300), (6 * 3600, 900), (86400, 1800), (math.inf, 3600)):
-        if t <= limit:
-            t = math.ceil(t / step) * step
-            break
-    total = int(t)
-    d, rem = divmod(total, 86400)
-    h, rem = divmod(rem, 3600)
-    m, s = divmod(rem, 60)
-    return f"{d}-{h:02d}:{m:02d}:{s:02d}" if d else f"{h:02d}:{m:02d}:{s:02d}"
 
 
 # --------------------------------------------------------------------------- fallbacks

@@ -39,6 +39,8 @@ from typing import Any
 
 import yaml
 
+from planner.spec.units import tqdm_seconds
+
 try:  # libyaml is ~10x faster than the pure-Python loader; fall back when absent.
     YAML_LOADER: Any = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
@@ -115,7 +117,7 @@ class BarSample:
     @property
     def elapsed_s(self) -> float | None:
         """Seconds since the bar started."""
-        return _clock_to_s(self.elapsed_raw.decode("ascii", "replace"))
+        return tqdm_seconds(self.elapsed_raw.decode("ascii", "replace"))
 
 
 @dataclass(slots=True)
@@ -334,20 +336,6 @@ def _to_int(v: Any) -> int | None:
         return None
 
 
-def _clock_to_s(s: str | None) -> float | None:
-    """tqdm's ``[D d ][H:]MM:SS`` to seconds."""
-    if not s or "?" in s:
-        return None
-    days = 0
-    if "d " in s:
-        d, s = s.split("d ", 1)
-        days = int(d) if d.isdigit() else 0
-    total = 0
-    for part in s.split(":"):
-        if not part.isdigit():
-            return None
-        total = total * 60 + int(part)
-    return float(total + days * 86400)
 
 
 def _bounded(seq: list[Any], limit: int = MAX_SERIES) -> list[Any]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, get_args
 
+from planner.spec.units import slurm_elapsed_seconds
 JobState = Literal[
     "PENDING",
     "RUNNING",
@@ -144,7 +145,6 @@ _JOB_ID = re.compile(
 )
 _NONE_WORDS = frozenset({"", "NONE", "UNKNOWN", "N/A", "INVALID", "(NULL)"})
 _MAX_ARRAY_SIZE = re.compile(r"^\s*MaxArraySize\s*=\s*(\d+)\s*$", re.MULTILINE)
-_ELAPSED = re.compile(r"^(?:(?:(\d+)-)?(\d+):)?(\d+):(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -424,7 +424,7 @@ def parse_squeue(text: str) -> list[JobRecord]:
             submit=_parse_time(row["submit"]),
             start=_parse_time(row["start"]) if started else None,
             end=_parse_time(row["end"]) if is_final(state) else None,
-            elapsed_s=_parse_elapsed(row["elapsed"]),
+            elapsed_s=slurm_elapsed_seconds(row["elapsed"]),
             node_list=_parse_node_list(row["node_list"]),
             name=row["name"],
         )
@@ -600,10 +600,3 @@ def _parse_time(value: str) -> datetime | None:
         return None
 
 
-def _parse_elapsed(value: str) -> int | None:
-    """squeue's ``[days-][hours:]minutes:seconds`` -> seconds."""
-    match = _ELAPSED.match(value.strip())
-    if match is None:
-        return None
-    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds

@@ -18,7 +18,8 @@ from planner.folder.experiment import Experiment
 from planner.folder.journal import Journal
 from planner.folder.markdown import SummaryFormatError
 from planner.jobs.sacct import JobRecord
-from planner.status.report import FINAL, JobInfo, StatusReport, build_report, table_rows
+from planner.jobs.scheduler import JobInfo
+from planner.status.report import FINAL, StatusReport, build_report, table_rows
 from planner.status.tables import EVAL_BLOCK, FINETUNE_BLOCK, eval_table, finetune_table
 
 
