@@ -34,7 +34,6 @@ EDGE = frozenset({
     "planner.spec.local_settings",
     "planner.folder.atomic",
     "planner.folder.experiment",
-    "planner.torchtune.hook",
     "planner.estimate.prior_scan",
     "planner.estimate.run_folder",
     "planner.estimate.priors",
