@@ -35,6 +35,8 @@ EDGE = frozenset({
     "planner.folder.atomic",
     "planner.folder.experiment",
     "planner.estimate.prior_scan",
+    "planner.estimate.scan_cache",
+    "planner.estimate.log_reading",
     "planner.estimate.run_folder",
     "planner.estimate.priors",
     "planner.jobs.executors",
