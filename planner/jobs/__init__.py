@@ -1,8 +1,11 @@
-"""Jobs: what a submission sends, the Slurm and local executors, sacct/squeue, the in-job
-runner, and the ``submit`` workflow.
+"""Jobs: what a submission sends, job states, sacct/squeue, the Slurm and local executors,
+the in-job runner, and the ``submit`` workflow.
 
-Pure modules (``submission``, ``sacct``, ``time_request``) build argv, parse text and
-decide each job's ``--time``; the edge (``executors``, ``slurm_query``, ``jobrunner``,
-``reconcile``) runs submitit and subprocesses;
-``submitting`` is the workflow. Nothing here imports ``planner.cli``.
+Pure modules (``submission``, ``sacct``, ``scheduler``, ``time_request``, ``reconcile``)
+build argv, parse text, hold job states, decide each job's ``--time`` and match unconfirmed
+journal entries with what the scheduler says; the edge (``executors``, ``slurm_query``,
+``jobrunner``) runs submitit and subprocesses; ``submitting``
+is the workflow. Below estimation, status and planning: never imports ``planner.estimate``,
+``planner.status``, ``planner.plan`` or ``planner.cli`` (the ``submit`` workflow excepted,
+which composes planning and status).
 """

@@ -11,24 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from planner.jobs import slurm_query
 from planner.folder.journal import Journal
+from planner.spec.errors import SchedulerError
 
 Finder = Callable[[str], list[str]]
 
 
-def reconcile(journal: Journal, find: Finder | None = None) -> tuple[bool, list[str]]:
+def reconcile(journal: Journal, find: Finder) -> tuple[bool, list[str]]:
     """Resolve every intent of ``journal`` in place.
 
     Args:
         journal: The journal as read; changed in place.
-        find: job name -> ids of the jobs with that name (raises SchedulerQueryError when Slurm cannot
-            tell); by default squeue and sacct.
+        find: job name -> ids of the jobs with that name (raises SchedulerError when Slurm cannot
+            tell): ``slurm_query.job_ids_by_name``, or a fake in tests.
 
     Returns:
         Whether the journal changed (write it back), and one note per intent still unresolved or dropped.
     """
-    find = find or slurm_query.job_ids_by_name
     changed = False
     notes: list[str] = []
     for sub in journal.intents():
@@ -41,7 +40,7 @@ def reconcile(journal: Journal, find: Finder | None = None) -> tuple[bool, list[
             continue
         try:
             ids = find(name)
-        except slurm_query.SchedulerQueryError as exc:
+        except SchedulerError as exc:
             notes.append(f"submission {sub.number} ({name}) is unconfirmed and Slurm cannot say whether it got it "
                          f"({str(exc).splitlines()[0]}); its units are held back until Slurm answers")
             continue

@@ -18,6 +18,7 @@ from planner.plan.pipeline import effective_slurm
 from planner.spec.runs import Evaluation, Run
 from planner.jobs.submission import array_chunks, select
 from planner.jobs.executors import DryRun, Executor, JobRequest, job_name
+from planner.jobs import slurm_query
 from planner.jobs.reconcile import reconcile
 from planner.spec.errors import PlannerError, SchedulerError, StateWriteError
 from planner.folder.journal import Journal, Submission, TaskEntry
@@ -63,7 +64,8 @@ def submit(exp: Experiment, executor: Executor, only: set[str] | None, retry_fai
     lock = exp.lock(write=not dry)  # a dry run writes nothing, not even the lock file
     with lock:
         journal = exp.read_journal()
-        changed, result.notes = reconcile(journal)
+        # Looked up at call time, so tests can stand in for Slurm.
+        changed, result.notes = reconcile(journal, lambda name: slurm_query.job_ids_by_name(name))
         if changed and not dry:
             _write_journal(exp, journal, "after matching unconfirmed submissions with Slurm", [])
         latest = journal.latest()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from planner.folder.compute import slurm_time_seconds
+from planner.spec.units import slurm_time_seconds
 
 AUTO = "auto"
 # What auto asks for when no estimate exists at all (estimates.json missing a run).

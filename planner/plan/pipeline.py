@@ -27,7 +27,8 @@ from planner.spec.runs import Plan, expand
 from planner.spec.spec import ExperimentSpec, spec_to_yaml
 from planner.jobs import slurm_query
 from planner.spec.commands import command_line
-from planner.folder.compute import ComputeEstimates, slurm_time_seconds
+from planner.folder.compute import ComputeEstimates
+from planner.spec.units import slurm_time_seconds
 from planner.jobs.time_request import format_slurm_time, is_explicit, train_time_request
 
 

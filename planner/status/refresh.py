@@ -18,7 +18,9 @@ from planner.folder.experiment import Experiment
 from planner.folder.journal import Journal
 from planner.folder.markdown import SummaryFormatError
 from planner.jobs.sacct import JobRecord
-from planner.status.report import FINAL, JobInfo, StatusReport, build_report, table_rows
+from planner.jobs.scheduler import JobInfo
+from planner.spec.states import FINAL_STATES
+from planner.status.report import StatusReport, build_report, table_rows
 from planner.status.tables import EVAL_BLOCK, FINETUNE_BLOCK, eval_table, finetune_table
 from planner.jobs.reconcile import reconcile
 
@@ -148,7 +150,7 @@ def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_
     """
     with exp.lock(write=write_summary):
         journal = exp.read_journal()
-        changed, notes = reconcile(journal)
+        changed, notes = reconcile(journal, lambda name: slurm_query.job_ids_by_name(name))
         if changed and write_summary:
             exp.write_journal(journal)
         cache = exp.read_cache()
@@ -161,7 +163,7 @@ def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_
         report.last_good_refresh = cache.get("last_good_refresh")
         cache["final"] = {
             jid: _cache_entry(info) for jid, info in got.jobs.items()
-            if info.state in FINAL and info.source in ("sacct", "job file")
+            if info.state in FINAL_STATES and info.source in ("sacct", "job file")
         }
         if write_summary:
             ft, ev = table_rows(report, exp.plan)
