@@ -228,7 +228,7 @@ def test_build_report_uses_each_units_newest_job(plan: Plan) -> None:
     ]
     assert [(r.run, r.task, r.epoch, r.status, r.job_id, r.completed, r.notes) for r in ev] == [
         (R4, "capitalization", 0, "completed", "8", "2025-01-31 11:00:24", "elapsed 0:00:05; exact_match=0.800 (n=50)"),
-        (R16, "capitalization", 0, "cancelled", "12", "2025-01-31 11:00:24", "its training did not succeed"),
+        (R16, "capitalization", 0, "cancelled", "12", "2025-01-31 11:00:24", "training failed"),
         (BASE, "capitalization", None, "submitted", "10", None, "Base model"),
     ]
 
@@ -262,7 +262,7 @@ def test_dependency_cancel_as_sacct_reports_it_explains_itself(plan: Plan) -> No
     jobs = {"7_0": JobInfo("COMPLETED"), "11": JobInfo("FAILED", exit_code=1),
             "12": JobInfo("CANCELLED", reason="Dependency", end=NOW, raw_state="CANCELLED")}
     _, ev = table_rows(build_report(plan, _journal(), jobs, NOW), plan)
-    assert ev[1].notes == "its training did not succeed"
+    assert ev[1].notes == "training failed"
 
 
 def test_a_users_cancel_is_not_blamed_on_training(plan: Plan) -> None:

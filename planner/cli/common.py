@@ -21,6 +21,19 @@ STATE_STYLE = {
 }
 
 
+# Piped or redirected output has no width: rich would assume 80 columns and wrap table rows
+# mid-cell, which breaks grep and log files. Such output gets lines as long as they need.
+PIPED_WIDTH = 10_000
+
+
+def make_console() -> Console:
+    """The terminal's console, or one without a width limit when output goes to a file or pipe."""
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(soft_wrap=True, width=PIPED_WIDTH)
+    return console
+
+
 def make_executor(kind: str, exp: Experiment) -> Executor:
     """``auto`` picks Slurm where Slurm is installed and local processes only where there is none.
 

@@ -13,7 +13,6 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from planner import paths
@@ -23,7 +22,7 @@ from planner.plan.pipeline import prepare, write
 from planner.jobs.submitting import submit
 from planner.status.refresh import refresh
 from planner.spec.commands import command_line
-from planner.cli.common import make_executor, print_report
+from planner.cli.common import make_console, make_executor, print_report
 from planner.spec.errors import JobsFailedError, PlannerError
 from planner.spec.spec import load_spec_text
 
@@ -37,7 +36,7 @@ EXAMPLE = paths.PROJECT_ROOT / "examples" / "capitalization"
 @click.option("--timeout", "timeout_s", type=float, default=900, show_default=True, help="Give up after this many seconds.")
 def command(out_dir: Path, executor: str, timeout_s: float) -> None:
     """Plan, submit, train, evaluate and report the shipped demo experiment."""
-    console = Console(soft_wrap=True)
+    console = make_console()
     spec_path = EXAMPLE / "experiment.yaml"
     settings_path = EXAMPLE / "claude.local.md"
     settings = load_local_settings(settings_path)

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from planner.cli.common import make_console
 from planner.estimate.pipeline import run_estimate, settings_of
 from planner.folder.experiment import load_experiment
 from planner.spec.local_settings import load_local_settings
@@ -27,7 +27,7 @@ from planner.spec.units import duration, size
 @click.option("--no-cache", is_flag=True, help="Parse every log again instead of using the scan cache.")
 def command(experiment: Path, logs: tuple[Path, ...], as_json: bool, calibrate: bool, local_config: Path | None, no_cache: bool) -> None:
     """Re-estimate an experiment from prior runs and rewrite its Compute Estimates."""
-    console = Console(soft_wrap=True)
+    console = make_console()
     exp = load_experiment(experiment)
     settings = load_local_settings(local_config) if local_config else settings_of(exp)
     before = predicted_seconds(exp)

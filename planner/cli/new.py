@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from planner.cli.common import make_console
 from planner.spec.local_settings import find_local_settings, load_local_settings
 from planner.plan.pipeline import PreparedExperiment, prepare, write
 from planner.plan.prompts import Prompter, run_wizard
@@ -54,7 +55,7 @@ def show_plan(console: Console, prepared: PreparedExperiment) -> None:
 @click.option("--local-config", type=click.Path(path_type=Path), help="claude.local.md to use (else $PLAN_EXPERIMENT_LOCAL, ./claude.local.md, or the one beside the spec).")
 def command(spec_path: Path | None, yes: bool, out_dir: Path | None, force: bool, local_config: Path | None) -> None:
     """Plan an experiment: verify resources, estimate, and write the experiment folder."""
-    console = Console(soft_wrap=True)
+    console = make_console()
     near = spec_path.resolve().parent if spec_path else None
     settings_path = find_local_settings(local_config, near)
     settings = load_local_settings(settings_path)

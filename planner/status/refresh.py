@@ -9,8 +9,10 @@ says it may be stale, with the time of the last good refresh.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from planner.jobs import slurm_query
 from planner.jobs.executors import info_from_job_file, local_pid_alive, read_job_file
@@ -118,18 +120,31 @@ def _cache_entry(info: JobInfo) -> dict:
             "elapsed_s": info.elapsed_s, "source": info.source, "raw_state": info.raw_state}
 
 
-def result_notes(exp: Experiment) -> dict[str, str]:
-    """A short note per evaluation that wrote results.json (exact match and n)."""
-    notes: dict[str, str] = {}
+def result_metrics(exp: Experiment) -> dict[str, dict[str, float]]:
+    """The numbers of each evaluation's results.json (exact_match, n, ...), by evaluation key."""
+    out: dict[str, dict[str, float]] = {}
     for ev in exp.plan.evaluations:
         path = exp.unit_dir(ev.key) / "results.json"
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        metric = next((k for k in ("exact_match", "accuracy") if isinstance(data.get(k), (int, float))), None)
+        if isinstance(data, dict):
+            numbers = {k: v for k, v in data.items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+            if numbers:
+                out[ev.key] = numbers
+    return out
+
+
+def result_notes(exp: Experiment, metrics: dict[str, dict[str, float]] | None = None) -> dict[str, str]:
+    """A short note per evaluation that wrote results.json (exact match and n)."""
+    notes: dict[str, str] = {}
+    for key, data in (result_metrics(exp) if metrics is None else metrics).items():
+        metric = next((k for k in ("exact_match", "accuracy") if k in data), None)
         if metric:
-            notes[ev.key] = f"{metric}={data[metric]:.3f} (n={data.get('n', '?')})"
+            n = data.get("n")
+            notes[key] = f"{metric}={data[metric]:.3f} (n={'?' if n is None else f'{n:g}'})"
     return notes
 
 
@@ -137,6 +152,36 @@ def predicted_seconds(exp: Experiment) -> dict[str, float]:
     """Predicted training seconds per run, from estimates.json."""
     runs = exp.read_estimates().get("runs", {})
     return {k: float(v["train_seconds"]) for k, v in runs.items() if "train_seconds" in v}
+
+
+def explain_failures(exp: Experiment, report: StatusReport) -> None:
+    """For each failed job: the script's own exit code, and the file that holds its error.
+
+    The scheduler sees the exit code of the process that ran the script (1 whenever the
+    script failed); the script records its own code in job-state.json. A job that died
+    before its script started its log (a failing environment line, say) has no
+    slurm-<id>.out: its error is in the scheduler's output file under .plan-experiment/.
+    """
+    for u in report.units:
+        if not u.failed or not u.job_id:
+            continue
+        folder = exp.unit_dir(u.unit)
+        data = read_job_file(folder)
+        code = data.get("exit_code") if data is not None and str(data.get("job_id")) == u.job_id else None
+        if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+            u.exit_code = code
+        u.log = _error_log(exp, folder, u.job_id)
+
+
+def _error_log(exp: Experiment, folder: Path, job_id: str) -> str | None:
+    own = folder / f"slurm-{job_id}.out"
+    if own.is_file() and own.stat().st_size > 0:
+        return str(own)
+    # submitit names its files <array>_<task>_<rank>_log.out (arrays) or <job>_<rank>_log.out.
+    candidates = sorted((exp.internal / "submitit").glob(f"*/{job_id}_*log.out"))
+    candidates += sorted((exp.internal / "local").glob(f"*/{job_id.removeprefix('local-')}_*log.*"))
+    found = [c for c in candidates if c.is_file() and c.stat().st_size > 0]
+    return str(found[0]) if found else None
 
 
 def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_s: float = 30.0) -> tuple[StatusReport, int]:
@@ -155,7 +200,12 @@ def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_
             exp.write_journal(journal)
         cache = exp.read_cache()
         got = collect(exp, journal, cache, timeout_s)
-        report = build_report(exp.plan, journal, got.jobs, now, result_notes(exp), predicted_seconds(exp))
+        metrics = result_metrics(exp)
+        report = build_report(exp.plan, journal, got.jobs, now, result_notes(exp, metrics), predicted_seconds(exp))
+        report.experiment, report.path = exp.spec.name, str(exp.path)
+        for u in report.units:
+            u.metrics = metrics.get(u.unit)
+        explain_failures(exp, report)
         report.warnings.extend(notes)
         report.stale, report.stale_reason = got.stale, got.stale_reason
         if not got.stale:

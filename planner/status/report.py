@@ -43,6 +43,8 @@ class UnitStatus:
     raw_state: str | None = None
     note: str | None = None
     predicted_s: float | None = None
+    log: str | None = None  # the file that holds a failed job's error (its slurm-*.out, else the scheduler's log)
+    metrics: dict[str, float] | None = None  # numbers of an evaluation's results.json
 
     @property
     def final(self) -> bool:
@@ -65,6 +67,8 @@ class StatusReport:
     stale_reason: str | None = None
     last_good_refresh: str | None = None
     warnings: list[str] = field(default_factory=list)
+    experiment: str = ""  # the experiment's name
+    path: str = ""  # its folder
 
     @property
     def submitted(self) -> list[UnitStatus]:
@@ -96,6 +100,8 @@ class StatusReport:
         units = [{k: conv(v) for k, v in asdict(u).items()} for u in self.units]
         return json.dumps(
             {
+                "experiment": self.experiment,
+                "path": self.path,
                 "refreshed": conv(self.refreshed),
                 "stale": self.stale,
                 "stale_reason": self.stale_reason,
@@ -103,6 +109,7 @@ class StatusReport:
                 "all_final": self.all_final,
                 "any_failed": self.any_failed,
                 "counts": self.counts(),
+                "warnings": self.warnings,
                 "units": units,
             },
             indent=2,
@@ -140,6 +147,13 @@ def build_report(
         if ev.key in results:
             u.note = results[ev.key]
         units.append(u)
+    trained = {u.run: u for u in units if u.kind == "train"}
+    for u in units:
+        if u.state in ("COMPLETED", "RUNNING"):
+            u.reason = None  # a pending reason (Dependency, Priority) says nothing once the job ran
+        train = trained.get(u.run)
+        if u.kind == "eval" and u.state == "CANCELLED" and train is not None and train.failed:
+            u.reason = TRAINING_FAILED  # cancelled by Slurm because its afterok can never be met
     return StatusReport(units=units, refreshed=refreshed)
 
 
@@ -164,13 +178,16 @@ def _unit(unit: str, kind: str, run: str, task: str | None, epoch: int | None,
     return status
 
 
+TRAINING_FAILED = "training failed"
+
+
 def dependency_failed(u: UnitStatus) -> bool:
     """True when the scheduler (not a user) cancelled a job because its dependency failed.
 
     Slurm's kill_invalid_depend writes a plain CANCELLED with reason Dependency; a user's
     scancel writes "CANCELLED by <uid>". The local executor writes DependencyNeverSatisfied.
     """
-    if u.reason == "DependencyNeverSatisfied":
+    if u.reason in ("DependencyNeverSatisfied", TRAINING_FAILED):
         return True
     return u.reason == "Dependency" and (u.raw_state or "CANCELLED").strip() == "CANCELLED"
 
@@ -193,7 +210,7 @@ def _notes(u: UnitStatus, base: bool) -> str | None:
     if u.state == "TIMEOUT":
         parts.append("raise the time request (resources.time) or run `plan-experiment estimate`, then --retry-failed")
     if u.state == "CANCELLED" and u.kind == "eval":
-        parts.append("its training did not succeed" if dependency_failed(u) else "cancelled")
+        parts.append(TRAINING_FAILED if dependency_failed(u) else "cancelled")
     if u.elapsed_s and u.final:
         parts.append(f"elapsed {clock(u.elapsed_s)}")
         if u.predicted_s:
