@@ -166,3 +166,13 @@ def test_explicit_one_minute_limit_is_what_slurm_holds(tmp_path: Path) -> None:
         assert real_times == ["1"] and dry_times[0] == real_times[0]
     finally:
         scancel(*jobs)
+
+
+def test_estimate_keeps_the_explicit_request(tmp_path: Path) -> None:
+    spec = copy_example(tmp_path / "src", {"resources": {"gpus": 0, "time": "00:01:00"}})
+    exp = plan(spec, tmp_path / "out")
+    out = ok(cli("estimate", exp))
+    assert "00:01:00" in out
+    runs = json.loads((exp / "estimates.json").read_text())["runs"]
+    assert {r["time_request"] for r in runs.values()} == {"00:01:00"}
+    assert "likely to hit the time limit" in (exp / "experiment_summary.md").read_text()
