@@ -8,7 +8,8 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.jobs import slurm_query
-from planner.jobs.executors import Executor, LocalSubmitter, SlurmSubmitter
+from planner.jobs import kinds
+from planner.jobs.scheduler import Scheduler
 from planner.folder.experiment import Experiment
 from planner.spec.errors import SchedulerError
 from planner.spec.units import clock
@@ -21,7 +22,7 @@ STATE_STYLE = {
 }
 
 
-def make_executor(kind: str, exp: Experiment) -> Executor:
+def make_executor(kind: str, exp: Experiment) -> Scheduler:
     """``auto`` picks Slurm when its controller answers, else the local machine."""
     folder = exp.internal / "submitit"
     if kind == "auto":
@@ -29,8 +30,7 @@ def make_executor(kind: str, exp: Experiment) -> Executor:
     if kind == "slurm":
         if not slurm_query.slurm_available():
             raise SchedulerError("--executor slurm: no Slurm controller answers (scontrol ping); use --executor local or start Slurm")
-        return SlurmSubmitter(folder)
-    return LocalSubmitter(folder)
+    return kinds.schedulers(folder)[kind]
 
 
 def status_table(report: StatusReport) -> Table:

@@ -19,10 +19,6 @@ from planner.status.tables import EvalRow, FinetuneRow
 from planner.jobs.scheduler import JobInfo
 
 
-
-
-
-
 @dataclass
 class UnitStatus:
     """The status of one unit (a fine-tune run or an evaluation)."""
@@ -204,8 +200,6 @@ def _notes(u: UnitStatus, base: bool) -> str | None:
     if u.source == "squeue":
         parts.append(f"from {u.source}")
     return "; ".join(parts) or None
-
-
 
 
 def table_rows(report: StatusReport, plan: Plan) -> tuple[list[FinetuneRow], list[EvalRow]]:
