@@ -49,6 +49,15 @@ def _both(*steps: Callable[[Path], None]) -> Callable[[Path], None]:
     return damage
 
 
+def _edit_estimates(key: str, value: object) -> Callable[[Path], None]:
+    """One value of the first run's entry in the planned estimates.json replaced."""
+    def damage(exp: Path) -> None:
+        data = json.loads((exp / ESTIMATES).read_text())
+        data["runs"][FIRST_RUN][key] = value
+        (exp / ESTIMATES).write_text(json.dumps(data))
+    return damage
+
+
 def _summary_folder(exp: Path) -> None:
     (exp / "experiment_summary.md").unlink()
     (exp / "experiment_summary.md").mkdir()
@@ -98,13 +107,17 @@ CASES: dict[str, tuple[Callable[[Path], None], str | None, set[str]]] = {
     "journal job id is numeric": (_write(JOURNAL, _journal(999999999)), None, set()),
     "journal lacks keys": (_write(JOURNAL, '{"submissions": [{"number": 1}]}'), JOURNAL,
                            {"status", "status --no-write", "submit --dry-run"}),
-    "estimates slurm_time soon": (_write(ESTIMATES, json.dumps({"runs": {FIRST_RUN: {"slurm_time": "soon", "train_seconds": 10}}})),
-                                  ESTIMATES, {"submit --dry-run"}),
-    "estimates train_seconds text": (_write(ESTIMATES, json.dumps({"runs": {FIRST_RUN: {"train_seconds": "fast"}}})),
-                                     ESTIMATES, {"submit --dry-run"}),
-    "estimates run is a list": (_write(ESTIMATES, json.dumps({"runs": {FIRST_RUN: [1]}})), ESTIMATES, {"submit --dry-run"}),
-    "estimates is a list": (_write(ESTIMATES, "[]"), ESTIMATES, {"submit --dry-run"}),
-    "estimates not json": (_write(ESTIMATES, "{"), ESTIMATES, {"submit --dry-run"}),
+    "estimates slurm_time soon": (_edit_estimates("slurm_time", "soon"), ESTIMATES,
+                                  {"status", "status --no-write", "submit --dry-run"}),
+    "estimates time_request with a newline": (_edit_estimates("time_request", "01:00:00\ntouch owned"), ESTIMATES,
+                                              {"status", "status --no-write", "submit --dry-run"}),
+    "estimates train_seconds text": (_edit_estimates("train_seconds", "fast"), ESTIMATES,
+                                     {"status", "status --no-write", "submit --dry-run"}),
+    "estimates run is a list": (_write(ESTIMATES, json.dumps({"runs": {FIRST_RUN: [1]}})), ESTIMATES, {"status", "status --no-write", "submit --dry-run"}),
+    "estimates is a list": (_write(ESTIMATES, "[]"), ESTIMATES, {"status", "status --no-write", "submit --dry-run"}),
+    "estimates not json": (_write(ESTIMATES, "{"), ESTIMATES, {"status", "status --no-write", "submit --dry-run"}),
+    "estimates not utf-8": (_write(ESTIMATES, b"\xff{"), ESTIMATES, {"status", "status --no-write", "submit --dry-run"}),
+    "journal is a folder": (lambda exp: (exp / JOURNAL).mkdir(), JOURNAL, {"status", "status --no-write", "submit --dry-run"}),
     "job-state of the wrong shape, local job gone": (_both(_write(JOURNAL, _journal(DEAD_LOCAL, "local")),
                                                           _write(JOB_STATE, "[1, 2]")), None, set()),
     "job-state with wrong types, local job gone": (_both(_write(JOURNAL, _journal(DEAD_LOCAL, "local")),

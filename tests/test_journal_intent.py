@@ -20,7 +20,8 @@ from submit_support import cli, copy_example, journal, ok, plan
 
 from planner.folder import experiment as experiment_module
 from planner.jobs import slurm_query
-from planner.jobs.executors import JobRequest, SlurmSubmitter
+from planner.jobs.scheduler import JobRequest, QueryResult
+from planner.jobs.slurm import SlurmScheduler
 from planner.folder.experiment import load_experiment
 from planner.jobs.submitting import submit
 from planner.spec.errors import StateWriteError
@@ -48,6 +49,9 @@ class FakeSlurm:
 
     def preview(self, scripts: list[Path], request: JobRequest) -> str:
         return ""
+
+    def query(self, jobs: object, timeout_s: float) -> QueryResult:
+        return QueryResult()  # nothing known yet: every submitted job counts as submitted
 
     def find(self, name: str) -> list[str]:
         return [self.by_name[name]] if name in self.by_name else []
@@ -158,7 +162,7 @@ def test_real_sbatch_then_full_disk_then_submit_and_status_recover(tmp_path: Pat
     loaded = load_experiment(exp)
     try:
         with pytest.raises(StateWriteError) as err:
-            submit(loaded, SlurmSubmitter(loaded.internal / "submitit"), None, False, datetime.now())
+            submit(loaded, SlurmScheduler(loaded.internal / "submitit"), None, False, datetime.now())
         monkeypatch.undo()
         array = str(err.value).split("cannot record job ", 1)[1].split(" ", 1)[0]
         assert journal(exp)["submissions"][0]["confirmed"] is False

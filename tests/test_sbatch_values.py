@@ -15,7 +15,8 @@ import pytest
 import yaml
 from submit_support import cli, copy_example, ok, plan
 
-from planner.jobs.executors import JobRequest, check_request
+from planner.jobs.scheduler import JobRequest
+from planner.jobs.slurm import check_request
 from planner.spec.errors import ConfigError
 from planner.spec.slurm_values import SBATCH_PATTERNS, sbatch_value_problem
 

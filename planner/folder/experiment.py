@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from planner.folder.atomic import atomic_write_text
 from planner.spec.commands import command_line
 from planner.spec.errors import ConfigError, SchedulerError, StateWriteError
+from planner.folder.compute import ESTIMATES, EstimatesFile
 from planner.folder.journal import Journal
 from planner.folder.markdown import SummaryFormatError, replace_block
 from planner.spec.runs import Plan, expand
@@ -109,12 +110,8 @@ class Experiment:
         path = self.path / JOURNAL
         if not path.exists():
             return Journal(experiment=self.spec.name)
-        try:
-            return Journal.from_json(path.read_text(encoding="utf-8"))
-        except (ValueError, KeyError, TypeError, OSError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ConfigError(f"{path}: not a journal ({reason}); restore it from a backup (its job ids are how "
-                              "submit avoids duplicates), or move it away to start over") from None
+        return Journal.from_json(_read_own_file(path, "journal", "restore it from a backup, or move it away to start over"),
+                                 str(path))
 
     def write_journal(self, journal: Journal) -> None:
         """Write journal.json atomically (caller holds the lock)."""
@@ -143,26 +140,13 @@ class Experiment:
         self.internal.mkdir(exist_ok=True)
         atomic_write_text(self.internal / "status-cache.json", json.dumps(data, separators=(",", ":"), default=str), durable=False)
 
-    def read_estimates(self, strict: bool = False) -> dict:
-        """estimates.json: per-run predicted seconds and Slurm time ({} when absent).
-
-        Values of the wrong shape are dropped; with ``strict`` (submit, which asks Slurm for
-        these times) they are an error that says how to rewrite the file.
-        """
-        path = self.path / "estimates.json"
-        fix = f"run `{command_line('plan-experiment', 'estimate', self.path)}` to rewrite it"
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            if strict:
-                raise ConfigError(f"{path}: cannot be read as JSON ({type(exc).__name__}); {fix}") from None
-            return {}
-        runs, problems = _clean_estimate_runs(data)
-        if problems and strict:
-            raise ConfigError(f"{path}: {problems[0]}; {fix}", problems[1:])
-        return {**(data if isinstance(data, dict) else {}), "runs": runs}
+    def read_estimates(self) -> EstimatesFile | None:
+        """estimates.json: per-run predicted seconds and Slurm time (None when absent)."""
+        path = self.path / ESTIMATES
+        if not path.exists():
+            return None
+        fix = f"run `{command_line('plan-experiment', 'estimate', self.path)}` to write it again"
+        return EstimatesFile.from_json(_read_own_file(path, "estimates", fix), str(path))
 
     def update_summary_blocks(self, blocks: dict[str, str]) -> None:
         """Rewrite named generated blocks of the summary; every other byte stays (caller holds the lock).
@@ -200,29 +184,14 @@ def _cache_entry_ok(value: object) -> bool:
                for k in ("exit_code", "elapsed_s"))
 
 
-def _clean_estimate_runs(data: object) -> tuple[dict[str, dict], list[str]]:
-    """The per-run entries of estimates.json whose values have the right shape, and what was wrong."""
-    if not isinstance(data, dict) or not isinstance(data.get("runs", {}), dict):
-        return {}, ["expected an object with a 'runs' mapping"]
-    runs: dict[str, dict] = {}
-    problems: list[str] = []
-    for name, entry in data.get("runs", {}).items():
-        if not isinstance(entry, dict):
-            problems.append(f"runs.{name} is not an object")
-            continue
-        clean = dict(entry)
-        for key in ("slurm_time", "time_request"):
-            value = clean.get(key)
-            if value is not None and (not isinstance(value, str) or not SLURM_TIME.match(value)):
-                problems.append(f"runs.{name}.{key} {value!r} is not a Slurm time")
-                clean.pop(key)
-        seconds = clean.get("train_seconds")
-        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
-                                    or not math.isfinite(seconds) or seconds < 0):
-            problems.append(f"runs.{name}.train_seconds {seconds!r} is not a number of seconds")
-            clean.pop("train_seconds")
-        runs[str(name)] = clean
-    return runs, problems
+def _read_own_file(path: Path, what: str, fix: str) -> str:
+    """The text of one of our files; unreadable (a folder, not UTF-8) is a one-line error naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: {what} is damaged (not UTF-8 text); {fix}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: {what} cannot be read ({exc.strerror or type(exc).__name__}); {fix}") from None
 
 
 def load_experiment(path: Path) -> Experiment:

@@ -3,31 +3,59 @@
 A *unit* is what a job does: a fine-tune run (its name) or an evaluation (``run/eval``).
 The journal maps each unit to the jobs that ran it, newest last, so ``submit`` can be
 idempotent and ``status`` knows which job ids to ask about.
+
+One schema (the models below, versioned), one reader (:meth:`Journal.from_json`, called by
+``folder.experiment``) and one writer (:meth:`Journal.to_json`). Pure.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from planner.spec.errors import ConfigError
 
 UnitKind = Literal["train", "eval"]
 
+#: The journal format this version writes; a newer one is refused, not misread.
+JOURNAL_VERSION = 1
 
-@dataclass
-class TaskEntry:
+# Job ids reach sacct's argv and --dependency: digits, array suffixes, local-<pid>, DRYRUN<n>;
+# empty while a submission is unconfirmed.
+_JOB_ID = re.compile(r"[A-Za-z0-9_.-]*\Z")
+
+
+def _job_id(value: Any) -> Any:
+    # A number is what a hand edit leaves: the same id, repaired to text.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and not _JOB_ID.match(value):
+        raise ValueError(f"{value!r} is not a job id")
+    return value
+
+
+class TaskEntry(BaseModel):
     """One unit inside a submission: which job (or array task) runs it."""
+
+    model_config = ConfigDict(extra="forbid")
 
     unit: str
     job_id: str
     script: str
     index: int | None = None
 
+    @field_validator("job_id", mode="before")
+    @classmethod
+    def _job_id_text(cls, value: Any) -> Any:
+        return _job_id(value)
 
-@dataclass
-class Submission:
+
+class Submission(BaseModel):
     """One sbatch (or local launch): a job or a job array."""
+
+    model_config = ConfigDict(extra="forbid")
 
     number: int
     time: str
@@ -44,6 +72,11 @@ class Submission:
     tag: str | None = None
     confirmed: bool = True
 
+    @field_validator("job_id", mode="before")
+    @classmethod
+    def _job_id_text(cls, value: Any) -> Any:
+        return _job_id(value)
+
     def confirm(self, job_ids: list[str]) -> None:
         """Record the job ids the scheduler gave (one per task, in order)."""
         self.job_id = job_ids[0].split("_")[0]
@@ -57,12 +90,14 @@ class Submission:
         self.confirm([f"{array_id}_{i}" for i in range(len(self.tasks))])
 
 
-@dataclass
-class Journal:
+class Journal(BaseModel):
     """All submissions of one experiment."""
 
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = JOURNAL_VERSION
     experiment: str
-    submissions: list[Submission] = field(default_factory=list)
+    submissions: list[Submission] = []
 
     def latest(self) -> dict[str, tuple[Submission, TaskEntry]]:
         """The newest submission of each unit."""
@@ -90,58 +125,27 @@ class Journal:
 
     def to_json(self) -> str:
         """Serialise (stable key order, one submission per block)."""
-        return json.dumps({"version": 1, **asdict(self)}, indent=2, ensure_ascii=False) + "\n"
+        return self.model_dump_json(indent=2) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "Journal":
-        """Parse journal.json text, checking its shape (job ids reach sacct and --dependency).
+    def from_json(cls, text: str, source: str) -> "Journal":
+        """Parse journal.json text.
 
         Raises:
-            ValueError: saying what is wrong and where (which submission, which key).
+            ConfigError: one line naming ``source``, what is wrong and what to do.
         """
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"expected an object with a 'submissions' list, found {type(data).__name__}")
-        raw = data.get("submissions", [])
-        if not isinstance(raw, list):
-            raise ValueError(f"'submissions' is a {type(raw).__name__}, not a list")
-        subs = [_submission(i + 1, s) for i, s in enumerate(raw)]
-        return cls(experiment=str(data.get("experiment", "")), submissions=subs)
-
-
-_JOB_ID = re.compile(r"[A-Za-z0-9_.-]*\Z")
-
-
-def _job_id(where: str, value: Any) -> str:
-    # A number is what a hand edit leaves: the same id, repaired to text.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if not isinstance(value, str) or not _JOB_ID.match(value):
-        raise ValueError(f"{where}: job_id {value!r} is not a job id")
-    return value
-
-
-def _submission(number: int, raw: Any) -> Submission:
-    where = f"submission {number}"
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where} is a {type(raw).__name__}, not an object")
-    missing = {"number", "time", "executor", "kind", "job_id", "tasks"} - set(raw)
-    if missing:
-        raise ValueError(f"{where} lacks {', '.join(sorted(missing))}")
-    tasks = raw["tasks"]
-    if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
-        raise ValueError(f"{where}: 'tasks' is not a list of objects")
-    entries = []
-    for t in tasks:
-        if not isinstance(t.get("unit"), str) or not isinstance(t.get("script", ""), str):
-            raise ValueError(f"{where}: a task has no unit name")
-        index = t.get("index")
-        entries.append(TaskEntry(unit=t["unit"], job_id=_job_id(f"{where}, task {t['unit']}", t.get("job_id")),
-                                 script=str(t.get("script", "")), index=index if isinstance(index, int) else None))
-    params: dict[str, Any] = raw["parameters"] if isinstance(raw.get("parameters"), dict) else {}
-    if not isinstance(raw["number"], int) or raw["kind"] not in ("train", "eval") or not isinstance(raw["executor"], str):
-        raise ValueError(f"{where}: number, kind (train or eval) or executor has the wrong type")
-    extra = {k: raw[k] for k in ("retry", "tag", "confirmed", "dependency") if k in raw}
-    return Submission(number=raw["number"], time=str(raw["time"]), executor=raw["executor"], kind=raw["kind"],
-                      job_id=_job_id(where, raw["job_id"]), parameters=params, tasks=entries,
-                      **{"dependency": None, **extra})
+        try:
+            journal = cls.model_validate_json(text)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err.get("loc", ())) or "the file"
+            raise ConfigError(
+                f"{source}: journal is damaged ({where}: {err['msg']}); restore it from a backup, "
+                "or move it away to start over (the jobs it lists keep running but are no longer followed)"
+            ) from None
+        if journal.version > JOURNAL_VERSION:
+            raise ConfigError(
+                f"{source}: journal version {journal.version} was written by a newer plan-experiment; "
+                f"this one reads version {JOURNAL_VERSION}: upgrade plan-experiment"
+            )
+        return journal

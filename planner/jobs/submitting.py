@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from planner.status import refresh as tracking
+from planner.jobs import kinds
+from planner.jobs.executors import DryRun
+from planner.jobs.scheduler import JobRequest, QueryResult, Scheduler
 from planner.folder.experiment import Experiment
 from planner.plan.pipeline import effective_slurm
 from planner.spec.runs import Evaluation, Run
 from planner.jobs.submission import array_chunks, select
-from planner.jobs.executors import DryRun, Executor, JobRequest, job_name
+from planner.jobs.scheduler import job_name
 from planner.jobs import slurm_query
 from planner.jobs.reconcile import reconcile
 from planner.spec.errors import PlannerError, SchedulerError, StateWriteError
@@ -40,9 +43,10 @@ def slurm_request_base(exp: Experiment) -> dict[str, Any]:
     return effective_slurm(exp.spec, exp.recorded_slurm(), None)
 
 
-def run_time_requests(exp: Experiment, runs: list[Run], executor: Executor, partition: str | None) -> dict[str, TimeRequest]:
+def run_time_requests(exp: Experiment, runs: list[Run], executor: Scheduler, partition: str | None) -> dict[str, TimeRequest]:
     """Each run's ``--time``: the rule of ``new`` (spec, claude.local.md, auto capped by MaxTime)."""
-    auto = {k: v["slurm_time"] for k, v in exp.read_estimates(strict=True).get("runs", {}).items() if "slurm_time" in v}
+    estimates = exp.read_estimates()
+    auto = {k: v.slurm_time for k, v in estimates.runs.items()} if estimates else {}
     spec_time, local_time = exp.spec.resources.time, exp.recorded_slurm().time
     max_time_s = None if is_explicit(spec_time, local_time) else executor.max_time_seconds(partition)
     return {r.name: train_time_request(spec_time, local_time, auto.get(r.name), max_time_s) for r in runs}
@@ -57,7 +61,7 @@ def _request(exp: Experiment, base: dict[str, Any], name: str, time: str, depend
     )
 
 
-def submit(exp: Experiment, executor: Executor, only: set[str] | None, retry_failed: bool, now: datetime) -> SubmitResult:
+def submit(exp: Experiment, executor: Scheduler, only: set[str] | None, retry_failed: bool, now: datetime) -> SubmitResult:
     """Submit what is not yet pending, running or done; journal every submission atomically."""
     dry = isinstance(executor, DryRun)
     result = SubmitResult()
@@ -69,7 +73,10 @@ def submit(exp: Experiment, executor: Executor, only: set[str] | None, retry_fai
         if changed and not dry:
             _write_journal(exp, journal, "after matching unconfirmed submissions with Slurm", [])
         latest = journal.latest()
-        got = tracking.collect(exp, journal, exp.read_cache()) if latest else tracking.Collected(jobs={})
+        # States come from each job's own scheduler; this one's answers go through it (a dry
+        # run or a test's fake stands in for the real one of its kind).
+        asked = {**kinds.schedulers(exp.internal / "submitit"), executor.kind: executor}
+        got = tracking.collect(exp, journal, exp.read_cache(), schedulers=asked) if latest else QueryResult()
         states = {}
         for unit, (_, task) in latest.items():
             info = got.jobs.get(task.job_id)
@@ -147,7 +154,7 @@ def _write_journal(exp: Experiment, journal: Journal, when: str, submitted: list
         ) from None
 
 
-def _submit(executor: Executor, scripts: list[Path], request: JobRequest, wait_for: list[Path | None]) -> list[str]:
+def _submit(executor: Scheduler, scripts: list[Path], request: JobRequest, wait_for: list[Path | None]) -> list[str]:
     if not isinstance(executor, DryRun):
         for script in scripts:
             # A retried unit must not be judged by its previous attempt's state file.
