@@ -65,6 +65,10 @@ class FakeScheduler:
     def max_array_size(self) -> int:
         return 1001
 
+    def max_time_seconds(self, partition: str | None) -> int | None:
+        """No partition limit."""
+        return None
+
     def submit(self, scripts: list[Path], request: JobRequest, wait_for: list[Path | None]) -> list[str]:
         array = str(self._next)
         self._next += 1

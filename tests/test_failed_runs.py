@@ -72,8 +72,10 @@ def _report(train: JobInfo, ev: JobInfo):  # type: ignore[no-untyped-def]
     run = plan_.finetune_runs[0].name
     key = plan_.evaluations[0].key
     journal_ = Journal(experiment="x", submissions=[
-        Submission(1, "t", "slurm", "train", "1", None, {}, [TaskEntry(run, "1_0", "s")]),
-        Submission(2, "t", "slurm", "eval", "2", "afterok:1_0", {}, [TaskEntry(key, "2_0", "s")]),
+        Submission(number=1, time="t", executor="slurm", kind="train", job_id="1", dependency=None, parameters={},
+                   tasks=[TaskEntry(unit=run, job_id="1_0", script="s")]),
+        Submission(number=2, time="t", executor="slurm", kind="eval", job_id="2", dependency="afterok:1_0", parameters={},
+                   tasks=[TaskEntry(unit=key, job_id="2_0", script="s")]),
     ])
     report = build_report(plan_, journal_, {"1_0": train, "2_0": ev}, datetime(2025, 1, 1))
     return {u.kind: u for u in report.units}
