@@ -45,7 +45,7 @@ def sbatch_value_problem(key: str, value: str) -> str | None:
 
 
 def check_sbatch_value(key: str, value: str | None) -> str | None:
-    """Pydantic-validator helper: return the value, or raise ValueError saying what Slurm accepts."""
+    """For pydantic validators: the value, or a ValueError saying what Slurm accepts."""
     if value is None:
         return None
     problem = sbatch_value_problem(key, value)
