@@ -69,3 +69,9 @@ def test_installed_wheel_plans_the_shipped_example_from_another_directory(tmp_pa
     script = next(w for w in eval_sh.split() if w.endswith("capitalization/eval.py"))
     assert Path(script).is_relative_to(venv) and Path(script).is_file(), script
     assert "## Compute Estimates" in (exp / "experiment_summary.md").read_text()
+
+    # The demo's model and data are not package data: one line and exit 2, no traceback.
+    demo = subprocess.run([str(tool), "demo", "--out", str(tmp_path / "demo")], cwd=elsewhere, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert demo.returncode == 2, demo.stderr
+    assert demo.stderr.startswith("error: the demo needs a checkout of plan-experiment (") and len(demo.stderr.splitlines()) == 1
