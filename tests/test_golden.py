@@ -126,7 +126,7 @@ def produced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
         exp = out / "cap_5L_lora_comparison_demo"
         # Slurm's sbatch script is what users review before submitting; it is rendered
         # without asking a controller, so the golden text is the same with or without one.
-        mp.setattr("planner.adapters.slurm_query.slurm_available", lambda *a, **k: True)
+        mp.setattr("planner.jobs.slurm_query.slurm_available", lambda *a, **k: True)
         dry = run_cli("submit", str(exp), "--dry-run", "--executor", "slurm")
         assert dry.exit_code == 0, dry.output
     texts = {name: normalise((exp / rel).read_text(encoding="utf-8"), tmp) for name, rel in FOLDER_FILES.items()}

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from planner.core.knobs import KNOBS, Knob, knob_table
-from planner.core.recipes import RecipeError, finetune_config, model_shape_from_config
+from planner.spec.knobs import KNOBS, Knob, knob_table
+from planner.torchtune.recipes import RecipeError, finetune_config, model_shape_from_config
 from tests.conftest import EXAMPLE, ROOT, load_yaml, run_cli, write_spec
 
 
