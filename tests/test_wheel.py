@@ -1,14 +1,14 @@
 """The installable wheel: built from the sources, installed (not editable) into a new venv,
 it plans the shipped example from another directory.
 
-It builds without build isolation when this interpreter has setuptools (offline), installs
-the wheel's dependencies from the package index pip is configured with (its cache makes a
-rerun quick), and takes about a minute.
+It builds without build isolation when this interpreter has a recent enough setuptools
+(offline), else with it; it installs the wheel's dependencies from the package index pip is
+configured with (its cache makes a rerun quick), and takes about a minute.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -26,6 +26,14 @@ NOT_SOURCE = shutil.ignore_patterns(
 )
 
 
+def _setuptools_major() -> int:
+    """Major version of this interpreter's setuptools; 0 without one (then pip builds isolated)."""
+    try:
+        return int(importlib.metadata.version("setuptools").split(".")[0])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return 0
+
+
 def run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     assert proc.returncode == 0, f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -39,7 +47,7 @@ def test_installed_wheel_plans_the_shipped_example_from_another_directory(tmp_pa
     src, dist, venv, elsewhere, out = (tmp_path / n for n in ("src", "dist", "venv", "elsewhere", "out"))
     # A copy of the sources: an in-tree build would leave build/ and *.egg-info in the checkout.
     shutil.copytree(ROOT, src, ignore=NOT_SOURCE)
-    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    isolation = ["--no-build-isolation"] if _setuptools_major() >= 77 else []  # pyproject's build requirement
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q", "-w", str(dist), str(src)], tmp_path, env, 300)
     (wheel,) = dist.glob("plan_experiment-*.whl")
     shutil.rmtree(src)  # nothing may come from the sources any more
