@@ -70,8 +70,17 @@ _HEADER_RE = re.compile(r"Running (\w+) with resolved config:")
 # Patterns open with a literal so the regex engine can skip ahead with a fast prefix
 # search instead of trying every position (what a leading \w+ or (A|B) would cost).
 _MEM_RE = re.compile(r"peak memory (allocation|alloc|reserved|active): *([\d.]+) *(GiB|GB|MiB|MB)?")
-_CKPT_RE = re.compile(r"checkpoint of size ([\d.]+) *(GiB|GB|MiB|MB) saved to (\S+)")
+# ``Model checkpoint of size 2.30 GiB saved to PATH`` (0.5+), ``... of size 2.47 GB saved to
+# PATH`` (<= 0.4) and ``Model checkpoint saved to PATH`` (newer, no size).
+_CKPT_RE = re.compile(
+    r"(Model|Adapter|Recipe|model|adapter|recipe) checkpoint (?:of size ([\d.]+) *(GiB|GB|MiB|MB) )?saved to (\S+)"
+)
 _EPOCH_DIR_RE = re.compile(r"epoch_(\d+)")
+# torchtune <= 0.4 puts the epoch in the file name: hf_model_0001_9.pt, adapter_9.pt.
+_EPOCH_FILE_RE = re.compile(r"_(\d+)\.(?:pt|bin|safetensors)$")
+# Launchers prefix each line with the rank that wrote it: torchx ``[trainer0|0]:``,
+# torchrun --tee ``[default0]:``, torch's error printing ``[rank0]: ``.
+_LAUNCHER_RE = re.compile(rb"(?:(?<=\n)|^)\[(?:rank\d+\]: ?|[A-Za-z_]+\d+(?:\|\d+)?\]:)")
 _CKPT_SAVED_RE = re.compile(r"Checkpoint saved in ([\d.]+) seconds")
 _STEP_RE = re.compile(r"Step (\d+) \| ([^\n\r]*)")
 _KV_RE = re.compile(r"(\w+):(\S+)")
@@ -124,13 +133,14 @@ class CheckpointSave:
 
     Attributes:
         kind: ``"model"``, ``"adapter"`` or ``"recipe"``.
-        size_gib: file size in GiB as logged.
+        size_gib: file size in GiB as logged (None: newer torchtune logs no size).
         path: path as logged.
-        epoch: 0-based epoch taken from the ``epoch_N`` folder in the path.
+        epoch: 0-based epoch from the ``epoch_N`` folder in the path, or from the
+            file name (``hf_model_0001_9.pt``, torchtune <= 0.4).
     """
 
     kind: str
-    size_gib: float
+    size_gib: float | None
     path: str
     epoch: int | None
 
@@ -156,6 +166,9 @@ class LogRecord:
         output_dir: ``output_dir``.
         lora_rank: ``model.lora_rank``.
         checkpoint_dir: ``checkpointer.checkpoint_dir`` (the base model's folder).
+        world_size: processes (GPUs) of a distributed run: ``world_size`` or
+            ``nproc_per_node`` in the config, else the ranks a launcher prefixed lines
+            with; None for a single process.
         steps_per_epoch: bar total (optimizer steps per epoch).
         total_steps: highest global step seen.
         epochs_started: highest epoch number seen on a bar (1-based).
@@ -192,6 +205,7 @@ class LogRecord:
     output_dir: str | None = None
     lora_rank: int | None = None
     checkpoint_dir: str | None = None
+    world_size: int | None = None
     steps_per_epoch: int | None = None
     total_steps: int | None = None
     epochs_started: int = 0
@@ -229,6 +243,14 @@ class LogRecord:
         return cfg
 
     @property
+    def finetune_kind(self) -> str | None:
+        """``"lora"`` or ``"full"`` from the recipe class or model builder (None: unknown).
+
+        LoRA, QLoRA and DoRA recipes train adapters; ``Full...Recipe`` trains every weight.
+        """
+        return finetune_kind(self.recipe, self.model_component)
+
+    @property
     def peak_memory(self) -> float | None:
         """The largest peak-memory figure logged (reserved is what the GPU had to hold)."""
         return max(self.peak_memory_gib.values()) if self.peak_memory_gib else None
@@ -248,7 +270,7 @@ class LogRecord:
         """
         per_epoch: dict[int | None, float] = {}
         for c in self.checkpoints:
-            if c.kind != "recipe":
+            if c.kind != "recipe" and c.size_gib is not None:
                 per_epoch[c.epoch] = per_epoch.get(c.epoch, 0.0) + c.size_gib
         if not per_epoch:
             return None
@@ -291,6 +313,26 @@ class LogRecord:
 
 
 _FIELDS = tuple(LogRecord.__dataclass_fields__)
+
+
+def finetune_kind(recipe: str | None, model_component: str | None) -> str | None:
+    """``"lora"`` for LoRA/QLoRA/DoRA, ``"full"`` for full fine-tunes, None when neither says.
+
+    Args:
+        recipe: the recipe class, e.g. ``FullFinetuneRecipeDistributed``.
+        model_component: the model builder, e.g. ``torchtune.models.llama3_2.lora_llama3_2_1b``.
+    """
+    r = (recipe or "").lower()
+    if "lora" in r or "dora" in r:
+        return "lora"
+    if r.startswith("full"):
+        return "full"
+    leaf = (model_component or "").rsplit(".", 1)[-1].lower()
+    if leaf.startswith(("lora_", "qlora_", "dora_")):
+        return "lora"
+    if leaf:
+        return "full"
+    return None
 _UNSET = object()
 
 
@@ -442,6 +484,25 @@ def _bar_line(data: bytes, start: int, end: int, first: int, samples: list[BarSa
                 rest.append(data[stop:end])
 
 
+def _normalise(data: bytes) -> tuple[bytes, int]:
+    """Undo what the way a log was written adds: CRLF line ends and launcher prefixes.
+
+    A log copied off Windows ends every line with ``\\r\\n``, which would read as a
+    bar update per line; torchx/torchrun prefix every line with its rank, which hides
+    config keys and exception lines. Both are undone here so such a copy parses to
+    the record of the plain log. Costs one ``in`` test each when absent.
+
+    Returns:
+        The plain bytes and how many distinct launcher prefixes were seen (ranks).
+    """
+    if b"\r\n" in data:
+        data = data.replace(b"\r\n", b"\n")
+    if b"]:" not in data or _LAUNCHER_RE.search(data) is None:
+        return data, 0
+    ranks = {m.group(0).rstrip() for m in _LAUNCHER_RE.finditer(data)}
+    return _LAUNCHER_RE.sub(b"", data), len(ranks)
+
+
 def _split_bars(data: bytes) -> tuple[list[BarSample], bytes]:
     """Pull bar updates out of the log.
 
@@ -465,7 +526,7 @@ def _split_bars(data: bytes) -> tuple[list[BarSample], bytes]:
                     continue
             rest.append(line)
         if len(samples) > MAX_SERIES * 4:
-            samples = _bounded(samples, MAX_SERIES * 4)
+            samples = _bounded(_drop_reprints(samples), MAX_SERIES * 4)
         return samples, b"\n".join(rest)
 
     # Jump from one '\r' to the next instead of walking every line: the text between
@@ -530,13 +591,13 @@ def _scalar(raw: str | None) -> Any:
 _CONFIG_END_RE = re.compile(r"\n(?=[^ \t\-#\n])(?![A-Za-z_][\w.\-]*:(?: |\n|$))")
 _SECTION_END_RE = re.compile(r"\n[^ \t\-#\n]")
 _TOP_ATTR = {k: k for k in ("batch_size", "gradient_accumulation_steps", "epochs",
-                            "max_steps_per_epoch", "output_dir")}
+                            "max_steps_per_epoch", "output_dir", "world_size", "nproc_per_node")}
 _SECTION_FINDS = {
     "model": (("_component_", "model_component"), ("lora_rank", "lora_rank")),
     "tokenizer": (("max_seq_len", "max_seq_len"),),
     "checkpointer": (("checkpoint_dir", "checkpoint_dir"),),
     "dataset": (("packed", "packed"), ("source", "dataset_source"), ("data_files", "dataset_data_files"),
-                ("split", "dataset_split")),
+                ("split", "dataset_split"), ("max_seq_len", "dataset_max_seq_len")),
 }
 # Search strings built once: "\nbatch_size:" for top-level keys, "\n  packed:" inside
 # the section that starts at "\ndataset:\n".
@@ -546,7 +607,7 @@ _SECTION_NEEDLES = tuple(
     for name, keys in _SECTION_FINDS.items()
 )
 _INT_FIELDS = {"batch_size", "gradient_accumulation_steps", "epochs", "max_steps_per_epoch",
-               "lora_rank", "max_seq_len"}
+               "lora_rank", "max_seq_len", "dataset_max_seq_len", "world_size", "nproc_per_node"}
 _STR_FIELDS = {"model_component", "dataset_source", "dataset_split", "output_dir", "checkpoint_dir"}
 _BLOCK_ITEM_RE = re.compile(r"\n {2,}- (.*)")
 
@@ -616,7 +677,14 @@ def _extract_config(text: str, rec: LogRecord) -> None:
             value = value if isinstance(value, bool) else None
         elif attr in _STR_FIELDS:
             value = str(value) if value is not None else None
-        setattr(rec, attr, value)
+        if attr == "dataset_max_seq_len":  # torchtune 0.1 kept it in the dataset section
+            if rec.max_seq_len is None:
+                rec.max_seq_len = value
+        elif attr in ("world_size", "nproc_per_node"):
+            if value and value > 1:
+                rec.world_size = max(rec.world_size or 1, value)
+        else:
+            setattr(rec, attr, value)
     if not found:
         rec.problems.append("config dump present but none of the expected keys were read")
 
@@ -628,7 +696,25 @@ def _median(values: list[float]) -> float:
     return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
 
 
+def _drop_reprints(samples: list[BarSample]) -> list[BarSample]:
+    """Leave out the finished bar torchtune prints again after each checkpoint save.
+
+    Its elapsed time (and so its rate) includes the save: it is neither a speed sample
+    nor the epoch's training time. The first update that reached the total stands.
+    """
+    done: set[int] = set()
+    kept = []
+    for s in samples:
+        if s.epoch is not None and s.total and s.n >= s.total:
+            if s.epoch in done:
+                continue
+            done.add(s.epoch)
+        kept.append(s)
+    return kept
+
+
 def _summarise_bars(samples: list[BarSample], rec: LogRecord) -> None:
+    samples = _drop_reprints(samples)
     if not samples:
         return
     # The bar total is constant across epochs; take the most common one.
@@ -695,19 +781,14 @@ def _extract_rare(text: str, rec: LogRecord) -> None:
                 continue
             val *= _UNIT_TO_GIB.get(m.group(3), 1.0)
             rec.peak_memory_gib[key] = max(val, rec.peak_memory_gib.get(key, 0.0))
-    if "checkpoint of size" in text:
+    if "checkpoint of size" in text or "checkpoint saved to" in text:
         for m in _CKPT_RE.finditer(text):
-            size = _to_float(m.group(1))
-            if size is None:
-                continue
-            at = m.start()
-            before = text[at - 8 : at] if at >= 8 else text[:at]
-            kind = "adapter" if "Adapter" in before else "recipe" if "Recipe" in before else "model"
-            path = m.group(3)
-            ep = _EPOCH_DIR_RE.search(path)
+            size = _to_float(m.group(2))
+            path = m.group(4)
+            ep = _EPOCH_DIR_RE.search(path) or _EPOCH_FILE_RE.search(path)
             rec.checkpoints.append(
-                CheckpointSave(kind, size * _UNIT_TO_GIB.get(m.group(2), 1.0), path,
-                               int(ep.group(1)) if ep else None)
+                CheckpointSave(m.group(1).lower(), None if size is None else size * _UNIT_TO_GIB.get(m.group(3), 1.0),
+                               path, int(ep.group(1)) if ep else None)
             )
     if "Checkpoint saved in" in text:
         rec.checkpoint_save_s = [float(x) for x in _CKPT_SAVED_RE.findall(text) if _to_float(x) is not None]
@@ -833,6 +914,7 @@ def parse_log_bytes(data: bytes, path: str | None = None) -> LogRecord:
         binary = b"\x00" in data
         if binary:
             data = data.replace(b"\x00", b"")
+        data, ranks = _normalise(data)
         samples, rest_b = _split_bars(data)
         rest = rest_b.decode("utf-8", "replace")
         if not binary and rest.count("\ufffd") > 16:
@@ -840,7 +922,11 @@ def parse_log_bytes(data: bytes, path: str | None = None) -> LogRecord:
         if binary:
             rec.problems.append("log contains binary data; parsed what was readable")
         _extract_config(rest, rec)
+        if ranks > 1:
+            rec.world_size = max(rec.world_size or 1, ranks)
         _summarise_bars(samples, rec)
+        if not samples and (b"it/s]" in data or b"s/it]" in data):
+            rec.problems.append("progress bars present but none could be read; no speed from this log")
         _extract_rare(rest, rec)
         if not data.endswith(b"\n"):
             rec.problems.append("log does not end with a newline (cut mid-write or still running)")
