@@ -56,7 +56,7 @@ def effective_slurm(spec: ExperimentSpec, slurm: SlurmSettings, estimates: Compu
     if res.time != "auto":
         out["time"] = res.time
     elif estimates is not None and estimates.runs:
-        out["time"] = max(estimates.runs, key=lambda r: r.train_seconds).slurm_time
+        out["time"] = max(estimates.runs, key=lambda r: r.job_seconds or r.train_seconds).slurm_time
     return out
 
 
@@ -130,6 +130,8 @@ def estimates_json(estimates: ComputeEstimates) -> str:
             "preliminary": estimates.preliminary,
             "runs": {
                 r.run: {"train_seconds": round(r.train_seconds, 1), "train_low_seconds": round(r.train_low_seconds, 1),
+                        "job_seconds": round(r.job_seconds, 1), "startup_seconds": round(r.startup_seconds, 1),
+                        "saves_seconds": round(r.saves_seconds, 1), "job_basis": r.job_basis,
                         "slurm_time": r.slurm_time, "confidence": r.confidence, "basis": r.basis,
                         "disk_bytes": int(r.disk_bytes), "steps_per_epoch": r.steps_per_epoch}
                 for r in estimates.runs

@@ -53,10 +53,11 @@ def command(experiment: Path, logs: tuple[Path, ...], as_json: bool, calibrate: 
     for path, reason in out.scan.skipped[:10]:
         console.print(f"  skipped {path}: {reason}", markup=False, highlight=False)
     table = Table(title="Training estimates per run")
-    for col in ("Run", "Steps/epoch", "Estimate", "Confidence", "Slurm time", "Basis"):
+    for col in ("Run", "Steps/epoch", "Loop", "Job wall time", "Confidence", "Slurm time", "Basis"):
         table.add_column(col, overflow="fold")
     for r in est.runs:
-        table.add_row(r.run, str(r.steps_per_epoch or "-"), duration(r.train_seconds), r.confidence, r.slurm_time, r.basis)
+        table.add_row(r.run, str(r.steps_per_epoch or "-"), duration(r.train_seconds), duration(r.job_seconds),
+                      r.confidence, r.slurm_time, f"{r.basis}; {r.job_basis}")
     console.print(table)
     console.print(f"Total training {duration(est.total_train_seconds)}; {est.eval_count} evaluations ~{duration(est.total_eval_seconds)}; "
                   f"{est.gpu_hours(max(exp.spec.resources.gpus, 1)):.2f} GPU hours; checkpoints ~{size(est.disk_total_bytes)} "

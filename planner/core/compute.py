@@ -16,14 +16,19 @@ class RunEstimate:
 
     run: str
     model: str
-    train_seconds: float  # the figure used for planning (upper end of a range when preliminary)
+    train_seconds: float  # the training loop, as planned (upper end of a range when preliminary)
     train_low_seconds: float
     basis: str
-    confidence: str  # measured | scaled | preliminary
-    slurm_time: str
+    confidence: str  # measured | scaled | low | preliminary
+    slurm_time: str  # from job_seconds plus a margin
     disk_bytes: float
     steps_per_epoch: int | None = None
     calculation: str = ""
+    job_seconds: float = 0.0  # the job's wall time: start-up + loop + saves
+    startup_seconds: float = 0.0
+    saves_seconds: float = 0.0
+    job_basis: str = ""
+    job_calculation: str = ""
 
 
 @dataclass
@@ -51,13 +56,18 @@ class ComputeEstimates:
         return sum(r.train_seconds for r in self.runs)
 
     @property
+    def total_job_seconds(self) -> float:
+        """Sum of the fine-tune jobs' wall times (start-up and saves included)."""
+        return sum(r.job_seconds or r.train_seconds for r in self.runs)
+
+    @property
     def total_eval_seconds(self) -> float:
         """Sum of evaluation estimates."""
         return self.eval_seconds_each * self.eval_count
 
     def gpu_hours(self, gpus_per_run: int) -> float:
         """GPU hours of training and evaluation together."""
-        return (self.total_train_seconds * max(gpus_per_run, 1) + self.total_eval_seconds) / 3600
+        return (self.total_job_seconds * max(gpus_per_run, 1) + self.total_eval_seconds) / 3600
 
     @property
     def disk_total_bytes(self) -> float:
