@@ -44,6 +44,16 @@ def _run_times(exp: Experiment) -> dict[str, str]:
     return {k: v["slurm_time"] for k, v in runs.items() if "slurm_time" in v}
 
 
+#: What the journal keeps of a run's estimate at submit time.
+_PREDICTED_KEYS = ("job_seconds", "train_seconds", "slurm_time", "confidence")
+
+
+def _predictions(exp: Experiment) -> dict[str, dict[str, Any]]:
+    """Each run's estimate as it stands now, to be recorded with its submission."""
+    runs = exp.read_estimates().get("runs", {})
+    return {k: {key: v[key] for key in _PREDICTED_KEYS if key in v} for k, v in runs.items() if isinstance(v, dict)}
+
+
 def _request(exp: Experiment, base: dict[str, Any], name: str, time: str, dependency: str | None, gpus: int) -> JobRequest:
     return JobRequest(
         name=name, time=time, gpus=gpus, nodes=base["nodes"] if gpus else 1, cpus_per_task=base.get("cpus_per_task"),
@@ -72,6 +82,7 @@ def submit(exp: Experiment, executor: Executor, only: set[str] | None, retry_fai
             return result
         base = slurm_request_base(exp)
         times = _run_times(exp)
+        predictions = _predictions(exp)
         max_size = executor.max_array_size()
         gpus = int(base["gpus"])
         retry = retry_failed
@@ -81,7 +92,8 @@ def submit(exp: Experiment, executor: Executor, only: set[str] | None, retry_fai
             sub = Submission(
                 number=journal.next_number(), time=now.isoformat(timespec="seconds"), executor=executor.kind, kind=kind,  # type: ignore[arg-type]
                 job_id=array_id, dependency=request.dependency, parameters={k: v for k, v in vars(request).items() if v is not None},
-                tasks=[TaskEntry(unit=u, job_id=j, script=str(s), index=(i if len(ids) > 1 else None))
+                tasks=[TaskEntry(unit=u, job_id=j, script=str(s), index=(i if len(ids) > 1 else None),
+                                 predicted=predictions.get(u) or None)
                        for i, (u, j, s) in enumerate(zip(units, ids, scripts))],
                 retry=retry,
             )

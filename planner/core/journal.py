@@ -16,12 +16,18 @@ UnitKind = Literal["train", "eval"]
 
 @dataclass
 class TaskEntry:
-    """One unit inside a submission: which job (or array task) runs it."""
+    """One unit inside a submission: which job (or array task) runs it.
+
+    ``predicted`` is the estimate the job was submitted with (``job_seconds``,
+    ``train_seconds``, ``slurm_time``), kept so calibration compares what happened
+    with what was predicted then, whatever later re-estimates say.
+    """
 
     unit: str
     job_id: str
     script: str
     index: int | None = None
+    predicted: dict[str, Any] | None = None
 
 
 @dataclass
