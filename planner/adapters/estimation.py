@@ -13,10 +13,12 @@ from typing import Callable
 
 from planner import paths
 from planner.adapters.experiment import Experiment
+from planner.adapters.experiment_index import registered
 from planner.adapters.experiment_dir import atomic_write_text
 from planner.adapters.planning import estimates_json
 from planner.adapters.prior_index import estimate_from_prior_runs
 from planner.adapters.prior_runs import ScanResult
+from planner.adapters.tracking import recorded_predictions
 from planner.adapters.verify import verify
 from planner.core.compute import ComputeEstimates
 from planner.core.designlog import DesignLog
@@ -48,12 +50,20 @@ def run_estimate(exp: Experiment, settings: LocalSettings, extra_dirs: list[Path
                  use_cache: bool = True) -> EstimateOutcome:
     """Scan prior runs, re-estimate, rewrite Compute Estimates, estimates.json and the log."""
     # The experiment itself comes first: its finished runs are the best priors for its other runs.
-    dirs = [exp.path, Path(settings.scratch_dir), Path(settings.experiments_dir), *extra_dirs]
+    # Then every experiment the user planned (the index new keeps), wherever it was written.
+    dirs = [exp.path, Path(settings.scratch_dir), Path(settings.experiments_dir), *extra_dirs, *registered()]
     log = DesignLog()
     spec_dir = Path((exp.spec.provenance or {}).get("spec_dir") or exp.path)
     resources = verify(exp.spec, settings, spec_dir, paths.PROJECT_ROOT, exp.path.parent, DesignLog(), now)
     result, priors, estimates = estimate_from_prior_runs(exp.plan, resources, dirs, log, now, settings.gpu_memory_gib,
                                                          use_cache)
+    submitted = recorded_predictions(exp)
+    if submitted:
+        estimates.notes.append(
+            f"Re-estimated {now().strftime('%Y-%m-%d %H:%M')}: the figures above are new. The {len(submitted)} job(s) "
+            "already submitted keep the prediction they were submitted with in journal.json; status and "
+            "`estimate --calibrate` compare with those."
+        )
     block = estimates_block(estimates, max(exp.spec.resources.gpus, 1), make_environment(paths.TEMPLATES_DIR))
     with exp.lock():
         exp.update_summary_blocks({ESTIMATES_BLOCK: block})

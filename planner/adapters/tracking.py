@@ -128,10 +128,31 @@ def result_notes(exp: Experiment) -> dict[str, str]:
     return notes
 
 
-def predicted_seconds(exp: Experiment) -> dict[str, float]:
-    """Predicted training seconds per run, from estimates.json."""
+def recorded_predictions(exp: Experiment, journal: Journal | None = None) -> dict[str, float]:
+    """The job wall time each unit's latest submission was predicted to take (journal.json)."""
+    journal = journal if journal is not None else exp.read_journal()
+    out: dict[str, float] = {}
+    for unit, (_, task) in journal.latest().items():
+        recorded = task.predicted or {}
+        figure = recorded.get("job_seconds") or recorded.get("train_seconds")
+        if figure:
+            out[unit] = float(figure)
+    return out
+
+
+def predicted_seconds(exp: Experiment, journal: Journal | None = None) -> dict[str, float]:
+    """Predicted job wall time per run, as recorded when it was submitted.
+
+    The journal keeps the estimate each job was submitted with; re-estimating later
+    rewrites estimates.json but never these. Runs not yet submitted, or submitted
+    before predictions were journalled, take estimates.json's figure (its job wall
+    time, else its training time).
+    """
     runs = exp.read_estimates().get("runs", {})
-    return {k: float(v["train_seconds"]) for k, v in runs.items() if "train_seconds" in v}
+    out = {k: float(v.get("job_seconds") or v["train_seconds"]) for k, v in runs.items()
+           if isinstance(v, dict) and (v.get("job_seconds") or "train_seconds" in v)}
+    out.update(recorded_predictions(exp, journal))
+    return out
 
 
 def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_s: float = 30.0) -> tuple[StatusReport, int]:
@@ -144,7 +165,7 @@ def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_
         journal = exp.read_journal()
         cache = exp.read_cache()
         got = collect(exp, journal, cache, timeout_s)
-        report = build_report(exp.plan, journal, got.jobs, now, result_notes(exp), predicted_seconds(exp))
+        report = build_report(exp.plan, journal, got.jobs, now, result_notes(exp), predicted_seconds(exp, journal))
         report.stale, report.stale_reason = got.stale, got.stale_reason
         if not got.stale:
             cache["last_good_refresh"] = now.isoformat(timespec="seconds")

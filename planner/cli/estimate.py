@@ -14,7 +14,7 @@ from rich.table import Table
 from planner.adapters.estimation import run_estimate, settings_of
 from planner.adapters.experiment import load_experiment
 from planner.adapters.local_settings import load_local_settings
-from planner.adapters.tracking import predicted_seconds, refresh
+from planner.adapters.tracking import predicted_seconds, recorded_predictions, refresh
 from planner.core.render import duration, size
 
 
@@ -30,22 +30,29 @@ def command(experiment: Path, logs: tuple[Path, ...], as_json: bool, calibrate: 
     console = Console(soft_wrap=True)
     exp = load_experiment(experiment)
     settings = load_local_settings(local_config) if local_config else settings_of(exp)
+    # Calibration compares with the prediction each job was submitted with (journal.json),
+    # which the re-estimate below never changes: calling this twice prints the same.
     before = predicted_seconds(exp)
+    rows: list[dict[str, Any]] = []
     if calibrate:
         report, _ = refresh(exp, datetime.now())
-        rows: list[dict[str, Any]] = []
         for u in report.units:
             if u.kind == "train" and u.state == "COMPLETED" and u.elapsed_s and u.unit in before:
                 err = (u.elapsed_s - before[u.unit]) / before[u.unit] * 100
                 rows.append({"run": u.unit, "predicted_s": round(before[u.unit], 1), "actual_s": u.elapsed_s, "error_pct": round(err, 1)})
     out = run_estimate(exp, settings, list(logs), datetime.now, use_cache=not no_cache)
     est = out.estimates
+    recorded = recorded_predictions(exp)
+    changed = [(r.run, recorded[r.run], r.job_seconds) for r in est.runs
+               if r.run in recorded and abs(recorded[r.run] - r.job_seconds) >= 0.5]
     if as_json:
         payload = json.loads((exp.path / "estimates.json").read_text())
         payload["priors_used"] = len(out.priors)
         payload["skipped_logs"] = [{"path": p, "reason": r} for p, r in out.scan.skipped]
         if calibrate:
             payload["calibration"] = rows
+        payload["new_since_submit"] = [{"run": run, "submitted_job_seconds": round(old, 1), "new_job_seconds": round(new, 1)}
+                                       for run, old, new in changed]
         click.echo(json.dumps(payload, indent=2))
         return
     console.print(f"searched {', '.join(str(d) for d in out.dirs) or 'nothing'}: {len(out.priors)} usable prior run(s), "
@@ -63,8 +70,14 @@ def command(experiment: Path, logs: tuple[Path, ...], as_json: bool, calibrate: 
                   f"{est.gpu_hours(max(exp.spec.resources.gpus, 1)):.2f} GPU hours; checkpoints ~{size(est.disk_total_bytes)} "
                   f"of {size(est.disk_free_bytes)} free")
     console.print(f"Batch size: {est.batch_size_note}")
+    if changed:
+        console.print(f"New figures for {len(changed)} run(s) already submitted (journal.json keeps what each was "
+                      "submitted with; calibration and status compare with that):")
+        for run, old, new in changed:
+            console.print(f"  {run}: submitted with {duration(old)} job wall time, new estimate {duration(new)}",
+                          markup=False, highlight=False)
     if calibrate:
-        cal = Table(title="Calibration: predicted vs actual training time")
+        cal = Table(title="Calibration: predicted (at submit) vs actual job wall time")
         for col in ("Run", "Predicted", "Actual", "Error"):
             cal.add_column(col)
         for row in rows:

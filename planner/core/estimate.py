@@ -129,6 +129,7 @@ class RunQuery:
             tokens-per-second estimate, which survives sequence-length changes).
         max_steps_per_epoch: torchtune's cap on steps per epoch.
         kind: ``"lora"`` or ``"full"`` (the planner's recipes are LoRA).
+        lora_rank: the LoRA rank (a tie-breaker between otherwise equal priors).
     """
 
     model: str
@@ -143,6 +144,7 @@ class RunQuery:
     tokens_per_sample: float | None = None
     max_steps_per_epoch: int | None = None
     kind: str = "lora"
+    lora_rank: int | None = None
 
     @classmethod
     def from_settings(
@@ -184,6 +186,7 @@ class RunQuery:
             gpus=int(settings.get("gpus") or 1),
             tokens_per_sample=settings.get("tokens_per_sample"),
             max_steps_per_epoch=settings.get("max_steps_per_epoch"),
+            lora_rank=settings.get("lora_rank"),
         )
 
     def steps_per_epoch(self) -> int:
@@ -601,6 +604,8 @@ def _config_distance(run: RunQuery, p: PriorRun) -> float:
         d += 1.5
     if (p.gpus or 1) != max(run.gpus, 1):
         d += 1 + abs(math.log2(max(run.gpus, 1) / (p.gpus or 1)))  # communication does not scale linearly
+    if run.lora_rank and p.lora_rank and run.lora_rank != p.lora_rank:
+        d += 0.1 * abs(math.log2(run.lora_rank / p.lora_rank))  # matters little, mostly at small batches
     if p.state != "completed":
         d += 0.5  # a cut or failed run still measured speed, but trust it a bit less
     return d
@@ -611,7 +616,7 @@ CROSS_KIND_TIER = 4
 
 #: What makes two priors interchangeable for ranking: everything tier and distance read.
 _CONFIG_KEY = attrgetter("model", "param_count", "batch_size", "gradient_accumulation_steps",
-                         "max_seq_len", "packed", "state", "kind", "gpus")
+                         "max_seq_len", "packed", "state", "kind", "gpus", "lora_rank")
 
 
 class PriorPool:
