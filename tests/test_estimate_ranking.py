@@ -98,3 +98,18 @@ def test_job_time_learns_startup_from_other_models_and_swaps_weight_loading() ->
     # 260 - 100 - 10 = 150 s start-up, of which 3B x 15 s = 45 s loading: 105 s fixed + 15 s for 1B.
     assert job.details["startup_s"] == pytest.approx(105 + 15)
     assert "median of 1 finished run(s) of other models" in job.basis
+
+
+def test_finished_long_epochs_time_the_loop_not_the_swinging_bar_rate() -> None:
+    # Under load tqdm's moving-average rate swings (0.8 it/s at the end) while the
+    # epochs took 40 and 44 s for 50 steps each: the whole-epoch average is what a
+    # rerun of the same configuration takes.
+    prior = PriorRun(name="/e/r/slurm-1.out", model="lora_llama2", kind="lora", batch_size=8, it_per_s=0.8,
+                     steps_per_epoch=50, epoch_seconds=[40.0, 44.0], state="completed")
+    query = RunQuery(model="tiny", param_count=None, batch_size=8, epochs=2, train_samples=400)
+    est = training_time(query, [prior])
+    assert est.figure == pytest.approx(84.0)
+    assert "whole epochs, warm-up included" in est.calculation
+    short = PriorRun(name="s", model="lora_llama2", kind="lora", batch_size=8, it_per_s=4.0,
+                     steps_per_epoch=50, epoch_seconds=[10.0, 11.0], state="completed")
+    assert training_time(query, [short]).figure == pytest.approx(2 * 50 / 4.0)  # whole seconds too coarse: the rate
