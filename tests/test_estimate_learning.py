@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planner.adapters.experiment_index import index_path, registered
+from planner.estimate.experiment_index import index_path, registered
 from submit_support import EXAMPLE, cli, journal, ok, status_json
 from tests.conftest import run_cli
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from planner.adapters.prior_runs import scan
-from planner.core.estimate import PriorRun, RunQuery, job_time, training_time
+from planner.estimate.prior_scan import scan
+from planner.estimate.estimators import PriorRun, RunQuery, job_time, training_time
 
 REAL_LORA = Path(__file__).parent / "fixtures" / "logs" / "real" / "slurm-90001.out"  # a real tiny-model LoRA run
 TINY_PARAMS = 90432

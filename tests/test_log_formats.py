@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from planner.core.logparse import LogRecord, parse_log
+from planner.estimate.logparse import LogRecord, parse_log
 
 P = "INFO:torchtune.utils._logging:"
 OUT = "/scratch/u/run-a"

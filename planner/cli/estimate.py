@@ -11,11 +11,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from planner.adapters.estimation import run_estimate, settings_of
-from planner.adapters.experiment import load_experiment
-from planner.adapters.local_settings import load_local_settings
-from planner.adapters.tracking import predicted_seconds, recorded_predictions, refresh
-from planner.core.render import duration, size
+from planner.estimate.pipeline import run_estimate, settings_of
+from planner.folder.experiment import load_experiment
+from planner.spec.local_settings import load_local_settings
+from planner.status.refresh import predicted_seconds, refresh
+from planner.plan.render import duration, size
 
 
 @click.command("estimate")
@@ -42,7 +42,7 @@ def command(experiment: Path, logs: tuple[Path, ...], as_json: bool, calibrate: 
                 rows.append({"run": u.unit, "predicted_s": round(before[u.unit], 1), "actual_s": u.elapsed_s, "error_pct": round(err, 1)})
     out = run_estimate(exp, settings, list(logs), datetime.now, use_cache=not no_cache)
     est = out.estimates
-    recorded = recorded_predictions(exp)
+    recorded = exp.read_journal().recorded_predictions()
     changed = [(r.run, recorded[r.run], r.job_seconds) for r in est.runs
                if r.run in recorded and abs(recorded[r.run] - r.job_seconds) >= 0.5]
     if as_json:
