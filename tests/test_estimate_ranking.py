@@ -76,6 +76,7 @@ def test_gpu_count_counts_in_ranking_and_scaling() -> None:
     assert est.figure == pytest.approx(100 / 1.5)
     only_one = training_time(query, [one])
     assert "scaled from 1 to 8 GPU(s)" in only_one.basis
+    assert "speed scaled x 4/32 (samples per step)" in only_one.basis
     assert only_one.figure == pytest.approx(100 / (2.0 / 8))
 
 

@@ -857,6 +857,9 @@ def training_time(run: RunQuery, priors: Sequence[LogRecord | PriorRun] | PriorP
         if factors:
             scaled = True
             lines.append(f"speed = {_n(whole or p.it_per_s or 0)} it/s {' '.join(factors)} = {speed:.3g} it/s")
+            scalings = [f for f in factors if "(parameters)" not in f]  # parameters are named above
+            if scalings:
+                notes.append("speed scaled " + ", ".join(scalings))
         per_epoch = steps / speed if speed > 0 else float("inf")
         div = f"{run.train_samples}/{run.batch_size}"
         if run_gpus > 1:
