@@ -114,3 +114,11 @@ def test_finished_long_epochs_time_the_loop_not_the_swinging_bar_rate() -> None:
     short = PriorRun(name="s", model="lora_llama2", kind="lora", batch_size=8, it_per_s=4.0,
                      steps_per_epoch=50, epoch_seconds=[10.0, 11.0], state="completed")
     assert training_time(query, [short]).figure == pytest.approx(2 * 50 / 4.0)  # whole seconds too coarse: the rate
+
+
+def test_cpu_jobs_default_to_a_short_startup() -> None:
+    query = RunQuery(model="tiny", param_count=TINY_PARAMS, batch_size=8, epochs=2, train_samples=400, cpu=True)
+    loop = training_time(query, [])
+    job = job_time(query, loop, [])
+    assert job.details["startup_s"] == pytest.approx(15.0, abs=0.01)
+    assert "default 15s (CPU job)" in job.basis

@@ -46,6 +46,8 @@ EXTREME_PARAM_SCALING = 10.0
 # request is built on these when nothing better is known.
 #: Start-up of a job apart from weight loading (imports, device, tokenizer, dataset), seconds.
 DEFAULT_STARTUP_S = 90.0
+#: The same for a CPU job (no device to set up): 5-8 s measured for the tiny model, doubled.
+DEFAULT_STARTUP_CPU_S = 15.0
 #: Weight loading, seconds per billion parameters.
 DEFAULT_LOAD_S_PER_BPARAM = 15.0
 #: A checkpoint save: fixed seconds plus seconds per GiB written.
@@ -130,6 +132,7 @@ class RunQuery:
         max_steps_per_epoch: torchtune's cap on steps per epoch.
         kind: ``"lora"`` or ``"full"`` (the planner's recipes are LoRA).
         lora_rank: the LoRA rank (a tie-breaker between otherwise equal priors).
+        cpu: a CPU job (``gpus: 0``): no device set-up, a smaller start-up default.
     """
 
     model: str
@@ -145,6 +148,7 @@ class RunQuery:
     max_steps_per_epoch: int | None = None
     kind: str = "lora"
     lora_rank: int | None = None
+    cpu: bool = False
 
     @classmethod
     def from_settings(
@@ -1000,8 +1004,9 @@ def job_time(
                        f"of other models) + weight loading {DEFAULT_LOAD_S_PER_BPARAM:g}s per billion parameters")
         learned = True
     else:
-        startup = DEFAULT_STARTUP_S + _default_load_s(run_params)
-        startup_how = (f"start-up {startup:.0f}s: default {DEFAULT_STARTUP_S:g}s + weight loading "
+        base = DEFAULT_STARTUP_CPU_S if run.cpu else DEFAULT_STARTUP_S
+        startup = base + _default_load_s(run_params)
+        startup_how = (f"start-up {startup:.0f}s: default {base:g}s{' (CPU job)' if run.cpu else ''} + weight loading "
                        f"{DEFAULT_LOAD_S_PER_BPARAM:g}s per billion parameters (no finished run measured it)")
         learned = False
     if logged:

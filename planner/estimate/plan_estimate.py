@@ -39,9 +39,11 @@ def run_queries(plan: Plan, resources: Resources) -> list[tuple[Run, est.RunQuer
     out = []
     for run in plan.finetune_runs:
         model = resources.models[run.model]
-        out.append((run, est.RunQuery.from_settings(
+        query = est.RunQuery.from_settings(
             model.name.rstrip("/").split("/")[-1], model.param_count, {**run.settings, "gpus": gpus}, train_split
-        )))
+        )
+        query.cpu = plan.spec.resources.gpus == 0
+        out.append((run, query))
     return out
 
 
