@@ -940,10 +940,10 @@ def startup_of(p: PriorRun) -> tuple[float, float] | None:
 
     Start-up is wall time minus the epochs' loop time minus the saves; a save is the
     logged ``Checkpoint saved in`` time, else the default for the size written.
-    None when the prior's wall time or epoch times are unknown.
+    None when the prior did not complete, or its wall time or epoch times are unknown.
     """
-    if not p.wall_seconds or not p.epoch_seconds:
-        return None
+    if not p.wall_seconds or not p.epoch_seconds or p.state != "completed":
+        return None  # a failed or cut job stopped somewhere in between: its parts do not add up
     save = p.checkpoint_save_s if p.checkpoint_save_s is not None else default_save_s(p.checkpoint_gib_per_epoch)
     startup = p.wall_seconds - sum(p.epoch_seconds) - save * len(p.epoch_seconds)
     return max(startup, 0.0), save
