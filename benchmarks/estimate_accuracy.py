@@ -36,10 +36,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from planner.estimate.estimators import PriorPool, RunQuery, job_time, slurm_time, training_time  # noqa: E402
+from planner.estimate.estimators import PriorPool, RunQuery, job_time, training_time  # noqa: E402
 from planner.estimate.prior_scan import scan  # noqa: E402
 from planner.estimate.run_folder import job_wall_seconds  # noqa: E402
-from planner.folder.compute import slurm_time_seconds  # noqa: E402
+from planner.spec.units import slurm_time, slurm_time_seconds  # noqa: E402
 
 SPEC = {
     "name": "estimate_accuracy",

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 from planner.estimate import estimators as est
 from planner.folder.compute import ComputeEstimates, RunEstimate
 from planner.folder.designlog import DesignLog
-from planner.plan.render import size
+from planner.spec.units import size, slurm_time
 from planner.spec.resources import Resources
 from planner.spec.runs import Plan, Run
 
@@ -102,7 +102,7 @@ def estimate_plan(
         job_high = job.high if job.high is not None else job.figure
         runs.append(RunEstimate(
             run=run.name, model=run.model, train_seconds=high, train_low_seconds=low, basis=figure.basis,
-            confidence=job.confidence, slurm_time=est.slurm_time(job_high), disk_bytes=per_epoch * query.epochs,
+            confidence=job.confidence, slurm_time=slurm_time(job_high), disk_bytes=per_epoch * query.epochs,
             steps_per_epoch=figure.details.get("steps_per_epoch"), calculation=figure.calculation,
             job_seconds=job_high, startup_seconds=job.details["startup_s"], saves_seconds=job.details["saves_s"],
             job_basis=f"{job.details['startup_basis']}; {job.details['saves_basis']}", job_calculation=job.calculation,
