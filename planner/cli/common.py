@@ -44,12 +44,13 @@ def make_executor(kind: str, exp: Experiment) -> Scheduler:
     folder = exp.internal / "submitit"
     if kind == "auto":
         kind = "slurm" if slurm_query.slurm_installed() else "local"
-        if kind == "slurm" and (problem := slurm_query.controller_problem()) is not None:
-            raise SchedulerError(f"--executor auto: Slurm is installed here but cannot take jobs ({problem}); start or "
-                                 "reach its controller, or pass --executor local to run on this machine")
-    if kind == "slurm":
-        if (problem := slurm_query.controller_problem()) is not None:
-            raise SchedulerError(f"--executor slurm: Slurm cannot take jobs ({problem}); use --executor local or start Slurm")
+        if kind == "slurm" and not slurm_query.slurm_available():
+            raise SchedulerError(f"--executor auto: Slurm is installed here but cannot take jobs "
+                                 f"({slurm_query.controller_problem()}); start or reach its controller, or pass "
+                                 "--executor local to run on this machine")
+    if kind == "slurm" and not slurm_query.slurm_available():
+        raise SchedulerError(f"--executor slurm: Slurm cannot take jobs ({slurm_query.controller_problem()}); "
+                             "use --executor local or start Slurm")
     return kinds.schedulers(folder)[kind]
 
 

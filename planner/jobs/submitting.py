@@ -6,7 +6,7 @@ and the sbatch text are those of a real submit; nothing is sent and nothing is w
 
 from __future__ import annotations
 
-import uuid
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -52,6 +52,19 @@ def run_time_requests(exp: Experiment, runs: list[Run], executor: Scheduler, par
     return {r.name: train_time_request(spec_time, local_time, auto.get(r.name), max_time_s) for r in runs}
 
 
+#: What the journal keeps of a run's estimate at submit time.
+_PREDICTED_KEYS = ("job_seconds", "train_seconds", "slurm_time", "confidence")
+
+
+def _predictions(exp: Experiment) -> dict[str, dict[str, Any]]:
+    """Each run's estimate as it stands now, to be recorded with its submission."""
+    estimates = exp.read_estimates()
+    if estimates is None:
+        return {}
+    return {k: {key: getattr(v, key) for key in _PREDICTED_KEYS if getattr(v, key) is not None}
+            for k, v in estimates.runs.items()}
+
+
 def _request(exp: Experiment, base: dict[str, Any], name: str, time: str, dependency: str | None, gpus: int) -> JobRequest:
     return JobRequest(
         name=name, time=time, gpus=gpus, nodes=base["nodes"] if gpus else 1, cpus_per_task=base.get("cpus_per_task"),
@@ -87,6 +100,7 @@ def submit(exp: Experiment, executor: Scheduler, only: set[str] | None, retry_fa
             return result
         base = slurm_request_base(exp)
         times = run_time_requests(exp, sel.train, executor, base.get("partition")) if sel.train else {}
+        predictions = _predictions(exp)
         max_size = executor.max_array_size()
         gpus = int(base["gpus"])
         retry = retry_failed
@@ -94,12 +108,16 @@ def submit(exp: Experiment, executor: Scheduler, only: set[str] | None, retry_fa
         def send(kind: str, units: list[str], scripts: list[Path], request: JobRequest, wait_for: list[Path | None]) -> list[str]:
             # The intent goes to disk before sbatch and the ids right after: whatever fails in
             # between, the job name's tag lets the next submit or status find the jobs again.
-            tag = uuid.uuid4().hex[:10]
+            # Unique per submission (experiment, number, kind, the moment to the microsecond), and
+            # the same for the same inputs, so a dry run with a fixed clock reads the same.
+            seed = f"{exp.spec.name}|{journal.next_number()}|{kind}|{len(result.submissions)}|{now.isoformat()}"
+            tag = hashlib.sha256(seed.encode()).hexdigest()[:10]
             request.name = f"{job_name(request.name)[:48]}-{tag}"
             sub = Submission(
                 number=journal.next_number(), time=now.isoformat(timespec="seconds"), executor=executor.kind, kind=kind,  # type: ignore[arg-type]
                 job_id="", dependency=request.dependency, parameters={k: v for k, v in vars(request).items() if v is not None},
-                tasks=[TaskEntry(unit=u, job_id="", script=str(s)) for u, s in zip(units, scripts)],
+                tasks=[TaskEntry(unit=u, job_id="", script=str(s), predicted=predictions.get(u) or None)
+                       for u, s in zip(units, scripts)],
                 retry=retry, tag=tag, confirmed=False,
             )
             if not dry:
