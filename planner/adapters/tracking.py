@@ -3,13 +3,19 @@
 One ``sacct`` call per refresh covers every unfinished job: array tasks are asked for by
 their array's id, and jobs already known to be final are answered from the cache. When
 sacct fails, squeue and the jobs' own ``job-state.json`` files stand in, and the report
-says it may be stale, with the time of the last good refresh.
+says it may be stale, with the time of the last good refresh; rows no source answered keep
+the state the last refresh saw.
+
+Accounting lags behind a job that has not exited yet, and a job refreshes the tables as it
+ends: so a Slurm job whose scheduler record is not final yet, but whose own
+``job-state.json`` (same job id) says it ended, is shown as its record says. Such answers
+are not cached: the scheduler's final word (TIMEOUT, CANCELLED) replaces them later.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from planner.adapters import slurm_query
@@ -19,7 +25,10 @@ from planner.core.journal import Journal
 from planner.core.markdown import SummaryFormatError
 from planner.core.sacct import JobRecord
 from planner.core.status import FINAL, JobInfo, StatusReport, build_report, table_rows
-from planner.core.status_tables import EVAL_BLOCK, FINETUNE_BLOCK, eval_table, finetune_table
+from planner.core.status_tables import EVAL_BLOCK, FINETUNE_BLOCK, REFRESH_BLOCK, eval_table, finetune_table, refresh_line
+
+#: What the summary names as the refresher when a user runs ``status``.
+STATUS_COMMAND = "`plan-experiment status`"
 
 
 @dataclass
@@ -30,6 +39,7 @@ class Collected:
     scheduler_calls: int = 0
     stale: bool = False
     stale_reason: str | None = None
+    provisional: set[str] = field(default_factory=set)  # Slurm jobs answered by their own record: not cached
 
 
 def _info(rec: JobRecord, source: str) -> JobInfo:
@@ -86,6 +96,7 @@ def collect(exp: Experiment, journal: Journal, cache: dict, timeout_s: float = 3
                         out.jobs[rec.job_id] = _info(rec, "squeue")
             except slurm_query.SchedulerQueryError:
                 pass
+        _own_records(exp, slurm_ids, out)
         return out
     except slurm_query.SchedulerQueryError as exc:
         out.stale = True
@@ -103,7 +114,35 @@ def collect(exp: Experiment, journal: Journal, cache: dict, timeout_s: float = 3
         data = read_job_file(exp.unit_dir(unit))
         if data is not None and str(data.get("job_id")) == job_id:
             out.jobs[job_id] = info_from_job_file(data, None)
+    last = cache.get("last", {})
+    for job_id in slurm_ids:
+        if job_id not in out.jobs and job_id in last:
+            # Nobody could answer: keep the row as the last refresh saw it, saying so.
+            out.jobs[job_id] = replace(_cached(last[job_id]), source="last refresh")
     return out
+
+
+def _own_records(exp: Experiment, slurm_ids: dict[str, str], out: Collected) -> None:
+    """Let a job's own job-state.json speak where the scheduler's record is not final yet.
+
+    Also gives a failed job the exit code of its script: the scheduler only sees the
+    wrapper that ran it.
+    """
+    for job_id, unit in slurm_ids.items():
+        info = out.jobs.get(job_id)
+        if info is not None and info.state in FINAL and info.state != "FAILED":
+            continue
+        data = read_job_file(exp.unit_dir(unit))
+        if data is None or str(data.get("job_id")) != job_id:
+            continue
+        own = info_from_job_file(data, None)
+        if own.state not in FINAL:
+            continue
+        if info is None or info.state not in FINAL:
+            out.jobs[job_id] = own
+            out.provisional.add(job_id)
+        elif own.state == "FAILED" and own.exit_code not in (None, 0):
+            info.exit_code = own.exit_code
 
 
 def _cache_entry(info: JobInfo) -> dict:
@@ -134,30 +173,56 @@ def predicted_seconds(exp: Experiment) -> dict[str, float]:
     return {k: float(v["train_seconds"]) for k, v in runs.items() if "train_seconds" in v}
 
 
-def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_s: float = 30.0) -> tuple[StatusReport, int]:
+def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_s: float = 30.0,
+            by: str = STATUS_COMMAND) -> tuple[StatusReport, int]:
+    """One refresh under the experiment's lock; see :func:`refresh_locked`."""
+    with exp.lock():
+        return refresh_locked(exp, now, write_summary, timeout_s, by)
+
+
+def refresh_locked(exp: Experiment, now: datetime, write_summary: bool = True, timeout_s: float = 30.0,
+                   by: str = STATUS_COMMAND) -> tuple[StatusReport, int]:
     """One refresh: collect, build the report, rewrite the status blocks, update the cache.
+
+    The caller holds the experiment's lock: everything is read after it was taken, so a
+    refresh never writes a state older than what the one before it wrote.
+
+    Args:
+        exp: The experiment.
+        now: Time of the refresh (local, naive, as the tables print it).
+        write_summary: Rewrite the status blocks of experiment_summary.md.
+        timeout_s: Longest wait for each scheduler command.
+        by: What refreshes, for the summary's refresh line: a command or ``job <id>``.
 
     Returns:
         The report and the number of scheduler calls made.
+
+    Raises:
+        OSError: the summary or the cache could not be written (a read-only folder).
     """
-    with exp.lock():
-        journal = exp.read_journal()
-        cache = exp.read_cache()
-        got = collect(exp, journal, cache, timeout_s)
-        report = build_report(exp.plan, journal, got.jobs, now, result_notes(exp), predicted_seconds(exp))
-        report.stale, report.stale_reason = got.stale, got.stale_reason
-        if not got.stale:
-            cache["last_good_refresh"] = now.isoformat(timespec="seconds")
-        report.last_good_refresh = cache.get("last_good_refresh")
-        cache["final"] = {
-            jid: _cache_entry(info) for jid, info in got.jobs.items()
-            if info.state in FINAL and info.source in ("sacct", "job file")
-        }
-        if write_summary:
-            ft, ev = table_rows(report, exp.plan)
-            try:
-                exp.update_summary_blocks({FINETUNE_BLOCK: finetune_table(ft), EVAL_BLOCK: eval_table(ev)})
-            except SummaryFormatError as exc:
-                report.warnings.append(str(exc))
-        exp.write_cache(cache)
+    journal = exp.read_journal()
+    cache = exp.read_cache()
+    got = collect(exp, journal, cache, timeout_s)
+    report = build_report(exp.plan, journal, got.jobs, now, result_notes(exp), predicted_seconds(exp))
+    report.stale, report.stale_reason = got.stale, got.stale_reason
+    report.refreshed_by = by
+    report.previous_refresh = cache.get("last_refresh")
+    if not got.stale:
+        cache["last_good_refresh"] = now.isoformat(timespec="seconds")
+    report.last_good_refresh = cache.get("last_good_refresh")
+    cache["final"] = {
+        jid: _cache_entry(info) for jid, info in got.jobs.items()
+        if info.state in FINAL and info.source in ("sacct", "job file") and jid not in got.provisional
+    }
+    cache["last"] = {jid: _cache_entry(info) for jid, info in got.jobs.items() if info.state not in FINAL}
+    cache["last_refresh"] = {"at": now.isoformat(" ", "seconds"), "by": by}
+    if write_summary:
+        ft, ev = table_rows(report, exp.plan)
+        line = refresh_line(now.isoformat(" ", "seconds"), by, got.stale_reason if got.stale else None)
+        try:
+            exp.update_summary_blocks({REFRESH_BLOCK: line, FINETUNE_BLOCK: finetune_table(ft), EVAL_BLOCK: eval_table(ev)},
+                                      optional=frozenset({REFRESH_BLOCK}))
+        except SummaryFormatError as exc:
+            report.warnings.append(str(exc))
+    exp.write_cache(cache)
     return report, got.scheduler_calls
