@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -321,3 +322,25 @@ def test_rows_stay_as_they_were_when_the_scheduler_cannot_be_asked(slurm_exp: Pa
     assert refresh_line(slurm_exp).startswith("Tables refreshed ")
     assert "by job 500_1. The scheduler could not be asked (sacct: error: slurmdbd not responding)" in refresh_line(slurm_exp)
     assert report.previous_refresh and report.previous_refresh["by"] == "`plan-experiment status`"
+
+
+def test_a_job_stopped_by_a_signal_records_it_and_refreshes_before_it_exits(many: Path) -> None:
+    exp = many
+    run = plan_units(exp)[0][0]
+    journal_for(exp, [run], "local", ["local-999999994"])
+    replace_job_command(exp / run / "train.sh", "sleep 60")
+    env = {**os.environ, "PLAN_EXPERIMENT_JOB_ID": "local-999999994"}
+    # Its own session, so the signal reaches the whole job as Slurm's does (scancel, time limit).
+    proc = subprocess.Popen(["bash", str(exp / run / "train.sh")], env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert poll(lambda: (exp / run / "slurm-local-999999994.out").exists(), 30)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    record = json.loads((exp / run / "job-state.json").read_text())
+    assert (record["state"], record["exit_code"]) == ("FAILED", 143)
+    row = status_tables(exp)[0][0]
+    assert (row["Status"], row["Job ID"]) == ("failed", "local-999999994") and "exit code 143" in row["Notes"]
+    assert "plan-experiment: status tables refreshed by job local-999999994" in (
+        exp / run / "slurm-local-999999994.out").read_text(encoding="utf-8")
