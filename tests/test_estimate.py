@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from planner.core.estimate import (
+from planner.estimate.estimators import (
     Estimate,
     PriorPool,
     PriorRun,
@@ -20,14 +20,13 @@ from planner.core.estimate import (
     fallback_checkpoint_gib,
     fallback_eval_time,
     fallback_training_time,
-    format_duration,
     gpu_hours,
     model_key,
     rank_priors,
-    slurm_time,
     training_time,
 )
-from planner.core.logparse import parse_log, parse_log_bytes
+from planner.estimate.logparse import parse_log, parse_log_bytes
+from planner.spec.units import format_duration, slurm_time
 
 FIXTURES = Path(__file__).parent / "fixtures" / "logs"
 

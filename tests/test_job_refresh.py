@@ -34,12 +34,12 @@ from submit_support import (
     status_tables,
 )
 
-from planner.adapters import slurm_query
-from planner.adapters.experiment import load_experiment
-from planner.adapters.job_refresh import request_path
-from planner.adapters.tracking import collect, refresh
-from planner.core.journal import Journal, Submission, TaskEntry
-from planner.core.sacct import JobRecord
+from planner.jobs import slurm_query
+from planner.folder.experiment import load_experiment
+from planner.status.job_refresh import request_path
+from planner.status.refresh import collect, refresh
+from planner.folder.journal import Journal, Submission, TaskEntry
+from planner.jobs.sacct import JobRecord
 
 HAND = ("Hand line one: keep me.", "Hand line two, between the tables.", "- Hand line three in Notes.")
 
@@ -67,7 +67,7 @@ def refresh_line(exp: Path) -> str:
 def job_refresh(exp: Path, job_id: str, *extra: str, env: dict[str, str] | None = None,
                 timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
     """The command a job script runs as it ends."""
-    return subprocess.run([sys.executable, "-m", "planner.adapters.job_refresh", str(exp), job_id, *extra],
+    return subprocess.run([sys.executable, "-m", "planner.status.job_refresh", str(exp), job_id, *extra],
                           capture_output=True, text=True, timeout=timeout_s, check=False, cwd="/", env=env)
 
 
@@ -111,7 +111,7 @@ def test_twenty_jobs_ending_at_once_lose_no_update(many: Path) -> None:
     journal_for(exp, runs, "local", ids)
     # Each job writes its own record and then refreshes, all at once; a short lock wait
     # makes most of them leave their refresh to whoever holds the lock.
-    script = 'printf "%s" "$3" > "$2/job-state.json" && exec "$4" -m planner.adapters.job_refresh "$1" "$5" --lock-wait 0.2'
+    script = 'printf "%s" "$3" > "$2/job-state.json" && exec "$4" -m planner.status.job_refresh "$1" "$5" --lock-wait 0.2'
     procs = [subprocess.Popen(["bash", "-c", script, "job", str(exp), str(exp / run), state_json(j, "COMPLETED", 0),
                                sys.executable, j], cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for run, j in zip(runs, ids)]
@@ -243,7 +243,7 @@ def test_jobs_on_the_local_executor_refresh_the_summary_without_status(tmp_path:
 
     def ended() -> bool:
         # Every job's record final, and every job's process gone (its refresh ran before).
-        from planner.adapters.executors import local_pid_alive
+        from planner.jobs.executors import local_pid_alive
         records = [json.loads(p.read_text()) if p.exists() else {} for p in states]
         return (all(r.get("state") in ("COMPLETED", "FAILED", "CANCELLED") for r in records)
                 and not any(local_pid_alive(j) for j in ids.values()))
