@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -150,6 +151,11 @@ def test_a_lock_held_too_long_is_a_line_and_the_holder_serves_the_request(many: 
     row = status_tables(exp)[0][0]
     assert (row["Status"], row["Job ID"]) == ("failed", "local-999999991") and "exit code 3" in row["Notes"]
     assert not request_path(loaded, "local-999999991").exists()
+    # status says how current the tables were before it, and that it refreshed them now.
+    out = cli("status", exp).stdout
+    assert re.search(r"refreshed \d{4}-\d\d-\d\d \d\d:\d\d:\d\d by `plan-experiment status` \(before that: "
+                     r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d by job local-999999992\)", out), out
+    assert refresh_line(exp).endswith("by `plan-experiment status`.")
 
 
 @contextmanager
@@ -344,3 +350,27 @@ def test_a_job_stopped_by_a_signal_records_it_and_refreshes_before_it_exits(many
     assert (row["Status"], row["Job ID"]) == ("failed", "local-999999994") and "exit code 143" in row["Notes"]
     assert "plan-experiment: status tables refreshed by job local-999999994" in (
         exp / run / "slurm-local-999999994.out").read_text(encoding="utf-8")
+
+
+def test_summary_markers_edited_away_are_a_line_and_an_older_summary_without_the_refresh_line_still_refreshes(
+        many: Path) -> None:
+    exp = many
+    summary = exp / "experiment_summary.md"
+    run = plan_units(exp)[0][0]
+    journal_for(exp, [run], "local", ["local-999999995"])
+    (exp / run / "job-state.json").write_text(state_json("local-999999995", "COMPLETED", 0), encoding="utf-8")
+    # Planned before jobs refreshed: no refresh-line block. The tables are refreshed all the same.
+    text = summary.read_text(encoding="utf-8")
+    old = text.replace(block(text, "status-refresh"), "\n").replace(
+        "<!-- plan-experiment:begin status-refresh -->\n<!-- plan-experiment:end status-refresh -->\n", "")
+    assert "status-refresh" not in old
+    summary.write_text(old, encoding="utf-8")
+    assert job_refresh(exp, "local-999999995").stdout.startswith("plan-experiment: status tables refreshed by job")
+    assert status_tables(exp)[0][0]["Status"] == "completed" and "status-refresh" not in summary.read_text()
+    # A table's marker removed by hand: nothing is written, the job's log says what to restore.
+    broken = summary.read_text(encoding="utf-8").replace("<!-- plan-experiment:begin eval-status -->\n", "")
+    summary.write_text(broken, encoding="utf-8")
+    proc = job_refresh(exp, "local-999999995")
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.startswith("plan-experiment: status tables not refreshed: ") and "restore the markers" in proc.stdout
+    assert summary.read_text(encoding="utf-8") == broken

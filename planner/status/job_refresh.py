@@ -107,6 +107,8 @@ def refresh_from_job(exp: Experiment, job_id: str, lock_wait_s: float = LOCK_WAI
                     f"lock for {lock_wait_s:g} s; it refreshes again for this job before it lets go")
         return (f"plan-experiment: status tables not refreshed by job {job_id}: another refresh held the experiment's "
                 f"lock for {lock_wait_s:g} s and no request could be left in {folder}; {CATCH_UP}")
+    if report.warnings:  # the summary's markers were edited away: the tables could not be placed
+        return f"plan-experiment: status tables not refreshed: {report.warnings[0]}"
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(report.counts().items()))
     return f"plan-experiment: status tables refreshed by job {job_id} ({len(report.units)} units: {counts})"
 

@@ -216,8 +216,8 @@ def refresh_locked(exp: Experiment, now: datetime, write_summary: bool = True, t
         if info.state in FINAL and info.source in ("sacct", "job file") and jid not in got.provisional
     }
     cache["last"] = {jid: _cache_entry(info) for jid, info in got.jobs.items() if info.state not in FINAL}
-    cache["last_refresh"] = {"at": now.isoformat(" ", "seconds"), "by": by}
     if write_summary:
+        cache["last_refresh"] = {"at": now.isoformat(" ", "seconds"), "by": by}
         ft, ev = table_rows(report, exp.plan)
         line = refresh_line(now.isoformat(" ", "seconds"), by, got.stale_reason if got.stale else None)
         try:
