@@ -29,7 +29,6 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -42,8 +41,6 @@ REQUESTS = "refresh-requests"
 LOCK_WAIT_S = 5.0
 #: A holder starts no new pass after this long: it is a job too, and must end.
 PASS_BUDGET_S = 5.0
-#: Lock wait when the job was stopped by a signal: Slurm kills it for good KillWait seconds later.
-SIGNAL_LOCK_WAIT_S = 2.0
 CATCH_UP = "`plan-experiment status` or the next job's refresh catches up"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -62,15 +59,16 @@ def _pending(folder: Path) -> set[str]:
 
 
 def refresh_from_job(exp: Experiment, job_id: str, lock_wait_s: float = LOCK_WAIT_S,
-                     budget_s: float = PASS_BUDGET_S, clock: Callable[[], float] = time.monotonic) -> str:
+                     budget_s: float = PASS_BUDGET_S) -> str:
     """Refresh the status tables for a job that has just written its own record.
 
     Args:
         exp: The job's experiment.
         job_id: The job's id (``123``, ``123_4``), named in the summary's refresh line.
         lock_wait_s: Longest wait for the experiment's lock.
-        budget_s: No new pass starts after this long holding the lock.
-        clock: Monotonic seconds (tests pass their own).
+        budget_s: No new pass starts after this long holding the lock. A pass takes far
+            less than ``lock_wait_s``, so whatever is left then belongs to jobs still
+            waiting for the lock, and the next of them serves it.
 
     Returns:
         The one line for the job's log.
@@ -88,7 +86,7 @@ def refresh_from_job(exp: Experiment, job_id: str, lock_wait_s: float = LOCK_WAI
         left_request = False  # the lock below still works where the folder is only partly writable
     try:
         with exp.lock(lock_wait_s):
-            started = clock()
+            started = time.monotonic()
             passes = 0
             while True:
                 listed = _pending(folder)
@@ -98,7 +96,7 @@ def refresh_from_job(exp: Experiment, job_id: str, lock_wait_s: float = LOCK_WAI
                     (folder / name).unlink(missing_ok=True)
                 if not _pending(folder):
                     break
-                if clock() - started > budget_s:
+                if time.monotonic() - started > budget_s:
                     return (f"plan-experiment: status tables refreshed by job {job_id}; {len(_pending(folder))} later "
                             f"request(s) left to the next refresh after {passes} passes")
     except LockBusy:
