@@ -25,7 +25,8 @@ from planner.folder.journal import Journal
 from planner.folder.markdown import SummaryFormatError
 from planner.jobs.sacct import JobRecord
 from planner.jobs.scheduler import JobInfo
-from planner.status.report import FINAL, StatusReport, build_report, table_rows
+from planner.spec.states import FINAL_STATES
+from planner.status.report import StatusReport, build_report, table_rows
 from planner.status.tables import EVAL_BLOCK, FINETUNE_BLOCK, REFRESH_BLOCK, eval_table, finetune_table, refresh_line
 
 #: What the summary names as the refresher when a user runs ``status``.
@@ -131,15 +132,15 @@ def _own_records(exp: Experiment, slurm_ids: dict[str, str], out: Collected) -> 
     """
     for job_id, unit in slurm_ids.items():
         info = out.jobs.get(job_id)
-        if info is not None and info.state in FINAL and info.state != "FAILED":
+        if info is not None and info.state in FINAL_STATES and info.state != "FAILED":
             continue
         data = read_job_file(exp.unit_dir(unit))
         if data is None or str(data.get("job_id")) != job_id:
             continue
         own = info_from_job_file(data, None)
-        if own.state not in FINAL:
+        if own.state not in FINAL_STATES:
             continue
-        if info is None or info.state not in FINAL:
+        if info is None or info.state not in FINAL_STATES:
             out.jobs[job_id] = own
             out.provisional.add(job_id)
         elif own.state == "FAILED" and own.exit_code not in (None, 0):
@@ -213,9 +214,9 @@ def refresh_locked(exp: Experiment, now: datetime, write_summary: bool = True, t
     report.last_good_refresh = cache.get("last_good_refresh")
     cache["final"] = {
         jid: _cache_entry(info) for jid, info in got.jobs.items()
-        if info.state in FINAL and info.source in ("sacct", "job file") and jid not in got.provisional
+        if info.state in FINAL_STATES and info.source in ("sacct", "job file") and jid not in got.provisional
     }
-    cache["last"] = {jid: _cache_entry(info) for jid, info in got.jobs.items() if info.state not in FINAL}
+    cache["last"] = {jid: _cache_entry(info) for jid, info in got.jobs.items() if info.state not in FINAL_STATES}
     if write_summary:
         cache["last_refresh"] = {"at": now.isoformat(" ", "seconds"), "by": by}
         ft, ev = table_rows(report, exp.plan)

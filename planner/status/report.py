@@ -13,12 +13,10 @@ from typing import Any
 
 from planner.folder.journal import Journal
 from planner.spec.runs import Plan
+from planner.spec.states import FINAL_STATES, RETRYABLE_STATES
 from planner.spec.units import clock
 from planner.status.tables import EvalRow, FinetuneRow
 from planner.jobs.scheduler import JobInfo
-from planner.jobs.submission import RETRYABLE_STATES
-
-FINAL = frozenset({"COMPLETED"}) | RETRYABLE_STATES
 
 
 
@@ -49,7 +47,7 @@ class UnitStatus:
     @property
     def final(self) -> bool:
         """True when the job ended (or nothing was submitted, which will not change by waiting)."""
-        return self.state in FINAL
+        return self.state in FINAL_STATES
 
     @property
     def failed(self) -> bool:
