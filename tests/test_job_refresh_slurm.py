@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -119,4 +118,3 @@ def test_a_job_whose_experiment_folder_is_read_only_ends_with_its_own_exit_code_
         assert status_tables(exp)[0][0]["Status"] == "completed"
     finally:
         scancel(*slurm_job_ids(exp))
-        subprocess.run(["chattr", "-i", str(exp)], capture_output=True, check=False)
