@@ -217,7 +217,8 @@ def refresh_locked(exp: Experiment, now: datetime, write_summary: bool = True, t
         if info.state in FINAL_STATES and info.source in ("sacct", "job file") and jid not in got.provisional
     }
     cache["last"] = {jid: _cache_entry(info) for jid, info in got.jobs.items() if info.state not in FINAL_STATES}
-    if write_summary:
+    # Before any submit the tables are the plan's own: nothing to refresh, nothing rewritten.
+    if write_summary and report.submitted:
         cache["last_refresh"] = {"at": now.isoformat(" ", "seconds"), "by": by}
         ft, ev = table_rows(report, exp.plan)
         line = refresh_line(now.isoformat(" ", "seconds"), by, got.stale_reason if got.stale else None)
