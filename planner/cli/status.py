@@ -12,7 +12,7 @@ from rich.live import Live
 from planner.folder.experiment import load_experiment
 from planner.status.refresh import refresh
 from planner.spec.commands import command_line
-from planner.cli.common import make_console, print_report, status_table
+from planner.cli.common import make_console, print_report, refresh_summary_line, status_table
 from planner.spec.errors import JobsFailedError
 from planner.status.report import StatusReport
 
@@ -60,6 +60,7 @@ def command(experiment: Path, watch: bool, interval: float, timeout_s: float | N
             print_report(console, report)
         else:
             console.print(f"{len(report.units)} units: {_counts(report)}")
+            console.print(refresh_summary_line(report), markup=False)
     if report.any_failed:
         failed = [u for u in report.units if u.failed]
         logs = [u.log for u in failed if u.log]

@@ -18,7 +18,7 @@ from planner.spec.commands import command_line
 from planner.spec.errors import ConfigError, SchedulerError, StateWriteError
 from planner.folder.compute import ESTIMATES, EstimatesFile
 from planner.folder.journal import Journal
-from planner.folder.markdown import SummaryFormatError, replace_block
+from planner.folder.markdown import SummaryFormatError, begin_marker, end_marker, replace_block
 from planner.spec.runs import Plan, expand
 from planner.spec.spec import ExperimentSpec, load_spec_text
 from planner.spec.localconfig import SLURM_TIME, SlurmSettings
@@ -26,6 +26,10 @@ from planner.spec.localconfig import SLURM_TIME, SlurmSettings
 SUMMARY = "experiment_summary.md"
 JOURNAL = "journal.json"
 INTERNAL = ".plan-experiment"
+
+
+class LockBusy(SchedulerError):
+    """Another command or job held the experiment's lock longer than the caller would wait."""
 
 
 @dataclass
@@ -69,9 +73,9 @@ class Experiment:
             raise StateWriteError(f"{path}: cannot take the lock ({exc.strerror}); use `status --no-write` or "
                                   "`submit --dry-run` to look without writing") from None
         except Timeout:
-            raise SchedulerError(
-                f"{self.path}: another plan-experiment command (a submit or status) has held the experiment's lock "
-                f"for {timeout_s:.0f} s; let it finish and try again"
+            raise LockBusy(
+                f"{self.path}: another plan-experiment command (a submit, status or a job's refresh) has held the "
+                f"experiment's lock for {timeout_s:g} s; let it finish and try again"
             ) from None
         try:
             yield
@@ -148,8 +152,11 @@ class Experiment:
         fix = f"run `{command_line('plan-experiment', 'estimate', self.path)}` to write it again"
         return EstimatesFile.from_json(_read_own_file(path, "estimates", fix), str(path))
 
-    def update_summary_blocks(self, blocks: dict[str, str]) -> None:
+    def update_summary_blocks(self, blocks: dict[str, str], optional: frozenset[str] = frozenset()) -> None:
         """Rewrite named generated blocks of the summary; every other byte stays (caller holds the lock).
+
+        Blocks named in ``optional`` are skipped when both their markers are absent: a
+        summary planned by an older version lacks them, and that is not the user's doing.
 
         Raises:
             SummaryFormatError: when the summary is missing, unreadable or its markers are damaged.
@@ -166,6 +173,8 @@ class Experiment:
                                      "restore it from a backup or move it away") from None
         new = text
         for name, content in blocks.items():
+            if name in optional and begin_marker(name) not in new and end_marker(name) not in new:
+                continue
             new = replace_block(new, name, content, str(path))
         if new != text:
             atomic_write_text(path, new)

@@ -20,6 +20,7 @@ class JobEnvironment:
     setup_lines: list[str]
     fallback_bin_dir: str
     python: str = "python"
+    planner_python: str = ""  # the interpreter that planned (a job's refresh of the summary runs it)
 
 
 def device_of(gpus: int) -> str:
@@ -88,6 +89,7 @@ def build_job_files(plan: Plan, resources: Resources, exp_dir: str, recipe_texts
         eval_argv=eval_argv,
         setup_lines=env.setup_lines,
         fallback_bin_dir=env.fallback_bin_dir,
+        planner_python=env.planner_python,
         # Jobs read local files only; offline mode stops the datasets library from asking a hub.
         env={"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"},
     )
