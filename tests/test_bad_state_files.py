@@ -181,8 +181,10 @@ def test_damaged_state_file(planned: Path, tmp_path: Path, case: str, command: s
 def test_summary_problem_is_reported_as_a_warning(planned: Path, tmp_path: Path) -> None:
     exp = tmp_path / EXP_NAME
     shutil.copytree(planned, exp, symlinks=True)
+    _write(JOURNAL, _journal(DEAD_LOCAL, "local"))(exp)  # something submitted: status writes its tables
+    _write(JOB_STATE, json.dumps({"state": "COMPLETED", "job_id": DEAD_LOCAL, "exit_code": 0}))(exp)
     (exp / "experiment_summary.md").unlink()
     result = run_cli("status", str(exp))
-    assert result.exit_code == 0
+    assert result.exit_code == 0, result.output
     assert "experiment_summary.md: missing" in result.output
     assert not (exp / "experiment_summary.md").exists(), "a deleted summary is not silently recreated half-empty"

@@ -295,7 +295,7 @@ def test_a_jobs_own_final_record_beats_lagging_accounting_and_is_not_cached(slur
     (slurm_exp / runs[0] / "job-state.json").write_text(state_json("500_0", "COMPLETED", 0), encoding="utf-8")
     (slurm_exp / runs[1] / "job-state.json").write_text(state_json("500_1", "FAILED", 3), encoding="utf-8")
     # Accounting has not seen task 0 end; it saw task 1 fail with the wrapper's exit code.
-    monkeypatch.setattr(slurm_query, "sacct", lambda ids, timeout_s=30.0: [_record("500_0", "RUNNING"),
+    monkeypatch.setattr(slurm_query, "sacct", lambda ids, timeout_s=30.0, **_: [_record("500_0", "RUNNING"),
                                                                              _record("500_1", "FAILED", 1)])
     report, calls = refresh(exp, datetime.now())
     assert calls == 1
@@ -311,7 +311,7 @@ def test_rows_stay_as_they_were_when_the_scheduler_cannot_be_asked(slurm_exp: Pa
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     exp = load_experiment(slurm_exp)
     runs = plan_units(slurm_exp)[0][:2]
-    monkeypatch.setattr(slurm_query, "sacct", lambda ids, timeout_s=30.0: [_record("500_0", "RUNNING"),
+    monkeypatch.setattr(slurm_query, "sacct", lambda ids, timeout_s=30.0, **_: [_record("500_0", "RUNNING"),
                                                                              _record("500_1", "PENDING")])
     refresh(exp, datetime.now())
 

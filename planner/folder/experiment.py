@@ -69,14 +69,14 @@ class Experiment:
         lock = FileLock(str(path), timeout=timeout_s)
         try:
             lock.acquire()
-        except OSError as exc:
-            raise StateWriteError(f"{path}: cannot take the lock ({exc.strerror}); use `status --no-write` or "
-                                  "`submit --dry-run` to look without writing") from None
         except Timeout:
             raise LockBusy(
                 f"{self.path}: another plan-experiment command (a submit, status or a job's refresh) has held the "
                 f"experiment's lock for {timeout_s:g} s; let it finish and try again"
             ) from None
+        except OSError as exc:  # after Timeout, which is an OSError too
+            raise StateWriteError(f"{path}: cannot take the lock ({exc.strerror}); use `status --no-write` or "
+                                  "`submit --dry-run` to look without writing") from None
         try:
             yield
         finally:
@@ -133,10 +133,15 @@ class Experiment:
             return {}
         if not isinstance(data, dict):
             return {}
-        final = data.get("final")
-        out: dict = {"final": {k: v for k, v in final.items() if _cache_entry_ok(v)} if isinstance(final, dict) else {}}
+        out: dict = {}
+        for key in ("final", "last"):  # job id -> a state we recorded
+            entries = data.get(key)
+            out[key] = {k: v for k, v in entries.items() if _cache_entry_ok(v)} if isinstance(entries, dict) else {}
         if isinstance(data.get("last_good_refresh"), str):
             out["last_good_refresh"] = data["last_good_refresh"]
+        last = data.get("last_refresh")
+        if isinstance(last, dict) and all(isinstance(last.get(k), str) for k in ("at", "by")):
+            out["last_refresh"] = {"at": last["at"], "by": last["by"]}
         return out
 
     def write_cache(self, data: dict) -> None:
