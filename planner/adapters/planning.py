@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from planner import paths
-from planner.adapters.experiment_dir import ensure_absent, write_experiment
+from planner.adapters.experiment_dir import check_output_root, ensure_absent, filesystem_limits, remove_stale_partials, write_experiment
 from planner.adapters.prior_index import estimate_from_prior_runs
 from planner.adapters.provenance import provenance
 from planner.adapters.verify import verify
 from planner.core.compute import ComputeEstimates
 from planner.core.designlog import DesignLog
+from planner.core.errors import ConfigError
 from planner.core.jobs import JobEnvironment, build_job_files
+from planner.core.limits import name_length_problems, plan_size_problems
 from planner.core.localconfig import LocalSettings, SlurmSettings
 from planner.core.render import RenderInput, make_environment, render_experiment
 from planner.core.resources import Resources
@@ -39,6 +41,7 @@ class PreparedExperiment:
     files: dict[str, str]
     log: DesignLog
     spec: ExperimentSpec
+    removed_partials: list[Path]
 
 
 def effective_slurm(spec: ExperimentSpec, slurm: SlurmSettings, estimates: ComputeEstimates | None) -> dict[str, Any]:
@@ -78,11 +81,20 @@ def prepare(
     """Verify and render a plan; raise before anything is written."""
     root = (out_dir or Path(settings.experiments_dir)).expanduser()
     target = (root / spec.name).absolute()
+    too_big = plan_size_problems(spec, settings.limits)
+    if too_big:
+        raise ConfigError(f"{len(too_big)} size limit(s) exceeded; nothing was written", too_big)
+    check_output_root(target.parent, "--out" if out_dir is not None else "experiments_dir")
     ensure_absent(target, force)
+    # What a `new` killed part-way left behind here (only ours, only when its writer is gone).
+    removed = remove_stale_partials(target.parent)
     log = DesignLog()
     log.add(now(), "DECIDE_NAMING", "Experiment name chosen", decision=spec.name,
             reasoning="From the experiment spec", explanation=f"The experiment folder is {target}")
     plan = expand(spec)
+    too_long = name_length_problems(str(target), plan, *filesystem_limits(target.parent))
+    if too_long:
+        raise ConfigError(f"{len(too_long)} name(s) too long for the filesystem; nothing was written", too_long)
     log.add(now(), "DECIDE_RUNS", "Run expansion",
             decision=f"{len(plan.finetune_runs)} fine-tune runs + {len(plan.base_runs)} base-model controls, {len(plan.evaluations)} evaluations",
             reasoning=f"models ({len(spec.models)}) x paired levels x factorial over {list(spec.factors) or 'no factors'} x {len(spec.replicates.seeds)} seed(s)",
@@ -120,7 +132,8 @@ def prepare(
             next_steps=f"review experiment_summary.md, then `plan-experiment submit {target}`",
             explanation="Planning phase complete, documented in summary and this log")
     files["design-experiment.log"] = log.render()
-    return PreparedExperiment(target=target, plan=plan, resources=resources, estimates=estimates, files=files, log=log, spec=recorded)
+    return PreparedExperiment(target=target, plan=plan, resources=resources, estimates=estimates, files=files, log=log,
+                              spec=recorded, removed_partials=removed)
 
 
 def estimates_json(estimates: ComputeEstimates) -> str:

@@ -14,6 +14,7 @@ from planner.adapters.local_settings import find_local_settings, load_local_sett
 from planner.adapters.planning import PreparedExperiment, prepare, write
 from planner.adapters.prompts import Prompter, run_wizard
 from planner.core.errors import ConfigError, PlannerError
+from planner.core.loading import decode_text
 from planner.core.render import duration, size
 from planner.core.spec import load_spec_text, parse_spec
 
@@ -54,15 +55,18 @@ def show_plan(console: Console, prepared: PreparedExperiment) -> None:
 def command(spec_path: Path | None, yes: bool, out_dir: Path | None, force: bool, local_config: Path | None) -> None:
     """Plan an experiment: verify resources, estimate, and write the experiment folder."""
     console = Console(soft_wrap=True)
+    raw: bytes | None = None
+    if spec_path is not None:
+        # Read first: a folder, a symlink loop or a missing file is named before anything else.
+        try:
+            raw = spec_path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"--spec {spec_path}: cannot read ({exc.strerror}); give the path of an experiment.yaml")
     near = spec_path.resolve().parent if spec_path else None
     settings_path = find_local_settings(local_config, near)
     settings = load_local_settings(settings_path)
-    if spec_path is not None:
-        try:
-            text = spec_path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"--spec {spec_path}: cannot read ({exc.strerror}); give the path of an experiment.yaml")
-        spec = load_spec_text(text, str(spec_path))
+    if spec_path is not None and raw is not None:
+        spec = load_spec_text(decode_text(raw, str(spec_path)), str(spec_path), settings.limits.max_spec_values)
         spec_dir = spec_path.resolve().parent
     else:
         if not sys.stdin.isatty() and yes:
@@ -71,6 +75,8 @@ def command(spec_path: Path | None, yes: bool, out_dir: Path | None, force: bool
         spec = parse_spec(data, "wizard answers")
         spec_dir = Path.cwd()
     prepared = prepare(spec, spec_dir, settings, settings_path, out_dir, force, ["plan-experiment", *sys.argv[1:]], datetime.now)
+    for stale in prepared.removed_partials:
+        console.print(f"Removed {stale}: left by an earlier `new` that was killed while writing")
     show_plan(console, prepared)
     if not yes:
         if not Prompter(console).confirm("Write this experiment?", True):
