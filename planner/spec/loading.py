@@ -1,0 +1,176 @@
+"""Reading the YAML and JSON files users write, refusing harmful input before it is built.
+
+A spec or settings file is read in three passes over libyaml (or PyYAML's pure-Python
+parser where libyaml is missing): the event stream is checked for depth without recursion,
+the node graph is measured with aliases counted as expanded (a "billion laughs" file is
+refused at its size, not after it has been expanded), and only then are Python values
+built, refusing duplicate keys and non-finite numbers on the way. Every refusal names the
+file, the place and the fix on one line; no message ever shows an expanded value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import reprlib
+from typing import Any
+
+import yaml
+
+from planner.spec.errors import ConfigError
+
+# Deeper than any spec or settings file needs; PyYAML and json recurse per level.
+MAX_DEPTH = 64
+# Expanded nodes (aliases counted at their expanded size): a 10,000-run grid takes hundreds.
+MAX_NODES = 200_000
+
+try:  # libyaml is many times faster; PyYAML's pure-Python classes give the same values.
+    _BaseLoader: Any = yaml.CSafeLoader
+    SAFE_DUMPER: Any = yaml.CSafeDumper
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _BaseLoader = yaml.SafeLoader
+    SAFE_DUMPER = yaml.SafeDumper
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = 60
+_SHORT.maxother = 60
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 6
+_SHORT.maxlevel = 3
+
+
+def short_repr(value: Any) -> str:
+    """``repr`` cut to a line: deep or huge values (an alias bomb) are never expanded."""
+    return _SHORT.repr(value)
+
+
+def dump_yaml(value: Any, **options: Any) -> str:
+    """``yaml.safe_dump`` through libyaml when present (the same text, several times faster)."""
+    return str(yaml.dump(value, Dumper=SAFE_DUMPER, **options))
+
+
+class _CheckedLoader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """Safe loading that refuses duplicate keys and NaN or infinite numbers."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise _Refused(
+                        f"line {key_node.start_mark.line + 1}: key {short_repr(key)} appears twice in one mapping; "
+                        "keep one (YAML would silently use the last)"
+                    )
+                seen.add(key)
+        return dict(super().construct_mapping(node, deep=deep))
+
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        value = float(super().construct_yaml_float(node))
+        if not math.isfinite(value):
+            raise _Refused(
+                f"line {node.start_mark.line + 1}: {node.value!r} is not a usable number (NaN or infinite); give a finite number"
+            )
+        return value
+
+
+_CheckedLoader.add_constructor("tag:yaml.org,2002:float", _CheckedLoader.construct_yaml_float)
+
+
+class _Refused(Exception):
+    """A problem found while loading; turned into a ConfigError naming the file."""
+
+
+def _check_events(text: str, max_depth: int) -> None:
+    """Refuse nesting deeper than ``max_depth`` without building anything (no recursion)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_BaseLoader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > max_depth:
+                raise _Refused(
+                    f"line {event.start_mark.line + 1}: nested more than {max_depth} levels deep; "
+                    "a spec or settings file needs a few levels: flatten it"
+                )
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
+def _expanded_size(root: yaml.Node, max_nodes: int) -> None:
+    """Count nodes as if every alias were expanded, memoised per node, so no expansion happens."""
+    sizes: dict[int, int] = {}
+    # Iterative post-order walk: children before parents.
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if not done:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+            continue
+        total = 1 + sum(sizes.get(id(c), 1) for c in children)
+        sizes[id(node)] = total
+        if total > max_nodes:
+            raise _Refused(
+                f"line {node.start_mark.line + 1}: expands to more than {max_nodes:,} values (aliases counted as expanded); "
+                "write the values out, or raise limits.max_spec_values in claude.local.md"
+            )
+
+
+def load_yaml(text: str, source: str, max_nodes: int = MAX_NODES, max_depth: int = MAX_DEPTH) -> Any:
+    """Parse one YAML document safely.
+
+    Raises:
+        ConfigError: for invalid YAML, duplicate keys, NaN or infinite numbers, nesting
+            deeper than ``max_depth`` or more than ``max_nodes`` values once expanded.
+    """
+    try:
+        _check_events(text, max_depth)
+        loader = _CheckedLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _expanded_size(node, max_nodes)
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except _Refused as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to read; flatten it") from None
+
+
+def load_json(text: str, source: str) -> Any:
+    """Parse JSON; refuse what Python cannot read (too deep) with a one-line message.
+
+    Raises:
+        ValueError: with a one-line reason (the callers word their own fix).
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON ({str(exc).splitlines()[0]})") from None
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """Decode a file the user wrote as UTF-8.
+
+    Raises:
+        ConfigError: naming the byte offset, when it is not UTF-8.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{source}: not UTF-8 text (byte {exc.start} is {data[exc.start:exc.start + 1]!r}); save it as UTF-8"
+        ) from None
