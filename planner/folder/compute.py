@@ -73,7 +73,15 @@ class ComputeEstimates:
 
     def for_run(self, name: str) -> RunEstimate | None:
         """The estimate of one run."""
-        return next((r for r in self.runs if r.run == name), None)
+        # An index built on first use (a 10,000-run plan asks once per run); rebuilt if the
+        # list of runs is replaced or grows. Kept out of the dataclass fields.
+        key = (id(self.runs), len(self.runs))
+        cached = self.__dict__.get("_run_index")
+        if cached is None or cached[0] != key:
+            cached = (key, {r.run: r for r in self.runs})
+            self.__dict__["_run_index"] = cached
+        found: RunEstimate | None = cached[1].get(name)
+        return found
 
 
 def slurm_time_seconds(text: str) -> int:

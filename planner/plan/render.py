@@ -6,6 +6,7 @@ Python filter or a value prepared here, so templates stay readable and testable.
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 from dataclasses import dataclass, field
@@ -14,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
 
 from planner import __version__
 from planner.folder.compute import ComputeEstimates
 from planner.spec.knobs import KNOBS, format_number
+from planner.spec.loading import dump_block_mapping, dump_yaml
 from planner.spec.localconfig import LocalSettings
 from planner.folder.markdown import begin_marker, end_marker, md_cell, md_code, md_table, wrap_block
 from planner.spec.resources import Resources
@@ -73,12 +74,22 @@ def yaml_scalar(value: Any) -> str:
     """One YAML scalar, safely quoted, on one line (newlines kept as escapes)."""
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)  # JSON strings are valid YAML scalars
-    return yaml.safe_dump(value, default_flow_style=True, width=10**9).strip().removesuffix("...").strip()
+    if isinstance(value, (bool, int, float)) or value is None:
+        return _yaml_number(type(value), value)  # cached: 10,000 runs repeat a few values
+    return dump_yaml(value, default_flow_style=True, width=10**9).strip().removesuffix("...").strip()
+
+
+@functools.lru_cache(maxsize=4096)
+def _yaml_number(kind: type, value: Any) -> str:
+    # The type is part of the key: 1, 1.0 and True are equal as keys but print differently.
+    return str(dump_yaml(value, default_flow_style=True, width=10**9).strip().removesuffix("...").strip())
 
 
 def to_yaml(value: Any) -> str:
     """A block-style YAML document for a mapping."""
-    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, width=100)
+    if isinstance(value, dict):
+        return dump_block_mapping(value, sort_keys=False, allow_unicode=True, width=100)
+    return dump_yaml(value, sort_keys=False, allow_unicode=True, width=100)
 
 
 def knob_value(name: str, value: Any) -> str:
@@ -234,7 +245,7 @@ def _evaluation_matrix(inp: RenderInput) -> str:
     for run in inp.plan.runs:
         cells = []
         for task in tasks:
-            epochs = [e.epoch for e in inp.plan.evaluations if e.run == run.name and e.task == task]
+            epochs = [e.epoch for e in inp.plan.evaluations_of(run.name) if e.task == task]
             if not epochs:
                 cells.append("-")
             elif run.is_base:

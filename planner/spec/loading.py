@@ -48,6 +48,36 @@ def dump_yaml(value: Any, **options: Any) -> str:
     return str(yaml.dump(value, Dumper=SAFE_DUMPER, **options))
 
 
+_PIECES: dict[tuple[str, str, str], str] = {}
+
+
+def dump_block_mapping(value: dict[str, Any], **options: Any) -> str:
+    """``dump_yaml`` of a block-style mapping, one top-level entry at a time, reusing entries seen before.
+
+    A block mapping's text is its entries' texts one after another, so each entry is
+    dumped once per distinct value: 10,000 run configs share most of their sections.
+    """
+    if options.get("default_flow_style") not in (None, False) or not value:
+        return dump_yaml(value, **options)
+    opts = json.dumps(options, sort_keys=True, default=str)
+    out = []
+    for key, item in value.items():
+        if not isinstance(key, str):
+            return dump_yaml(value, **options)
+        try:
+            ident = (key, json.dumps(item, sort_keys=False), opts)
+        except (TypeError, ValueError):  # not JSON-able (a tuple is, but prints differently): no reuse
+            out.append(dump_yaml({key: item}, **options))
+            continue
+        piece = _PIECES.get(ident)
+        if piece is None:
+            if len(_PIECES) > 50_000:
+                _PIECES.clear()
+            piece = _PIECES[ident] = dump_yaml({key: item}, **options)
+        out.append(piece)
+    return "".join(out)
+
+
 class _CheckedLoader(_BaseLoader):  # type: ignore[misc,valid-type]
     """Safe loading that refuses duplicate keys and NaN or infinite numbers."""
 
@@ -58,7 +88,7 @@ class _CheckedLoader(_BaseLoader):  # type: ignore[misc,valid-type]
                 key = self.construct_object(key_node, deep=deep)
                 if key in seen:
                     raise _Refused(
-                        f"line {key_node.start_mark.line + 1}: key {short_repr(key)} appears twice in one mapping; "
+                        f"line {_line(key_node.start_mark)}: key {short_repr(key)} appears twice in one mapping; "
                         "keep one (YAML would silently use the last)"
                     )
                 seen.add(key)
@@ -68,7 +98,7 @@ class _CheckedLoader(_BaseLoader):  # type: ignore[misc,valid-type]
         value = float(super().construct_yaml_float(node))
         if not math.isfinite(value):
             raise _Refused(
-                f"line {node.start_mark.line + 1}: {node.value!r} is not a usable number (NaN or infinite); give a finite number"
+                f"line {_line(node.start_mark)}: {node.value!r} is not a usable number (NaN or infinite); give a finite number"
             )
         return value
 
@@ -80,6 +110,10 @@ class _Refused(Exception):
     """A problem found while loading; turned into a ConfigError naming the file."""
 
 
+def _line(mark: Any) -> int:
+    return int(mark.line) + 1 if mark is not None else 0
+
+
 def _check_events(text: str, max_depth: int) -> None:
     """Refuse nesting deeper than ``max_depth`` without building anything (no recursion)."""
     depth = 0
@@ -88,7 +122,7 @@ def _check_events(text: str, max_depth: int) -> None:
             depth += 1
             if depth > max_depth:
                 raise _Refused(
-                    f"line {event.start_mark.line + 1}: nested more than {max_depth} levels deep; "
+                    f"line {_line(event.start_mark)}: nested more than {max_depth} levels deep; "
                     "a spec or settings file needs a few levels: flatten it"
                 )
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
@@ -117,7 +151,7 @@ def _expanded_size(root: yaml.Node, max_nodes: int) -> None:
         sizes[id(node)] = total
         if total > max_nodes:
             raise _Refused(
-                f"line {node.start_mark.line + 1}: expands to more than {max_nodes:,} values (aliases counted as expanded); "
+                f"line {_line(node.start_mark)}: expands to more than {max_nodes:,} values (aliases counted as expanded); "
                 "write the values out, or raise limits.max_spec_values in claude.local.md"
             )
 

@@ -14,12 +14,15 @@ when a run has a prompt template; it imports torchtune lazily.
 from __future__ import annotations
 
 import copy
+import functools
 import posixpath
 import shlex
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 import yaml
+
+from planner.spec.loading import dump_yaml
 
 
 class RecipeError(ValueError):
@@ -678,7 +681,9 @@ def format_prompt(prompt: str | None, text: str) -> str:
     return before + text + after
 
 
+@functools.lru_cache(maxsize=64)
 def _load_recipe(recipe_text: str) -> dict[str, Any]:
+    # Cached: a plan renders every run from the same few recipes (callers deep-copy).
     try:
         cfg = yaml.safe_load(recipe_text)
     except yaml.YAMLError as exc:
@@ -994,4 +999,4 @@ def dump_config(cfg: Mapping[str, Any]) -> str:
     Returns:
         YAML text.
     """
-    return yaml.safe_dump(dict(cfg), sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return dump_yaml(dict(cfg), sort_keys=False, default_flow_style=False, allow_unicode=True)
