@@ -331,6 +331,7 @@ model_case("config-heads-not-dividing", {**CONFIG_JSON, "num_attention_heads": 7
 MODEL_CASES.append(Case(id="model-missing", code=3, spec=with_spec(models=["no-such-model"])))
 MODEL_CASES.append(Case(id="model-no-config", code=3, setup=lambda root: (root / "ex" / "models" / "bad" / "config.json").unlink()))
 MODEL_CASES.append(Case(id="model-config-folder", code=3, setup=lambda root: _replace_with_dir(root / "ex" / "models" / "bad" / "config.json")))
+MODEL_CASES.append(Case(id="model-no-tokenizer", code=3, setup=lambda root: (root / "ex" / "models" / "bad" / "tokenizer.model").unlink()))
 MODEL_CASES.append(Case(id="model-no-weights", code=3, setup=lambda root: (root / "ex" / "models" / "bad" / "model.safetensors").unlink()))
 MODEL_CASES.append(Case(id="model-is-file", code=3, spec=with_spec(models=["afile"]),
                         setup=lambda root: (root / "ex" / "models" / "afile").write_text("x")))
@@ -409,7 +410,7 @@ def prepare_case(case: Case, template: Path, root: Path) -> tuple[list[str], Pat
         (ex / "models" / "tiny-llama-cap" / f.name).symlink_to(f.resolve())
     (ex / "data" / "words_5L_80P_500.json").symlink_to((template / "ex" / "data" / "words_5L_80P_500.json").resolve())
     spec = copy.deepcopy(SPEC) if case.spec is None else case.spec
-    if case.config is not UNSET or case.id.startswith("model-config") or case.id in ("model-no-config", "model-no-weights"):
+    if case.config is not UNSET or case.id.startswith("model-config") or case.id in ("model-no-config", "model-no-weights", "model-no-tokenizer"):
         bad = ex / "models" / "bad"
         bad.mkdir()
         (bad / "model.safetensors").write_bytes(b"0" * 16)

@@ -15,8 +15,10 @@ from planner.plan.pipeline import PreparedExperiment, prepare, write
 from planner.plan.prompts import Prompter, run_wizard
 from planner.spec.errors import ConfigError, PlannerError
 from planner.plan.render import duration, size
-from planner.spec.spec import load_spec_text, parse_spec
-from planner.spec.loading import decode_text
+from planner.spec.spec import parse_spec
+from planner.spec.loading import decode_text, load_yaml
+from planner.plan.verify import raw_resource_problems
+from planner import paths
 
 
 def show_plan(console: Console, prepared: PreparedExperiment) -> None:
@@ -66,8 +68,18 @@ def command(spec_path: Path | None, yes: bool, out_dir: Path | None, force: bool
     settings_path = find_local_settings(local_config, near)
     settings = load_local_settings(settings_path)
     if spec_path is not None and raw is not None:
-        spec = load_spec_text(decode_text(raw, str(spec_path)), str(spec_path), settings.limits.max_spec_values)
         spec_dir = spec_path.resolve().parent
+        data = load_yaml(decode_text(raw, str(spec_path)), str(spec_path), settings.limits.max_spec_values)
+        try:
+            spec = parse_spec(data, str(spec_path))
+        except ConfigError as exc:
+            # Report the models, dataset and scripts it names too, so one run shows every problem.
+            more = raw_resource_problems(data, settings, spec_dir, paths.PROJECT_ROOT)
+            if not more:
+                raise
+            raise ConfigError(
+                f"{exc}, and {len(more)} with the models, dataset or scripts it names", exc.problems + more
+            ) from None
     else:
         if not sys.stdin.isatty() and yes:
             raise ConfigError("--yes without --spec: the wizard needs a terminal; pass --spec FILE for scripts")
