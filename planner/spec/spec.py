@@ -25,6 +25,19 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 MAX_NAME_BYTES = 230
 
 
+def name_problem(value: str) -> str | None:
+    """Why ``value`` cannot name an experiment (it becomes a folder name), or None."""
+    if not value.strip():
+        return "the experiment needs a name, e.g. cap_8L_lora_comparison_2025-10-22"
+    if "/" in value or value in {".", ".."}:
+        return "the name becomes a folder name: drop the '/'"
+    if _CONTROL_CHARS.search(value):
+        return "the name becomes a folder name: remove newlines and control characters"
+    if len(value.encode()) > MAX_NAME_BYTES:
+        return f"the name becomes a folder name: keep it under {MAX_NAME_BYTES + 1} bytes (it has {len(value.encode())})"
+    return None
+
+
 class _Strict(BaseModel):
     # Strict: "0", 1.0 or true are not silently read as the whole number 0 or 1; a
     # float field accepts only finite numbers.
@@ -148,14 +161,9 @@ class ExperimentSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the experiment needs a name, e.g. cap_8L_lora_comparison_2025-10-22")
-        if "/" in value or value in {".", ".."}:
-            raise ValueError("the name becomes a folder name: drop the '/'")
-        if _CONTROL_CHARS.search(value):
-            raise ValueError("the name becomes a folder name: remove newlines and control characters")
-        if len(value.encode()) > MAX_NAME_BYTES:
-            raise ValueError(f"the name becomes a folder name: keep it under {MAX_NAME_BYTES + 1} bytes (it has {len(value.encode())})")
+        problem = name_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("models")
