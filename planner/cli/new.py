@@ -14,7 +14,7 @@ from planner.spec.local_settings import find_local_settings, load_local_settings
 from planner.plan.pipeline import PreparedExperiment, prepare, write
 from planner.plan.prompts import Prompter, run_wizard
 from planner.spec.errors import ConfigError, PlannerError
-from planner.plan.render import duration, size
+from planner.plan.render import duration, plural, size
 from planner.spec.spec import parse_spec
 from planner.spec.loading import decode_text, load_yaml
 from planner.plan.verify import raw_resource_problems
@@ -24,7 +24,7 @@ from planner import paths
 def show_plan(console: Console, prepared: PreparedExperiment) -> None:
     """Print the plan a user approves: runs, evaluations, estimates, prerequisites."""
     plan, est = prepared.plan, prepared.estimates
-    table = Table(title=f"{prepared.spec.name}: {len(plan.finetune_runs)} fine-tune runs + {len(plan.base_runs)} controls")
+    table = Table(title=f"{prepared.spec.name}: {plural(len(plan.finetune_runs), 'fine-tune run')} + {plural(len(plan.base_runs), 'control')}")
     table.add_column("Run")
     table.add_column("Type")
     table.add_column("Factors")
@@ -39,6 +39,7 @@ def show_plan(console: Console, prepared: PreparedExperiment) -> None:
     mark = " (preliminary)" if est.preliminary else ""
     console.print(
         f"Evaluations: {len(plan.evaluations)}.  Training: {duration(est.total_train_seconds)}{mark}.  "
+        f"Compute: {est.compute_hours(prepared.spec.resources.gpus, prepared.spec.resources.nodes)}.  "
         f"Checkpoints: ~{size(est.disk_total_bytes)} of {size(est.disk_free_bytes)} free."
     )
     for item in prepared.resources.prerequisites:

@@ -59,6 +59,16 @@ class ComputeEstimates:
         """GPU hours of training and evaluation together."""
         return (self.total_train_seconds * max(gpus_per_run, 1) + self.total_eval_seconds) / 3600
 
+    def compute_hours(self, gpus_per_run: int, nodes: int = 1) -> str:
+        """The plan's compute as the terminal and the summary both show it.
+
+        GPU hours count every GPU of every node a run holds; a CPU-only plan (``gpus: 0``)
+        has no GPU hours, so its job hours are shown as such.
+        """
+        if gpus_per_run <= 0:
+            return f"{(self.total_train_seconds + self.total_eval_seconds) / 3600:.1f} CPU job hours (no GPUs)"
+        return f"{self.gpu_hours(gpus_per_run * max(nodes, 1)):.1f} GPU hours"
+
     @property
     def disk_total_bytes(self) -> float:
         """Checkpoints of every run and epoch plus the 20% buffer of seed 002."""

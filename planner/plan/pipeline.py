@@ -22,7 +22,7 @@ from planner.folder.compute import ComputeEstimates
 from planner.folder.designlog import DesignLog
 from planner.plan.job_files import JobEnvironment, build_job_files
 from planner.spec.localconfig import LocalSettings, SlurmSettings
-from planner.plan.render import RenderInput, make_environment, render_experiment
+from planner.plan.render import RenderInput, make_environment, plural, render_experiment
 from planner.spec.resources import Resources
 from planner.spec.runs import Plan, expand
 from planner.spec.spec import ExperimentSpec, spec_to_yaml
@@ -96,7 +96,8 @@ def prepare(
     if too_long:
         raise ConfigError(f"{len(too_long)} name(s) too long for the filesystem; nothing was written", too_long)
     log.add(now(), "DECIDE_RUNS", "Run expansion",
-            decision=f"{len(plan.finetune_runs)} fine-tune runs + {len(plan.base_runs)} base-model controls, {len(plan.evaluations)} evaluations",
+            decision=f"{plural(len(plan.finetune_runs), 'fine-tune run')} + {plural(len(plan.base_runs), 'base-model control')}, "
+                     f"{plural(len(plan.evaluations), 'evaluation')}",
             reasoning=f"models ({len(spec.models)}) x paired levels x factorial over {list(spec.factors) or 'no factors'} x {len(spec.replicates.seeds)} seed(s)",
             explanation="Deterministic: the same spec always gives the same run names")
     resources = verify(spec, settings, spec_dir, paths.PROJECT_ROOT, root, log, now)
@@ -125,7 +126,7 @@ def prepare(
     files["estimates.json"] = estimates_json(estimates)
     n_run_files = sum(1 for f in files if f.endswith("setup_finetune.yaml"))
     log.add(now(), "CREATE_SUMMARY", "Writing experiment plan", command=f"Created {target / 'experiment_summary.md'}",
-            result=f"File created with {len(plan.runs)} runs ({len(plan.finetune_runs)} fine-tuned + {len(plan.base_runs)} controls); "
+            result=f"File created with {len(plan.runs)} runs ({len(plan.finetune_runs)} fine-tuned + {plural(len(plan.base_runs), 'control')}); "
                    f"{n_run_files} setup_finetune.yaml + finetune.yaml, {len(plan.evaluations)} eval configs",
             explanation="Comprehensive experiment plan with all configurations and status tracking")
     log.add(now(), "COMPLETE", "Experiment design finished", status="Ready for review and submission",

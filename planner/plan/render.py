@@ -33,6 +33,8 @@ from planner.status.tables import (
 )
 
 ESTIMATES_BLOCK = "compute-estimates"
+# The All Runs table shows each run's estimate, so `estimate` rewrites it with Compute Estimates.
+ALL_RUNS_BLOCK = "all-runs"
 
 
 def duration(seconds: float | None) -> str:
@@ -122,6 +124,7 @@ def make_environment(templates_dir: Path) -> jinja2.Environment:
         to_yaml=to_yaml,
         knob=lambda value, name="": knob_value(name, value),
         number=format_number,
+        plural=plural,
     )
     return env
 
@@ -221,13 +224,14 @@ def _name_pattern(plan: Plan) -> str:
     return "_".join(parts)
 
 
-def _all_runs_table(inp: RenderInput) -> str:
-    varied = list(inp.plan.spec.paired) + list(inp.plan.spec.factors)
+def all_runs_table(plan: Plan, estimates: ComputeEstimates) -> str:
+    """The All Runs table: every run, what it varies, and its estimated time."""
+    varied = list(plan.spec.paired) + list(plan.spec.factors)
     shown = [k for k in ("lora_rank", "learning_rate", "batch_size") if k not in varied]
     columns = ["Run Name", "Model"] + [KNOBS[k].column for k in varied + shown] + ["Type", "Est. Time"]
     rows = []
-    for run in inp.plan.runs:
-        est = inp.estimates.for_run(run.name)
+    for run in plan.runs:
+        est = estimates.for_run(run.name)
         if run.is_base:
             values = ["-" for _ in varied + shown]
             kind, time = "control (base model)", "-"
@@ -257,12 +261,16 @@ def _evaluation_matrix(inp: RenderInput) -> str:
     return md_table(["Run Name"] + tasks + ["Notes"], rows)
 
 
-def estimates_block(estimates: ComputeEstimates, gpus: int, env: jinja2.Environment) -> str:
-    """The Compute Estimates block: rendered on its own so ``estimate`` can refresh it."""
-    return env.get_template("compute_estimates.md.j2").render(est=estimates, ctx=estimates_context(estimates, gpus)).strip()
+def estimates_block(estimates: ComputeEstimates, gpus: int, env: jinja2.Environment, nodes: int = 1) -> str:
+    """The Compute Estimates block: rendered on its own so ``estimate`` can refresh it.
+
+    ``gpus`` is the spec's GPUs per node (0: CPU jobs), as given, not rounded up.
+    """
+    ctx = estimates_context(estimates, gpus, nodes)
+    return env.get_template("compute_estimates.md.j2").render(est=estimates, ctx=ctx).strip()
 
 
-def estimates_context(est: ComputeEstimates, gpus: int) -> dict[str, Any]:
+def estimates_context(est: ComputeEstimates, gpus: int, nodes: int = 1) -> dict[str, Any]:
     """Per-model training totals and GPU hours, as the Compute Estimates block shows them."""
     per_model = []
     for model, runs in est.by_model().items():
@@ -279,21 +287,20 @@ def estimates_context(est: ComputeEstimates, gpus: int) -> dict[str, Any]:
                 "confidence": sorted({r.confidence for r in runs}),
             }
         )
-    return {"per_model": per_model, "gpu_hours": est.gpu_hours(max(gpus, 1))}
+    return {"per_model": per_model, "compute_hours": est.compute_hours(gpus, nodes)}
 
 
 def _context(inp: RenderInput) -> dict[str, Any]:
     plan = inp.plan
     ft_rows, ev_rows = initial_rows(plan)
-    gpus = int(inp.slurm.get("gpus", 1) or 1)
     return {
-        **estimates_context(inp.estimates, gpus),
+        **estimates_context(inp.estimates, plan.spec.resources.gpus, plan.spec.resources.nodes),
         "design_type": _design_type(plan),
         "name_pattern": _name_pattern(plan),
         "estimates_begin": begin_marker(ESTIMATES_BLOCK),
         "estimates_end": end_marker(ESTIMATES_BLOCK),
         "variables": md_table(["Factor", "Levels"], _variables(plan)) if _variables(plan) else "No factors varied.",
-        "all_runs": _all_runs_table(inp),
+        "all_runs": wrap_block(ALL_RUNS_BLOCK, all_runs_table(plan, inp.estimates)),
         "evaluation_matrix": _evaluation_matrix(inp) if plan.spec.evaluation.tasks else "No evaluation tasks.",
         "finetune_status": wrap_block(FINETUNE_BLOCK, finetune_table(ft_rows)),
         "eval_status": wrap_block(EVAL_BLOCK, eval_table(ev_rows)),
@@ -303,12 +310,23 @@ def _context(inp: RenderInput) -> dict[str, Any]:
         "eval_dirs": {e.key: eval_dir(inp.exp_dir, e) for e in plan.evaluations},
         "recipes": sorted(set(inp.jobs.recipe_files.values())),
         "describe": _describe_knobs(plan),
-        "fixed": {
-            k: v for k, v in plan.runs[0].settings.items() if k not in plan.spec.factors and k not in plan.spec.paired and k != "seed"
-        }
-        if plan.runs
-        else {},
+        "fixed": _held_fixed(plan),
     }
+
+
+def _held_fixed(plan: Plan) -> dict[str, Any]:
+    """Settings every fine-tune run shares: not what is varied, nor what follows it (alpha = 2 x rank)."""
+    runs = plan.finetune_runs or plan.runs
+    if not runs:
+        return {}
+    first = runs[0].settings
+    varying = {k for r in runs for k, v in r.settings.items() if k == "seed" or repr(first.get(k)) != repr(v)}
+    return {k: v for k, v in first.items() if k not in varying and k not in plan.spec.factors and k not in plan.spec.paired}
+
+
+def plural(count: int, word: str) -> str:
+    """``1 control``, ``2 controls``."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def render_summary(inp: RenderInput, env: jinja2.Environment) -> str:
