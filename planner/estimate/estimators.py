@@ -416,7 +416,7 @@ def fallback_training_time(param_count_or_size_label: int | float | str | None, 
     return Estimate(
         figure=high,
         unit="s",
-        basis=f"no usable prior run; seed 002 typical range for {label} models ({lo}-{hi} min/epoch). "
+        basis=f"no usable prior run; typical range (rule of thumb) for {label} models ({lo}-{hi} min/epoch). "
         "Preliminary - verify with a test run.",
         confidence="preliminary",
         calculation=f"{epochs} epoch(s) x {lo}-{hi} min/epoch = {format_duration(low)}-{format_duration(high)}",
@@ -464,7 +464,7 @@ def fallback_checkpoint_gib(
     return Estimate(
         figure=chi * epochs,
         unit="GiB",
-        basis=f"no prior checkpoint sizes; seed 002 typical full checkpoint for {label} models "
+        basis=f"no prior checkpoint sizes; typical full checkpoint for {label} models "
         f"({_n(clo)}-{_n(chi)} GiB/epoch).{note}",
         confidence="preliminary",
         calculation=f"{epochs} epoch(s) x {_n(clo)}-{_n(chi)} GiB = {_n(clo * epochs)}-{_n(chi * epochs)} GiB",
@@ -487,7 +487,7 @@ def fallback_eval_time(num_evaluations: int = 1) -> Estimate:
     return Estimate(
         figure=hi * num_evaluations,
         unit="s",
-        basis="no prior evaluation timings; seed 002 typical 1-5 min per evaluation. Preliminary.",
+        basis="no prior evaluation timings; typical 1-5 min per evaluation. Preliminary.",
         confidence="preliminary",
         calculation=f"{num_evaluations} evaluation(s) x 1-5 min = "
         f"{format_duration(lo * num_evaluations)}-{format_duration(hi * num_evaluations)}",
@@ -530,11 +530,11 @@ def fallback_batch_size(
     if packed:
         start = {"1B": 4, "3B": 2, "7B+": 1}[label]
         lo = min(lo, start)
-        note += f" Packing on: seed 002 says start at {start} for {label}."
+        note += f" Packing on: the rule of thumb is to start at {start} for {label}."
     return Estimate(
         figure=float(lo),
         unit="batch",
-        basis=f"no prior memory figures; seed 002 table for {label} on a "
+        basis=f"no prior memory figures; rule-of-thumb table for {label} on a "
         f"{'80' if big else '40'} GB-class GPU: {lo}-{hi}.{note} Preliminary.",
         confidence="preliminary",
         calculation=f"table lookup ({label}, {gpu_memory_gib:g} GiB GPU) -> {lo}-{hi}",
@@ -996,7 +996,7 @@ def batch_size(
     if packed and prior_packed is False:
         raw /= PACKING_BATCH_DIVISOR
         steps.append(f"packing (prior unpacked): / {PACKING_BATCH_DIVISOR} = {raw:.1f}")
-        notes = " Packing on where the prior was unpacked: divided by 4 (seed 002: 2-4x)."
+        notes = " Packing on where the prior was unpacked: divided by 4 (packing cuts the batch that fits 2-4x)."
     elif packed and prior_packed is None:
         notes = " Prior packing unknown; if it was unpacked, expect 2-4x less."
     best = 1 if raw < 2 else 2 ** int(math.floor(math.log2(raw)))
@@ -1004,7 +1004,7 @@ def batch_size(
     return Estimate(
         figure=float(best),
         unit="batch",
-        basis=f"prior peak memory {prior_peak_gib:g} GiB at batch {prior_batch}; seed 002 headroom x 0.7.{notes}",
+        basis=f"prior peak memory {prior_peak_gib:g} GiB at batch {prior_batch}; 30% headroom kept (x 0.7).{notes}",
         confidence="scaled" if best != prior_batch else "measured",
         calculation=", ".join(steps),
         details={"headroom": headroom, "raw": raw},
