@@ -112,6 +112,7 @@ def make_environment(templates_dir: Path) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
+        auto_reload=False,  # one process renders thousands of files: no mtime check per file
     )
     env.filters.update(
         duration=duration,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import reprlib
 from typing import Any
 
@@ -43,39 +44,97 @@ def short_repr(value: Any) -> str:
     return _SHORT.repr(value)
 
 
+# Text libyaml's emitter writes exactly as PyYAML's does: printable characters only. Line
+# breaks, tabs and other control characters are quoted and folded differently by the two.
+_EMITTED_ALIKE = re.compile("^[\x20-\x7e\xa0-\ud7ff\ue000-\ufefe\uff00-\ufffd]*$")
+
+
+def _emitted_alike(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not _EMITTED_ALIKE.match(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return True
+
+
 def dump_yaml(value: Any, **options: Any) -> str:
-    """``yaml.safe_dump`` through libyaml when present (the same text, several times faster)."""
-    return str(yaml.dump(value, Dumper=SAFE_DUMPER, **options))
+    """``yaml.safe_dump``, through libyaml when present and the text comes out the same.
+
+    libyaml is several times faster; for strings with line breaks or control characters
+    its emitter quotes and folds differently, so those values take PyYAML's own emitter.
+    """
+    dumper = SAFE_DUMPER if SAFE_DUMPER is yaml.SafeDumper or _emitted_alike(value) else yaml.SafeDumper
+    return str(yaml.dump(value, Dumper=dumper, **options))
 
 
-_PIECES: dict[tuple[str, str, str], str] = {}
+_PIECES: dict[tuple[Any, ...], str] = {}
+_SHORT_TEXT = 40  # strings this short cannot reach the wrap width (100) at the depths split below
+
+
+def _short_strings(value: Any, depth: int = 0) -> bool:
+    """True when no string in ``value`` can be wrapped, at any indentation used here."""
+    if depth > 5:
+        return False
+    if isinstance(value, str):
+        # One line, never wrapped: PyYAML folds printable text only at spaces, so a long
+        # path without spaces stays whole at any indentation.
+        return bool(_EMITTED_ALIKE.match(value)) and (len(value) <= _SHORT_TEXT or " " not in value)
+    if isinstance(value, dict):
+        return all(_short_strings(k, depth) and _short_strings(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_short_strings(v, depth + 1) for v in value)
+    return True
+
+
+def _entry(key: str, item: Any, opts: str, options: dict[str, Any], depth: int) -> str:
+    """The block-style text of ``{key: item}``, nested mappings assembled from their own entries.
+
+    A nested block mapping is its key line and its entries' texts indented by two spaces,
+    which holds as long as no line can wrap: hence ``_short_strings``.
+    """
+    ident: tuple[Any, ...]
+    if item is None or isinstance(item, (str, int, float)):
+        # The type keeps 1, 1.0 and true apart; repr keeps 0.0 and -0.0 apart.
+        ident = (key, type(item), repr(item) if isinstance(item, float) else item, opts)
+    else:
+        try:
+            ident = (key, json.dumps(item, sort_keys=False), opts)
+        except (TypeError, ValueError):  # not JSON-able (a tuple prints differently): no reuse
+            return dump_yaml({key: item}, **options)
+    piece = _PIECES.get(ident)
+    if piece is not None:
+        return piece
+    if (isinstance(item, dict) and item and depth < 5 and options.get("allow_unicode") is True
+            and all(isinstance(k, str) for k in item) and _short_strings(item)):
+        head = dump_yaml({key: {}}, **options)
+        if head.endswith(" {}\n"):
+            body = "".join(_entry(k, v, opts, options, depth + 1) for k, v in item.items())
+            piece = head[: -len(" {}\n")] + "\n" + "".join("  " + line for line in body.splitlines(keepends=True))
+    if piece is None:
+        piece = dump_yaml({key: item}, **options)
+    if len(_PIECES) > 100_000:
+        _PIECES.clear()
+    _PIECES[ident] = piece
+    return piece
 
 
 def dump_block_mapping(value: dict[str, Any], **options: Any) -> str:
-    """``dump_yaml`` of a block-style mapping, one top-level entry at a time, reusing entries seen before.
+    """``dump_yaml`` of a block-style mapping, one entry at a time, reusing entries seen before.
 
     A block mapping's text is its entries' texts one after another, so each entry is
     dumped once per distinct value: 10,000 run configs share most of their sections.
     """
-    if options.get("default_flow_style") not in (None, False) or not value:
+    if options.get("default_flow_style") not in (None, False) or not value or not all(isinstance(k, str) for k in value):
         return dump_yaml(value, **options)
     opts = json.dumps(options, sort_keys=True, default=str)
-    out = []
-    for key, item in value.items():
-        if not isinstance(key, str):
-            return dump_yaml(value, **options)
-        try:
-            ident = (key, json.dumps(item, sort_keys=False), opts)
-        except (TypeError, ValueError):  # not JSON-able (a tuple is, but prints differently): no reuse
-            out.append(dump_yaml({key: item}, **options))
-            continue
-        piece = _PIECES.get(ident)
-        if piece is None:
-            if len(_PIECES) > 50_000:
-                _PIECES.clear()
-            piece = _PIECES[ident] = dump_yaml({key: item}, **options)
-        out.append(piece)
-    return "".join(out)
+    return "".join(_entry(key, item, opts, options, 0) for key, item in value.items())
 
 
 class _CheckedLoader(_BaseLoader):  # type: ignore[misc,valid-type]
