@@ -54,7 +54,7 @@ def _emitted_alike(value: Any) -> bool:
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if not _EMITTED_ALIKE.match(item):
+            if not _EMITTED_ALIKE.fullmatch(item):
                 return False
         elif isinstance(item, dict):
             stack.extend(item.keys())
@@ -85,7 +85,7 @@ def _short_strings(value: Any, depth: int = 0) -> bool:
     if isinstance(value, str):
         # One line, never wrapped: PyYAML folds printable text only at spaces, so a long
         # path without spaces stays whole at any indentation.
-        return bool(_EMITTED_ALIKE.match(value)) and (len(value) <= _SHORT_TEXT or " " not in value)
+        return bool(_EMITTED_ALIKE.fullmatch(value)) and (len(value) <= _SHORT_TEXT or " " not in value)
     if isinstance(value, dict):
         return all(_short_strings(k, depth) and _short_strings(v, depth + 1) for k, v in value.items())
     if isinstance(value, list):
