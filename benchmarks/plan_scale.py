@@ -108,6 +108,7 @@ def main() -> int:
                 best = one
         assert best is not None
         results[size] = best
+    print(f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     print("| runs | files | MiB written | ours: plan + write | baseline: bare write | ratio | per run | peak memory |")
     print("|---|---|---|---|---|---|---|---|")
     for size, r in results.items():

@@ -6,7 +6,6 @@ Python filter or a value prepared here, so templates stay readable and testable.
 
 from __future__ import annotations
 
-import functools
 import json
 import shlex
 from dataclasses import dataclass, field
@@ -77,14 +76,17 @@ def yaml_scalar(value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)  # JSON strings are valid YAML scalars
     if isinstance(value, (bool, int, float)) or value is None:
-        return _yaml_number(type(value), value)  # cached: 10,000 runs repeat a few values
+        # Cached: 10,000 runs repeat a few values. The key is type and repr, because 1, 1.0
+        # and true, or 0.0 and -0.0, are equal as keys but print differently.
+        key = (type(value).__name__, repr(value))
+        text = _NUMBERS.get(key)
+        if text is None:
+            text = _NUMBERS[key] = dump_yaml(value, default_flow_style=True, width=10**9).strip().removesuffix("...").strip()
+        return text
     return dump_yaml(value, default_flow_style=True, width=10**9).strip().removesuffix("...").strip()
 
 
-@functools.lru_cache(maxsize=4096)
-def _yaml_number(kind: type, value: Any) -> str:
-    # The type is part of the key: 1, 1.0 and True are equal as keys but print differently.
-    return str(dump_yaml(value, default_flow_style=True, width=10**9).strip().removesuffix("...").strip())
+_NUMBERS: dict[tuple[str, str], str] = {}
 
 
 def to_yaml(value: Any) -> str:

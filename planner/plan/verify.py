@@ -199,7 +199,7 @@ def raw_resource_problems(data: Any, settings: LocalSettings, spec_dir: Path, pr
     dataset = data.get("dataset")
     ds = dataset if isinstance(dataset, dict) else {}
     ds_path = ds.get("path") if isinstance(ds.get("path"), str) else None
-    columns = [ds.get(k) if isinstance(ds.get(k), str) else d for k, d in (("input_column", "input"), ("output_column", "output"))]
+    columns = [str(ds[k]) if isinstance(ds.get(k), str) else d for k, d in (("input_column", "input"), ("output_column", "output"))]
     problems: list[str] = []
     if model_names or ds_path:
         found_problems = check_models_and_dataset(model_names, ds_path or "", columns[0], columns[1], settings, spec_dir,
