@@ -14,7 +14,8 @@ from planner.spec.local_settings import find_local_settings, load_local_settings
 from planner.plan.pipeline import PreparedExperiment, prepare, write
 from planner.plan.prompts import Prompter, run_wizard
 from planner.spec.errors import ConfigError, PlannerError
-from planner.plan.render import duration, plural, size
+from planner.plan.render import plural
+from planner.spec.units import duration, size
 from planner.spec.spec import parse_spec
 from planner.spec.loading import decode_text, load_yaml
 from planner.plan.verify import raw_resource_problems

@@ -15,7 +15,7 @@ from planner.folder.designlog import DesignLog
 from planner.spec.errors import VerificationError
 from planner.spec.localconfig import LocalSettings
 from planner.torchtune.recipes import RecipeError, checkpoint_files, model_shape_from_config, tokenizer_path
-from planner.plan.render import size
+from planner.spec.units import size
 from planner.spec.resources import DatasetResource, ModelResource, Resources, TaskResource
 from planner.spec.spec import ExperimentSpec
 
