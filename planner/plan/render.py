@@ -319,20 +319,22 @@ def render_experiment(inp: RenderInput, env: jinja2.Environment) -> dict[str, st
     ``experiment.yaml`` and ``design-experiment.log`` are not rendered here: the spec is
     serialised by ``spec_to_yaml`` and the log is written by whoever collected it.
     """
+    setup_t, finetune_t, train_t = (env.get_template(f"{n}.j2") for n in ("setup_finetune.yaml", "finetune.yaml", "train.sh"))
+    eval_config_t, eval_t = env.get_template("eval_config.yaml.j2"), env.get_template("eval.sh.j2")
     files: dict[str, str] = {"experiment_summary.md": render_summary(inp, env)}
     for run in inp.plan.runs:
         rdir = run_dir(inp.exp_dir, run)
         model = inp.resources.models[run.model]
         if not run.is_base:
-            files[f"{run.name}/setup_finetune.yaml"] = env.get_template("setup_finetune.yaml.j2").render(
+            files[f"{run.name}/setup_finetune.yaml"] = setup_t.render(
                 inp=inp, run=run, model=model, run_dir=rdir, slurm=inp.slurm, recipe=inp.jobs.recipe_files[run.name],
                 version=__version__,
             )
-            files[f"{run.name}/finetune.yaml"] = env.get_template("finetune.yaml.j2").render(
+            files[f"{run.name}/finetune.yaml"] = finetune_t.render(
                 inp=inp, run=run, config=inp.jobs.finetune_configs[run.name], run_dir=rdir,
                 recipe=inp.jobs.recipe_files[run.name], argv=inp.jobs.training_argv[run.name], version=__version__,
             )
-            files[f"{run.name}/train.sh"] = env.get_template("train.sh.j2").render(
+            files[f"{run.name}/train.sh"] = train_t.render(
                 inp=inp, run=run, run_dir=rdir, job_dir=rdir, command=inp.jobs.training_shell[run.name], jobs=inp.jobs,
                 nodes=inp.plan.spec.resources.nodes,
                 version=__version__,
@@ -340,10 +342,10 @@ def render_experiment(inp: RenderInput, env: jinja2.Environment) -> dict[str, st
         for ev in inp.plan.evaluations_of(run.name):
             edir = eval_dir(inp.exp_dir, ev)
             rel = f"{run.name}/eval/{ev.name}"
-            files[f"{rel}/eval_config.yaml"] = env.get_template("eval_config.yaml.j2").render(
+            files[f"{rel}/eval_config.yaml"] = eval_config_t.render(
                 inp=inp, ev=ev, run=run, config=inp.jobs.eval_configs[ev.key], version=__version__,
             )
-            files[f"{rel}/eval.sh"] = env.get_template("eval.sh.j2").render(
+            files[f"{rel}/eval.sh"] = eval_t.render(
                 inp=inp, ev=ev, run=run, eval_dir=edir, job_dir=edir, run_dir=rdir, argv=inp.jobs.eval_argv[ev.key], jobs=inp.jobs,
                 version=__version__,
             )

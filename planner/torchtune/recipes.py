@@ -103,6 +103,17 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 
+def _clone(value: Any) -> Any:
+    """A deep copy of YAML data (mappings, lists, scalars): several times faster than ``copy.deepcopy``."""
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return copy.deepcopy(value)
+
+
 @functools.lru_cache(maxsize=64)
 def _load_recipe(recipe_text: str) -> dict[str, Any]:
     # Cached: a plan renders every run from the same few recipes (callers deep-copy).
@@ -165,7 +176,7 @@ def finetune_config(
     if not checkpoint_files:
         raise RecipeError("no checkpoint files given")
 
-    cfg = copy.deepcopy(_load_recipe(recipe_text))
+    cfg = _clone(_load_recipe(recipe_text))
     recipe = recipe_name(gpus, nodes)
 
     rank = int(s["lora_rank"])
@@ -317,7 +328,7 @@ def eval_config(
     Returns:
         The config as a dict.
     """
-    ft = copy.deepcopy(dict(finetune_cfg))
+    ft = _clone(dict(finetune_cfg))
     lora_model = dict(ft["model"])
     if adapter_dir is None:
         model = {k: v for k, v in lora_model.items() if k not in LORA_KWARGS}
