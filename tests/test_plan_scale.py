@@ -77,9 +77,11 @@ def _random_value(rng: random.Random, depth: int) -> Any:
         return "".join(rng.choice(alphabet) for _ in range(rng.choice([0, 1, 5, 20, 39, 40, 41, 90, 150])))
     if kind in (4, 5):
         return rng.choice(["plain", "/a/path/x.yaml", "yes", "null", "1e-5", "~", "", "2025-10-22",
-                           "/a/very/long/path/without/spaces/" * 5, "a long sentence with spaces " * 5])
+                           "/a/very/long/path/without/spaces/" * 5, "a long sentence with spaces " * 5,
+                           "_x", "a-b", "1_000", "0x1F", "1.5", "-5", "inf", "NaN", ".5", "on", "Off", "y", "n",
+                           "a/b.c-d_e", "/tmp/x/epoch_0", "12:30", "1:20:00", "tiny-llama-cap_rank4_lr1e-4"])
     if kind in (6, 7):
-        return {f"k{i}" if rng.random() < 0.8 else rng.choice(["a b", "yes", "1", "é", "-x"]): _random_value(rng, depth + 1)
+        return {f"k{i}" if rng.random() < 0.8 else rng.choice(["a b", "yes", "1", "é", "-x", "on", "null", "a/b", "_k"]): _random_value(rng, depth + 1)
                 for i in range(rng.randrange(4))}
     return [_random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
 

@@ -93,6 +93,16 @@ def _short_strings(value: Any, depth: int = 0) -> bool:
     return True
 
 
+_PLAIN_TEXT = re.compile(r"[A-Za-z0-9_/][A-Za-z0-9_./-]*")
+_RESOLVER = yaml.resolver.Resolver()
+
+
+def _plain(value: Any) -> bool:
+    """A string PyYAML writes as is: path-like characters, and read back as a string (not 1e-5, yes, null)."""
+    return (isinstance(value, str) and bool(_PLAIN_TEXT.fullmatch(value))
+            and _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) == "tag:yaml.org,2002:str")
+
+
 def _entry(key: str, item: Any, opts: str, options: dict[str, Any], depth: int) -> str:
     """The block-style text of ``{key: item}``, nested mappings assembled from their own entries.
 
@@ -111,7 +121,9 @@ def _entry(key: str, item: Any, opts: str, options: dict[str, Any], depth: int) 
     piece = _PIECES.get(ident)
     if piece is not None:
         return piece
-    if (isinstance(item, dict) and item and depth < 5 and options.get("allow_unicode") is True
+    if _plain(key) and (_plain(item) or (isinstance(item, int) and not isinstance(item, bool))):
+        piece = f"{key}: {item}\n"  # what the emitter writes for a plain key and plain value
+    if (piece is None and isinstance(item, dict) and item and depth < 5 and options.get("allow_unicode") is True
             and all(isinstance(k, str) for k in item) and _short_strings(item)):
         head = dump_yaml({key: {}}, **options)
         if head.endswith(" {}\n"):
@@ -125,13 +137,18 @@ def _entry(key: str, item: Any, opts: str, options: dict[str, Any], depth: int) 
     return piece
 
 
+# Options under which entry texts join into the whole (two-space indentation, block style).
+_PIECEWISE_OPTIONS = {"sort_keys", "allow_unicode", "width", "default_flow_style"}
+
+
 def dump_block_mapping(value: dict[str, Any], **options: Any) -> str:
     """``dump_yaml`` of a block-style mapping, one entry at a time, reusing entries seen before.
 
     A block mapping's text is its entries' texts one after another, so each entry is
     dumped once per distinct value: 10,000 run configs share most of their sections.
     """
-    if options.get("default_flow_style") not in (None, False) or not value or not all(isinstance(k, str) for k in value):
+    if (options.get("default_flow_style") not in (None, False) or set(options) - _PIECEWISE_OPTIONS
+            or not value or not all(isinstance(k, str) for k in value)):
         return dump_yaml(value, **options)
     opts = json.dumps(options, sort_keys=True, default=str)
     return "".join(_entry(key, item, opts, options, 0) for key, item in value.items())
