@@ -455,7 +455,7 @@ def check_result(case: Case, result: Any, before: set[str], root: Path, seconds:
     assert lines and lines[0].startswith("error: "), out[-2000:]
     assert all(len(line) < 600 for line in lines), f"{case.id}: a message line is {max(map(len, lines))} characters"
     assert listing(root) == before, f"{case.id}: left {sorted(listing(root) - before)[:5]}"
-    assert seconds < 20, f"{case.id}: took {seconds:.1f} s"
+    assert seconds < 60, f"{case.id}: took {seconds:.1f} s"  # refused early, not after expanding (generous: shared machines)
 
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=lambda c: c.id)
