@@ -93,6 +93,7 @@ def _short_strings(value: Any, depth: int = 0) -> bool:
     return True
 
 
+_SCALARS: dict[tuple[Any, ...], str] = {}
 _PLAIN_TEXT = re.compile(r"[A-Za-z0-9_/][A-Za-z0-9_./-]*")
 _RESOLVER = yaml.resolver.Resolver()
 
@@ -121,8 +122,16 @@ def _entry(key: str, item: Any, opts: str, options: dict[str, Any], depth: int) 
     piece = _PIECES.get(ident)
     if piece is not None:
         return piece
-    if _plain(key) and (_plain(item) or (isinstance(item, int) and not isinstance(item, bool))):
-        piece = f"{key}: {item}\n"  # what the emitter writes for a plain key and plain value
+    if _plain(key):
+        if _plain(item) or (isinstance(item, int) and not isinstance(item, bool)):
+            piece = f"{key}: {item}\n"  # what the emitter writes for a plain key and plain value
+        elif item is None or isinstance(item, (bool, float)):
+            # Written the same after any plain key: dumped once per distinct value.
+            scalar = (type(item), repr(item), opts)
+            text = _SCALARS.get(scalar)
+            if text is None:
+                text = _SCALARS[scalar] = dump_yaml({"k": item}, **options)[len("k: "):]
+            piece = f"{key}: {text}"
     if (piece is None and isinstance(item, dict) and item and depth < 5 and options.get("allow_unicode") is True
             and all(isinstance(k, str) for k in item) and _short_strings(item)):
         head = dump_yaml({key: {}}, **options)
