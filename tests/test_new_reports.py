@@ -56,8 +56,8 @@ def test_a_gpu_plan_counts_every_gpu_alike_in_terminal_and_summary(example: Path
     assert compute and compute.group(1).endswith(" GPU hours")
     assert f"Compute: {compute.group(1)}." in result.output.replace("\n", " ")
     est = json.loads((example / "experiments" / "cap_5L_lora_comparison_demo" / "estimates.json").read_text())
-    train = sum(r["train_seconds"] for r in est["runs"].values())
-    assert compute.group(1) == f"{(train * 4 + est['eval_seconds_each'] * est['eval_count']) / 3600:.1f} GPU hours"
+    jobs = sum(r.get("job_seconds") or r["train_seconds"] for r in est["runs"].values())  # job wall time, every GPU held
+    assert compute.group(1) == f"{(jobs * 4 + est['eval_seconds_each'] * est['eval_count']) / 3600:.1f} GPU hours"
     assert "Chosen batch_size 8" in summary
 
 

@@ -14,7 +14,7 @@ from planner.plan.fs import DatasetCheck, check_dataset, check_disk, check_model
 from planner.folder.designlog import DesignLog
 from planner.spec.errors import VerificationError
 from planner.spec.localconfig import LocalSettings
-from planner.torchtune.recipes import RecipeError, checkpoint_files, model_shape_from_config, tokenizer_path
+from planner.torchtune.recipes import RecipeError, checkpoint_files, model_builder, model_shape_from_config, tokenizer_path
 from planner.spec.units import size
 from planner.spec.resources import DatasetResource, ModelResource, Resources, TaskResource
 from planner.spec.spec import ExperimentSpec
@@ -71,6 +71,8 @@ def verify(
     models, ds_path, ds, problems = check_models_and_dataset(
         spec.models, spec.dataset.path, spec.dataset.input_column, spec.dataset.output_column, settings, spec_dir, log, now
     )
+    if len(problems) == 1:
+        raise VerificationError(f"{problems[0]}; nothing was written")
     if problems:
         raise VerificationError(f"{len(problems)} resource(s) missing or unusable; nothing was written", problems)
     return _finish(spec, settings, spec_dir, project_root, output_root, log, now, models, ds_path, ds)
@@ -109,7 +111,9 @@ def check_models_and_dataset(
             continue
         try:
             shape = model_shape_from_config(found.config)
-            # What the job files need from the folder: found now, not while rendering.
+            # What building the jobs needs from the folder, checked before anything is
+            # written: torchtune's builder for this shape, a tokenizer file, weight files.
+            model_builder(shape)
             tokenizer_path(shape, str(path), found.files)
             checkpoint_files(found.files)
         except RecipeError as exc:
