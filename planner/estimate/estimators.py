@@ -97,7 +97,7 @@ class RunQuery:
         train_samples: training samples per epoch (before packing).
         max_seq_len: tokenizer max_seq_len (None: unlimited).
         packed: dataset packing.
-        gpus: GPUs per job.
+        gpus: training processes of the job (GPUs per node x nodes: the world size).
         tokens_per_sample: mean tokens per training sample, when known (enables the
             tokens-per-second estimate, which survives sequence-length changes).
         max_steps_per_epoch: torchtune's cap on steps per epoch.
@@ -162,9 +162,12 @@ class RunQuery:
 
         torchtune's dataloader drops the last partial batch, and the bar counts
         optimizer steps: ``len(dataloader) // gradient_accumulation_steps``, capped by
-        ``max_steps_per_epoch``. So floor divisions, not ceilings.
+        ``max_steps_per_epoch``. So floor divisions, not ceilings. With several
+        processes each one's sampler takes ``ceil(samples / world_size)`` samples (the
+        distributed sampler pads the last round), and one step is a global step.
         """
-        steps = (self.train_samples // max(1, self.batch_size)) // max(1, self.gradient_accumulation_steps)
+        per_process = -(-self.train_samples // max(1, self.gpus))
+        steps = (per_process // max(1, self.batch_size)) // max(1, self.gradient_accumulation_steps)
         if self.max_steps_per_epoch:
             steps = min(steps, int(self.max_steps_per_epoch))
         return steps
@@ -182,7 +185,7 @@ class PriorRun:
         gradient_accumulation_steps: micro-batches per optimizer step.
         max_seq_len: tokenizer max_seq_len.
         packed: dataset packing.
-        it_per_s: steady optimizer steps per second.
+        it_per_s: steady optimizer steps per second (global steps: all processes together).
         tokens_per_s: tokens per second per GPU.
         steps_per_epoch: optimizer steps per epoch.
         epoch_seconds: measured seconds per epoch (bar elapsed).
@@ -193,6 +196,7 @@ class PriorRun:
         state: the log's final state.
         eval_seconds: durations of evaluations of this run, when known.
         lora_rank: the LoRA rank (checkpoint size depends on it).
+        world_size: training processes of the prior job (None: one, or not logged).
         adapter_only: whether its checkpoints were the adapter alone (None: no
             checkpoint lines logged).
     """
@@ -216,6 +220,7 @@ class PriorRun:
     eval_seconds: list[float] = field(default_factory=list)
     lora_rank: int | None = None
     adapter_only: bool | None = None
+    world_size: int | None = None
 
     @classmethod
     def from_record(
@@ -259,6 +264,7 @@ class PriorRun:
             state=rec.state,
             lora_rank=rec.lora_rank,
             adapter_only=("model" not in kinds) if kinds else None,
+            world_size=rec.world_size,
         )
 
 
@@ -553,6 +559,8 @@ def _config_distance(run: RunQuery, p: PriorRun) -> float:
     if p.batch_size:
         eff_p = p.batch_size * (p.gradient_accumulation_steps or 1)
         d += abs(math.log2(eff_run / eff_p))
+        # A step's time also depends on how many processes share it (communication).
+        d += 0.5 * abs(math.log2(max(1, run.gpus) / (p.world_size or 1)))
         d += 0.25 * abs(math.log2(run.batch_size / p.batch_size))
     else:
         d += 3
@@ -569,7 +577,7 @@ def _config_distance(run: RunQuery, p: PriorRun) -> float:
 
 #: What makes two priors interchangeable for ranking: everything tier and distance read.
 _CONFIG_KEY = attrgetter("model", "param_count", "batch_size", "gradient_accumulation_steps",
-                         "max_seq_len", "packed", "state")
+                         "max_seq_len", "packed", "state", "world_size")
 
 
 class PriorPool:
@@ -756,8 +764,17 @@ def training_time(run: RunQuery, priors: Sequence[LogRecord | PriorRun] | PriorP
     else:
         speed = float(p.it_per_s or 0.0)
         factors: list[str] = []
+        # it/s counts global steps. Each process works on its own batch x grad_accum in
+        # parallel, so a step takes about as long with more processes (ideal data
+        # parallelism) and the world size shows up in steps_per_epoch instead.
         eff_run = run.batch_size * run.gradient_accumulation_steps
         eff_p = (p.batch_size or run.batch_size) * (p.gradient_accumulation_steps or 1)
+        if (p.world_size or 1) != max(1, run.gpus):
+            notes.append(
+                f"prior ran {p.world_size or 1} process(es), this run {max(1, run.gpus)}: assumes the same "
+                "speed per process (no communication cost)"
+            )
+            scaled = True
         if p.batch_size is None:
             notes.append("prior batch size unknown; assumed equal")
         if eff_run != eff_p:
@@ -785,7 +802,7 @@ def training_time(run: RunQuery, priors: Sequence[LogRecord | PriorRun] | PriorP
             scaled = True
             lines.append(f"speed = {_n(p.it_per_s or 0)} it/s {' '.join(factors)} = {speed:.3g} it/s")
         per_epoch = steps / speed if speed > 0 else float("inf")
-        div = f"{run.train_samples}/{run.batch_size}"
+        div = f"{run.train_samples}/{run.batch_size}" if run.gpus <= 1 else f"ceil({run.train_samples}/{run.gpus})/{run.batch_size}"
         if run.gradient_accumulation_steps > 1:
             div += f"/{run.gradient_accumulation_steps}"
         lines.append(

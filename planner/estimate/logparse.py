@@ -14,7 +14,10 @@ The parser accepts every format torchtune 0.6.1 and its neighbours write:
 * checkpoint lines ``Model|Adapter|Recipe checkpoint of size X GiB saved to PATH``;
 * DiskLogger / StdoutLogger lines ``Step N | loss:X lr:Y tokens_per_second_per_gpu:Z``;
 * Weights & Biases summary lines ``wandb: tokens_per_second_per_gpu 186.75``;
-* out-of-memory markers and Python tracebacks.
+* out-of-memory markers and Python tracebacks;
+* the world size of multi-process jobs: ``plan-experiment: world size N`` (written by
+  ``train.sh``), ``plan-experiment: rank R of N`` (one per process), else torch's
+  ``[rankR]:`` line prefixes as a lower bound.
 
 Speed matters: the planner scans thousands of logs and the bar text dominates their
 size (one update per optimizer step, ~100 bytes each). So the parser works on bytes
@@ -79,6 +82,8 @@ _WANDB_RE = re.compile(
     r"wandb: +(\w+) +([-+]?(?:[\d.]+(?:[eE][-+]?\d+)?|nan|inf))[ \t]*$", re.M
 )
 _TRACEBACK = "Traceback (most recent call last):"
+_WORLD_RE = re.compile(r"plan-experiment: (?:world size|rank \d+ of) (\d+)")
+_RANK_PREFIX_RE = re.compile(r"^\[rank(\d+)\]:", re.MULTILINE)
 _EXC_LINE_RE = re.compile(r"\n(\w+(?:\.\w+)*(?:Error|Exception|Interrupt)\b.*)")
 _SLURM_CANCEL_RE = re.compile(r"\*\*\* (?:JOB|STEP) [\d.]+ ON \S+ CANCELLED AT \S+(.*?)\*\*\*")
 
@@ -165,6 +170,9 @@ class LogRecord:
         steady_it_per_s: median rate after warm-up.
         tokens_per_second: tokens/s per GPU samples (Step lines, W&B summary).
         tokens_per_second_median: median of ``tokens_per_second``.
+        world_size: training processes of the job (None: one, or not logged). The bar's
+            rate is then per global step: each step takes ``batch_size`` samples on
+            every process.
         loss: ``(global_step, loss)`` points, bounded, in log order.
         peak_memory_gib: ``{"alloc"|"reserved"|"active": GiB}``, maxima over the log.
         checkpoints: checkpoint saves.
@@ -201,6 +209,7 @@ class LogRecord:
     steady_it_per_s: float | None = None
     tokens_per_second: list[float] = field(default_factory=list)
     tokens_per_second_median: float | None = None
+    world_size: int | None = None
     loss: list[tuple[int, float]] = field(default_factory=list)
     peak_memory_gib: dict[str, float] = field(default_factory=dict)
     checkpoints: list[CheckpointSave] = field(default_factory=list)
@@ -687,6 +696,15 @@ def _summarise_bars(samples: list[BarSample], rec: LogRecord) -> None:
 
 def _extract_rare(text: str, rec: LogRecord) -> None:
     """Lines that occur a few times per log: memory, checkpoints, Step, W&B, errors."""
+    if "plan-experiment: " in text:
+        sizes = [int(n) for n in _WORLD_RE.findall(text)]
+        if sizes:
+            rec.world_size = max(sizes)
+    if rec.world_size is None and "[rank" in text:
+        ranks = [int(n) for n in _RANK_PREFIX_RE.findall(text)]
+        if ranks and max(ranks) > 0:
+            rec.world_size = max(ranks) + 1
+            rec.problems.append(f"world size not logged; at least {rec.world_size} from [rankN] prefixes")
     if "peak memory" in text:
         for m in _MEM_RE.finditer(text):
             key = "alloc" if m.group(1).startswith("alloc") else m.group(1)

@@ -46,7 +46,7 @@ from planner.estimate.logparse import LogRecord, parse_log_bytes
 
 #: Bump when LogRecord, PriorRun or the folder listing change shape; older caches are
 #: then ignored.
-CACHE_VERSION = 15
+CACHE_VERSION = 16
 
 #: Files up to this size are read whole; larger ones sparsely (head, windows, tail).
 FULL_READ_MAX = 256 * 1024
