@@ -56,3 +56,18 @@ def run_cli(*args: str, cwd: Path | None = None, input: str | None = None) -> Re
 def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the prior-run scan cache of each test private."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
+#: (what, seconds) measured by the slow distributed tests; printed at the end of the run
+#: so that CI's log shows what they add to it.
+DISTRIBUTED_TIMINGS: list[tuple[str, float]] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the time the multi-process and two-node tests took, when they ran."""
+    if DISTRIBUTED_TIMINGS:
+        terminalreporter.section("time added by the distributed tests")
+        for what, seconds in DISTRIBUTED_TIMINGS:
+            terminalreporter.write_line(f"{what}: {seconds:.0f} s")
+        total = sum(s for _, s in DISTRIBUTED_TIMINGS)
+        terminalreporter.write_line(f"total: {total:.0f} s")

@@ -100,7 +100,10 @@ def rank_line(env: dict[str, str], host: str) -> str:
 
 def main() -> Any:
     """Run the upstream recipe's entry point (it parses ``--config`` and overrides itself)."""
-    print(rank_line(dict(os.environ), socket.gethostname()), flush=True)
+    # One write: with PYTHONUNBUFFERED print would write the newline separately, and
+    # processes on other nodes appending to the same log could land in between.
+    sys.stdout.write(rank_line(dict(os.environ), socket.gethostname()) + "\n")
+    sys.stdout.flush()
     upstream = load_upstream()
     # The recipe looks these names up in its own module globals at call time; this
     # process runs nothing but the recipe, so the change stays inside it.
