@@ -61,7 +61,8 @@ MAX_ARRAY_SIZE=1001
 # it belongs to someone else and is never overwritten silently.
 MARKER="# Managed by plan-experiment scripts/slurm-cluster.sh -- regenerated on every start."
 
-PACKAGES=(munge slurm-wlm slurmdbd mariadb-server)
+# iproute2 (ip netns, bridges, veth pairs) for several nodes on one machine.
+PACKAGES=(munge slurm-wlm slurmdbd mariadb-server iproute2)
 
 LOG_DIR="$STATE_DIR/log"
 RUN_DIR="$STATE_DIR/run"
@@ -143,7 +144,7 @@ spawn() { setsid "$@" </dev/null >>"$LOG_DIR/spawn.log" 2>&1 9>&- & }
 cmd_install() {
     need_root
     local missing=() bin
-    for bin in munged mariadbd slurmdbd slurmctld slurmd sbatch sacct; do
+    for bin in munged mariadbd slurmdbd slurmctld slurmd sbatch sacct ip; do
         command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
     done
     if ((${#missing[@]} == 0)); then
