@@ -66,7 +66,8 @@ def test_two_nodes_meet_at_the_first_nodes_address(tmp_path: Path) -> None:
     train = (exp / "tiny-llama-cap_rank4" / "train.sh").read_text(encoding="utf-8")
     assert ('tune run --nnodes 2 --nproc_per_node 1 --rdzv_backend c10d --rdzv_endpoint "$MASTER_ADDR:$MASTER_PORT" '
             '--rdzv_id "$SLURM_JOB_ID" planner/torchtune/gloo_recipe.py') in train
-    assert 'scontrol show node "$MASTER_NODE" -o' in train and "export MASTER_PORT=" in train
+    assert 'scontrol show node "$MASTER_NODE" -o' in train
+    assert 'export MASTER_PORT="${MASTER_PORT:-$((20000 + ${SLURM_JOB_ID:-0} % 20000))}"' in train
     assert "' 2 2 1 |" in train  # world size 2 = 2 nodes x 1 process
     lines = _sbatch_lines(exp)
     assert "--nodes=2" in lines and "--ntasks-per-node=1" in lines and "--cpus-per-task=1" in lines
