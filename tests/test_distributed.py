@@ -136,3 +136,14 @@ def test_prior_with_the_runs_world_size_ranks_first() -> None:
     assert est.training_time(run2, [single, double]).details["prior"] == "double"
     run1 = est.RunQuery(model="m", param_count=None, batch_size=8, train_samples=800, gpus=1)
     assert est.training_time(run1, [double, single]).details["prior"] == "single"
+
+
+def test_local_executor_refuses_several_nodes_and_starts_nothing(tmp_path: Path) -> None:
+    exp = _plan(tmp_path, {"gpus": 1, "nodes": 2, "time": "auto"})
+    proc = cli("submit", exp, "--executor", "local")
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nodes: 2" in lines[0] and "resources.nodes: 1" in lines[0], lines
+    assert "Traceback" not in proc.stderr
+    assert not (exp / "journal.json").exists() or '"submissions": []' in (exp / "journal.json").read_text()
+    assert not (exp / "tiny-llama-cap_rank4" / "job-state.json").exists()

@@ -22,6 +22,7 @@ from planner.jobs import slurm_query
 from planner.jobs.jobrunner import run_job
 from planner.spec.units import parse_job_time, slurm_time_seconds
 from planner.jobs.scheduler import JobInfo
+from planner.spec.errors import SchedulerError
 
 
 @dataclass
@@ -128,6 +129,12 @@ class LocalSubmitter:
 
     def submit(self, scripts: list[Path], request: JobRequest, wait_for: list[Path | None]) -> list[str]:
         """Start one process per script; evaluations wait for their run's job-state.json."""
+        if request.nodes > 1:
+            # One machine cannot be two nodes: torchrun would wait for a second one forever.
+            raise SchedulerError(
+                f"nodes: {request.nodes} needs Slurm, the local executor runs on this machine only; "
+                "submit to a cluster, or set resources.nodes: 1 (several processes on one node work locally)"
+            )
         ex = submitit.LocalExecutor(folder=self.folder / "local")
         ex.update_parameters(timeout_min=max(1, slurm_time_seconds(request.time) // 60))
         ids = []
