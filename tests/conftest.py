@@ -58,6 +58,12 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--update-golden`` rewrites tests/golden/ from what the code writes now (review the diff)."""
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite the golden files under tests/golden/ instead of comparing with them")
+
+
 #: (what, seconds) measured by the slow distributed tests; printed at the end of the run
 #: so that CI's log shows what they add to it.
 DISTRIBUTED_TIMINGS: list[tuple[str, float]] = []

@@ -95,7 +95,7 @@ def _log(*extra: str) -> str:
     [
         (["plan-experiment: world size 4 (2 node(s) x 2 process(es))"], 4),
         (["plan-experiment: rank 1 of 2 (local rank 1) on b", "plan-experiment: rank 0 of 2 (local rank 0) on a"], 2),
-        (["[rank2]: Traceback (most recent call last):", "[rank0]: RuntimeError: x"], 3),
+        (["[rank1]: Traceback (most recent call last):", "[rank0]: RuntimeError: x"], 2),
         ([], None),
     ],
 )
@@ -115,16 +115,17 @@ def test_steps_per_epoch_are_global_steps() -> None:
 def test_two_process_prior_estimates_one_and_two_process_runs() -> None:
     rec = parse_log(_log("plan-experiment: world size 2 (1 node(s) x 2 process(es))"))
     prior = est.PriorRun.from_record(rec)
-    assert prior.world_size == 2
+    assert prior.gpus == 2
     run2 = est.RunQuery(model="m", param_count=None, batch_size=8, train_samples=800, gpus=2)
     same = est.training_time(run2, [prior])
     assert same.details["steps_per_epoch"] == 50
-    assert same.figure == pytest.approx(25.0)  # 50 global steps at 2 it/s
-    assert "process(es)" not in same.basis
+    assert same.details["seconds_per_epoch"] == pytest.approx(25.0)  # 50 global steps at 2 it/s
+    assert "samples per step" not in same.basis
+    # One process: twice the steps, each of half the samples (16 -> 8 per step).
     run1 = est.RunQuery(model="m", param_count=None, batch_size=8, train_samples=800, gpus=1)
     one = est.training_time(run1, [prior])
-    assert one.figure == pytest.approx(50.0)  # twice the steps at the same step rate
-    assert one.confidence == "scaled" and "prior ran 2 process(es), this run 1" in one.basis
+    assert one.details["steps_per_epoch"] == 100
+    assert one.confidence == "scaled" and "samples per step" in one.basis
 
 
 def test_prior_with_the_runs_world_size_ranks_first() -> None:

@@ -16,8 +16,8 @@ The parser accepts every format torchtune 0.6.1 and its neighbours write:
 * Weights & Biases summary lines ``wandb: tokens_per_second_per_gpu 186.75``;
 * out-of-memory markers and Python tracebacks;
 * the world size of multi-process jobs: ``plan-experiment: world size N`` (written by
-  ``train.sh``), ``plan-experiment: rank R of N`` (one per process), else torch's
-  ``[rankR]:`` line prefixes as a lower bound.
+  ``train.sh``) and ``plan-experiment: rank R of N`` (one per process), besides the
+  config's ``world_size`` and the launcher's rank prefixes.
 
 Speed matters: the planner scans thousands of logs and the bar text dominates their
 size (one update per optimizer step, ~100 bytes each). So the parser works on bytes
@@ -68,8 +68,17 @@ _BAR_RE = re.compile(
 # Patterns open with a literal so the regex engine can skip ahead with a fast prefix
 # search instead of trying every position (what a leading \w+ or (A|B) would cost).
 _MEM_RE = re.compile(r"peak memory (allocation|alloc|reserved|active): *([\d.]+) *(GiB|GB|MiB|MB)?")
-_CKPT_RE = re.compile(r"checkpoint of size ([\d.]+) *(GiB|GB|MiB|MB) saved to (\S+)")
+# ``Model checkpoint of size 2.30 GiB saved to PATH`` (0.5+), ``... of size 2.47 GB saved to
+# PATH`` (<= 0.4) and ``Model checkpoint saved to PATH`` (newer, no size).
+_CKPT_RE = re.compile(
+    r"(Model|Adapter|Recipe|model|adapter|recipe) checkpoint (?:of size ([\d.]+) *(GiB|GB|MiB|MB) )?saved to (\S+)"
+)
 _EPOCH_DIR_RE = re.compile(r"epoch_(\d+)")
+# torchtune <= 0.4 puts the epoch in the file name: hf_model_0001_9.pt, adapter_9.pt.
+_EPOCH_FILE_RE = re.compile(r"_(\d+)\.(?:pt|bin|safetensors)$")
+# Launchers prefix each line with the rank that wrote it: torchx ``[trainer0|0]:``,
+# torchrun --tee ``[default0]:``, torch's error printing ``[rank0]: ``.
+_LAUNCHER_RE = re.compile(rb"(?:(?<=\n)|^)\[(?:rank\d+\]: ?|[A-Za-z_]+\d+(?:\|\d+)?\]:)")
 _CKPT_SAVED_RE = re.compile(r"Checkpoint saved in ([\d.]+) seconds")
 _STEP_RE = re.compile(r"Step (\d+) \| ([^\n\r]*)")
 _KV_RE = re.compile(r"(\w+):(\S+)")
@@ -78,7 +87,6 @@ _WANDB_RE = re.compile(
 )
 _TRACEBACK = "Traceback (most recent call last):"
 _WORLD_RE = re.compile(r"plan-experiment: (?:world size|rank \d+ of) (\d+)")
-_RANK_PREFIX_RE = re.compile(r"^\[rank(\d+)\]:", re.MULTILINE)
 _EXC_LINE_RE = re.compile(r"\n(\w+(?:\.\w+)*(?:Error|Exception|Interrupt)\b.*)")
 _SLURM_CANCEL_RE = re.compile(r"\*\*\* (?:JOB|STEP) [\d.]+ ON \S+ CANCELLED AT \S+(.*?)\*\*\*")
 
@@ -179,6 +187,25 @@ def _bar_line(data: bytes, start: int, end: int, first: int, samples: list[BarSa
                 rest.append(data[stop:end])
 
 
+def _normalise(data: bytes) -> tuple[bytes, int]:
+    """Undo what the way a log was written adds: CRLF line ends and launcher prefixes.
+
+    A log copied off Windows ends every line with ``\\r\\n``, which would read as a
+    bar update per line; torchx/torchrun prefix every line with its rank, which hides
+    config keys and exception lines. Both are undone here so such a copy parses to
+    the record of the plain log. Costs one ``in`` test each when absent.
+
+    Returns:
+        The plain bytes and how many distinct launcher prefixes were seen (ranks).
+    """
+    if b"\r\n" in data:
+        data = data.replace(b"\r\n", b"\n")
+    if b"]:" not in data or _LAUNCHER_RE.search(data) is None:
+        return data, 0
+    ranks = {m.group(0).rstrip() for m in _LAUNCHER_RE.finditer(data)}
+    return _LAUNCHER_RE.sub(b"", data), len(ranks)
+
+
 def _split_bars(data: bytes) -> tuple[list[BarSample], bytes]:
     """Pull bar updates out of the log.
 
@@ -202,7 +229,7 @@ def _split_bars(data: bytes) -> tuple[list[BarSample], bytes]:
                     continue
             rest.append(line)
         if len(samples) > MAX_SERIES * 4:
-            samples = _bounded(samples, MAX_SERIES * 4)
+            samples = _bounded(_drop_reprints(samples), MAX_SERIES * 4)
         return samples, b"\n".join(rest)
 
     # Jump from one '\r' to the next instead of walking every line: the text between
@@ -235,7 +262,25 @@ def _median(values: list[float]) -> float:
     return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
 
 
+def _drop_reprints(samples: list[BarSample]) -> list[BarSample]:
+    """Leave out the finished bar torchtune prints again after each checkpoint save.
+
+    Its elapsed time (and so its rate) includes the save: it is neither a speed sample
+    nor the epoch's training time. The first update that reached the total stands.
+    """
+    done: set[int] = set()
+    kept = []
+    for s in samples:
+        if s.epoch is not None and s.total and s.n >= s.total:
+            if s.epoch in done:
+                continue
+            done.add(s.epoch)
+        kept.append(s)
+    return kept
+
+
 def _summarise_bars(samples: list[BarSample], rec: LogRecord) -> None:
+    samples = _drop_reprints(samples)
     if not samples:
         return
     # The bar total is constant across epochs; take the most common one.
@@ -296,13 +341,8 @@ def _extract_rare(text: str, rec: LogRecord) -> None:
     """Lines that occur a few times per log: memory, checkpoints, Step, W&B, errors."""
     if "plan-experiment: " in text:
         sizes = [int(n) for n in _WORLD_RE.findall(text)]
-        if sizes:
-            rec.world_size = max(sizes)
-    if rec.world_size is None and "[rank" in text:
-        ranks = [int(n) for n in _RANK_PREFIX_RE.findall(text)]
-        if ranks and max(ranks) > 0:
-            rec.world_size = max(ranks) + 1
-            rec.problems.append(f"world size not logged; at least {rec.world_size} from [rankN] prefixes")
+        if sizes and max(sizes) > 1:
+            rec.world_size = max(rec.world_size or 1, *sizes)
     if "peak memory" in text:
         for m in _MEM_RE.finditer(text):
             key = "alloc" if m.group(1).startswith("alloc") else m.group(1)
@@ -311,19 +351,14 @@ def _extract_rare(text: str, rec: LogRecord) -> None:
                 continue
             val *= _UNIT_TO_GIB.get(m.group(3), 1.0)
             rec.peak_memory_gib[key] = max(val, rec.peak_memory_gib.get(key, 0.0))
-    if "checkpoint of size" in text:
+    if "checkpoint of size" in text or "checkpoint saved to" in text:
         for m in _CKPT_RE.finditer(text):
-            size = to_float(m.group(1))
-            if size is None:
-                continue
-            at = m.start()
-            before = text[at - 8 : at] if at >= 8 else text[:at]
-            kind = "adapter" if "Adapter" in before else "recipe" if "Recipe" in before else "model"
-            path = m.group(3)
-            ep = _EPOCH_DIR_RE.search(path)
+            size = to_float(m.group(2))
+            path = m.group(4)
+            ep = _EPOCH_DIR_RE.search(path) or _EPOCH_FILE_RE.search(path)
             rec.checkpoints.append(
-                CheckpointSave(kind, size * _UNIT_TO_GIB.get(m.group(2), 1.0), path,
-                               int(ep.group(1)) if ep else None)
+                CheckpointSave(m.group(1).lower(), None if size is None else size * _UNIT_TO_GIB.get(m.group(3), 1.0),
+                               path, int(ep.group(1)) if ep else None)
             )
     if "Checkpoint saved in" in text:
         rec.checkpoint_save_s = [float(x) for x in _CKPT_SAVED_RE.findall(text) if to_float(x) is not None]
@@ -449,6 +484,7 @@ def parse_log_bytes(data: bytes, path: str | None = None) -> LogRecord:
         binary = b"\x00" in data
         if binary:
             data = data.replace(b"\x00", b"")
+        data, ranks = _normalise(data)
         samples, rest_b = _split_bars(data)
         rest = rest_b.decode("utf-8", "replace")
         if not binary and rest.count("\ufffd") > 16:
@@ -456,7 +492,11 @@ def parse_log_bytes(data: bytes, path: str | None = None) -> LogRecord:
         if binary:
             rec.problems.append("log contains binary data; parsed what was readable")
         extract_config(rest, rec)
+        if ranks > 1:
+            rec.world_size = max(rec.world_size or 1, ranks)
         _summarise_bars(samples, rec)
+        if not samples and (b"it/s]" in data or b"s/it]" in data):
+            rec.problems.append("progress bars present but none could be read; no speed from this log")
         _extract_rare(rest, rec)
         if not data.endswith(b"\n"):
             rec.problems.append("log does not end with a newline (cut mid-write or still running)")
