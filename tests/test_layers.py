@@ -57,6 +57,7 @@ EDGE = frozenset({
 WORKFLOWS = (
     "planner.plan.pipeline",
     "planner.status.refresh",
+    "planner.status.job_refresh",
     "planner.estimate.pipeline",
     "planner.jobs.submitting",
 )

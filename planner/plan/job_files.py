@@ -21,6 +21,7 @@ class JobEnvironment:
     fallback_bin_dir: str
     python: str = "python"
     cpu_only: bool = False  # slurm.cpu_only: every "GPU" of the spec is a CPU process
+    planner_python: str = ""  # the interpreter that planned (a job's refresh of the summary runs it)
 
 
 def device_of(gpus: int, cpu_only: bool = False) -> str:
@@ -89,6 +90,7 @@ def build_job_files(plan: Plan, resources: Resources, exp_dir: str, recipe_texts
         eval_argv=eval_argv,
         setup_lines=env.setup_lines,
         fallback_bin_dir=env.fallback_bin_dir,
+        planner_python=env.planner_python,
         # Jobs read local files only; offline mode stops the datasets library from asking a hub.
         env={"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"},
     )

@@ -63,7 +63,7 @@ def effective_slurm(spec: ExperimentSpec, slurm: SlurmSettings, estimates: Compu
 def job_environment(settings: LocalSettings) -> JobEnvironment:
     """Setup lines from claude.local.md; the planner's own interpreter folder as the fallback."""
     return JobEnvironment(setup_lines=list(settings.environment.setup), fallback_bin_dir=str(Path(sys.executable).parent),
-                          cpu_only=settings.slurm.cpu_only)
+                          cpu_only=settings.slurm.cpu_only, planner_python=sys.executable)
 
 
 def prepare(

@@ -24,8 +24,30 @@ write_state() {
   printf '{"state": "%s", "job_id": "%s", "started": "%s", "ended": "%s", "exit_code": %s, "host": "%s"}\n' \
     "$1" "$JOB_ID" "$STARTED" "$2" "$3" "$(hostname -s 2>/dev/null || echo unknown)" > "$tmp" && mv -f "$tmp" "$JOB_DIR/job-state.json"
 }
+# As it ends, after its own record is written, the job refreshes the experiment's status
+# tables (docs/commands.md, "Refreshes from jobs"). Fixed command, quoted arguments; it
+# never changes the job's exit code, and a refresh that cannot run is one line in the log.
+refresh_summary() {
+  local py=<python> limit=()
+  if [ -z "$py" ] || [ ! -x "$py" ]; then py="$(command -v python3 2>/dev/null || true)"; fi
+  if [ -z "$py" ]; then
+    printf 'plan-experiment: status tables not refreshed: no Python on %s; `plan-experiment status` catches up\n' "$(hostname)" | tee -a "$LOG"
+    return 0
+  fi
+  if command -v timeout >/dev/null 2>&1; then limit=(timeout -k 2 20); fi
+  # From / : `python -m` puts its working folder first on the import path.
+  (cd / && ${limit[@]+"${limit[@]}"} "$py" -m planner.status.job_refresh <tmp>/experiments/cap_5L_lora_comparison_demo "$JOB_ID" "$@") 2>&1 | tee -a "$LOG"
+  local rc=${PIPESTATUS[0]}
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    printf 'plan-experiment: status tables not refreshed: the refresh ran past 20 s and was stopped; the next refresh catches up\n' | tee -a "$LOG"
+  elif [ "$rc" -ne 0 ]; then
+    printf 'plan-experiment: status tables not refreshed: %s could not run the planner (exit %s: is plan-experiment installed for it?); `plan-experiment status` catches up\n' "$py" "$rc" | tee -a "$LOG"
+  fi
+  return 0
+}
 write_state RUNNING "" null
-trap 'write_state FAILED "$(utc_now)" 143; exit 143' TERM INT
+# After a signal, a shorter lock wait: Slurm kills the job for good KillWait seconds later.
+trap 'write_state FAILED "$(utc_now)" 143; refresh_summary --lock-wait 2; exit 143' TERM INT
 
 # Environment setup from claude.local.md (verbatim).
 if ! command -v tune >/dev/null 2>&1; then
@@ -41,4 +63,7 @@ tune run lora_finetune_single_device --config <tmp>/experiments/cap_5L_lora_comp
 RC=${PIPESTATUS[0]}
 ENDED="$(utc_now)"
 if [ "$RC" -eq 0 ]; then write_state COMPLETED "$ENDED" 0; else write_state FAILED "$ENDED" "$RC"; fi
+# The record is final: a signal during the refresh must not rewrite it nor change the exit code.
+trap 'exit "$RC"' TERM INT
+refresh_summary
 exit "$RC"
