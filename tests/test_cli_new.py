@@ -45,7 +45,7 @@ def test_new_writes_a_complete_experiment_folder(example: Path) -> None:
     summary = (exp / "experiment_summary.md").read_text()
     positions = [summary.index("\n" + s + "\n") for s in SECTIONS]
     assert positions == sorted(positions), "sections out of seed 002's order"
-    assert "- **Total Runs:** 3 (2 fine-tuned + 1 controls)" in summary
+    assert "- **Total Runs:** 3 (2 fine-tuned + 1 control)" in summary
     assert "| tiny-llama-cap_rank4 | pending | - | - | - | - |" in summary
     assert "| tiny-llama-cap_base | capitalization | - | pending | - | - | Base model |" in summary
     assert "**Preliminary - verify with a test run.**" in summary

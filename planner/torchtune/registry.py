@@ -7,6 +7,7 @@ returns names and argv; never reads files, runs processes or looks at the enviro
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import shlex
 from dataclasses import dataclass
@@ -131,7 +132,9 @@ LORA_KWARGS: frozenset[str] = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=64)
 def _named_size(shape: ModelShape) -> _NamedSize | None:
+    # Cached per shape (frozen, hashable): a plan asks once per run, about one or two models.
     values = shape.to_dict()
     for named in _NAMED_SIZES:
         if named.family == shape.family and all(values[k] == v for k, v in named.dims):
