@@ -34,7 +34,8 @@ def adapter_bytes(shape: Any, rank: int, bytes_per_param: int = 4) -> float:
 
 def run_queries(plan: Plan, resources: Resources) -> list[tuple[Run, est.RunQuery]]:
     """What the estimator asks for each fine-tune run of a plan."""
-    gpus = max(plan.spec.resources.gpus, 1)
+    # Every process of the job counts: GPUs (or CPU processes) per node x nodes.
+    gpus = max(plan.spec.resources.gpus, 1) * plan.spec.resources.nodes
     train_split = resources.dataset.splits.get("train")
     out = []
     for run in plan.finetune_runs:

@@ -99,7 +99,7 @@ def apply_time_requests(spec: ExperimentSpec, slurm: SlurmSettings, estimates: C
 def job_environment(settings: LocalSettings) -> JobEnvironment:
     """Setup lines from claude.local.md; the planner's own interpreter folder as the fallback."""
     return JobEnvironment(setup_lines=list(settings.environment.setup), fallback_bin_dir=str(Path(sys.executable).parent),
-                          planner_python=sys.executable)
+                          cpu_only=settings.slurm.cpu_only, planner_python=sys.executable)
 
 
 def prepare(

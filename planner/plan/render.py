@@ -344,7 +344,8 @@ def render_experiment(inp: RenderInput, env: jinja2.Environment) -> dict[str, st
             )
             files[f"{run.name}/train.sh"] = train_t.render(
                 inp=inp, run=run, run_dir=rdir, job_dir=rdir, command=inp.jobs.training_shell[run.name], jobs=inp.jobs,
-                nodes=inp.plan.spec.resources.nodes,
+                nodes=inp.plan.spec.resources.nodes, procs_per_node=max(inp.plan.spec.resources.gpus, 1),
+                world_size=max(inp.plan.spec.resources.gpus, 1) * inp.plan.spec.resources.nodes,
                 version=__version__,
             )
         for ev in inp.plan.evaluations_of(run.name):

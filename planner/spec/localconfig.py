@@ -72,6 +72,10 @@ class SlurmSettings(_Strict):
     qos: str | None = None
     time: str = "auto"  # auto: the estimate; a Slurm time: every fine-tune job of a spec that gives none
     gpus_per_node: int = Field(default=1, ge=0)
+    cpu_only: bool = Field(
+        default=False,
+        description="the nodes have no GPUs: a spec's gpus: N runs N CPU processes per node (gloo), no GRES",
+    )
     cpus_per_task: int = Field(default=4, ge=1)
     mem: str | None = "32G"
     array_parallelism: int = Field(default=16, ge=1, description="the %N cap of job arrays")

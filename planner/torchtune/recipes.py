@@ -35,6 +35,7 @@ from planner.torchtune.registry import (
     checkpoint_files,
     SINGLE_DEVICE_RECIPE,
     DISTRIBUTED_RECIPE,
+    CPU_DISTRIBUTED_RECIPE,
     MULTINODE_ENV_VARS,
     recipe_name,
     recipe_file_for,
@@ -45,6 +46,7 @@ from planner.torchtune.registry import (
 from planner.torchtune.shapes import RecipeError, SUPPORTED_ARCHITECTURES, ModelShape, count_parameters, model_shape_from_config
 
 __all__ = [
+    "CPU_DISTRIBUTED_RECIPE",
     "DEFAULT_SETTINGS",
     "DISTRIBUTED_RECIPE",
     "HOOK",
