@@ -148,7 +148,7 @@ def test_demo_submits_trains_evaluates_and_reports_completed(demo: Demo) -> None
     ]
     assert all(r["Completed"] != "-" for r in finetune)
     assert [(r["Run Name"], r["Task"], r["Status"], r["Job ID"]) for r in evals] == [
-        (e.split("/")[0], "capitalization", "completed", ids[e]) for e in evals_planned
+        (e.split("/")[0], e.split("/")[1].split("_epoch")[0], "completed", ids[e]) for e in evals_planned
     ]
     assert all("exact_match=" in r["Notes"] and "(n=50)" in r["Notes"] for r in evals)
     assert all(r["Notes"].startswith("Base model") for r in evals[-len(base_evals):])
