@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from planner.core.runs import Plan, expand
-from planner.core.spec import parse_spec
+from planner.spec.runs import Plan, expand
+from planner.spec.spec import parse_spec
 
 SUMMARY_HEAD = "# Experiment: {name}\n\n## Status\n\n### Evaluations\n<!-- plan-experiment:begin eval-status -->\n| x |\n<!-- plan-experiment:end eval-status -->\n\n## Notes\n- my own note, written by hand\n"
 

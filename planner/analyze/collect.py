@@ -15,15 +15,15 @@ from typing import Any
 
 import yaml
 
-from planner.adapters.experiment import Experiment
+from planner.folder.experiment import Experiment
 from planner.analyze.observe import (
     FAILED, MISSING, PRESENT, EvalObs, Observations, RunObs, configured_steps, parse_metric_log,
 )
-from planner.core.errors import ConfigError
-from planner.core.logparse import YAML_LOADER, parse_log_bytes
-from planner.core.runs import Evaluation, Run
-from planner.core.status import parse_job_time
-from planner.core.submission import RETRYABLE_STATES
+from planner.spec.errors import ConfigError
+from planner.estimate.logparse import YAML_LOADER, parse_log_bytes
+from planner.spec.runs import Evaluation, Run
+from planner.status.report import parse_job_time
+from planner.jobs.submission import RETRYABLE_STATES
 
 _LOG_NAME = re.compile(r"^log_(\d+)\.txt$")
 

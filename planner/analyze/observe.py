@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from planner.core.runs import Evaluation, Run
+from planner.spec.runs import Evaluation, Run
 
 #: Evaluation states in evals.csv.
 PRESENT, MISSING, FAILED = "present", "missing", "failed"

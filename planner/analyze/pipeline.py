@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from planner.adapters.experiment import SUMMARY, Experiment
-from planner.adapters.experiment_dir import atomic_write_text
+from planner.folder.experiment import SUMMARY, Experiment
+from planner.folder.atomic import atomic_write_text
 from planner.analyze import plots
 from planner.analyze.collect import collect
 from planner.analyze.observe import FAILED, MISSING, PRESENT, Observations
 from planner.analyze.report import RESULTS_BLOCK, insert_results_section, report_html, results_block
 from planner.analyze.tables import Analysis, EpochChoice, Thresholds, analyze_observations
-from planner.core.designlog import DesignLog
-from planner.core.markdown import begin_marker, end_marker, replace_block
-from planner.core.status_tables import EVAL_BLOCK
+from planner.folder.designlog import DesignLog
+from planner.folder.markdown import begin_marker, end_marker, replace_block
+from planner.status.tables import EVAL_BLOCK
 
 ANALYSIS_DIR = "analysis"
 

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from planner.analyze.tables import Analysis
-from planner.core.markdown import md_code, md_table
+from planner.folder.markdown import md_code, md_table
 
 RESULTS_BLOCK = "results"
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from planner.analyze.observe import FAILED, MISSING, PRESENT, EvalObs, Observations, RunObs, config_mismatches, metric_value
 from planner.analyze.stats import Summary, mcnemar_exact, summarize, wilson
-from planner.core.runs import Plan, Run, model_label
+from planner.spec.runs import Plan, Run, model_label
 
 EpochChoice = Literal["last", "best", "all"]
 Flag = Literal["improved", "none", "mild", "severe"]

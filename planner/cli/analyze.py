@@ -13,11 +13,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from planner.adapters.experiment import load_experiment
+from planner.folder.experiment import load_experiment
 from planner.analyze.pipeline import Outcome, run_analysis
 from planner.analyze.report import headline_table_rows
 from planner.analyze.tables import Thresholds
-from planner.core.errors import ConfigError, JobsFailedError
+from planner.spec.errors import ConfigError, JobsFailedError
 
 
 def headline_table(outcome: Outcome) -> Table:
