@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from analyze_support import check_demo_analysis
 from submit_support import EXAMPLE, block, cli, env_with_path, plan_units, table
 
 from planner.folder.journal import Journal, Submission, TaskEntry
@@ -64,6 +65,7 @@ def test_demo_runs_locally_without_slurm(tmp_path: Path) -> None:
     for key in evals_planned:
         run, name = key.split("/")
         assert (exp / run / "eval" / name / "results.json").is_file(), key
+    check_demo_analysis(exp, proc.stdout)
 
 
 # --- pure rules -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from analyze_support import analyze_cli, check_demo_analysis
 from slurm_support import require_slurm, scancel
 from submit_support import (
     EXAMPLE,
@@ -162,6 +163,13 @@ def test_demo_submits_trains_evaluates_and_reports_completed(demo: Demo) -> None
     # The terminal view: exit 0 and every unit completed.
     n = len(everything)
     assert f"{n} units: {n} completed" in ok(cli("status", exp))
+
+
+def test_demo_ends_with_analyze_on_slurm_results(demo: Demo) -> None:
+    proc = analyze_cli(demo.exp)
+    assert proc.returncode == 0, proc.stderr
+    check_demo_analysis(demo.exp, None)
+    assert_hand_lines((demo.exp / "experiment_summary.md").read_text(encoding="utf-8"))
 
 
 def test_second_submit_submits_nothing(demo: Demo) -> None:

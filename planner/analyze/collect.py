@@ -28,7 +28,7 @@ from planner.jobs.submission import RETRYABLE_STATES
 _LOG_NAME = re.compile(r"^log_(\d+)\.txt$")
 
 
-def _read(path: Path) -> bytes | None:
+def _read(path: Path | str) -> bytes | None:
     # A raw descriptor: thousands of small files, and open() costs three objects each.
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -43,7 +43,7 @@ def _read(path: Path) -> bytes | None:
         os.close(fd)
 
 
-def _json_file(path: Path) -> Any:
+def _json_file(path: Path | str) -> Any:
     data = _read(path)
     if data is None:
         return None
@@ -86,39 +86,44 @@ def _wall(job_state: Any) -> float | None:
     return max(0.0, (ended - started).total_seconds())
 
 
-def newest_metric_log(run_dir: Path) -> Path | None:
+def newest_metric_log(run_dir: str) -> str | None:
     """The per-step metric log of the run's newest job: ``logs/log_<unix time>.txt`` (retries leave older ones)."""
+    logs = os.path.join(run_dir, "logs")
     try:
-        names = [n for n in os.listdir(run_dir / "logs") if _LOG_NAME.match(n)]
+        found = [(int(m.group(1)), n) for n in os.listdir(logs) if (m := _LOG_NAME.match(n))]
     except OSError:
         return None
-    if not names:
+    if not found:
         return None
     # The name carries the second the job started; mtime breaks ties within one second.
-    return max((run_dir / "logs" / n for n in names),
-               key=lambda p: (int(_LOG_NAME.match(p.name).group(1)), p.stat().st_mtime_ns))  # type: ignore[union-attr]
+    return max((os.path.join(logs, n) for _, n in found),
+               key=lambda p: (int(_LOG_NAME.match(os.path.basename(p)).group(1)),  # type: ignore[union-attr]
+                              os.stat(p).st_mtime_ns))
 
 
-def newest_training_log(run_dir: Path) -> Path | None:
+def newest_training_log(run_dir: str) -> str | None:
     """The newest ``slurm-*.out`` of a run folder (the training log train.sh tees)."""
     try:
-        logs = [run_dir / n for n in os.listdir(run_dir) if n.startswith("slurm-") and n.endswith(".out")]
+        logs = [os.path.join(run_dir, n) for n in os.listdir(run_dir) if n.startswith("slurm-") and n.endswith(".out")]
     except OSError:
         return None
-    return max(logs, key=lambda p: (p.stat().st_mtime_ns, p.name)) if logs else None
+    return max(logs, key=lambda p: (os.stat(p).st_mtime_ns, p)) if logs else None
 
 
-def _train_count(finetune_yaml: Path, cache: dict[str, int | None]) -> int | None:
+def _train_count(finetune_yaml: str, cache: dict[str, int | None]) -> int | None:
     """Records in the train field of the dataset a run's finetune.yaml names."""
+    text = _read(finetune_yaml)
+    if text is None:
+        return None
     try:
-        cfg = yaml.load(finetune_yaml.read_text(encoding="utf-8"), Loader=YAML_LOADER)
+        cfg = yaml.load(text, Loader=YAML_LOADER)
         ds = cfg["dataset"]
         path, fld = str(ds["data_files"]), str(ds.get("field") or "train")
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+    except (yaml.YAMLError, KeyError, TypeError):
         return None
     key = f"{path}\0{fld}"
     if key not in cache:
-        data = _json_file(Path(path))
+        data = _json_file(path)
         records = data.get(fld) if isinstance(data, dict) else None
         cache[key] = len(records) if isinstance(records, list) else None
     return cache[key]
@@ -127,17 +132,17 @@ def _train_count(finetune_yaml: Path, cache: dict[str, int | None]) -> int | Non
 def observe_run(exp: Experiment, run: Run, states: _States, predicted: dict[str, float],
                 counts: dict[str, int | None]) -> RunObs:
     """What one run's folder says."""
-    rdir = exp.run_dir(run.name)
     if run.is_base:
         return RunObs(run=run, state="-")
-    job_state = _json_file(rdir / "job-state.json")
+    # Plain strings, not Path objects: this runs once per run, thousands of times in a big sweep.
+    rdir = os.path.join(exp.path, run.name)
+    job_state = _json_file(os.path.join(rdir, "job-state.json"))
     log_config = None
     steps_per_epoch = None
     peak = None
     log_path = newest_training_log(rdir)
     if log_path is not None:
-        data = _read(log_path)
-        rec = parse_log_bytes(data or b"", str(log_path))
+        rec = parse_log_bytes(_read(log_path) or b"", log_path)
         if rec.config_text:
             try:
                 parsed = yaml.load(rec.config_text, Loader=YAML_LOADER)
@@ -150,13 +155,14 @@ def observe_run(exp: Experiment, run: Run, states: _States, predicted: dict[str,
     loss = parse_metric_log((_read(metric_log) or b"").decode("utf-8", "replace")) if metric_log else []
     return RunObs(
         run=run, state=states.state(run.name, job_state), wall_s=_wall(job_state), predicted_s=predicted.get(run.name),
-        configured_steps=configured_steps(run.settings, _train_count(rdir / "finetune.yaml", counts)),
+        configured_steps=configured_steps(run.settings, _train_count(os.path.join(rdir, "finetune.yaml"), counts)),
         steps_per_epoch=steps_per_epoch, log_config=log_config, loss=tuple(loss),
-        metric_log=str(metric_log.relative_to(exp.path)) if metric_log else None, peak_memory_gib=peak,
+        metric_log=os.path.relpath(metric_log, exp.path).replace(os.sep, "/") if metric_log else None,
+        peak_memory_gib=peak,
     )
 
 
-def _outcomes(path: Path) -> dict[str, bool] | None:
+def _outcomes(path: str) -> dict[str, bool] | None:
     """Per-example correctness keyed by input; a repeated input gets ``#2``, ``#3`` ... in order."""
     data = _read(path)
     if data is None:
@@ -181,11 +187,12 @@ def _outcomes(path: Path) -> dict[str, bool] | None:
     return out
 
 
-def observe_eval(exp: Experiment, ev: Evaluation, split: str, states: _States) -> EvalObs:
+def observe_eval(root: str, ev: Evaluation, split: str, states: _States) -> EvalObs:
     """What one evaluation's folder says; a results.json that is not a JSON object is bad input."""
-    folder = exp.unit_dir(ev.key)
     rel = f"{ev.run}/eval/{ev.name}"
-    path = folder / "results.json"
+    # Plain strings, not Path objects or os.path.join: this runs 10,000 times in a big sweep.
+    folder = f"{root}/{rel}"
+    path = f"{folder}/results.json"
     data = _read(path)
     if data is not None:
         try:
@@ -196,8 +203,8 @@ def observe_eval(exp: Experiment, ev: Evaluation, split: str, states: _States) -
         if not isinstance(results, dict):
             raise ConfigError(f"{path}: results.json holds a {type(results).__name__}, not an object; rerun the "
                               "evaluation (bash eval.sh in its folder) or move the file away")
-        return EvalObs(ev, split, PRESENT, results, _outcomes(folder / "predictions.jsonl"), rel)
-    state = states.state(ev.key, _json_file(folder / "job-state.json"))
+        return EvalObs(ev, split, PRESENT, results, _outcomes(f"{folder}/predictions.jsonl"), rel)
+    state = states.state(ev.key, _json_file(f"{folder}/job-state.json"))
     return EvalObs(ev, split, FAILED if state in RETRYABLE_STATES else MISSING, None, None, rel)
 
 
@@ -211,5 +218,6 @@ def collect(exp: Experiment) -> Observations:
     splits = {t.name: t.split for t in exp.spec.evaluation.tasks}
     obs = Observations()
     obs.runs = [observe_run(exp, r, states, predicted, counts) for r in exp.plan.runs]
-    obs.evals = [observe_eval(exp, ev, splits.get(ev.task, "test"), states) for ev in exp.plan.evaluations]
+    root = str(exp.path)
+    obs.evals = [observe_eval(root, ev, splits.get(ev.task, "test"), states) for ev in exp.plan.evaluations]
     return obs

@@ -9,6 +9,8 @@ of the summary stays.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import shutil
 import tempfile
@@ -23,7 +25,7 @@ from planner.analyze import plots
 from planner.analyze.collect import collect
 from planner.analyze.observe import FAILED, MISSING, PRESENT, Observations
 from planner.analyze.report import RESULTS_BLOCK, insert_results_section, report_html, results_block
-from planner.analyze.tables import Analysis, EpochChoice, Thresholds, analyze_observations
+from planner.analyze.tables import Analysis, EpochChoice, Table, Thresholds, analyze_observations
 from planner.folder.designlog import DesignLog
 from planner.folder.markdown import begin_marker, end_marker, replace_block
 from planner.status.tables import EVAL_BLOCK
@@ -48,18 +50,18 @@ class Outcome:
         return [o.evaluation.key for o in self.observations.evals if o.status in (MISSING, FAILED)]
 
 
-def csv_text(frame: object) -> str:
-    """A frame as CSV: no index, '\\n' line ends, full float precision (deterministic)."""
-    return frame.to_csv(index=False, lineterminator="\n")  # type: ignore[attr-defined, no-any-return]
+def csv_text(table: Table) -> str:
+    """A table as CSV: '\\n' line ends, floats as Python prints them (shortest exact), empty for none."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(table.columns)
+    writer.writerows(table.rows)  # the csv module writes None as an empty field
+    return buf.getvalue()
 
 
 def build_files(a: Analysis, name: str, question: str, images: dict[str, bytes]) -> dict[str, bytes]:
     """Every file of ``analysis/`` by relative path."""
-    files: dict[str, bytes] = {
-        "runs.csv": csv_text(a.runs).encode(), "evals.csv": csv_text(a.evals).encode(),
-        "cells.csv": csv_text(a.cells).encode(), "deltas.csv": csv_text(a.deltas).encode(),
-        "sweeps.csv": csv_text(a.sweeps).encode(), "loss.csv": csv_text(a.loss).encode(),
-    }
+    files = {f"{name}.csv": csv_text(table).encode() for name, table in a.tables.items()}
     files.update({f"plots/{k}": v for k, v in images.items()})
     files["report.html"] = report_html(a, name, question, images).encode()
     return files
@@ -124,7 +126,7 @@ def _log_entries(log: DesignLog, a: Analysis, obs: Observations, command: str, n
             calculation="per condition x task x epoch: mean, sample std, standard error, Student-t 95 % interval; "
                         "Wilson 95 % interval per evaluation; exact McNemar test on per-example outcomes against "
                         "the base model",
-            result=f"{len(a.cells)} cells ({int((~a.cells['complete']).sum()) if len(a.cells) else 0} incomplete), "
+            result=f"{len(a.cells)} cells ({int((a.cells['complete'] == False).sum())} incomplete), "  # noqa: E712
                    f"{n_sweeps} sweeps over {', '.join(a.sweep_factors) or 'no factor'}, {len(a.deltas)} deltas",
             explanation=f"Headline epoch choice: {a.epoch_choice}")
     counts = a.deltas["flag"].value_counts().to_dict() if len(a.deltas) else {}

@@ -15,6 +15,9 @@ from planner.analyze.tables import Analysis
 
 #: Panels per small-multiples figure; further combinations are left to sweeps.csv.
 MAX_PANELS = 16
+#: Lines per panel and bars per figure: beyond this a plot is unreadable (and slow); the CSVs hold all.
+MAX_LINES = 12
+MAX_BARS = 40
 _FLAG_COLOURS = {"improved": "#2a7", "none": "#888", "mild": "#e90", "severe": "#c22"}
 
 
@@ -61,7 +64,7 @@ def loss_curves(a: Analysis) -> dict[str, bytes]:
     for model in sorted(loss["model"].dropna().unique()):
         sub = loss[loss["model"] == model]
         fig, ax = plt.subplots(figsize=(7, 4))
-        for cond in sorted(sub["condition"].unique()):
+        for cond in sorted(sub["condition"].unique())[:MAX_LINES]:
             g = sub[sub["condition"] == cond].groupby("step")["loss"].agg(["mean", "min", "max"])
             line = ax.plot(g.index, g["mean"], label=cond, linewidth=1.2)
             ax.fill_between(g.index, g["min"], g["max"], alpha=0.2, color=line[0].get_color())
@@ -93,7 +96,7 @@ def sweep_figures(a: Analysis) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for factor in a.sweep_factors:
         sub = a.sweeps[a.sweeps["factor"] == factor]
-        panels = sorted(sub["fixed"].unique())[:MAX_PANELS]
+        panels = list(dict.fromkeys(sub["fixed"]))[:MAX_PANELS]  # plan order
         if not panels:
             continue
         cols = min(4, len(panels))
@@ -104,13 +107,14 @@ def sweep_figures(a: Analysis) -> dict[str, bytes]:
             p = sub[sub["fixed"] == fixed]
             levels = list(dict.fromkeys(p["level"]))
             numeric = _log_axis(factor, levels)
-            for task in sorted(p["task"].unique()):
+            for task in sorted(p["task"].unique())[:MAX_LINES]:
                 t = p[p["task"] == task]
                 xs = [float(v) for v in t["level"]] if numeric else list(range(len(t)))
                 mean = t["mean"].astype(float)
                 err = [(mean - t["ci_low"].astype(float)).fillna(0).clip(lower=0).tolist(),
                        (t["ci_high"].astype(float) - mean).fillna(0).clip(lower=0).tolist()]
-                line = ax.errorbar(xs, mean, yerr=err, marker="o", capsize=3, label=task, linewidth=1)
+                line = ax.errorbar(xs, mean, yerr=err, marker="o", markersize=3, capsize=3 if len(xs) <= 8 else 0,
+                                   label=task, linewidth=1)
                 model = re.search(r"model=([^;]*)", fixed)
                 if model and (model.group(1), task) in base:
                     ax.axhline(base[(model.group(1), task)], linestyle="--", linewidth=1,
@@ -118,15 +122,19 @@ def sweep_figures(a: Analysis) -> dict[str, bytes]:
             if numeric:
                 ax.set_xscale("log")
             else:
-                ax.set_xticks(range(len(levels)), [str(v) for v in levels], fontsize=7, rotation=20)
+                # At most ~8 labels: dozens of rotated labels per panel are unreadable and slow to draw.
+                step = max(1, math.ceil(len(levels) / 8))
+                ticks = list(range(0, len(levels), step))
+                ax.set_xticks(ticks, [str(levels[i]) for i in ticks], fontsize=7, rotation=20)
             ax.set_title(fixed, fontsize=7)
             ax.set_xlabel(factor, fontsize=8)
         for j in range(len(panels), rows * cols):
             axes[j // cols][j % cols].axis("off")
         axes[0][0].set_ylabel(a.metric)
-        axes[0][0].legend(fontsize=7)
+        if sub["task"].nunique() <= MAX_LINES:
+            axes[0][0].legend(fontsize=7)
         fig.suptitle(f"{a.metric} by {factor} (mean of seeds, 95 % CI; dashed: base model)", fontsize=9)
-        fig.tight_layout()
+        fig.tight_layout() if len(panels) <= 4 else fig.subplots_adjust(hspace=0.6, wspace=0.15, top=0.9)
         out[f"sweep_{_safe(factor)}.png"] = _png(fig)
     return out
 
@@ -146,7 +154,9 @@ def accuracy_by_epoch(a: Analysis) -> dict[str, bytes]:
         for c in cells:
             if c.task == task and c.kind != "base":
                 conds.setdefault(c.condition, []).append(c)
-        for cond, group in conds.items():
+        shown = list(conds)[:MAX_LINES]
+        for cond in shown:
+            group = conds[cond]
             group.sort(key=lambda c: c.epoch or 0)
             xs = [c.epoch for c in group]
             ys = [c.summary.mean for c in group if c.summary]
@@ -158,7 +168,7 @@ def accuracy_by_epoch(a: Analysis) -> dict[str, bytes]:
         for c in cells:
             if c.task == task and c.kind == "base" and c.summary:
                 ax.axhline(c.summary.mean, linestyle="--", color="#444", linewidth=1, label=c.condition)
-        ax.set_title(task)
+        ax.set_title(task if len(conds) <= MAX_LINES else f"{task} (first {MAX_LINES} of {len(conds)} conditions)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(a.metric)
@@ -172,6 +182,9 @@ def delta_figure(a: Analysis) -> dict[str, bytes]:
     rows = [r for r in a.headline if r["flag"] is not None]
     if not rows:
         return {}
+    total = len(rows)
+    if total > MAX_BARS:
+        rows = sorted(rows, key=lambda r: r["rel_delta_pct"] if r["rel_delta_pct"] is not None else 0.0)[:MAX_BARS]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 0.4 * len(rows) + 1.4))
     labels = [f"{r['condition']} / {r['task']} (epoch {r['epoch']})" for r in rows]
@@ -183,7 +196,8 @@ def delta_figure(a: Analysis) -> dict[str, bytes]:
         ax.axvline(x, linestyle="--", color="#999", linewidth=1)
     ax.axvline(0, color="#000", linewidth=0.8)
     ax.set_xlabel(f"change in {a.metric} against the base model (%)")
-    ax.set_title("Deltas against base (dashed: mild and severe forgetting thresholds)", fontsize=9)
+    shown = "" if total <= MAX_BARS else f"; the {MAX_BARS} largest drops of {total}"
+    ax.set_title(f"Deltas against base (dashed: mild and severe forgetting thresholds{shown})", fontsize=9)
     fig.tight_layout()
     return {"deltas.png": _png(fig)}
 

@@ -87,12 +87,12 @@ def insert_results_section(text: str, block: str, anchor: str) -> str:
     return text[:eol] + "\n" + section + text[eol:]
 
 
-def _table_html(df: pd.DataFrame, limit: int = 500) -> str:
+def _table_html(df: pd.DataFrame, limit: int = 200) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     rows = []
-    for values in df.head(limit).itertuples(index=False):
-        cells = "".join(f"<td>{'' if pd.isna(v) else html.escape(str(v))}</td>" for v in values)
-        rows.append(f"<tr>{cells}</tr>")
+    for values in df.head(limit).itertuples(index=False, name=None):
+        rows.append("<tr>" + "".join(f"<td>{'' if v is None or v != v else html.escape(str(v))}</td>"
+                                     for v in values) + "</tr>")
     more = f"<p>{len(df) - limit} more rows in the CSV file.</p>" if len(df) > limit else ""
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
 

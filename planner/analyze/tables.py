@@ -8,6 +8,7 @@ described in docs/analysis.md.
 from __future__ import annotations
 
 import statistics
+from functools import lru_cache
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -57,9 +58,36 @@ def condition_of(run: Run) -> str:
     return run.name[: -len(suffix)] if run.seed is not None and run.name.endswith(suffix) else run.name
 
 
+@lru_cache(maxsize=4096)
+def _label(model: str) -> str:
+    # model_label builds a PurePath: cached, since thousands of runs share a few models.
+    return model_label(model)
+
+
 def factor_values(run: Run) -> dict[str, Any]:
     """What varies between conditions: the model and every factor (paired ones included)."""
-    return {"model": model_label(run.model), **run.factors}
+    return {"model": _label(run.model), **run.factors}
+
+
+@dataclass(frozen=True)
+class Table:
+    """One analysis table: its columns, its rows as written, and the same as a pandas frame.
+
+    The CSV is written from ``rows`` directly (the csv module writes None as an empty
+    field): a second pass through pandas was most of the time of analysing 10,000
+    evaluations. The frame has object columns, so ints, bools and floats stay as they are.
+    """
+
+    columns: list[str]
+    rows: list[list[Any]]
+    frame: pd.DataFrame
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    template = dict.fromkeys(columns)
+    # A copy of the ordered template updated with the row: its values are the row in column order.
+    lists = [list({**template, **row}.values()) for row in rows]
+    return Table(columns, lists, pd.DataFrame(lists, columns=columns, dtype=object))
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:
@@ -100,6 +128,7 @@ class Analysis:
     metric: str
     epoch_choice: EpochChoice
     thresholds: Thresholds
+    tables: dict[str, "Table"]
     runs: pd.DataFrame
     evals: pd.DataFrame
     cells: pd.DataFrame
@@ -126,7 +155,7 @@ def _factor_text(factors: dict[str, Any]) -> str:
     return "; ".join(f"{k}={v}" for k, v in factors.items())
 
 
-def runs_frame(runs: list[RunObs]) -> pd.DataFrame:
+def runs_frame(runs: list[RunObs]) -> Table:
     """runs.csv: one row per planned run (base controls train nothing)."""
     rows = []
     for o in runs:
@@ -135,7 +164,7 @@ def runs_frame(runs: list[RunObs]) -> pd.DataFrame:
         tps = [p.tokens_per_s for p in o.loss if p.tokens_per_s is not None]
         mismatches = [] if r.is_base else config_mismatches(r.settings, o.log_config)
         rows.append({
-            "run": r.name, "condition": condition_of(r), "kind": r.kind, "model": model_label(r.model),
+            "run": r.name, "condition": condition_of(r), "kind": r.kind, "model": _label(r.model),
             "factors": _factor_text(r.factors), "seed": r.seed, "state": o.state,
             "wall_s": _round(o.wall_s, 3), "predicted_s": _round(o.predicted_s, 3),
             "configured_steps": o.configured_steps if not r.is_base else None,
@@ -146,8 +175,7 @@ def runs_frame(runs: list[RunObs]) -> pd.DataFrame:
             "config_mismatch": None if r.is_base or o.log_config is None else bool(mismatches),
             "mismatch_detail": "; ".join(mismatches) or None, "metric_log": o.metric_log,
         })
-    return pd.DataFrame(rows, columns=RUN_COLUMNS).astype({"seed": "Int64", "configured_steps": "Int64",
-                                                           "actual_steps": "Int64"})
+    return _frame(rows, RUN_COLUMNS)
 
 
 EVAL_COLUMNS = [
@@ -176,14 +204,14 @@ def proportion_interval(value: float, n: Any) -> tuple[float | None, float | Non
     return round(lo, 6), round(hi, 6)
 
 
-def evals_frame(evals: list[EvalObs], plan: Plan, metric: str) -> pd.DataFrame:
+def evals_frame(evals: list[EvalObs], plan: Plan, metric: str) -> Table:
     """evals.csv: one row per planned evaluation x metric (one row with the chosen metric when absent)."""
     runs = {r.name: r for r in plan.runs}
     rows = []
     for o in evals:
         ev = o.evaluation
-        base = {"run": ev.run, "condition": condition_of(runs[ev.run]), "task": ev.task, "epoch": ev.epoch,
-                "folder": o.folder}
+        base: dict[str, Any] = {"run": ev.run, "condition": condition_of(runs[ev.run]), "task": ev.task,
+                                "epoch": ev.epoch, "folder": o.folder}
         res = o.results
         if res is None:
             rows.append({**base, "split": o.split, "metric": metric, "status": o.status})
@@ -198,7 +226,7 @@ def evals_frame(evals: list[EvalObs], plan: Plan, metric: str) -> pd.DataFrame:
                 "ci_low": lo, "ci_high": hi, "duration_s": res.get("duration_s"),
                 "adapter_sha256": res.get("adapter_sha256"),
             })
-    return pd.DataFrame(rows, columns=EVAL_COLUMNS).astype({"epoch": "Int64", "n": "Int64"})
+    return _frame(rows, EVAL_COLUMNS)
 
 
 def build_cells(evals: list[EvalObs], plan: Plan, metric: str) -> list[Cell]:
@@ -211,7 +239,7 @@ def build_cells(evals: list[EvalObs], plan: Plan, metric: str) -> list[Cell]:
         key = (condition_of(run), ev.task, ev.epoch)
         cell = cells.get(key)
         if cell is None:
-            cell = cells[key] = Cell(key[0], model_label(run.model), run.kind, factor_values(run), ev.task, ev.epoch,
+            cell = cells[key] = Cell(key[0], _label(run.model), run.kind, factor_values(run), ev.task, ev.epoch,
                                      o.split)
         cell.planned.append(ev.run)
         value = metric_value(o.results, metric) if o.results is not None else None
@@ -230,7 +258,7 @@ CELL_COLUMNS = [
 ]
 
 
-def cells_frame(cells: list[Cell]) -> pd.DataFrame:
+def cells_frame(cells: list[Cell]) -> Table:
     """cells.csv."""
     rows = []
     for c in cells:
@@ -245,7 +273,7 @@ def cells_frame(cells: list[Cell]) -> pd.DataFrame:
             "max": _round(s.max) if s else None, "complete": c.complete,
             "missing_runs": "; ".join(r for r in c.planned if r not in c.present_runs) or None,
         })
-    return pd.DataFrame(rows, columns=CELL_COLUMNS).astype({"epoch": "Int64"})
+    return _frame(rows, CELL_COLUMNS)
 
 
 DELTA_COLUMNS = [
@@ -273,7 +301,7 @@ def _split(o: EvalObs) -> str:
     return str((o.results or {}).get("split") or o.split)
 
 
-def deltas_frame(evals: list[EvalObs], plan: Plan, metric: str, th: Thresholds) -> pd.DataFrame:
+def deltas_frame(evals: list[EvalObs], plan: Plan, metric: str, th: Thresholds) -> Table:
     """deltas.csv: every fine-tuned evaluation against its model's base control on the same task."""
     runs = {r.name: r for r in plan.runs}
     base_runs = {r.model: r.name for r in plan.base_runs}
@@ -303,9 +331,7 @@ def deltas_frame(evals: list[EvalObs], plan: Plan, metric: str, th: Thresholds) 
                        flag=flag_for(base_value, value, th))
             row.update(_mcnemar(o, base))
         rows.append(row)
-    return pd.DataFrame(rows, columns=DELTA_COLUMNS).astype(
-        {"seed": "Int64", "epoch": "Int64", "n_pairs": "Int64", "base_only_correct": "Int64",
-         "finetune_only_correct": "Int64"})
+    return _frame(rows, DELTA_COLUMNS)
 
 
 def select_cells(cells: list[Cell], choice: EpochChoice) -> list[tuple[str, Cell]]:
@@ -345,7 +371,7 @@ def sweep_factors(plan: Plan) -> list[str]:
     return names + [k for k, levels in spec.factors.items() if len(levels) >= 2]
 
 
-def sweeps_frame(selected: list[tuple[str, Cell]], plan: Plan) -> pd.DataFrame:
+def sweeps_frame(selected: list[tuple[str, Cell]], plan: Plan) -> Table:
     """sweeps.csv: for each swept factor, one sweep per combination of the other factors' levels.
 
     Seeds are not a factor: a sweep's level is a cell, already averaged over its seeds.
@@ -364,30 +390,29 @@ def sweeps_frame(selected: list[tuple[str, Cell]], plan: Plan) -> pd.DataFrame:
             task, label = key[0], key[1]
             fixed = "; ".join(f"{k}={by_level[next(iter(by_level))][1].factors.get(k)}" for k in others)
             sweep_id = f"{factor} | {task} | epoch {label} | {fixed}"
-            entries = []
+            entries: list[tuple[Any, Cell | None]] = []
             for level in levels_of[factor]:
                 found = by_level.get(repr(level))
-                cell = found[1] if found else None
-                entries.append((level, cell))
+                entries.append((level, found[1] if found else None))
             complete = all(c is not None and c.complete and c.values for _, c in entries)
-            for level, cell in entries:
-                s = cell.summary if cell else None
+            for level, level_cell in entries:
+                s = level_cell.summary if level_cell else None
                 rows.append({
                     "sweep": sweep_id, "factor": factor, "fixed": fixed, "task": task,
-                    "epoch": cell.epoch if cell is not None and label in ("last", "best") else label,
-                    "level": level, "n_planned": len(cell.planned) if cell else 0,
-                    "n_seeds": len(cell.values) if cell else 0, "mean": _round(s.mean) if s else None,
+                    "epoch": level_cell.epoch if level_cell is not None and label in ("last", "best") else label,
+                    "level": level, "n_planned": len(level_cell.planned) if level_cell else 0,
+                    "n_seeds": len(level_cell.values) if level_cell else 0, "mean": _round(s.mean) if s else None,
                     "ci_low": _round(s.ci_low) if s else None, "ci_high": _round(s.ci_high) if s else None,
-                    "level_complete": bool(cell is not None and cell.complete and cell.values),
+                    "level_complete": bool(level_cell is not None and level_cell.complete and level_cell.values),
                     "sweep_complete": complete,
                 })
-    return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+    return _frame(rows, SWEEP_COLUMNS)
 
 
 LOSS_COLUMNS = ["run", "step", "epoch", "loss", "lr", "tokens_per_s"]
 
 
-def loss_frame(runs: list[RunObs]) -> pd.DataFrame:
+def loss_frame(runs: list[RunObs]) -> Table:
     """loss.csv: every optimizer step of each run's newest per-step metric log."""
     rows = []
     for o in runs:
@@ -399,7 +424,7 @@ def loss_frame(runs: list[RunObs]) -> pd.DataFrame:
         for p in o.loss:
             rows.append({"run": o.run.name, "step": p.step, "epoch": (p.step - 1) // per_epoch if per_epoch else None,
                          "loss": p.loss, "lr": p.lr, "tokens_per_s": p.tokens_per_s})
-    return pd.DataFrame(rows, columns=LOSS_COLUMNS).astype({"step": "Int64", "epoch": "Int64"})
+    return _frame(rows, LOSS_COLUMNS)
 
 
 def _fmt(v: float | None) -> str:
@@ -477,11 +502,13 @@ def analyze_observations(obs: Observations, plan: Plan, metric: str = "accuracy"
     task_splits = {t.name: t.split for t in plan.spec.evaluation.tasks}
     cells = build_cells(obs.evals, plan, metric)
     selected = select_cells(cells, epoch_choice)
+    tables = {"runs": runs_frame(obs.runs), "evals": evals_frame(obs.evals, plan, metric), "cells": cells_frame(cells),
+              "deltas": deltas_frame(obs.evals, plan, metric, th), "sweeps": sweeps_frame(selected, plan),
+              "loss": loss_frame(obs.runs)}
     return Analysis(
-        metric=metric, epoch_choice=epoch_choice, thresholds=th,
-        runs=runs_frame(obs.runs), evals=evals_frame(obs.evals, plan, metric), cells=cells_frame(cells),
-        deltas=deltas_frame(obs.evals, plan, metric, th), sweeps=sweeps_frame(selected, plan),
-        loss=loss_frame(obs.runs), cell_objs=cells, headline=headline_rows(cells, selected, th, task_splits),
+        metric=metric, epoch_choice=epoch_choice, thresholds=th, tables=tables,
+        runs=tables["runs"].frame, evals=tables["evals"].frame, cells=tables["cells"].frame,
+        deltas=tables["deltas"].frame, sweeps=tables["sweeps"].frame, loss=tables["loss"].frame, cell_objs=cells, headline=headline_rows(cells, selected, th, task_splits),
         incomplete=incomplete_units(obs.runs, obs.evals), sweep_factors=sweep_factors(plan), task_splits=task_splits,
         n_present=sum(1 for o in obs.evals if o.status == PRESENT), n_planned=len(obs.evals),
     )
