@@ -22,7 +22,8 @@ from submit_support import EXAMPLE, block, cli, env_with_path, plan_units, table
 from planner.folder.journal import Journal, Submission, TaskEntry
 from planner.spec.runs import Plan, expand
 from planner.spec.spec import parse_spec
-from planner.status.report import JobInfo, build_report, table_rows
+from planner.jobs.scheduler import JobInfo
+from planner.status.report import build_report, table_rows
 from planner.jobs.submission import Selection, array_chunks, select
 
 SLURM_CLIENTS = frozenset({"sbatch", "squeue", "sacct", "scontrol", "srun", "sinfo", "scancel", "salloc", "sacctmgr"})

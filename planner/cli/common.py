@@ -11,7 +11,8 @@ from planner.jobs import slurm_query
 from planner.jobs.executors import Executor, LocalSubmitter, SlurmSubmitter
 from planner.folder.experiment import Experiment
 from planner.spec.errors import SchedulerError
-from planner.status.report import StatusReport, clock
+from planner.spec.units import clock
+from planner.status.report import StatusReport
 
 STATE_STYLE = {
     "COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "SUBMITTED": "yellow",

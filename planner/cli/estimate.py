@@ -15,7 +15,7 @@ from planner.estimate.pipeline import run_estimate, settings_of
 from planner.folder.experiment import load_experiment
 from planner.spec.local_settings import load_local_settings
 from planner.status.refresh import predicted_seconds, refresh
-from planner.plan.render import duration, size
+from planner.spec.units import duration, size
 
 
 @click.command("estimate")

@@ -22,7 +22,7 @@ import yaml
 
 from planner.estimate.logparse import YAML_LOADER
 from planner.torchtune.recipes import RecipeError, model_shape_from_config
-from planner.status.report import parse_job_time
+from planner.spec.units import parse_job_time
 
 #: Bits for what a folder listing saw beside a log (kept with the cached listing, so
 #: a run without them costs no failed open() per scan).

@@ -20,8 +20,8 @@ from submitit.slurm.slurm import _make_sbatch_string
 
 from planner.jobs import slurm_query
 from planner.jobs.jobrunner import run_job
-from planner.folder.compute import slurm_time_seconds
-from planner.status.report import JobInfo, parse_job_time
+from planner.spec.units import parse_job_time, slurm_time_seconds
+from planner.jobs.scheduler import JobInfo
 
 
 @dataclass

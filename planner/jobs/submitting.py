@@ -14,7 +14,7 @@ from typing import Any
 from planner.status import refresh as tracking
 from planner.jobs.executors import DryRun, Executor, JobRequest
 from planner.folder.experiment import Experiment
-from planner.folder.compute import slurm_time_seconds
+from planner.spec.units import slurm_time_seconds
 from planner.spec.errors import SchedulerError
 from planner.folder.journal import Submission, TaskEntry
 from planner.plan.pipeline import effective_slurm

@@ -18,7 +18,9 @@ from planner.folder.experiment import Experiment
 from planner.folder.journal import Journal
 from planner.folder.markdown import SummaryFormatError
 from planner.jobs.sacct import JobRecord
-from planner.status.report import FINAL, JobInfo, StatusReport, build_report, table_rows
+from planner.jobs.scheduler import JobInfo
+from planner.spec.states import FINAL_STATES
+from planner.status.report import StatusReport, build_report, table_rows
 from planner.status.tables import EVAL_BLOCK, FINETUNE_BLOCK, eval_table, finetune_table
 
 
@@ -151,7 +153,7 @@ def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_
         report.last_good_refresh = cache.get("last_good_refresh")
         cache["final"] = {
             jid: _cache_entry(info) for jid, info in got.jobs.items()
-            if info.state in FINAL and info.source in ("sacct", "job file")
+            if info.state in FINAL_STATES and info.source in ("sacct", "job file")
         }
         if write_summary:
             ft, ev = table_rows(report, exp.plan)
