@@ -22,8 +22,8 @@ from planner.analyze.observe import (
 from planner.spec.errors import ConfigError
 from planner.estimate.logparse import YAML_LOADER, parse_log_bytes
 from planner.spec.runs import Evaluation, Run
-from planner.status.report import parse_job_time
-from planner.jobs.submission import RETRYABLE_STATES
+from planner.spec.units import parse_job_time
+from planner.spec.states import RETRYABLE_STATES
 
 _LOG_NAME = re.compile(r"^log_(\d+)\.txt$")
 
