@@ -10,6 +10,7 @@ of the summary stays.
 from __future__ import annotations
 
 import csv
+from collections import Counter
 import io
 import os
 import shutil
@@ -121,21 +122,23 @@ def _log_entries(log: DesignLog, a: Analysis, obs: Observations, command: str, n
                    f"{len(obs.evals) - present - failed} missing); {trained} of {finetunes} fine-tune runs completed",
             explanation="An evaluation counts when its results.json is there, whoever ran it; the rest are listed "
                         "as incomplete")
-    n_sweeps = a.sweeps["sweep"].nunique() if len(a.sweeps) else 0
+    n_sweeps = len(set(a.tables["sweeps"].column("sweep")))
     log.add(now(), "ANALYZE_STATISTICS", f"Summarising {a.metric} over replicate seeds",
             calculation="per condition x task x epoch: mean, sample std, standard error, Student-t 95 % interval; "
                         "Wilson 95 % interval per evaluation; exact McNemar test on per-example outcomes against "
                         "the base model",
-            result=f"{len(a.cells)} cells ({int((a.cells['complete'] == False).sum())} incomplete), "  # noqa: E712
-                   f"{n_sweeps} sweeps over {', '.join(a.sweep_factors) or 'no factor'}, {len(a.deltas)} deltas",
+            result=f"{len(a.cell_objs)} cells ({sum(not c.complete for c in a.cell_objs)} incomplete), "
+                   f"{n_sweeps} sweeps over {', '.join(a.sweep_factors) or 'no factor'}, "
+                   f"{len(a.tables['deltas'].rows)} deltas",
             explanation=f"Headline epoch choice: {a.epoch_choice}")
-    counts = a.deltas["flag"].value_counts().to_dict() if len(a.deltas) else {}
+    counts = Counter(f for f in a.tables["deltas"].column("flag") if f is not None)
     log.add(now(), "ANALYZE_FORGETTING", "Flagging each fine-tuned evaluation against its base model",
             decision=f"drop >= {a.thresholds.mild_pct:g} % mild, >= {a.thresholds.severe_pct:g} % severe; gain >= "
                      f"{a.thresholds.mild_pct:g} % improved",
             result=", ".join(f"{k} {counts.get(k, 0)}" for k in ("improved", "none", "mild", "severe")),
             explanation="Relative change of the metric on the same task and split as the base-model control")
-    mismatched = a.runs[a.runs["config_mismatch"] == True]["run"].tolist() if len(a.runs) else []  # noqa: E712
+    runs = a.tables["runs"]
+    mismatched = [r for r, m in zip(runs.column("run"), runs.column("config_mismatch")) if m is True]
     if mismatched:
         log.add(now(), "ANALYZE_CONFIG", "Comparing each training log's config dump with the plan",
                 result=f"{len(mismatched)} run(s) trained with settings other than planned: {', '.join(mismatched[:10])}",

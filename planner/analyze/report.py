@@ -10,8 +10,6 @@ import base64
 import html
 from typing import Any
 
-import pandas as pd
-
 from planner.analyze.tables import Analysis
 from planner.folder.markdown import md_code, md_table
 
@@ -87,14 +85,12 @@ def insert_results_section(text: str, block: str, anchor: str) -> str:
     return text[:eol] + "\n" + section + text[eol:]
 
 
-def _table_html(df: pd.DataFrame, limit: int = 200) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    rows = []
-    for values in df.head(limit).itertuples(index=False, name=None):
-        rows.append("<tr>" + "".join(f"<td>{'' if v is None or v != v else html.escape(str(v))}</td>"
-                                     for v in values) + "</tr>")
-    more = f"<p>{len(df) - limit} more rows in the CSV file.</p>" if len(df) > limit else ""
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
+def _table_html(columns: list[str], rows: list[list[Any]], limit: int = 200) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = ["<tr>" + "".join(f"<td>{'' if v is None else html.escape(str(v))}</td>" for v in row) + "</tr>"
+            for row in rows[:limit]]
+    more = f"<p>{len(rows) - limit} more rows in the CSV file.</p>" if len(rows) > limit else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
 
 
 _CSS = """body{font-family:sans-serif;margin:2em;max-width:80em;color:#222}
@@ -106,18 +102,19 @@ text-align:left}th{background:#eee}img{max-width:100%;border:1px solid #ddd;marg
 def report_html(a: Analysis, name: str, question: str, images: dict[str, bytes]) -> str:
     """One self-contained page: question, headline, sweeps, deltas, incomplete units, plots, files."""
     e = html.escape
-    headline = pd.DataFrame(headline_table_rows(a), columns=headline_headers())
+    sweeps, deltas = a.tables["sweeps"], a.tables["deltas"]
     parts = [
         "<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
         f"<title>{e(name)}: analysis</title><style>{_CSS}</style></head><body>",
         f"<h1>{e(name)}</h1>",
         f"<p><strong>Question:</strong> {e(question or '(not stated)')}</p>",
         f"<p>Metric <code>{e(a.metric)}</code>, epoch <code>{e(a.epoch_choice)}</code>.</p>",
-        "<h2>Headline</h2>", _table_html(headline),
+        "<h2>Headline</h2>", _table_html(headline_headers(), headline_table_rows(a)),
         "<h2>Sweeps</h2>",
-        _table_html(a.sweeps) if len(a.sweeps) else "<p>No factor has two or more levels.</p>",
+        _table_html(sweeps.columns, sweeps.rows) if sweeps.rows else "<p>No factor has two or more levels.</p>",
         "<h2>Deltas against the base model</h2>",
-        _table_html(a.deltas) if len(a.deltas) else "<p>No fine-tuned evaluation has a base-model control.</p>",
+        _table_html(deltas.columns, deltas.rows) if deltas.rows else
+        "<p>No fine-tuned evaluation has a base-model control.</p>",
         "<h2>Incomplete units</h2>",
         "<ul>" + "".join(f"<li><code>{e(u)}</code></li>" for u in a.incomplete) + "</ul>"
         if a.incomplete else "<p>None: every planned run and evaluation has its results.</p>",

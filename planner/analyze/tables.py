@@ -8,7 +8,7 @@ described in docs/analysis.md.
 from __future__ import annotations
 
 import statistics
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -69,25 +69,34 @@ def factor_values(run: Run) -> dict[str, Any]:
     return {"model": _label(run.model), **run.factors}
 
 
-@dataclass(frozen=True)
 class Table:
-    """One analysis table: its columns, its rows as written, and the same as a pandas frame.
+    """One analysis table: its columns, its rows as written, and (on first use) a pandas frame.
 
     The CSV is written from ``rows`` directly (the csv module writes None as an empty
-    field): a second pass through pandas was most of the time of analysing 10,000
-    evaluations. The frame has object columns, so ints, bools and floats stay as they are.
+    field), and the frame is built only when a plot or a summary asks for it: passes
+    through pandas were most of the time of analysing 10,000 evaluations. The frame has
+    object columns, so ints, bools and floats stay as they are.
     """
 
-    columns: list[str]
-    rows: list[list[Any]]
-    frame: pd.DataFrame
+    def __init__(self, columns: list[str], rows: list[list[Any]]) -> None:
+        self.columns = columns
+        self.rows = rows
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """The table as a DataFrame."""
+        return pd.DataFrame(self.rows, columns=self.columns, dtype=object)
+
+    def column(self, name: str) -> list[Any]:
+        """One column's values, without building the frame."""
+        i = self.columns.index(name)
+        return [row[i] for row in self.rows]
 
 
 def _frame(rows: list[dict[str, Any]], columns: list[str]) -> Table:
     template = dict.fromkeys(columns)
     # A copy of the ordered template updated with the row: its values are the row in column order.
-    lists = [list({**template, **row}.values()) for row in rows]
-    return Table(columns, lists, pd.DataFrame(lists, columns=columns, dtype=object))
+    return Table(columns, [list({**template, **row}.values()) for row in rows])
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:
@@ -129,12 +138,6 @@ class Analysis:
     epoch_choice: EpochChoice
     thresholds: Thresholds
     tables: dict[str, "Table"]
-    runs: pd.DataFrame
-    evals: pd.DataFrame
-    cells: pd.DataFrame
-    deltas: pd.DataFrame
-    sweeps: pd.DataFrame
-    loss: pd.DataFrame
     cell_objs: list[Cell]
     headline: list[dict[str, Any]]
     incomplete: list[str]
@@ -142,6 +145,36 @@ class Analysis:
     task_splits: dict[str, str]
     n_present: int = 0
     n_planned: int = 0
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """runs.csv as a frame."""
+        return self.tables["runs"].frame
+
+    @property
+    def evals(self) -> pd.DataFrame:
+        """evals.csv as a frame."""
+        return self.tables["evals"].frame
+
+    @property
+    def cells(self) -> pd.DataFrame:
+        """cells.csv as a frame."""
+        return self.tables["cells"].frame
+
+    @property
+    def deltas(self) -> pd.DataFrame:
+        """deltas.csv as a frame."""
+        return self.tables["deltas"].frame
+
+    @property
+    def sweeps(self) -> pd.DataFrame:
+        """sweeps.csv as a frame."""
+        return self.tables["sweeps"].frame
+
+    @property
+    def loss(self) -> pd.DataFrame:
+        """loss.csv as a frame."""
+        return self.tables["loss"].frame
 
 
 RUN_COLUMNS = [
@@ -197,6 +230,13 @@ def proportion_interval(value: float, n: Any) -> tuple[float | None, float | Non
     """Wilson 95 % interval when ``value`` is a share of ``n`` examples (k / n exactly); else none."""
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0 or not 0.0 <= value <= 1.0:
         return None, None
+    return _wilson_of(value, n)
+
+
+@lru_cache(maxsize=65536)
+def _wilson_of(value: float, n: int) -> tuple[float | None, float | None]:
+    # Cached: evaluations share a handful of (value, n) pairs, and every metric of one
+    # evaluation often repeats the headline value.
     k = round(value * n)
     if abs(k / n - value) > 1e-9:
         return None, None
@@ -206,27 +246,26 @@ def proportion_interval(value: float, n: Any) -> tuple[float | None, float | Non
 
 def evals_frame(evals: list[EvalObs], plan: Plan, metric: str) -> Table:
     """evals.csv: one row per planned evaluation x metric (one row with the chosen metric when absent)."""
-    runs = {r.name: r for r in plan.runs}
-    rows = []
+    conditions = {r.name: condition_of(r) for r in plan.runs}
+    rows: list[list[Any]] = []
+    # Rows built as lists in EVAL_COLUMNS order: this is the largest table (evaluations x metrics).
     for o in evals:
         ev = o.evaluation
-        base: dict[str, Any] = {"run": ev.run, "condition": condition_of(runs[ev.run]), "task": ev.task,
-                                "epoch": ev.epoch, "folder": o.folder}
         res = o.results
         if res is None:
-            rows.append({**base, "split": o.split, "metric": metric, "status": o.status})
+            rows.append([ev.run, conditions[ev.run], ev.task, ev.epoch, o.split, metric, o.status,
+                         None, None, None, None, None, None, o.folder])
             continue
         n = res.get("n")
+        if isinstance(n, bool) or not isinstance(n, int):
+            n = None
+        split = res.get("split") or o.split
         for name in _metrics_of(res, metric) or [metric]:
             value = metric_value(res, name)
             lo, hi = proportion_interval(value, n) if value is not None else (None, None)
-            rows.append({
-                **base, "split": res.get("split") or o.split, "metric": name, "status": o.status,
-                "n": n if isinstance(n, int) and not isinstance(n, bool) else None, "value": value,
-                "ci_low": lo, "ci_high": hi, "duration_s": res.get("duration_s"),
-                "adapter_sha256": res.get("adapter_sha256"),
-            })
-    return _frame(rows, EVAL_COLUMNS)
+            rows.append([ev.run, conditions[ev.run], ev.task, ev.epoch, split, name, o.status, n, value, lo, hi,
+                         res.get("duration_s"), res.get("adapter_sha256"), o.folder])
+    return Table(EVAL_COLUMNS, rows)
 
 
 def build_cells(evals: list[EvalObs], plan: Plan, metric: str) -> list[Cell]:
@@ -506,9 +545,7 @@ def analyze_observations(obs: Observations, plan: Plan, metric: str = "accuracy"
               "deltas": deltas_frame(obs.evals, plan, metric, th), "sweeps": sweeps_frame(selected, plan),
               "loss": loss_frame(obs.runs)}
     return Analysis(
-        metric=metric, epoch_choice=epoch_choice, thresholds=th, tables=tables,
-        runs=tables["runs"].frame, evals=tables["evals"].frame, cells=tables["cells"].frame,
-        deltas=tables["deltas"].frame, sweeps=tables["sweeps"].frame, loss=tables["loss"].frame, cell_objs=cells, headline=headline_rows(cells, selected, th, task_splits),
+        metric=metric, epoch_choice=epoch_choice, thresholds=th, tables=tables, cell_objs=cells, headline=headline_rows(cells, selected, th, task_splits),
         incomplete=incomplete_units(obs.runs, obs.evals), sweep_factors=sweep_factors(plan), task_splits=task_splits,
         n_present=sum(1 for o in obs.evals if o.status == PRESENT), n_planned=len(obs.evals),
     )

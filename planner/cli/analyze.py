@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 import math
 import shlex
 import sys
@@ -40,8 +41,9 @@ def outcome_json(outcome: Outcome) -> str:
     return json.dumps({
         "metric": a.metric, "epoch": a.epoch_choice, "folder": str(outcome.folder), "files": outcome.files,
         "headline": [{k: _json_value(v) for k, v in r.items()} for r in a.headline],
-        "flags": a.deltas["flag"].value_counts().to_dict() if len(a.deltas) else {},
-        "config_mismatch": a.runs[a.runs["config_mismatch"] == True]["run"].tolist(),  # noqa: E712
+        "flags": dict(Counter(f for f in a.tables["deltas"].column("flag") if f is not None)),
+        "config_mismatch": [r for r, m in zip(a.tables["runs"].column("run"), a.tables["runs"].column("config_mismatch"))
+                            if m is True],
         "incomplete": a.incomplete, "warnings": outcome.warnings,
     }, indent=2, default=str)
 
@@ -70,10 +72,11 @@ def command(experiment: Path, metric: str, epoch: str, mild_drop: float, severe_
     outcome = run_analysis(exp, metric=metric, epoch=epoch,  # type: ignore[arg-type]
                            thresholds=Thresholds(mild_drop, severe_drop), make_plots=not no_plots,
                            command=command_line)
-    present = (outcome.analysis.evals["status"] == "present").any() if len(outcome.analysis.evals) else False
-    if present and outcome.analysis.evals[outcome.analysis.evals["metric"] == metric].empty:
+    evals = outcome.analysis.tables["evals"]
+    present = [m for m, s in zip(evals.column("metric"), evals.column("status")) if s == "present"]
+    if present and metric not in present:
         outcome.warnings.append(f"no results.json has the metric {metric!r}; pass --metric with one of "
-                                f"{sorted(set(outcome.analysis.evals['metric']))}")
+                                f"{sorted(set(present))}")
     if as_json:
         click.echo(outcome_json(outcome))
     else:

@@ -14,9 +14,11 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 
 
-def _capitalization_eval():  # type: ignore[no-untyped-def]
+def _capitalization_eval() -> ModuleType:
+    # The sibling task's scoring and generation; tasks are folders, not a package.
     path = Path(__file__).resolve().parent.parent / "capitalization" / "eval.py"
     spec = importlib.util.spec_from_file_location("capitalization_eval", path)
     assert spec is not None and spec.loader is not None
