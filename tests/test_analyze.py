@@ -283,9 +283,15 @@ def test_second_analyze_gives_byte_identical_files(tmp_path: Path) -> None:
     for i, run in enumerate(["m_rank8_seed1", "m_rank8_seed2", "m_rank16_seed1", "m_rank16_seed2", "m_rank32_seed1"]):
         write_result(exp, run, "qa_epoch0", [j < 40 + 3 * i for j in range(100)], epoch=0)
     write_result(exp, "m_base", "qa", [j < 50 for j in range(100)])
+    for seed, run in enumerate(["m_rank8_seed1", "m_rank8_seed2"]):
+        (exp / run / "logs").mkdir()
+        (exp / run / "logs" / "log_1700000000.txt").write_text(
+            "".join(f"Step {s} | loss:{3.0 - 0.1 * s + 0.05 * seed} lr:0.001 tokens_per_second_per_gpu:99.5 \n"
+                    for s in range(1, 21)), encoding="utf-8")
     assert analyze_cli(exp).returncode == 0
     first, summary = tree_bytes(exp / "analysis"), (exp / "experiment_summary.md").read_bytes()
-    assert {"plots/deltas.png", "plots/sweep_lora_rank.png", "plots/accuracy_by_epoch.png", "report.html"} <= set(first)
+    assert {"plots/deltas.png", "plots/sweep_lora_rank.png", "plots/accuracy_by_epoch.png", "plots/loss_m.png",
+            "report.html"} <= set(first)
     for name in first:
         if name.endswith(".png"):
             check_png(exp / "analysis" / name)

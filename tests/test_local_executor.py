@@ -49,7 +49,7 @@ def test_demo_runs_locally_without_slurm(tmp_path: Path) -> None:
     env = env_with_path([Path(sys.executable).parent, bin_dir])
     assert not any((Path(p) / "sbatch").exists() for p in env["PATH"].split(os.pathsep))
     out = tmp_path / "demo"
-    proc = cli("demo", "--out", out, cwd=tmp_path, env=env, timeout_s=600)
+    proc = cli("demo", "--out", out, cwd=tmp_path, env=env, timeout_s=900)
     assert proc.returncode == 0, f"demo exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     assert "2/5 submit on the local executor" in proc.stdout
     exp = out / "cap_5L_lora_comparison_demo"

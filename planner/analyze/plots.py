@@ -57,7 +57,8 @@ def loss_curves(a: Analysis) -> dict[str, bytes]:
         return {}
     plt = _plt()
     runs = a.runs.set_index("run")
-    loss = a.loss.dropna(subset=["loss"]).copy()
+    # The tables keep object columns (values exactly as written): numbers for plotting.
+    loss = a.loss.dropna(subset=["loss"]).astype({"step": int, "loss": float})
     loss["condition"] = loss["run"].map(runs["condition"])
     loss["model"] = loss["run"].map(runs["model"])
     out: dict[str, bytes] = {}
