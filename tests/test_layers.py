@@ -44,6 +44,7 @@ EDGE = frozenset({
     "planner.jobs.slurm_query",
     "planner.jobs.slurm",
     "planner.jobs.local",
+    "planner.jobs.kinds",
     "planner.plan.fs",
     "planner.plan.verify",
     "planner.plan.prompts",

@@ -8,10 +8,11 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.jobs import slurm_query
-from planner.jobs.executors import Executor, LocalSubmitter, SlurmSubmitter
+from planner.jobs import kinds
+from planner.jobs.scheduler import Scheduler
 from planner.folder.experiment import Experiment
 from planner.spec.errors import SchedulerError
-from planner.spec.units import clock
+from planner.spec.units import clock, prediction_error_pct
 from planner.status.report import StatusReport
 
 STATE_STYLE = {
@@ -21,7 +22,7 @@ STATE_STYLE = {
 }
 
 
-def make_executor(kind: str, exp: Experiment) -> Executor:
+def make_executor(kind: str, exp: Experiment) -> Scheduler:
     """``auto`` picks Slurm when its controller answers, else the local machine."""
     folder = exp.internal / "submitit"
     if kind == "auto":
@@ -29,8 +30,7 @@ def make_executor(kind: str, exp: Experiment) -> Executor:
     if kind == "slurm":
         if not slurm_query.slurm_available():
             raise SchedulerError("--executor slurm: no Slurm controller answers (scontrol ping); use --executor local or start Slurm")
-        return SlurmSubmitter(folder)
-    return LocalSubmitter(folder)
+    return kinds.schedulers(folder)[kind]
 
 
 def status_table(report: StatusReport) -> Table:
@@ -55,7 +55,7 @@ def status_table(report: StatusReport) -> Table:
         if u.predicted_s:
             predicted = clock(u.predicted_s)
             if u.elapsed_s and u.final:
-                predicted += f" ({(u.elapsed_s - u.predicted_s) / u.predicted_s * 100:+.0f}%)"
+                predicted += f" ({prediction_error_pct(u.predicted_s, u.elapsed_s):+.0f}%)"
         table.add_row(
             u.unit, f"[{style}]{u.state.lower()}[/{style}]" if style else u.state.lower(), u.job_id or "-",
             clock(u.elapsed_s) if u.elapsed_s else "-", predicted, "; ".join(notes) or "-",

@@ -35,10 +35,6 @@ from planner.status.tables import (
 ESTIMATES_BLOCK = "compute-estimates"
 
 
-
-
-
-
 def shquote(value: Any) -> str:
     """Quote one value for a POSIX shell (every user value in a script goes through this)."""
     return shlex.quote(str(value))
