@@ -57,10 +57,8 @@ class _States:
     """Job states the status command last saw, by unit (journal + status cache)."""
 
     def __init__(self, exp: Experiment) -> None:
-        try:
-            latest = exp.read_journal().latest()
-        except ConfigError:
-            latest = {}
+        # A damaged journal is bad input here as for status (one-line error, exit 2).
+        latest = exp.read_journal().latest()
         final = exp.read_cache().get("final") or {}
         self.submitted = set(latest)
         self.cached: dict[str, str] = {}
@@ -211,9 +209,8 @@ def observe_eval(root: str, ev: Evaluation, split: str, states: _States) -> Eval
 def collect(exp: Experiment) -> Observations:
     """Every planned run and evaluation of ``exp``, as observations."""
     states = _States(exp)
-    runs_est = exp.read_estimates().get("runs", {})
-    predicted = {k: float(v["train_seconds"]) for k, v in runs_est.items()
-                 if isinstance(v, dict) and isinstance(v.get("train_seconds"), (int, float))}
+    estimates = exp.read_estimates()
+    predicted = {k: v.train_seconds for k, v in estimates.runs.items()} if estimates else {}
     counts: dict[str, int | None] = {}
     splits = {t.name: t.split for t in exp.spec.evaluation.tasks}
     obs = Observations()
