@@ -167,6 +167,9 @@ def test_drops_of_8_and_27_percent_are_flagged_mild_and_severe(tmp_path: Path) -
     assert float(r8["mcnemar_p"]) == pytest.approx(0.0386, abs=5e-5)
     block = results_block((exp / "experiment_summary.md").read_text(encoding="utf-8"))
     assert "| m_rank16 | qa | 0 | 0.365 (1 seed) | 0.500 (1 seed) | -0.135 | -27.0 | severe |" in block
+    assert "Every fine-tuned evaluation against its base model (3): improved 0, none 1, mild 1, severe 1." in block
+    assert "- severe: `m_rank16/qa` epoch 0: 0.365 against 0.500 (-27.0 %, McNemar p = " in block
+    assert "- mild: `m_rank8/qa` epoch 0: 0.460 against 0.500 (-8.0 %, McNemar p = 0.0386)" in block
 
 
 def test_seed_004_changes_are_mild_and_severe_under_the_defaults() -> None:

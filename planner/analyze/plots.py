@@ -42,7 +42,8 @@ def _plt() -> Any:
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     # No software/date metadata: the same analysis must give the same bytes.
-    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
+    # bbox "tight": long condition names as tick labels must not be cut at the edge.
+    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None}, bbox_inches="tight")
     _plt().close(fig)
     return buf.getvalue()
 
@@ -179,16 +180,18 @@ def accuracy_by_epoch(a: Analysis) -> dict[str, bytes]:
 
 
 def delta_figure(a: Analysis) -> dict[str, bytes]:
-    """Relative change against the base model of each headline row, coloured by flag."""
-    rows = [r for r in a.headline if r["flag"] is not None]
+    """Relative change against the base model of every fine-tuned evaluation, coloured by flag."""
+    deltas = a.tables["deltas"]
+    rows = [dict(zip(deltas.columns, r)) for r in deltas.rows]
+    rows = [r for r in rows if r["flag"] is not None]
     if not rows:
         return {}
     total = len(rows)
     if total > MAX_BARS:
         rows = sorted(rows, key=lambda r: r["rel_delta_pct"] if r["rel_delta_pct"] is not None else 0.0)[:MAX_BARS]
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 0.4 * len(rows) + 1.4))
-    labels = [f"{r['condition']} / {r['task']} (epoch {r['epoch']})" for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.4))
+    labels = [f"{r['run']} / {r['task']} (epoch {r['epoch']})" for r in rows]
     values = [r["rel_delta_pct"] if r["rel_delta_pct"] is not None else 0.0 for r in rows]
     ax.barh(range(len(rows)), values, color=[_FLAG_COLOURS.get(r["flag"], "#888") for r in rows])
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
@@ -198,7 +201,7 @@ def delta_figure(a: Analysis) -> dict[str, bytes]:
     ax.axvline(0, color="#000", linewidth=0.8)
     ax.set_xlabel(f"change in {a.metric} against the base model (%)")
     shown = "" if total <= MAX_BARS else f"; the {MAX_BARS} largest drops of {total}"
-    ax.set_title(f"Deltas against base (dashed: mild and severe forgetting thresholds{shown})", fontsize=9)
+    ax.set_title(f"Each evaluation against base (dashed: mild and severe thresholds{shown})", fontsize=9)
     fig.tight_layout()
     return {"deltas.png": _png(fig)}
 

@@ -49,6 +49,24 @@ def _incomplete_lines(a: Analysis) -> list[str]:
     return lines
 
 
+def _flag_lines(a: Analysis) -> list[str]:
+    """Flag counts over every fine-tuned evaluation, and the forgetting ones by name."""
+    deltas = a.tables["deltas"]
+    rows = [dict(zip(deltas.columns, r)) for r in deltas.rows if r[deltas.columns.index("flag")] is not None]
+    if not rows:
+        return []
+    counts = ", ".join(f"{f} {sum(r['flag'] == f for r in rows)}" for f in ("improved", "none", "mild", "severe"))
+    lines = [f"Every fine-tuned evaluation against its base model ({len(rows)}): {counts}."]
+    worst = sorted((r for r in rows if r["flag"] in ("mild", "severe")), key=lambda r: r["rel_delta_pct"] or 0.0)
+    for r in worst[:MAX_LISTED]:
+        p = "" if r["mcnemar_p"] is None else f", McNemar p = {r['mcnemar_p']:.3g}"
+        lines.append(f"- {r['flag']}: {md_code(r['run'] + '/' + r['task'])} epoch {r['epoch']}: "
+                     f"{r['value']:.3f} against {r['base_value']:.3f} ({r['rel_delta_pct']:+.1f} %{p})")
+    if len(worst) > MAX_LISTED:
+        lines.append(f"- ... and {len(worst) - MAX_LISTED} more (see analysis/deltas.csv)")
+    return ["", *lines]
+
+
 def results_block(a: Analysis) -> str:
     """The inside of the Results block."""
     th = a.thresholds
@@ -62,6 +80,7 @@ def results_block(a: Analysis) -> str:
         f"Flags compare the mean with the base model on the same task: a drop of {th.mild_pct:g} % or more is "
         f"`mild` forgetting, {th.severe_pct:g} % or more `severe`; a gain of {th.mild_pct:g} % or more is `improved`. "
         "Per-evaluation deltas with exact McNemar tests are in `analysis/deltas.csv`.",
+        *_flag_lines(a),
         "",
         "**Incomplete units:**",
         *_incomplete_lines(a),
