@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -170,6 +171,13 @@ def test_drops_of_8_and_27_percent_are_flagged_mild_and_severe(tmp_path: Path) -
     assert "Every fine-tuned evaluation against its base model (3): improved 0, none 1, mild 1, severe 1." in block
     assert "- severe: `m_rank16/qa` epoch 0: 0.365 against 0.500 (-27.0 %, McNemar p = " in block
     assert "- mild: `m_rank8/qa` epoch 0: 0.460 against 0.500 (-8.0 %, McNemar p = 0.0386)" in block
+    # The design log gets the analysis in seed 002's format.
+    log = (exp / "design-experiment.log").read_text(encoding="utf-8")
+    assert re.search(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] ANALYZE_FORGETTING: Flagging each fine-tuned evaluation "
+                     r"against its base model\nDecision: drop >= 5 % mild, >= 20 % severe; gain >= 5 % improved\n"
+                     r"Result: improved 0, none 1, mild 1, severe 1\nExplanation: ", log, re.M)
+    assert [ln.split("] ")[1].split(":")[0] for ln in log.splitlines() if ln.startswith("[")] == [
+        "ANALYZE_COLLECT", "ANALYZE_STATISTICS", "ANALYZE_FORGETTING", "ANALYZE_WRITE"]
 
 
 def test_seed_004_changes_are_mild_and_severe_under_the_defaults() -> None:
