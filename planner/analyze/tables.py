@@ -298,21 +298,19 @@ CELL_COLUMNS = [
 
 
 def cells_frame(cells: list[Cell]) -> Table:
-    """cells.csv."""
-    rows = []
+    """cells.csv (rows built as lists in CELL_COLUMNS order: one per cell, thousands in a big sweep)."""
+    rows: list[list[Any]] = []
     for c in cells:
         s = c.summary
-        rows.append({
-            "condition": c.condition, "kind": c.kind, "model": c.model,
-            "factors": _factor_text({k: v for k, v in c.factors.items() if k != "model"}), "task": c.task,
-            "split": c.split, "epoch": c.epoch, "n_planned": len(c.planned), "n_seeds": len(c.values),
-            "mean": _round(s.mean) if s else None, "std": _round(s.std) if s else None,
-            "sem": _round(s.sem) if s else None, "ci_low": _round(s.ci_low) if s else None,
-            "ci_high": _round(s.ci_high) if s else None, "min": _round(s.min) if s else None,
-            "max": _round(s.max) if s else None, "complete": c.complete,
-            "missing_runs": "; ".join(r for r in c.planned if r not in c.present_runs) or None,
-        })
-    return _frame(rows, CELL_COLUMNS)
+        stats = ([_round(s.mean), _round(s.std), _round(s.sem), _round(s.ci_low), _round(s.ci_high), _round(s.min),
+                  _round(s.max)] if s else [None] * 7)
+        present = set(c.present_runs)
+        rows.append([
+            c.condition, c.kind, c.model, _factor_text({k: v for k, v in c.factors.items() if k != "model"}), c.task,
+            c.split, c.epoch, len(c.planned), len(c.values), *stats, c.complete,
+            "; ".join(r for r in c.planned if r not in present) or None,
+        ])
+    return Table(CELL_COLUMNS, rows)
 
 
 DELTA_COLUMNS = [
@@ -345,6 +343,7 @@ def deltas_frame(evals: list[EvalObs], plan: Plan, metric: str, th: Thresholds) 
     runs = {r.name: r for r in plan.runs}
     base_runs = {r.model: r.name for r in plan.base_runs}
     by_key = {(o.evaluation.run, o.evaluation.task, o.evaluation.epoch): o for o in evals}
+    base_values: dict[str, float | None] = {}
     rows = []
     for o in evals:
         ev = o.evaluation
@@ -356,7 +355,12 @@ def deltas_frame(evals: list[EvalObs], plan: Plan, metric: str, th: Thresholds) 
         row: dict[str, Any] = {"run": ev.run, "condition": condition_of(run), "seed": run.seed, "task": ev.task,
                                "split": _split(o), "epoch": ev.epoch, "base_run": base_name}
         value = metric_value(o.results, metric) if o.results else None
-        base_value = metric_value(base.results, metric) if base is not None and base.results else None
+        base_value = None
+        if base is not None and base.results:
+            key = base.evaluation.key
+            if key not in base_values:
+                base_values[key] = metric_value(base.results, metric)
+            base_value = base_values[key]
         row.update(value=value, base_value=base_value)
         if base is None:
             row["mcnemar_note"] = "no base-model control evaluates this task"
