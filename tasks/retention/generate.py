@@ -9,7 +9,7 @@ Only a ``test`` split is filled; ``train`` and ``validation`` are empty, so the 
 keeps the three-split layout every task uses.
 
 Examples:
-    python tasks/retention/generate.py --out examples/capitalization/data/
+    python tasks/retention/generate.py --out examples/capitalization/data/retention/
 """
 
 from __future__ import annotations
