@@ -39,6 +39,7 @@ EDGE = frozenset({
     "planner.estimate.log_reading",
     "planner.estimate.run_folder",
     "planner.estimate.priors",
+    "planner.estimate.experiment_index",
     "planner.jobs.executors",
     "planner.jobs.jobrunner",
     "planner.jobs.slurm_query",
@@ -57,6 +58,7 @@ EDGE = frozenset({
 WORKFLOWS = (
     "planner.plan.pipeline",
     "planner.status.refresh",
+    "planner.status.job_refresh",
     "planner.estimate.pipeline",
     "planner.jobs.submitting",
     "planner.analyze.pipeline",

@@ -27,10 +27,10 @@ from planner.status.refresh import refresh
 from planner.analyze.pipeline import run_analysis
 from planner.cli.analyze import headline_table
 from planner.cli.common import make_executor, print_report
-from planner.spec.errors import JobsFailedError, PlannerError
+from planner.spec.errors import ConfigError, JobsFailedError, PlannerError
 from planner.spec.spec import load_spec_text
 
-EXAMPLE = paths.PROJECT_ROOT / "examples" / "capitalization"
+EXAMPLE = paths.EXAMPLES_DIR / "capitalization"
 
 
 @click.command("demo")
@@ -42,6 +42,10 @@ def command(out_dir: Path, executor: str, timeout_s: float) -> None:
     """Plan, submit, train, evaluate, report and analyze the shipped demo experiment."""
     console = Console(soft_wrap=True)
     spec_path = EXAMPLE / "experiment.yaml"
+    if not spec_path.is_file():
+        # The example's model and data are not package data: an installed wheel has no demo.
+        raise ConfigError(f"the demo needs a checkout of plan-experiment ({spec_path} is missing); "
+                          "clone the repository and run `bash scripts/demo.sh` there")
     settings_path = EXAMPLE / "claude.local.md"
     settings = load_local_settings(settings_path)
     spec = load_spec_text(spec_path.read_text(encoding="utf-8"), str(spec_path))
@@ -59,14 +63,14 @@ def command(out_dir: Path, executor: str, timeout_s: float) -> None:
         console.print(f"  {sub.kind} job {sub.job_id}: {len(sub.tasks)} task(s)" + (f" after {sub.dependency}" if sub.dependency else ""))
     console.print("[bold]3/5 train and evaluate[/bold]")
     deadline = time.monotonic() + timeout_s
-    report, _ = refresh(exp, datetime.now())
+    report, _ = refresh(exp, datetime.now(), by="`plan-experiment demo`")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("jobs final", total=len(report.units))
         while not report.all_final:
             if time.monotonic() > deadline:
                 raise PlannerError(f"demo: jobs not final after {timeout_s:.0f} s; see `plan-experiment status {target}`")
             time.sleep(2)
-            report, _ = refresh(exp, datetime.now())
+            report, _ = refresh(exp, datetime.now(), by="`plan-experiment demo`")
             running = sum(1 for u in report.units if u.state == "RUNNING")
             bar.update(task, completed=sum(1 for u in report.units if u.final), description=f"jobs final ({running} running)")
     console.print("[bold]4/5 status[/bold]")

@@ -20,6 +20,7 @@ class JobEnvironment:
     setup_lines: list[str]
     fallback_bin_dir: str
     python: str = "python"
+    planner_python: str = ""  # the interpreter that planned (a job's refresh of the summary runs it)
 
 
 def device_of(gpus: int) -> str:
@@ -36,9 +37,9 @@ def build_job_files(plan: Plan, resources: Resources, exp_dir: str, recipe_texts
     for run in plan.runs:
         model = resources.models[run.model]
         rdir = run_dir(exp_dir, run)
-        # The recipe registry knows torchtune's knobs; pass those, and no prompt for plain input.
-        settings = {k: v for k, v in run.settings.items() if k in recipes.DEFAULT_SETTINGS}
-        settings.update(device=device, dtype="fp32" if device == "cpu" else "bf16")
+        # Every knob of the run goes to the config builder, which refuses one it does not
+        # place; no prompt node for plain input.
+        settings = {**run.settings, "device": device, "dtype": "fp32" if device == "cpu" else "bf16"}
         if settings.get("prompt") == "{input}":
             settings["prompt"] = None
         recipe_file = recipes.recipe_file_for(model.shape, max(gpus, 1), nodes)
@@ -88,6 +89,7 @@ def build_job_files(plan: Plan, resources: Resources, exp_dir: str, recipe_texts
         eval_argv=eval_argv,
         setup_lines=env.setup_lines,
         fallback_bin_dir=env.fallback_bin_dir,
+        planner_python=env.planner_python,
         # Jobs read local files only; offline mode stops the datasets library from asking a hub.
         env={"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"},
     )

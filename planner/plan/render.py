@@ -27,6 +27,8 @@ from planner.spec.units import duration, size
 from planner.status.tables import (
     EVAL_BLOCK,
     FINETUNE_BLOCK,
+    NOT_REFRESHED,
+    REFRESH_BLOCK,
     eval_table,
     finetune_table,
     initial_rows,
@@ -103,6 +105,7 @@ class JobFiles:
     eval_argv: dict[str, list[str]]  # Evaluation.key -> python eval.py --config ...
     setup_lines: list[str] = field(default_factory=list)
     fallback_bin_dir: str = ""  # put on PATH when the setup lines leave `tune` unfound
+    planner_python: str = ""  # the interpreter that planned: a job's refresh runs the planner with it
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -242,6 +245,10 @@ def estimates_context(est: ComputeEstimates, gpus: int) -> dict[str, Any]:
                 "total": sum(r.train_seconds for r in runs),
                 "basis": sorted({r.basis for r in runs}),
                 "confidence": sorted({r.confidence for r in runs}),
+                "job_each": max(r.job_seconds or r.train_seconds for r in runs),
+                "startup": max(r.startup_seconds for r in runs),
+                "saves": max(r.saves_seconds for r in runs),
+                "job_basis": sorted({r.job_basis for r in runs if r.job_basis}),
             }
         )
     return {"per_model": per_model, "gpu_hours": est.gpu_hours(max(gpus, 1))}
@@ -260,6 +267,7 @@ def _context(inp: RenderInput) -> dict[str, Any]:
         "variables": md_table(["Factor", "Levels"], _variables(plan)) if _variables(plan) else "No factors varied.",
         "all_runs": _all_runs_table(inp),
         "evaluation_matrix": _evaluation_matrix(inp) if plan.spec.evaluation.tasks else "No evaluation tasks.",
+        "refresh_status": wrap_block(REFRESH_BLOCK, NOT_REFRESHED),
         "finetune_status": wrap_block(FINETUNE_BLOCK, finetune_table(ft_rows)),
         "eval_status": wrap_block(EVAL_BLOCK, eval_table(ev_rows)),
         "run_dirs": {r.name: run_dir(inp.exp_dir, r) for r in plan.runs},

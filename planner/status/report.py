@@ -61,6 +61,8 @@ class StatusReport:
     stale_reason: str | None = None
     last_good_refresh: str | None = None
     warnings: list[str] = field(default_factory=list)
+    refreshed_by: str = "`plan-experiment status`"  # a command, or "job <id>" when a job refreshed as it ended
+    previous_refresh: dict[str, str] | None = None  # {"at": ..., "by": ...} of the refresh before this one
 
     @property
     def submitted(self) -> list[UnitStatus]:
@@ -93,6 +95,8 @@ class StatusReport:
         return json.dumps(
             {
                 "refreshed": conv(self.refreshed),
+                "refreshed_by": self.refreshed_by,
+                "previous_refresh": self.previous_refresh,
                 "stale": self.stale,
                 "stale_reason": self.stale_reason,
                 "last_good_refresh": self.last_good_refresh,
@@ -122,7 +126,7 @@ def build_report(
         jobs: job id -> what is known of it.
         refreshed: When this refresh happened.
         results: evaluation key -> a short result note (e.g. accuracy) when results.json exists.
-        predicted: run name -> predicted training seconds (for calibration notes).
+        predicted: run name -> predicted job wall time in seconds, as recorded at submit (for calibration notes).
     """
     latest = journal.latest()
     results = results or {}
@@ -190,6 +194,9 @@ def _notes(u: UnitStatus, base: bool) -> str | None:
         parts.append("raise the time request (resources.time) or run `plan-experiment estimate`, then --retry-failed")
     if u.state == "CANCELLED" and u.kind == "eval":
         parts.append("its training did not succeed" if dependency_failed(u) else "cancelled")
+    if u.kind == "eval" and u.start and u.final:
+        # The evaluation table has no Started column (seed 002's layout): say it here.
+        parts.append(f"started {_when(u.start)}")
     if u.elapsed_s and u.final:
         parts.append(f"elapsed {clock(u.elapsed_s)}")
         if u.predicted_s:
@@ -197,7 +204,7 @@ def _notes(u: UnitStatus, base: bool) -> str | None:
             parts.append(f"predicted {clock(u.predicted_s)} ({err:+.0f}%)")
     if u.note:
         parts.append(u.note)
-    if u.source == "squeue":
+    if u.source in ("squeue", "last refresh"):
         parts.append(f"from {u.source}")
     return "; ".join(parts) or None
 
