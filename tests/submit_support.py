@@ -44,8 +44,9 @@ def copy_example(
         root: Folder to copy into (created).
         changes: Top-level spec keys to replace (e.g. ``{"name": ..., "factors": ...}``).
         model_name: Folder name of the model copy; the spec's ``models`` lists it.
-        one_epoch: Train one epoch and evaluate it only (``<task>_epoch0``), whatever the
-            example says: the fewest jobs, and unit names a test can spell out.
+        one_epoch: Train one epoch and evaluate it only (``<task>_epoch0``) on the first
+            task (capitalization), whatever the example says: the fewest jobs, and unit
+            names a test can spell out.
 
     Returns:
         The path of the edited experiment.yaml; claude.local.md sits beside it, so
@@ -61,6 +62,7 @@ def copy_example(
     if one_epoch:
         spec["controls"]["epochs"] = 1
         spec["evaluation"]["epochs"] = "last"
+        spec["evaluation"]["tasks"] = spec["evaluation"]["tasks"][:1]
     spec.update(changes or {})
     path = root / "experiment.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), encoding="utf-8")

@@ -141,7 +141,7 @@ def test_hostile_names_are_quoted_in_every_script(example: Path, tmp_path: Path)
     assert result.exit_code == 0, result.stderr
     exp = example / "experiments" / "exp with 'quotes' \"and\" $(touch PWNED)"
     scripts = sorted(exp.rglob("*.sh"))
-    assert len(scripts) == 5
+    assert len(scripts) == 8  # 2 train.sh; eval.sh for 2 tasks x (2 runs at one epoch + the base model)
     for script in scripts:
         subprocess.run(["bash", "-n", str(script)], check=True)
         # The quoted folder in the script is the real folder: run the prologue up to `cd`.
@@ -223,5 +223,6 @@ def test_status_before_submit_shows_every_unit_pending(example: Path) -> None:
     assert result.exit_code == 0
     assert result.stderr == f"nothing submitted yet: run `plan-experiment submit {exp}` first\n"
     report = json.loads(result.stdout)
-    assert report["counts"] == {"NOT_SUBMITTED": 7} and report["all_final"] is False
+    # 2 runs, and 2 tasks x (2 runs x 2 epochs + the base model) evaluations.
+    assert report["counts"] == {"NOT_SUBMITTED": 12} and report["all_final"] is False
     assert (exp / "experiment_summary.md").read_text() == before

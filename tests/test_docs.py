@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 def test_every_command_and_option_is_documented() -> None:
     commands = (ROOT / "docs" / "commands.md").read_text()
     readme = (ROOT / "README.md").read_text()
-    assert set(cli.commands) == {"new", "estimate", "submit", "status", "demo"}
+    assert set(cli.commands) == {"new", "estimate", "submit", "status", "analyze", "demo"}
     for name, command in cli.commands.items():
         assert f"## `plan-experiment {name}`" in commands, name
         assert f"plan-experiment {name}" in readme, name

@@ -51,6 +51,8 @@ EDGE = frozenset({
     "planner.plan.verify",
     "planner.plan.prompts",
     "planner.plan.provenance",
+    "planner.analyze.collect",
+    "planner.analyze.plots",
 })
 
 # Bottom first: a workflow may import the ones before it.
@@ -60,6 +62,7 @@ WORKFLOWS = (
     "planner.status.job_refresh",
     "planner.estimate.pipeline",
     "planner.jobs.submitting",
+    "planner.analyze.pipeline",
 )
 
 # Modules that run processes, talk to the terminal, write files or read the environment.

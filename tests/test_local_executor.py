@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from analyze_support import check_demo_analysis
 from submit_support import EXAMPLE, block, cli, env_with_path, plan_units, table
 
 from planner.folder.journal import Journal, Submission, TaskEntry
@@ -48,9 +49,9 @@ def test_demo_runs_locally_without_slurm(tmp_path: Path) -> None:
     env = env_with_path([Path(sys.executable).parent, bin_dir])
     assert not any((Path(p) / "sbatch").exists() for p in env["PATH"].split(os.pathsep))
     out = tmp_path / "demo"
-    proc = cli("demo", "--out", out, cwd=tmp_path, env=env, timeout_s=600)
+    proc = cli("demo", "--out", out, cwd=tmp_path, env=env, timeout_s=900)
     assert proc.returncode == 0, f"demo exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    assert "2/4 submit on the local executor" in proc.stdout
+    assert "2/5 submit on the local executor" in proc.stdout
     exp = out / "cap_5L_lora_comparison_demo"
     runs, evals_planned = plan_units(exp)  # the shipped example decides how many epochs are evaluated
     n = len(runs) + len(evals_planned)
@@ -65,6 +66,7 @@ def test_demo_runs_locally_without_slurm(tmp_path: Path) -> None:
     for key in evals_planned:
         run, name = key.split("/")
         assert (exp / run / "eval" / name / "results.json").is_file(), key
+    check_demo_analysis(exp, proc.stdout)
 
 
 # --- pure rules -------------------------------------------------------------------------
@@ -76,6 +78,7 @@ def plan() -> Plan:
     data = yaml.safe_load((EXAMPLE / "experiment.yaml").read_text(encoding="utf-8"))
     data["controls"]["epochs"] = 1
     data["evaluation"]["epochs"] = "last"
+    data["evaluation"]["tasks"] = data["evaluation"]["tasks"][:1]  # capitalization only: unit names spelled out below
     plan = expand(parse_spec(data, "experiment.yaml"))
     assert [r.name for r in plan.finetune_runs] == [R4, R16]
     assert [e.key for e in plan.evaluations] == [E4, E16, EBASE]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from analyze_support import analyze_cli, check_demo_analysis
 from slurm_support import require_slurm, scancel, wait_for_records
 from submit_support import (
     EXAMPLE,
@@ -157,7 +158,7 @@ def test_demo_submits_trains_evaluates_and_reports_completed(demo: Demo) -> None
     ]
     assert all(r["Completed"] != "-" for r in finetune)
     assert [(r["Run Name"], r["Task"], r["Status"], r["Job ID"]) for r in evals] == [
-        (e.split("/")[0], "capitalization", "completed", ids[e]) for e in evals_planned
+        (e.split("/")[0], e.split("/")[1].split("_epoch")[0], "completed", ids[e]) for e in evals_planned
     ]
     assert all("exact_match=" in r["Notes"] and "(n=50)" in r["Notes"] for r in evals)
     assert all(r["Notes"].startswith("Base model") for r in evals[-len(base_evals):])
@@ -173,6 +174,13 @@ def test_demo_submits_trains_evaluates_and_reports_completed(demo: Demo) -> None
     assert f"{n} units: {n} completed" in ok(cli("status", exp))
 
 
+def test_demo_ends_with_analyze_on_slurm_results(demo: Demo) -> None:
+    proc = analyze_cli(demo.exp)
+    assert proc.returncode == 0, proc.stderr
+    check_demo_analysis(demo.exp, None)
+    assert_hand_lines((demo.exp / "experiment_summary.md").read_text(encoding="utf-8"))
+
+
 def test_jobs_fill_the_summary_without_anyone_running_status(demo: Demo) -> None:
     exp = demo.exp
     runs, evals_planned = plan_units(exp)
@@ -186,7 +194,7 @@ def test_jobs_fill_the_summary_without_anyone_running_status(demo: Demo) -> None
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", r["Started"]) and r["Completed"] >= r["Started"], r
         assert re.search(r"(^|; )elapsed \d+:\d\d:\d\d", r["Notes"]), r
     assert [(f"{r['Run Name']}/{r['Task']}", r["Status"], r["Job ID"]) for r in evals] == [
-        (f"{e.split('/')[0]}/capitalization", "completed", ids[e]) for e in evals_planned]
+        (f"{e.split('/')[0]}/{e.split('/')[1].split('_epoch')[0]}", "completed", ids[e]) for e in evals_planned]
     for r in evals:  # start, end, elapsed time and accuracy of every evaluation
         assert re.search(r"started \d{4}-\d\d-\d\d \d\d:\d\d:\d\d; elapsed \d+:\d\d:\d\d; exact_match=[01]\.\d{3} \(n=50\)",
                          r["Notes"]), r

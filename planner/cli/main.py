@@ -34,9 +34,9 @@ def cli() -> None:
 
 def _register() -> None:
     # Imported here so each command stays in its own module (one module per command).
-    from planner.cli import demo, estimate, new, status, submit
+    from planner.cli import analyze, demo, estimate, new, status, submit
 
-    for module in (new, estimate, submit, status, demo):
+    for module in (new, estimate, submit, status, analyze, demo):
         cli.add_command(module.command)
 
 

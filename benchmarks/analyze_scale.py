@@ -1,0 +1,118 @@
+"""Benchmark: ``analyze`` over 10,000 hand-made evaluations, against a bare json.load loop.
+
+Writes an experiment.yaml of 2,000 fine-tune runs (20 LoRA ranks x 50 learning rates x
+2 seeds, no base control) evaluated on 5 tasks at their last epoch, and one
+``results.json`` per evaluation (10,000 files, as evaluation scripts leave them; no
+training). It then times, best of N with the median shown too:
+
+* ours: ``planner.analyze.pipeline.run_analysis`` without plots: read every folder,
+  build every table (runs, evals, cells, deltas, sweeps, loss) and the report, write
+  ``analysis/``, the Results block and the design log;
+* ours with plots, for information;
+* baseline: a bare loop that only ``json.load``s the same 10,000 ``results.json`` files.
+
+Target (from the issue): ours within 3x of the baseline. Exit 0 when met, 1 when not.
+
+    python benchmarks/analyze_scale.py [--ranks 20] [--lrs 50] [--tasks 5] [--repeat 3] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from planner.analyze.pipeline import run_analysis  # noqa: E402
+from planner.folder.experiment import load_experiment  # noqa: E402
+
+
+def make(root: Path, ranks: int, lrs: int, tasks: int) -> tuple[Path, list[Path]]:
+    """Write the experiment and its results.json files; return the folder and the files."""
+    exp = root / "scale"
+    spec = {
+        "name": "scale", "question": "How do rank and learning rate trade off?", "models": ["m"],
+        "dataset": {"path": "data.json"},
+        "factors": {"lora_rank": [4 * (i + 1) for i in range(ranks)],
+                    "learning_rate": [round(1e-6 * 1.2 ** i, 12) for i in range(lrs)]},
+        "replicates": {"seeds": [1, 2]}, "base_model_controls": False, "controls": {"epochs": 1},
+        "evaluation": {"tasks": [{"name": f"t{i}", "script": "eval.py"} for i in range(tasks)], "epochs": "last"},
+    }
+    exp.mkdir(parents=True)
+    (exp / "experiment.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    (exp / "experiment_summary.md").write_text("# Experiment: scale\n", encoding="utf-8")
+    plan = load_experiment(exp).plan
+    files = []
+    for i, ev in enumerate(plan.evaluations):
+        folder = exp / ev.run / "eval" / ev.name
+        folder.mkdir(parents=True)
+        acc = (i * 7919 % 1000) / 1000
+        path = folder / "results.json"
+        path.write_text(json.dumps({
+            "task": ev.task, "run": ev.run, "epoch": ev.epoch, "model": "m", "checkpoint": "x", "split": "test",
+            "n": 1000, "n_correct": round(acc * 1000), "accuracy": acc, "metrics": {"exact_match": acc},
+            "started": "2025-01-01T00:00:00+00:00", "finished": "2025-01-01T00:01:00+00:00", "duration_s": 60.0,
+            "adapter_sha256": f"{i:064x}"}, indent=2), encoding="utf-8")
+        files.append(path)
+    return exp, files
+
+
+def best_of(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """(best, median) seconds of ``repeat`` calls."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build, time, print; exit 0 when the target is met."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--ranks", type=int, default=20)
+    parser.add_argument("--lrs", type=int, default=50)
+    parser.add_argument("--tasks", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keep", type=Path, default=None, help="build here and keep it")
+    args = parser.parse_args(argv)
+    root = args.keep or Path(tempfile.mkdtemp(prefix="analyze-scale-"))
+    try:
+        t0 = time.perf_counter()
+        exp_dir, files = make(root, args.ranks, args.lrs, args.tasks)
+        print(f"built {len(files)} evaluations of {len(files) // args.tasks} runs in {time.perf_counter() - t0:.1f} s")
+        exp = load_experiment(exp_dir)
+
+        def bare() -> None:
+            for path in files:
+                with open(path, encoding="utf-8") as handle:
+                    json.load(handle)
+
+        bare()  # warm the page cache for both sides
+        base_best, base_med = best_of(bare, args.repeat)
+        ours_best, ours_med = best_of(lambda: run_analysis(exp, make_plots=False), args.repeat)
+        plots_best, plots_med = best_of(lambda: run_analysis(exp, make_plots=True), 1)
+        ratio = ours_best / base_best
+        print(f"{'':44s} {'best':>8s} {'median':>8s}")
+        print(f"{'analyze, no plots (read, tables, write)':44s} {ours_best:8.3f} {ours_med:8.3f}  {ratio:.2f}x baseline "
+              "(target <= 3x)")
+        print(f"{'analyze with plots (information)':44s} {plots_best:8.3f} {plots_med:8.3f}")
+        print(f"{'baseline: json.load of every results.json':44s} {base_best:8.3f} {base_med:8.3f}")
+        return 0 if ratio <= 3.0 else 1
+    finally:
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Read what an experiment's folders hold for analysis. Reads only; never writes.
+
+An evaluation counts when its ``results.json`` is there, whoever ran it (people run
+``eval.sh`` by hand). A run's state comes from the ``job-state.json`` its job wrote,
+else from the last status refresh, else from the journal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from planner.folder.experiment import Experiment
+from planner.analyze.observe import (
+    FAILED, MISSING, PRESENT, EvalObs, Observations, RunObs, configured_steps, parse_metric_log,
+)
+from planner.spec.errors import ConfigError
+from planner.estimate.logparse import YAML_LOADER, parse_log_bytes
+from planner.spec.runs import Evaluation, Run
+from planner.spec.units import parse_job_time
+from planner.spec.states import RETRYABLE_STATES
+
+_LOG_NAME = re.compile(r"^log_(\d+)\.txt$")
+
+
+def _read(path: Path | str) -> bytes | None:
+    # A raw descriptor: thousands of small files, and open() costs three objects each.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _json_file(path: Path | str) -> Any:
+    data = _read(path)
+    if data is None:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+class _States:
+    """Job states the status command last saw, by unit (journal + status cache)."""
+
+    def __init__(self, exp: Experiment) -> None:
+        # A damaged journal is bad input here as for status (one-line error, exit 2).
+        latest = exp.read_journal().latest()
+        final = exp.read_cache().get("final") or {}
+        self.submitted = set(latest)
+        self.cached: dict[str, str] = {}
+        for unit, (_, task) in latest.items():
+            entry = final.get(task.job_id)
+            if isinstance(entry, dict) and isinstance(entry.get("state"), str):
+                self.cached[unit] = entry["state"]
+
+    def state(self, unit: str, job_state: Any) -> str:
+        if isinstance(job_state, dict) and isinstance(job_state.get("state"), str):
+            return str(job_state["state"])
+        if unit in self.cached:
+            return self.cached[unit]
+        return "SUBMITTED" if unit in self.submitted else "NOT_SUBMITTED"
+
+
+def _wall(job_state: Any) -> float | None:
+    if not isinstance(job_state, dict):
+        return None
+    started, ended = parse_job_time(job_state.get("started")), parse_job_time(job_state.get("ended"))
+    if started is None or ended is None:
+        return None
+    return max(0.0, (ended - started).total_seconds())
+
+
+def newest_metric_log(run_dir: str) -> str | None:
+    """The per-step metric log of the run's newest job: ``logs/log_<unix time>.txt`` (retries leave older ones)."""
+    logs = os.path.join(run_dir, "logs")
+    try:
+        found = [(int(m.group(1)), n) for n in os.listdir(logs) if (m := _LOG_NAME.match(n))]
+    except OSError:
+        return None
+    if not found:
+        return None
+    # The name carries the second the job started; mtime breaks ties within one second.
+    return max((os.path.join(logs, n) for _, n in found),
+               key=lambda p: (int(_LOG_NAME.match(os.path.basename(p)).group(1)),  # type: ignore[union-attr]
+                              os.stat(p).st_mtime_ns))
+
+
+def newest_training_log(run_dir: str) -> str | None:
+    """The newest ``slurm-*.out`` of a run folder (the training log train.sh tees)."""
+    try:
+        logs = [os.path.join(run_dir, n) for n in os.listdir(run_dir) if n.startswith("slurm-") and n.endswith(".out")]
+    except OSError:
+        return None
+    return max(logs, key=lambda p: (os.stat(p).st_mtime_ns, p)) if logs else None
+
+
+def _train_count(finetune_yaml: str, cache: dict[str, int | None]) -> int | None:
+    """Records in the train field of the dataset a run's finetune.yaml names."""
+    text = _read(finetune_yaml)
+    if text is None:
+        return None
+    try:
+        cfg = yaml.load(text, Loader=YAML_LOADER)
+        ds = cfg["dataset"]
+        path, fld = str(ds["data_files"]), str(ds.get("field") or "train")
+    except (yaml.YAMLError, KeyError, TypeError):
+        return None
+    key = f"{path}\0{fld}"
+    if key not in cache:
+        data = _json_file(path)
+        records = data.get(fld) if isinstance(data, dict) else None
+        cache[key] = len(records) if isinstance(records, list) else None
+    return cache[key]
+
+
+def observe_run(exp: Experiment, run: Run, states: _States, predicted: dict[str, float],
+                counts: dict[str, int | None]) -> RunObs:
+    """What one run's folder says."""
+    if run.is_base:
+        return RunObs(run=run, state="-")
+    # Plain strings, not Path objects: this runs once per run, thousands of times in a big sweep.
+    rdir = os.path.join(exp.path, run.name)
+    job_state = _json_file(os.path.join(rdir, "job-state.json"))
+    log_config = None
+    steps_per_epoch = None
+    peak = None
+    log_path = newest_training_log(rdir)
+    if log_path is not None:
+        rec = parse_log_bytes(_read(log_path) or b"", log_path)
+        if rec.config_text:
+            try:
+                parsed = yaml.load(rec.config_text, Loader=YAML_LOADER)
+                log_config = parsed if isinstance(parsed, dict) else None
+            except yaml.YAMLError:
+                log_config = None
+        steps_per_epoch = rec.steps_per_epoch
+        peak = max(rec.peak_memory_gib.values()) if rec.peak_memory_gib else None
+    metric_log = newest_metric_log(rdir)
+    loss = parse_metric_log((_read(metric_log) or b"").decode("utf-8", "replace")) if metric_log else []
+    return RunObs(
+        run=run, state=states.state(run.name, job_state), wall_s=_wall(job_state), predicted_s=predicted.get(run.name),
+        configured_steps=configured_steps(run.settings, _train_count(os.path.join(rdir, "finetune.yaml"), counts)),
+        steps_per_epoch=steps_per_epoch, log_config=log_config, loss=tuple(loss),
+        metric_log=os.path.relpath(metric_log, exp.path).replace(os.sep, "/") if metric_log else None,
+        peak_memory_gib=peak,
+    )
+
+
+def _outcomes(path: str) -> dict[str, bool] | None:
+    """Per-example correctness keyed by input; a repeated input gets ``#2``, ``#3`` ... in order."""
+    data = _read(path)
+    if data is None:
+        return None
+    out: dict[str, bool] = {}
+    for line in data.decode("utf-8", "replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            return None
+        if not isinstance(rec, dict) or "input" not in rec or not isinstance(rec.get("correct"), bool):
+            return None
+        key = str(rec["input"])
+        if key in out:
+            i = 2
+            while f"{key}#{i}" in out:
+                i += 1
+            key = f"{key}#{i}"
+        out[key] = rec["correct"]
+    return out
+
+
+def observe_eval(root: str, ev: Evaluation, split: str, states: _States) -> EvalObs:
+    """What one evaluation's folder says; a results.json that is not a JSON object is bad input."""
+    rel = f"{ev.run}/eval/{ev.name}"
+    # Plain strings, not Path objects or os.path.join: this runs 10,000 times in a big sweep.
+    folder = f"{root}/{rel}"
+    path = f"{folder}/results.json"
+    data = _read(path)
+    if data is not None:
+        try:
+            results = json.loads(data)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: results.json is not valid JSON ({exc}); rerun the evaluation "
+                              "(bash eval.sh in its folder) or move the file away") from None
+        if not isinstance(results, dict):
+            raise ConfigError(f"{path}: results.json holds a {type(results).__name__}, not an object; rerun the "
+                              "evaluation (bash eval.sh in its folder) or move the file away")
+        return EvalObs(ev, split, PRESENT, results, _outcomes(f"{folder}/predictions.jsonl"), rel)
+    state = states.state(ev.key, _json_file(f"{folder}/job-state.json"))
+    return EvalObs(ev, split, FAILED if state in RETRYABLE_STATES else MISSING, None, None, rel)
+
+
+def collect(exp: Experiment) -> Observations:
+    """Every planned run and evaluation of ``exp``, as observations."""
+    states = _States(exp)
+    estimates = exp.read_estimates()
+    predicted = {k: v.train_seconds for k, v in estimates.runs.items()} if estimates else {}
+    counts: dict[str, int | None] = {}
+    splits = {t.name: t.split for t in exp.spec.evaluation.tasks}
+    obs = Observations()
+    obs.runs = [observe_run(exp, r, states, predicted, counts) for r in exp.plan.runs]
+    root = str(exp.path)
+    obs.evals = [observe_eval(root, ev, splits.get(ev.task, "test"), states) for ev in exp.plan.evaluations]
+    return obs

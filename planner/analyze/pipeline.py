@@ -1,0 +1,184 @@
+"""``analyze``: read the run folders, write ``analysis/``, the Results block and the design log.
+
+The run folders are only read. ``analysis/`` is built whole in a temporary sibling
+folder and swapped in by rename, so a reader sees the old analysis or the new one,
+never a mix. The Results block of experiment_summary.md is inserted once (after the
+status tables) and afterwards rewritten in place between its markers; every other byte
+of the summary stays.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from planner.folder.experiment import SUMMARY, Experiment
+from planner.folder.atomic import atomic_write_text
+from planner.analyze import plots
+from planner.analyze.collect import collect
+from planner.analyze.observe import FAILED, MISSING, PRESENT, Observations
+from planner.analyze.report import RESULTS_BLOCK, insert_results_section, report_html, results_block
+from planner.analyze.tables import Analysis, EpochChoice, Table, Thresholds, analyze_observations
+from planner.folder.designlog import DesignLog
+from planner.folder.markdown import begin_marker, end_marker, replace_block
+from planner.status.tables import EVAL_BLOCK
+
+ANALYSIS_DIR = "analysis"
+
+
+@dataclass
+class Outcome:
+    """What one analysis produced."""
+
+    analysis: Analysis
+    observations: Observations
+    folder: Path
+    files: list[str]
+    plots_written: bool
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def missing_or_failed(self) -> list[str]:
+        """Planned evaluations without results.json."""
+        return [o.evaluation.key for o in self.observations.evals if o.status in (MISSING, FAILED)]
+
+
+def csv_text(table: Table) -> str:
+    """A table as CSV: '\\n' line ends, floats as Python prints them (shortest exact), empty for none."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(table.columns)
+    writer.writerows(table.rows)  # the csv module writes None as an empty field
+    return buf.getvalue()
+
+
+def build_files(a: Analysis, name: str, question: str, images: dict[str, bytes]) -> dict[str, bytes]:
+    """Every file of ``analysis/`` by relative path."""
+    files = {f"{name}.csv": csv_text(table).encode() for name, table in a.tables.items()}
+    files.update({f"plots/{k}": v for k, v in images.items()})
+    files["report.html"] = report_html(a, name, question, images).encode()
+    return files
+
+
+def write_folder(target: Path, files: dict[str, bytes]) -> None:
+    """Replace ``target`` with a folder holding exactly ``files``: build aside, then rename."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    old: Path | None = None
+    try:
+        for rel, data in sorted(files.items()):
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        os.chmod(tmp, 0o755)
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{os.getpid()}"
+            os.rename(target, old)
+        os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not target.exists():
+            os.rename(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def summary_with_results(exp: Experiment, block: str) -> tuple[str | None, str | None]:
+    """The summary's new text with the Results block inserted or rewritten, and a warning.
+
+    Returns:
+        ``(text, None)``, or ``(None, warning)`` when the summary cannot be read.
+
+    Raises:
+        SummaryFormatError: when the block's markers were removed or duplicated by hand.
+    """
+    path = exp.path / SUMMARY
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return None, f"{path}: not readable ({exc.strerror}); the Results block was not written"
+    if begin_marker(RESULTS_BLOCK) in text or end_marker(RESULTS_BLOCK) in text:
+        return replace_block(text, RESULTS_BLOCK, block, str(path)), None
+    wrapped = f"{begin_marker(RESULTS_BLOCK)}\n{block.rstrip()}\n{end_marker(RESULTS_BLOCK)}"
+    return insert_results_section(text, wrapped, end_marker(EVAL_BLOCK)), None
+
+
+def _log_entries(log: DesignLog, a: Analysis, obs: Observations, command: str, now: Callable[[], datetime],
+                 files: list[str], plots_note: str) -> None:
+    present = sum(1 for o in obs.evals if o.status == PRESENT)
+    failed = sum(1 for o in obs.evals if o.status == FAILED)
+    trained = sum(1 for o in obs.runs if not o.run.is_base and o.state == "COMPLETED")
+    finetunes = sum(1 for o in obs.runs if not o.run.is_base)
+    log.add(now(), "ANALYZE_COLLECT", "Reading run folders and results.json files", command=command,
+            result=f"{present} of {len(obs.evals)} planned evaluations have results.json ({failed} failed, "
+                   f"{len(obs.evals) - present - failed} missing); {trained} of {finetunes} fine-tune runs completed",
+            explanation="An evaluation counts when its results.json is there, whoever ran it; the rest are listed "
+                        "as incomplete")
+    n_sweeps = len(set(a.tables["sweeps"].column("sweep")))
+    log.add(now(), "ANALYZE_STATISTICS", f"Summarising {a.metric} over replicate seeds",
+            calculation="per condition x task x epoch: mean, sample std, standard error, Student-t 95 % interval; "
+                        "Wilson 95 % interval per evaluation; exact McNemar test on per-example outcomes against "
+                        "the base model",
+            result=f"{len(a.cell_objs)} cells ({sum(not c.complete for c in a.cell_objs)} incomplete), "
+                   f"{n_sweeps} sweeps over {', '.join(a.sweep_factors) or 'no factor'}, "
+                   f"{len(a.tables['deltas'].rows)} deltas",
+            explanation=f"Headline epoch choice: {a.epoch_choice}")
+    counts = Counter(f for f in a.tables["deltas"].column("flag") if f is not None)
+    log.add(now(), "ANALYZE_FORGETTING", "Flagging each fine-tuned evaluation against its base model",
+            decision=f"drop >= {a.thresholds.mild_pct:g} % mild, >= {a.thresholds.severe_pct:g} % severe; gain >= "
+                     f"{a.thresholds.mild_pct:g} % improved",
+            result=", ".join(f"{k} {counts.get(k, 0)}" for k in ("improved", "none", "mild", "severe")),
+            explanation="Relative change of the metric on the same task and split as the base-model control")
+    runs = a.tables["runs"]
+    mismatched = [r for r, m in zip(runs.column("run"), runs.column("config_mismatch")) if m is True]
+    if mismatched:
+        log.add(now(), "ANALYZE_CONFIG", "Comparing each training log's config dump with the plan",
+                result=f"{len(mismatched)} run(s) trained with settings other than planned: {', '.join(mismatched[:10])}",
+                explanation="See mismatch_detail in analysis/runs.csv; their results answer a different question")
+    log.add(now(), "ANALYZE_WRITE", "Writing analysis/ and the Results block of experiment_summary.md",
+            result=f"{len(files)} files ({plots_note})",
+            explanation="analysis/ is rewritten whole on each run; the run folders are only read")
+
+
+def run_analysis(exp: Experiment, *, metric: str = "accuracy", epoch: EpochChoice = "last",
+                 thresholds: Thresholds | None = None, make_plots: bool = True, command: str = "plan-experiment analyze",
+                 now: Callable[[], datetime] = datetime.now) -> Outcome:
+    """Analyse ``exp`` and write its analysis files, Results block and design-log entries."""
+    obs = collect(exp)
+    a = analyze_observations(obs, exp.plan, metric, epoch, thresholds)
+    warnings: list[str] = []
+    images: dict[str, bytes] = {}
+    if make_plots and plots.available():
+        images = plots.all_plots(a)
+        plots_note = f"{len(images)} plots"
+    elif make_plots:
+        plots_note = "no plots: matplotlib is not installed"
+        warnings.append("matplotlib is not installed: tables, report and Results block written without plots "
+                        "(pip install matplotlib)")
+    else:
+        plots_note = "no plots: --no-plots"
+    files = build_files(a, exp.spec.name, exp.spec.question, images)
+    target = exp.path / ANALYSIS_DIR
+    log = DesignLog()
+    _log_entries(log, a, obs, command, now, sorted(files), plots_note)
+    with exp.lock():
+        # The summary is checked before anything is written: broken markers stop the run with nothing changed.
+        summary, problem = summary_with_results(exp, results_block(a))
+        write_folder(target, files)
+        if summary is not None:
+            path = exp.path / SUMMARY
+            if summary != path.read_text(encoding="utf-8"):
+                atomic_write_text(path, summary)
+        if problem:
+            warnings.append(problem)
+        with open(exp.path / "design-experiment.log", "a", encoding="utf-8") as handle:
+            handle.write(log.render())
+    return Outcome(a, obs, target, sorted(files), bool(images), warnings)

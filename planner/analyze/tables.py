@@ -1,0 +1,563 @@
+"""The analysis tables, built from observations: pure (data in, pandas frames out).
+
+Rows follow the plan's order (models, paired levels, factors as written, seeds, then
+base controls), so the same folder always gives the same files. Every column is
+described in docs/analysis.md.
+"""
+
+from __future__ import annotations
+
+import statistics
+from functools import cached_property, lru_cache
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pandas as pd
+
+from planner.analyze.observe import FAILED, MISSING, PRESENT, EvalObs, Observations, RunObs, config_mismatches, metric_value
+from planner.analyze.stats import Summary, mcnemar_exact, summarize, wilson
+from planner.spec.runs import Plan, Run, model_label
+
+EpochChoice = Literal["last", "best", "all"]
+Flag = Literal["improved", "none", "mild", "severe"]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Relative changes (percent of the base value) that set a delta's flag.
+
+    A drop of at least ``mild_pct`` is ``mild`` forgetting, of at least ``severe_pct``
+    ``severe``; a gain of at least ``mild_pct`` is ``improved``; anything smaller is
+    ``none``. The defaults put a -8.0 % drop at mild and a -26.7 % drop at severe.
+    """
+
+    mild_pct: float = 5.0
+    severe_pct: float = 20.0
+
+
+def flag_for(base: float, value: float, th: Thresholds) -> Flag:
+    """The flag of one change from ``base`` to ``value`` (higher is better)."""
+    if base == 0:
+        # No relative change exists from zero; any gain counts, nothing can be lost.
+        return "improved" if value > 0 else "none"
+    # Rounded so that a drop of exactly the threshold (0.4 against 0.5) is not lost to 1e-15.
+    rel = round((value - base) / abs(base) * 100, 9)
+    if rel <= -th.severe_pct:
+        return "severe"
+    if rel <= -th.mild_pct:
+        return "mild"
+    if rel >= th.mild_pct:
+        return "improved"
+    return "none"
+
+
+def condition_of(run: Run) -> str:
+    """A run's condition: its name without the replicate seed."""
+    suffix = f"_seed{run.seed}"
+    return run.name[: -len(suffix)] if run.seed is not None and run.name.endswith(suffix) else run.name
+
+
+@lru_cache(maxsize=4096)
+def _label(model: str) -> str:
+    # model_label builds a PurePath: cached, since thousands of runs share a few models.
+    return model_label(model)
+
+
+def factor_values(run: Run) -> dict[str, Any]:
+    """What varies between conditions: the model and every factor (paired ones included)."""
+    return {"model": _label(run.model), **run.factors}
+
+
+class Table:
+    """One analysis table: its columns, its rows as written, and (on first use) a pandas frame.
+
+    The CSV is written from ``rows`` directly (the csv module writes None as an empty
+    field), and the frame is built only when a plot or a summary asks for it: passes
+    through pandas were most of the time of analysing 10,000 evaluations. The frame has
+    object columns, so ints, bools and floats stay as they are.
+    """
+
+    def __init__(self, columns: list[str], rows: list[list[Any]]) -> None:
+        self.columns = columns
+        self.rows = rows
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """The table as a DataFrame."""
+        return pd.DataFrame(self.rows, columns=self.columns, dtype=object)
+
+    def column(self, name: str) -> list[Any]:
+        """One column's values, without building the frame."""
+        i = self.columns.index(name)
+        return [row[i] for row in self.rows]
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    template = dict.fromkeys(columns)
+    # A copy of the ordered template updated with the row: its values are the row in column order.
+    return Table(columns, [list({**template, **row}.values()) for row in rows])
+
+
+def _round(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+@dataclass
+class Cell:
+    """One condition x task x epoch across its replicate seeds."""
+
+    condition: str
+    model: str
+    kind: str
+    factors: dict[str, Any]
+    task: str
+    epoch: int | None
+    split: str
+    planned: list[str] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    present_runs: list[str] = field(default_factory=list)
+    summary: Summary | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Every planned seed has a value."""
+        return len(self.values) == len(self.planned)
+
+    @property
+    def key(self) -> tuple[str, str, int | None]:
+        """(condition, task, epoch)."""
+        return (self.condition, self.task, self.epoch)
+
+
+@dataclass
+class Analysis:
+    """Every table of one analysis, plus what the report and the Results block need."""
+
+    metric: str
+    epoch_choice: EpochChoice
+    thresholds: Thresholds
+    tables: dict[str, "Table"]
+    cell_objs: list[Cell]
+    headline: list[dict[str, Any]]
+    incomplete: list[str]
+    sweep_factors: list[str]
+    task_splits: dict[str, str]
+    n_present: int = 0
+    n_planned: int = 0
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """runs.csv as a frame."""
+        return self.tables["runs"].frame
+
+    @property
+    def evals(self) -> pd.DataFrame:
+        """evals.csv as a frame."""
+        return self.tables["evals"].frame
+
+    @property
+    def cells(self) -> pd.DataFrame:
+        """cells.csv as a frame."""
+        return self.tables["cells"].frame
+
+    @property
+    def deltas(self) -> pd.DataFrame:
+        """deltas.csv as a frame."""
+        return self.tables["deltas"].frame
+
+    @property
+    def sweeps(self) -> pd.DataFrame:
+        """sweeps.csv as a frame."""
+        return self.tables["sweeps"].frame
+
+    @property
+    def loss(self) -> pd.DataFrame:
+        """loss.csv as a frame."""
+        return self.tables["loss"].frame
+
+
+RUN_COLUMNS = [
+    "run", "condition", "kind", "model", "factors", "seed", "state", "wall_s", "predicted_s",
+    "configured_steps", "actual_steps", "final_loss", "min_loss", "median_tokens_per_s", "peak_memory_gib",
+    "config_mismatch", "mismatch_detail", "metric_log",
+]
+
+
+def _factor_text(factors: dict[str, Any]) -> str:
+    return "; ".join(f"{k}={v}" for k, v in factors.items())
+
+
+def runs_frame(runs: list[RunObs]) -> Table:
+    """runs.csv: one row per planned run (base controls train nothing)."""
+    rows = []
+    for o in runs:
+        r = o.run
+        losses = [p.loss for p in o.loss if p.loss is not None]
+        tps = [p.tokens_per_s for p in o.loss if p.tokens_per_s is not None]
+        mismatches = [] if r.is_base else config_mismatches(r.settings, o.log_config)
+        rows.append({
+            "run": r.name, "condition": condition_of(r), "kind": r.kind, "model": _label(r.model),
+            "factors": _factor_text(r.factors), "seed": r.seed, "state": o.state,
+            "wall_s": _round(o.wall_s, 3), "predicted_s": _round(o.predicted_s, 3),
+            "configured_steps": o.configured_steps if not r.is_base else None,
+            "actual_steps": max((p.step for p in o.loss), default=None),
+            "final_loss": losses[-1] if losses else None, "min_loss": min(losses) if losses else None,
+            "median_tokens_per_s": _round(statistics.median(tps), 3) if tps else None,
+            "peak_memory_gib": o.peak_memory_gib,
+            "config_mismatch": None if r.is_base or o.log_config is None else bool(mismatches),
+            "mismatch_detail": "; ".join(mismatches) or None, "metric_log": o.metric_log,
+        })
+    return _frame(rows, RUN_COLUMNS)
+
+
+EVAL_COLUMNS = [
+    "run", "condition", "task", "epoch", "split", "metric", "status", "n", "value", "ci_low", "ci_high",
+    "duration_s", "adapter_sha256", "folder",
+]
+
+
+def _metrics_of(results: dict[str, Any], chosen: str) -> list[str]:
+    names = set()
+    if isinstance(results.get("metrics"), dict):
+        names |= {k for k in results["metrics"] if metric_value(results, k) is not None}
+    if metric_value(results, chosen) is not None:
+        names.add(chosen)
+    return sorted(names)
+
+
+def proportion_interval(value: float, n: Any) -> tuple[float | None, float | None]:
+    """Wilson 95 % interval when ``value`` is a share of ``n`` examples (k / n exactly); else none."""
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0 or not 0.0 <= value <= 1.0:
+        return None, None
+    return _wilson_of(value, n)
+
+
+@lru_cache(maxsize=65536)
+def _wilson_of(value: float, n: int) -> tuple[float | None, float | None]:
+    # Cached: evaluations share a handful of (value, n) pairs, and every metric of one
+    # evaluation often repeats the headline value.
+    k = round(value * n)
+    if abs(k / n - value) > 1e-9:
+        return None, None
+    lo, hi = wilson(k, n)
+    return round(lo, 6), round(hi, 6)
+
+
+def evals_frame(evals: list[EvalObs], plan: Plan, metric: str) -> Table:
+    """evals.csv: one row per planned evaluation x metric (one row with the chosen metric when absent)."""
+    conditions = {r.name: condition_of(r) for r in plan.runs}
+    rows: list[list[Any]] = []
+    # Rows built as lists in EVAL_COLUMNS order: this is the largest table (evaluations x metrics).
+    for o in evals:
+        ev = o.evaluation
+        res = o.results
+        if res is None:
+            rows.append([ev.run, conditions[ev.run], ev.task, ev.epoch, o.split, metric, o.status,
+                         None, None, None, None, None, None, o.folder])
+            continue
+        n = res.get("n")
+        if isinstance(n, bool) or not isinstance(n, int):
+            n = None
+        split = res.get("split") or o.split
+        for name in _metrics_of(res, metric) or [metric]:
+            value = metric_value(res, name)
+            lo, hi = proportion_interval(value, n) if value is not None else (None, None)
+            rows.append([ev.run, conditions[ev.run], ev.task, ev.epoch, split, name, o.status, n, value, lo, hi,
+                         res.get("duration_s"), res.get("adapter_sha256"), o.folder])
+    return Table(EVAL_COLUMNS, rows)
+
+
+def build_cells(evals: list[EvalObs], plan: Plan, metric: str) -> list[Cell]:
+    """Group evaluations by condition x task x epoch, in plan order, and summarise the seeds."""
+    runs = {r.name: r for r in plan.runs}
+    cells: dict[tuple[str, str, int | None], Cell] = {}
+    for o in evals:
+        ev = o.evaluation
+        run = runs[ev.run]
+        key = (condition_of(run), ev.task, ev.epoch)
+        cell = cells.get(key)
+        if cell is None:
+            cell = cells[key] = Cell(key[0], _label(run.model), run.kind, factor_values(run), ev.task, ev.epoch,
+                                     o.split)
+        cell.planned.append(ev.run)
+        value = metric_value(o.results, metric) if o.results is not None else None
+        if value is not None:
+            cell.values.append(value)
+            cell.present_runs.append(ev.run)
+            cell.split = str(o.results.get("split") or o.split) if o.results else o.split
+    for cell in cells.values():
+        cell.summary = summarize(cell.values) if cell.values else None
+    return list(cells.values())
+
+
+CELL_COLUMNS = [
+    "condition", "kind", "model", "factors", "task", "split", "epoch", "n_planned", "n_seeds", "mean", "std",
+    "sem", "ci_low", "ci_high", "min", "max", "complete", "missing_runs",
+]
+
+
+def cells_frame(cells: list[Cell]) -> Table:
+    """cells.csv (rows built as lists in CELL_COLUMNS order: one per cell, thousands in a big sweep)."""
+    rows: list[list[Any]] = []
+    for c in cells:
+        s = c.summary
+        stats = ([_round(s.mean), _round(s.std), _round(s.sem), _round(s.ci_low), _round(s.ci_high), _round(s.min),
+                  _round(s.max)] if s else [None] * 7)
+        present = set(c.present_runs)
+        rows.append([
+            c.condition, c.kind, c.model, _factor_text({k: v for k, v in c.factors.items() if k != "model"}), c.task,
+            c.split, c.epoch, len(c.planned), len(c.values), *stats, c.complete,
+            "; ".join(r for r in c.planned if r not in present) or None,
+        ])
+    return Table(CELL_COLUMNS, rows)
+
+
+DELTA_COLUMNS = [
+    "run", "condition", "seed", "task", "split", "epoch", "base_run", "base_value", "value", "delta", "rel_delta_pct",
+    "n_pairs", "base_only_correct", "finetune_only_correct", "mcnemar_p", "mcnemar_note", "flag",
+]
+
+
+def _mcnemar(ft: EvalObs, base: EvalObs) -> dict[str, Any]:
+    """Exact McNemar on the per-example outcomes, or the reason it is refused."""
+    assert ft.results is not None and base.results is not None
+    if ft.results.get("n") != base.results.get("n"):
+        return {"mcnemar_note": f"refused: counts differ ({ft.results.get('n')} vs base {base.results.get('n')})"}
+    if ft.outcomes is None or base.outcomes is None:
+        return {"mcnemar_note": "refused: no per-example outcomes (predictions.jsonl)"}
+    if set(ft.outcomes) != set(base.outcomes):
+        return {"mcnemar_note": "refused: the evaluated inputs differ from the base model's"}
+    b = sum(1 for k, ok in base.outcomes.items() if ok and not ft.outcomes[k])
+    c = sum(1 for k, ok in base.outcomes.items() if not ok and ft.outcomes[k])
+    return {"n_pairs": len(base.outcomes), "base_only_correct": b, "finetune_only_correct": c,
+            "mcnemar_p": round(mcnemar_exact(b, c), 6), "mcnemar_note": None}
+
+
+def _split(o: EvalObs) -> str:
+    return str((o.results or {}).get("split") or o.split)
+
+
+def deltas_frame(evals: list[EvalObs], plan: Plan, metric: str, th: Thresholds) -> Table:
+    """deltas.csv: every fine-tuned evaluation against its model's base control on the same task."""
+    runs = {r.name: r for r in plan.runs}
+    base_runs = {r.model: r.name for r in plan.base_runs}
+    by_key = {(o.evaluation.run, o.evaluation.task, o.evaluation.epoch): o for o in evals}
+    base_values: dict[str, float | None] = {}
+    rows = []
+    for o in evals:
+        ev = o.evaluation
+        run = runs[ev.run]
+        if run.is_base:
+            continue
+        base_name = base_runs.get(run.model)
+        base = by_key.get((base_name, ev.task, None)) if base_name else None
+        row: dict[str, Any] = {"run": ev.run, "condition": condition_of(run), "seed": run.seed, "task": ev.task,
+                               "split": _split(o), "epoch": ev.epoch, "base_run": base_name}
+        value = metric_value(o.results, metric) if o.results else None
+        base_value = None
+        if base is not None and base.results:
+            key = base.evaluation.key
+            if key not in base_values:
+                base_values[key] = metric_value(base.results, metric)
+            base_value = base_values[key]
+        row.update(value=value, base_value=base_value)
+        if base is None:
+            row["mcnemar_note"] = "no base-model control evaluates this task"
+        elif value is None or base_value is None:
+            row["mcnemar_note"] = f"missing: {ev.key if value is None else base.evaluation.key}"
+        elif _split(o) != _split(base):
+            row["mcnemar_note"] = f"refused: splits differ ({_split(o)} vs base {_split(base)})"
+        else:
+            row.update(delta=round(value - base_value, 6),
+                       rel_delta_pct=round((value - base_value) / abs(base_value) * 100, 3) if base_value else None,
+                       flag=flag_for(base_value, value, th))
+            row.update(_mcnemar(o, base))
+        rows.append(row)
+    return _frame(rows, DELTA_COLUMNS)
+
+
+def select_cells(cells: list[Cell], choice: EpochChoice) -> list[tuple[str, Cell]]:
+    """The fine-tuned cells a headline shows: ``(epoch label, cell)`` per condition x task.
+
+    ``last`` is the highest evaluated epoch, ``best`` the epoch with the highest mean
+    (selected on the evaluated split), ``all`` every epoch.
+    """
+    groups: dict[tuple[str, str], list[Cell]] = {}
+    for c in cells:
+        if c.kind != "base":
+            groups.setdefault((c.condition, c.task), []).append(c)
+    out: list[tuple[str, Cell]] = []
+    for group in groups.values():
+        group = sorted(group, key=lambda c: -1 if c.epoch is None else c.epoch)
+        if choice == "all":
+            out.extend((str(c.epoch), c) for c in group)
+        elif choice == "last":
+            out.append(("last", group[-1]))
+        else:
+            scored = [c for c in group if c.summary is not None]
+            best = max(scored, key=lambda c: (c.summary.mean if c.summary else 0.0, -(c.epoch or 0))) if scored else group[-1]
+            out.append(("best", best))
+    return out
+
+
+SWEEP_COLUMNS = [
+    "sweep", "factor", "fixed", "task", "epoch", "level", "n_planned", "n_seeds", "mean", "ci_low", "ci_high",
+    "level_complete", "sweep_complete",
+]
+
+
+def sweep_factors(plan: Plan) -> list[str]:
+    """Factors with two or more levels (the model counts as one), in the spec's order."""
+    spec = plan.spec
+    names = ["model"] if len(spec.models) >= 2 else []
+    return names + [k for k, levels in spec.factors.items() if len(levels) >= 2]
+
+
+def sweeps_frame(selected: list[tuple[str, Cell]], plan: Plan) -> Table:
+    """sweeps.csv: for each swept factor, one sweep per combination of the other factors' levels.
+
+    Seeds are not a factor: a sweep's level is a cell, already averaged over its seeds.
+    """
+    spec = plan.spec
+    levels_of: dict[str, list[Any]] = {"model": [model_label(m) for m in spec.models], **spec.factors}
+    swept = sweep_factors(plan)
+    rows = []
+    for factor in swept:
+        others = [k for k in ["model", *spec.paired, *spec.factors] if k != factor]
+        groups: dict[tuple[Any, ...], dict[Any, tuple[str, Cell]]] = {}
+        for label, cell in selected:
+            key = (cell.task, label, *(repr(cell.factors.get(k)) for k in others))
+            groups.setdefault(key, {})[repr(cell.factors.get(factor))] = (label, cell)
+        for key, by_level in groups.items():
+            task, label = key[0], key[1]
+            fixed = "; ".join(f"{k}={by_level[next(iter(by_level))][1].factors.get(k)}" for k in others)
+            sweep_id = f"{factor} | {task} | epoch {label} | {fixed}"
+            entries: list[tuple[Any, Cell | None]] = []
+            for level in levels_of[factor]:
+                found = by_level.get(repr(level))
+                entries.append((level, found[1] if found else None))
+            complete = all(c is not None and c.complete and c.values for _, c in entries)
+            for level, level_cell in entries:
+                s = level_cell.summary if level_cell else None
+                rows.append({
+                    "sweep": sweep_id, "factor": factor, "fixed": fixed, "task": task,
+                    "epoch": level_cell.epoch if level_cell is not None and label in ("last", "best") else label,
+                    "level": level, "n_planned": len(level_cell.planned) if level_cell else 0,
+                    "n_seeds": len(level_cell.values) if level_cell else 0, "mean": _round(s.mean) if s else None,
+                    "ci_low": _round(s.ci_low) if s else None, "ci_high": _round(s.ci_high) if s else None,
+                    "level_complete": bool(level_cell is not None and level_cell.complete and level_cell.values),
+                    "sweep_complete": complete,
+                })
+    return _frame(rows, SWEEP_COLUMNS)
+
+
+LOSS_COLUMNS = ["run", "step", "epoch", "loss", "lr", "tokens_per_s"]
+
+
+def loss_frame(runs: list[RunObs]) -> Table:
+    """loss.csv: every optimizer step of each run's newest per-step metric log."""
+    rows = []
+    for o in runs:
+        if not o.loss:
+            continue
+        per_epoch = o.steps_per_epoch
+        if not per_epoch and o.configured_steps:
+            per_epoch = o.configured_steps // max(int(o.run.settings.get("epochs") or 1), 1)
+        for p in o.loss:
+            rows.append({"run": o.run.name, "step": p.step, "epoch": (p.step - 1) // per_epoch if per_epoch else None,
+                         "loss": p.loss, "lr": p.lr, "tokens_per_s": p.tokens_per_s})
+    return _frame(rows, LOSS_COLUMNS)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def cell_text(c: Cell) -> str:
+    """``mean ± std [95 % CI] (n seeds)`` of a cell, or what is missing."""
+    s = c.summary
+    if s is None:
+        return f"missing (0 of {len(c.planned)} seeds)"
+    if s.n < 2:
+        text = f"{s.mean:.3f} (1 seed)"
+    else:
+        text = f"{s.mean:.3f} ± {s.std:.3f} [{_fmt(s.ci_low)}, {_fmt(s.ci_high)}] ({s.n} seeds)"
+    return text + ("" if c.complete else f", {len(c.planned) - s.n} missing")
+
+
+def headline_rows(cells: list[Cell], selected: list[tuple[str, Cell]], th: Thresholds,
+                  task_splits: dict[str, str]) -> list[dict[str, Any]]:
+    """The headline table: each selected condition x task, its base control, delta, flag, best vs last."""
+    base_cells = {(c.model, c.task): c for c in cells if c.kind == "base"}
+    by_group: dict[tuple[str, str], list[Cell]] = {}
+    for c in cells:
+        if c.kind != "base":
+            by_group.setdefault((c.condition, c.task), []).append(c)
+    rows: list[dict[str, Any]] = []
+    for label, c in selected:
+        base = base_cells.get((c.model, c.task))
+        row: dict[str, Any] = {"condition": c.condition, "task": c.task, "epoch": c.epoch, "selection": label,
+                               "result": cell_text(c), "mean": c.summary.mean if c.summary else None,
+                               "base": cell_text(base) if base else "-", "delta": None, "rel_delta_pct": None,
+                               "flag": None}
+        if base is not None and base.summary is not None and c.summary is not None:
+            row["delta"] = round(c.summary.mean - base.summary.mean, 6)
+            if base.summary.mean:
+                row["rel_delta_pct"] = round((c.summary.mean - base.summary.mean) / abs(base.summary.mean) * 100, 3)
+            row["flag"] = flag_for(base.summary.mean, c.summary.mean, th)
+        scored = [g for g in by_group[(c.condition, c.task)] if g.summary is not None]
+        if len(scored) > 1:
+            best = max(scored, key=lambda g: (g.summary.mean if g.summary else 0.0, -(g.epoch or 0)))
+            last = max(scored, key=lambda g: g.epoch or 0)
+            split = task_splits.get(c.task, "test")
+            note = "" if split == "validation" else f" (selected on the {split} split)"
+            row["best_vs_last"] = (f"best epoch {best.epoch}: {_fmt(best.summary.mean if best.summary else None)}"
+                                   f"{note}; last epoch {last.epoch}: {_fmt(last.summary.mean if last.summary else None)}")
+        else:
+            row["best_vs_last"] = "-"
+        rows.append(row)
+    for c in cells:
+        if c.kind == "base":
+            rows.append({"condition": c.condition, "task": c.task, "epoch": None, "selection": "base",
+                         "result": cell_text(c), "mean": c.summary.mean if c.summary else None, "base": "-",
+                         "delta": None, "rel_delta_pct": None, "flag": None, "best_vs_last": "-"})
+    return rows
+
+
+def incomplete_units(runs: list[RunObs], evals: list[EvalObs]) -> list[str]:
+    """Evaluations without results.json, then fine-tune runs not completed whose evaluations are not all in.
+
+    A run whose every evaluation has results is not listed whatever its job state: the
+    evaluations may have been run by hand, and they are what the analysis reads.
+    """
+    out = [f"{o.evaluation.key}: {o.status}" for o in evals if o.status != PRESENT]
+    waiting = {o.evaluation.run for o in evals if o.status != PRESENT}
+    out += [f"{o.run.name}: training {o.state.lower()}" for o in runs
+            if not o.run.is_base and o.state != "COMPLETED" and o.run.name in waiting]
+    return out
+
+
+def analyze_observations(obs: Observations, plan: Plan, metric: str = "accuracy", epoch_choice: EpochChoice = "last",
+                         thresholds: Thresholds | None = None) -> Analysis:
+    """Every table of the analysis from what the folders say."""
+    th = thresholds or Thresholds()
+    task_splits = {t.name: t.split for t in plan.spec.evaluation.tasks}
+    cells = build_cells(obs.evals, plan, metric)
+    selected = select_cells(cells, epoch_choice)
+    tables = {"runs": runs_frame(obs.runs), "evals": evals_frame(obs.evals, plan, metric), "cells": cells_frame(cells),
+              "deltas": deltas_frame(obs.evals, plan, metric, th), "sweeps": sweeps_frame(selected, plan),
+              "loss": loss_frame(obs.runs)}
+    return Analysis(
+        metric=metric, epoch_choice=epoch_choice, thresholds=th, tables=tables, cell_objs=cells, headline=headline_rows(cells, selected, th, task_splits),
+        incomplete=incomplete_units(obs.runs, obs.evals), sweep_factors=sweep_factors(plan), task_splits=task_splits,
+        n_present=sum(1 for o in obs.evals if o.status == PRESENT), n_planned=len(obs.evals),
+    )
+
+
+def missing_or_failed(evals: Iterable[EvalObs]) -> list[EvalObs]:
+    """Planned evaluations without results (for ``--strict``)."""
+    return [o for o in evals if o.status in (MISSING, FAILED)]
+
+
+__all__ = ["Analysis", "Cell", "Thresholds", "analyze_observations", "flag_for", "missing_or_failed"]
