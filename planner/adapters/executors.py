@@ -40,6 +40,8 @@ class JobRequest:
     qos: str | None
     array_parallelism: int
     dependency: str | None = None  # e.g. afterok:123_4
+    signal_s: int = 90  # SIGUSR2 this long before the time limit (the job stops and requeues itself)
+    requeue: bool = False  # the job may be requeued (Slurm --requeue): by itself, a user or a node failure
 
 
 class Executor(Protocol):
@@ -82,6 +84,7 @@ class SlurmSubmitter:
             "ntasks_per_node": 1,  # one launcher per node; torchrun starts the GPU workers
             "array_parallelism": request.array_parallelism,
             "stderr_to_stdout": True,
+            "signal_delay_s": request.signal_s,
         }
         for key in ("cpus_per_task", "mem", "account", "partition", "constraint", "qos"):
             value = getattr(request, key)
@@ -89,8 +92,13 @@ class SlurmSubmitter:
                 params[key] = value
         if request.gpus:
             params["gpus_per_node"] = request.gpus
+        additional: dict[str, object] = {}
         if request.dependency:
-            params["additional_parameters"] = {"dependency": request.dependency}
+            additional["dependency"] = request.dependency
+        if request.requeue:
+            additional["requeue"] = True
+        if additional:
+            params["additional_parameters"] = additional
         ex.update_parameters(**params)
         return ex
 

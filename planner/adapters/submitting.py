@@ -44,12 +44,16 @@ def _run_times(exp: Experiment) -> dict[str, str]:
     return {k: v["slurm_time"] for k, v in runs.items() if "slurm_time" in v}
 
 
-def _request(exp: Experiment, base: dict[str, Any], name: str, time: str, dependency: str | None, gpus: int) -> JobRequest:
+def _request(exp: Experiment, base: dict[str, Any], name: str, time: str, dependency: str | None, gpus: int,
+             train: bool = False) -> JobRequest:
+    res = exp.spec.resources
     return JobRequest(
         name=name, time=time, gpus=gpus, nodes=base["nodes"] if gpus else 1, cpus_per_task=base.get("cpus_per_task"),
         mem=base.get("mem"), account=base.get("account"), partition=base.get("partition"),
         constraint=base.get("constraint"), qos=base.get("qos"), array_parallelism=int(base["array_parallelism"]),
         dependency=dependency,
+        # Training jobs stop ahead of the limit and requeue themselves to resume (train_supervisor).
+        signal_s=res.stop_before_limit if train else JobRequest.signal_s, requeue=train,
     )
 
 
@@ -95,7 +99,7 @@ def submit(exp: Experiment, executor: Executor, only: set[str] | None, retry_fai
         for start, stop in array_chunks(len(sel.train), max_size):
             runs: list[Run] = sel.train[start:stop]
             time = max((times.get(r.name, base["time"]) for r in runs), key=slurm_time_seconds)
-            request = _request(exp, base, f"{exp.spec.name}-train", time, None, gpus)
+            request = _request(exp, base, f"{exp.spec.name}-train", time, None, gpus, train=True)
             scripts = [exp.run_dir(r.name) / "train.sh" for r in runs]
             ids = _submit(executor, scripts, request, [None] * len(scripts))
             record("train", [r.name for r in runs], scripts, request, ids)

@@ -17,6 +17,7 @@ from planner.adapters.executors import info_from_job_file, local_pid_alive, read
 from planner.adapters.experiment import Experiment
 from planner.core.journal import Journal
 from planner.core.markdown import SummaryFormatError
+from planner.core.recovery import RECOVERY_FILE, RecoveryState
 from planner.core.sacct import JobRecord
 from planner.core.status import FINAL, JobInfo, StatusReport, build_report, table_rows
 from planner.core.status_tables import EVAL_BLOCK, FINETUNE_BLOCK, eval_table, finetune_table
@@ -128,6 +129,17 @@ def result_notes(exp: Experiment) -> dict[str, str]:
     return notes
 
 
+def recovery_states(exp: Experiment) -> dict[str, RecoveryState]:
+    """Each fine-tune run's recovery.json (written by its jobs), where one exists and parses."""
+    out: dict[str, RecoveryState] = {}
+    for run in exp.plan.finetune_runs:
+        try:
+            out[run.name] = RecoveryState.from_json((exp.run_dir(run.name) / RECOVERY_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 def predicted_seconds(exp: Experiment) -> dict[str, float]:
     """Predicted training seconds per run, from estimates.json."""
     runs = exp.read_estimates().get("runs", {})
@@ -144,7 +156,8 @@ def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_
         journal = exp.read_journal()
         cache = exp.read_cache()
         got = collect(exp, journal, cache, timeout_s)
-        report = build_report(exp.plan, journal, got.jobs, now, result_notes(exp), predicted_seconds(exp))
+        report = build_report(exp.plan, journal, got.jobs, now, result_notes(exp), predicted_seconds(exp),
+                              recovery_states(exp))
         report.stale, report.stale_reason = got.stale, got.stale_reason
         if not got.stale:
             cache["last_good_refresh"] = now.isoformat(timespec="seconds")

@@ -45,6 +45,8 @@ class Journal:
 
     experiment: str
     submissions: list[Submission] = field(default_factory=list)
+    # What jobs did on their own (out-of-memory retries, requeues): {time, unit, job_id, kind, text}.
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     def latest(self) -> dict[str, tuple[Submission, TaskEntry]]:
         """The newest submission of each unit."""
@@ -74,4 +76,5 @@ class Journal:
             Submission(**{**s, "tasks": [TaskEntry(**t) for t in s["tasks"]]})
             for s in data.get("submissions", [])
         ]
-        return cls(experiment=data.get("experiment", ""), submissions=subs)
+        events = [e for e in data.get("events", []) if isinstance(e, dict)]
+        return cls(experiment=data.get("experiment", ""), submissions=subs, events=events)

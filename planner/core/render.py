@@ -128,6 +128,7 @@ class JobFiles:
     setup_lines: list[str] = field(default_factory=list)
     fallback_bin_dir: str = ""  # put on PATH when the setup lines leave `tune` unfound
     env: dict[str, str] = field(default_factory=dict)
+    python: str = "python"  # the jobs' interpreter (runs eval scripts and the training supervisor)
 
 
 @dataclass

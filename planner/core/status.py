@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from planner.core.journal import Journal
+from planner.core.recovery import RecoveryState, status_note
 from planner.core.runs import Plan
 from planner.core.status_tables import EvalRow, FinetuneRow
 from planner.core.submission import RETRYABLE_STATES
@@ -63,6 +64,8 @@ class UnitStatus:
     raw_state: str | None = None
     note: str | None = None
     predicted_s: float | None = None
+    attempts: int | None = None  # starts of this job (a requeued job starts again under its id)
+    recovery: str | None = None  # what the job changed on its own, and its attempts
 
     @property
     def final(self) -> bool:
@@ -137,6 +140,7 @@ def build_report(
     refreshed: datetime,
     results: dict[str, str] | None = None,
     predicted: dict[str, float] | None = None,
+    recovery: dict[str, RecoveryState] | None = None,
 ) -> StatusReport:
     """Merge the journal with what the scheduler and job files said.
 
@@ -147,14 +151,21 @@ def build_report(
         refreshed: When this refresh happened.
         results: evaluation key -> a short result note (e.g. accuracy) when results.json exists.
         predicted: run name -> predicted training seconds (for calibration notes).
+        recovery: run name -> its recovery.json (out-of-memory retries, attempts).
     """
     latest = journal.latest()
     results = results or {}
     predicted = predicted or {}
+    recovery = recovery or {}
     units: list[UnitStatus] = []
     for run in plan.finetune_runs:
-        units.append(_unit(run.name, "train", run.name, None, None, latest, jobs))
-        units[-1].predicted_s = predicted.get(run.name)
+        unit = _unit(run.name, "train", run.name, None, None, latest, jobs)
+        unit.predicted_s = predicted.get(run.name)
+        if run.name in recovery and unit.job_id:
+            state = recovery[run.name]
+            unit.attempts = len(state.attempts_of(unit.job_id)) or None
+            unit.recovery = status_note(state, unit.job_id)
+        units.append(unit)
     for ev in plan.evaluations:
         u = _unit(ev.key, "eval", ev.run, ev.task, ev.epoch, latest, jobs)
         if ev.key in results:
@@ -221,6 +232,8 @@ def _notes(u: UnitStatus, base: bool) -> str | None:
             parts.append(f"predicted {clock(u.predicted_s)} ({err:+.0f}%)")
     if u.note:
         parts.append(u.note)
+    if u.recovery:
+        parts.append(u.recovery)
     if u.source == "squeue":
         parts.append(f"from {u.source}")
     return "; ".join(parts) or None
