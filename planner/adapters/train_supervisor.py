@@ -43,6 +43,8 @@ from planner.core.recovery import Attempt, Deviation, RecoveryState
 #: How much of a try's output is kept to look for the out-of-memory markers.
 _TAIL_BYTES = 256 * 1024
 _STATE_DIR = "recipe_state"
+#: Left in the run folder while the job requeues itself (train.sh reads it).
+REQUEUED_MARKER = ".requeued"
 
 
 def _now() -> str:
@@ -220,6 +222,7 @@ class Supervisor:
 
     def begin(self) -> int | None:
         """Record the attempt's start; return an exit code when it must not train."""
+        (self.run_dir / REQUEUED_MARKER).unlink(missing_ok=True)
         state = self.records.state
         earlier = state.attempts_of(self.args.job_id)
         for old in earlier:
@@ -342,8 +345,12 @@ class Supervisor:
         self._end("REQUEUED", f"time limit, {at}")
         self.records.event("requeued", f"stopped before the time limit ({at}); requeuing job {self.args.job_id} "
                                        "to resume from the last saved epoch")
+        # Slurm ends this attempt with TERM right after the requeue: the marker tells train.sh it is no failure.
+        marker = self.run_dir / REQUEUED_MARKER
+        marker.touch()
         proc = subprocess.run(["scontrol", "requeue", self.args.job_id], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
+            marker.unlink(missing_ok=True)
             message = (proc.stderr or proc.stdout).strip().splitlines()
             self.records.event("requeue-failed", f"scontrol requeue failed: {message[0] if message else proc.returncode}; "
                                                  "submit --retry-failed resumes from the last saved epoch")
