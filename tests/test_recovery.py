@@ -168,3 +168,18 @@ def test_recovery_limits_are_validated_in_the_spec() -> None:
         parse_spec({**SPEC, "resources": {"attempts": 0, "oom_retries": -1}}, "spec")
     text = " ".join(err.value.problems)
     assert "attempts" in text and "oom_retries" in text
+
+
+def test_train_sh_runs_the_supervisor_with_the_specs_limits(example: Path) -> None:
+    import subprocess
+
+    from conftest import run_cli, write_spec
+
+    spec = write_spec(example, resources={"gpus": 0, "time": "00:10:00", "oom_retries": 1, "attempts": 2,
+                                          "resume": False})
+    assert run_cli("new", "--spec", str(spec), "--yes").exit_code == 0
+    script = (example / "experiments" / "cap_5L_lora_comparison_demo" / "tiny-llama-cap_rank4" / "train.sh").read_text()
+    assert "-m planner.adapters.train_supervisor" in script
+    assert "--oom-retries 1 --attempts 2 --no-resume" in script
+    assert "trap '' USR2" in script  # the shell and tee leave Slurm's stop warning to the supervisor
+    subprocess.run(["bash", "-n", "-c", script], check=True)
