@@ -28,9 +28,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from planner.adapters.prior_runs import scan  # noqa: E402
-from planner.adapters.run_folder import job_wall_seconds  # noqa: E402
-from planner.core.estimate import RunQuery, training_time  # noqa: E402
+from planner.estimate.prior_scan import scan  # noqa: E402
+from planner.estimate.run_folder import job_wall_seconds  # noqa: E402
+from planner.estimate.estimators import RunQuery, training_time  # noqa: E402
 
 SPEC = {
     "name": "estimate_accuracy",

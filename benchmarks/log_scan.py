@@ -6,7 +6,7 @@ size, memory, model size; plus a few cut, empty and garbage files), then times:
 
 * baseline: ``grep -rE "[0-9.]+it/s" --include='slurm-*.out' DIR`` - what seed 002 runs to read speeds - with
   its output read through a pipe, as a person or script consuming it would;
-* what ``plan-experiment estimate`` runs: ``planner.adapters.prior_index.gather_priors``
+* what ``plan-experiment estimate`` runs: ``planner.estimate.priors.gather_priors``
   (scan with the cache, prior-run summaries, the design-log lines) over the whole
   folder with an empty cache, then a training-time estimate against every prior;
 * the same again after 1% of the logs changed (a rescan).
@@ -37,11 +37,11 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "logs"
 sys.path.insert(0, str(REPO))
 
-from planner.adapters.prior_index import cache_path, gather_priors  # noqa: E402
-from planner.adapters import prior_runs  # noqa: E402
-from planner.adapters.prior_runs import PARALLEL_MIN_FILES  # noqa: E402
-from planner.core.designlog import DesignLog  # noqa: E402
-from planner.core.estimate import PriorPool, RunQuery, training_time  # noqa: E402
+from planner.estimate.priors import cache_path, gather_priors  # noqa: E402
+from planner.estimate import prior_scan as prior_runs  # noqa: E402
+from planner.estimate.prior_scan import PARALLEL_MIN_FILES  # noqa: E402
+from planner.folder.designlog import DesignLog  # noqa: E402
+from planner.estimate.estimators import PriorPool, RunQuery, training_time  # noqa: E402
 
 GREP_PATTERN = "[0-9.]+it/s"
 

@@ -7,7 +7,7 @@ would not change what a refresh does), and writes the journal that ``submit`` wo
 have written, mapping run *i* to task ``<array>_<i>``. Once every task is final, it
 times, best of N with the median shown too:
 
-* ours, cold: ``planner.adapters.tracking.refresh`` with an empty status cache, so
+* ours, cold: ``planner.status.refresh.refresh`` with an empty status cache, so
   every job must come from the scheduler: one sacct call, 1,000 records merged with the
   journal, and the summary's status tables rewritten (1,000 rows);
 * ours, warm: the same refresh when the cache already holds the final states (what
@@ -19,7 +19,7 @@ times, best of N with the median shown too:
 * baseline 2: one sacct call per job (1,000 calls), how a naive tracker asks.
 
 Scheduler calls are counted at the subprocess boundary (every Slurm command our code
-runs goes through ``planner.adapters.slurm_query._run``), not taken from our own counter.
+runs goes through ``planner.jobs.slurm_query._run``), not taken from our own counter.
 
 Targets (from the issue): one sacct call per refresh, and a cold refresh no slower than
 1.5x the bare sacct call. Exit 0 when both are met, 1 when not, 2 when no cluster.
@@ -50,10 +50,11 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from planner.adapters import slurm_query, tracking
-from planner.adapters.experiment import Experiment, load_experiment
-from planner.core.journal import Journal, Submission, TaskEntry
-from planner.core.sacct import sacct_argv
+from planner.jobs import slurm_query
+from planner.status import refresh as tracking
+from planner.folder.experiment import Experiment, load_experiment
+from planner.folder.journal import Journal, Submission, TaskEntry
+from planner.jobs.sacct import sacct_argv
 
 EXAMPLE = REPO / "examples" / "capitalization"
 PLAN_EXPERIMENT = Path(sys.executable).parent / "plan-experiment"

@@ -1,6 +1,6 @@
 """Record real torchtune training logs on CPU for the log-parser tests.
 
-Builds the tiny Llama-2-architecture model (planner.adapters.tiny_model), writes a
+Builds the tiny Llama-2-architecture model (devtools.tiny_model), writes a
 small capitalization dataset, and runs the real ``tune run lora_finetune_single_device``
 with the project's recipe under a few configurations. stdout and stderr go to one
 ``slurm-<n>.out`` file each, as ``train.sh`` writes them under Slurm, so the progress
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO))
-    from planner.adapters.tiny_model import build_tiny_model, corpus_from_dataset
+    from devtools.tiny_model import build_tiny_model, corpus_from_dataset
 
     tune = shutil.which("tune") or str(Path(sys.executable).with_name("tune"))
     scratch = Path(tempfile.mkdtemp(prefix="tt-fixtures-"))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from planner.adapters.slurm_query import sacct, slurm_available
-from planner.core.sacct import JobRecord
+from planner.jobs.slurm_query import sacct, slurm_available
+from planner.jobs.sacct import JobRecord
 
 SKIP_MESSAGE = "no Slurm cluster reachable: start one with `bash scripts/slurm-cluster.sh start`"
 

@@ -113,7 +113,7 @@ def plan(spec_path: Path, out: Path, cwd: Path | None = None) -> Path:
 
 def plan_units(exp: Path) -> tuple[list[str], list[str]]:
     """Fine-tune run names and evaluation keys (``run/eval``) of a planned experiment, in plan order."""
-    from planner.adapters.experiment import load_experiment
+    from planner.folder.experiment import load_experiment
 
     planned = load_experiment(exp).plan
     return [r.name for r in planned.finetune_runs], [e.key for e in planned.evaluations]

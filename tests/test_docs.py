@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 from planner.cli.main import cli
-from planner.core.knobs import KNOBS
-from planner.core.localconfig import EnvironmentSettings, LocalSettings, SlurmSettings
-from planner.core.spec import ExperimentSpec, ResourcesSpec, TaskSpec
+from planner.spec.knobs import KNOBS
+from planner.spec.localconfig import EnvironmentSettings, LocalSettings, SlurmSettings
+from planner.spec.spec import ExperimentSpec, ResourcesSpec, TaskSpec
 from tests.conftest import ROOT
 
 

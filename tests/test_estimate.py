@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from planner.core.estimate import (
+from planner.estimate.estimators import (
     Estimate,
     PriorPool,
     PriorRun,
@@ -27,7 +27,7 @@ from planner.core.estimate import (
     slurm_time,
     training_time,
 )
-from planner.core.logparse import parse_log, parse_log_bytes
+from planner.estimate.logparse import parse_log, parse_log_bytes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "logs"
 

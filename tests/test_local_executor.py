@@ -2,8 +2,8 @@
 
 ``test_demo_runs_locally_without_slurm`` runs the README's demo command with every Slurm
 client hidden from PATH, so ``auto`` must pick the local executor and still take every
-job to COMPLETED. The other tests exercise ``planner.core.submission`` and
-``planner.core.status`` with a hand-made journal and job states: no scheduler, no files.
+job to COMPLETED. The other tests exercise ``planner.jobs.submission`` and
+``planner.status.report`` with a hand-made journal and job states: no scheduler, no files.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import pytest
 import yaml
 from submit_support import EXAMPLE, block, cli, env_with_path, plan_units, table
 
-from planner.core.journal import Journal, Submission, TaskEntry
-from planner.core.runs import Plan, expand
-from planner.core.spec import parse_spec
-from planner.core.status import JobInfo, build_report, table_rows
-from planner.core.submission import Selection, array_chunks, select
+from planner.folder.journal import Journal, Submission, TaskEntry
+from planner.spec.runs import Plan, expand
+from planner.spec.spec import parse_spec
+from planner.status.report import JobInfo, build_report, table_rows
+from planner.jobs.submission import Selection, array_chunks, select
 
 SLURM_CLIENTS = frozenset({"sbatch", "squeue", "sacct", "scontrol", "srun", "sinfo", "scancel", "salloc", "sacctmgr"})
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from planner.adapters.local_settings import find_local_settings, load_local_settings
-from planner.core.errors import ConfigError
-from planner.core.localconfig import parse_local_settings
+from planner.spec.local_settings import find_local_settings, load_local_settings
+from planner.spec.errors import ConfigError
+from planner.spec.localconfig import parse_local_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from planner.adapters.prior_runs import FULL_READ_MAX, find_logs, read_log, scan
-from planner.core.estimate import PriorRun
-from planner.core.logparse import STATES, LogRecord, parse_log, parse_log_bytes
+from planner.estimate.prior_scan import FULL_READ_MAX, find_logs, read_log, scan
+from planner.estimate.estimators import PriorRun
+from planner.estimate.logparse import STATES, LogRecord, parse_log, parse_log_bytes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "logs"
 REAL = FIXTURES / "real"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from planner.core.markdown import SummaryFormatError, md_cell, md_code, md_table, replace_block, wrap_block
+from planner.folder.markdown import SummaryFormatError, md_cell, md_code, md_table, replace_block, wrap_block
 
 
 def test_replace_block_keeps_every_other_byte() -> None:

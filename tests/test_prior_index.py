@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from planner.adapters.prior_index import scheduler_wall_times
-from planner.adapters.prior_runs import scan
-from planner.adapters.slurm_query import SchedulerQueryError
-from planner.core.designlog import DesignLog
-from planner.core.sacct import JobRecord
+from planner.estimate.priors import scheduler_wall_times
+from planner.estimate.prior_scan import scan
+from planner.jobs.slurm_query import SchedulerQueryError
+from planner.folder.designlog import DesignLog
+from planner.jobs.sacct import JobRecord
 
 REAL = Path(__file__).parent / "fixtures" / "logs" / "real" / "slurm-90001.out"  # epochs of 4 s and 2 s
 NOW = lambda: datetime(2026, 1, 1, tzinfo=timezone.utc)  # noqa: E731

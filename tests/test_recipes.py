@@ -10,7 +10,7 @@ import pytest
 import yaml
 from train_support import RECIPES, require_torchtune, tune_executable
 
-from planner.core import recipes as R
+from planner.torchtune import recipes as R
 
 LLAMA3_2_1B: dict[str, Any] = {
     "architectures": ["LlamaForCausalLM"], "hidden_size": 2048, "intermediate_size": 8192,

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from planner.adapters.fault_injection import oom_threshold
-from planner.adapters.train_supervisor import parse_args, resume_point, saved_epochs
-from planner.core.errors import ConfigError
-from planner.core.journal import Journal, Submission, TaskEntry
-from planner.core.recovery import (
+from planner.jobs.fault_injection import oom_threshold
+from planner.jobs.train_supervisor import parse_args, resume_point, saved_epochs
+from planner.spec.errors import ConfigError
+from planner.folder.journal import Journal, Submission, TaskEntry
+from planner.jobs.recovery import (
     Attempt,
     Deviation,
     RecoveryState,
@@ -26,9 +26,9 @@ from planner.core.recovery import (
     smaller_batch,
     status_note,
 )
-from planner.core.runs import expand
-from planner.core.spec import parse_spec
-from planner.core.status import JobInfo, build_report, table_rows
+from planner.spec.runs import expand
+from planner.spec.spec import parse_spec
+from planner.status.report import JobInfo, build_report, table_rows
 
 SPEC = {
     "name": "rec",
@@ -179,7 +179,7 @@ def test_train_sh_runs_the_supervisor_with_the_specs_limits(example: Path) -> No
                                           "resume": False})
     assert run_cli("new", "--spec", str(spec), "--yes").exit_code == 0
     script = (example / "experiments" / "cap_5L_lora_comparison_demo" / "tiny-llama-cap_rank4" / "train.sh").read_text()
-    assert "-m planner.adapters.train_supervisor" in script
+    assert "-m planner.jobs.train_supervisor" in script
     assert "--oom-retries 1 --attempts 2 --no-resume" in script
     assert "trap '' USR2" in script  # the shell and tee leave Slurm's stop warning to the supervisor
     subprocess.run(["bash", "-n", "-c", script], check=True)

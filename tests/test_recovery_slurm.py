@@ -130,7 +130,7 @@ def test_time_limit_stops_requeues_and_resumes(cluster: None, cleanup: list[Path
     job, run = _train_job(exp), run_folder(exp)
     assert poll(lambda: (run / "recipe_state" / "recipe_state.pt").is_file(), 1200, 0.5), "epoch 0 never saved"
     started = job_state(run)["started"]
-    from planner.core.status import parse_job_time
+    from planner.status.report import parse_job_time
 
     t0 = parse_job_time(started)
     assert t0 is not None

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from planner.core.sacct import (
+from planner.jobs.sacct import (
     FINAL_STATES,
     JOB_STATES,
     SACCT_FIELDS,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from slurm_support import require_slurm, sbatch, scancel, wait_for_records
 
-from planner.adapters import slurm_query
-from planner.adapters.slurm_query import SchedulerQueryError
+from planner.jobs import slurm_query
+from planner.jobs.slurm_query import SchedulerQueryError
 
 pytestmark = pytest.mark.slurm
 
@@ -140,9 +140,9 @@ def test_prior_log_gets_its_wall_time_from_accounting(tmp_path: Path) -> None:
     """A torchtune log written by a Slurm job elsewhere (no job-state.json): sacct says how long it ran."""
     from datetime import datetime, timezone
 
-    from planner.adapters.prior_index import scheduler_wall_times
-    from planner.adapters.prior_runs import scan
-    from planner.core.designlog import DesignLog
+    from planner.estimate.priors import scheduler_wall_times
+    from planner.estimate.prior_scan import scan
+    from planner.folder.designlog import DesignLog
 
     fixture = REPO / "tests" / "fixtures" / "logs" / "real" / "slurm-90001.out"  # 6 s of epochs
     job = sbatch("--job-name=pe-prior", "--wrap", f"cat '{fixture}'; sleep 7", cwd=tmp_path)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from planner.core.errors import ConfigError
-from planner.core.runs import expand
-from planner.core.spec import load_spec_text, spec_to_yaml
+from planner.spec.errors import ConfigError
+from planner.spec.runs import expand
+from planner.spec.spec import load_spec_text, spec_to_yaml
 
 SEED_000 = """
 name: scaling_grid_2025-09-13

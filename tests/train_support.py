@@ -119,7 +119,7 @@ def tiny_env(tmp_path_factory: pytest.TempPathFactory) -> TinyEnv:
         return _ENV
     from dataclasses import asdict
 
-    from planner.adapters.tiny_model import build_tiny_model, corpus_from_dataset
+    from devtools.tiny_model import build_tiny_model, corpus_from_dataset
 
     root = tmp_path_factory.mktemp("tiny_env")
     generate = load_task_module("generate")
@@ -150,7 +150,7 @@ def render_run(env: TinyEnv, run_dir: Path, *, gpus: int = 1, nodes: int = 1, **
     Returns:
         The config path.
     """
-    from planner.core import recipes
+    from planner.torchtune import recipes
 
     config = json.loads((env.model_dir / "config.json").read_text())
     shape = recipes.model_shape_from_config(config)
@@ -203,7 +203,7 @@ def train(config_path: Path, *, timeout: float = 300) -> subprocess.CompletedPro
     Returns:
         The completed process (stdout and stderr merged into ``stdout``).
     """
-    from planner.core.recipes import training_argv
+    from planner.torchtune.recipes import training_argv
 
     argv = training_argv(str(config_path), 1, 1)
     argv[0] = tune_executable()
@@ -240,7 +240,7 @@ def render_eval(
     Returns:
         The config path.
     """
-    from planner.core import recipes
+    from planner.torchtune import recipes
 
     ft = yaml.safe_load((run_dir / "finetune.yaml").read_text())
     name = name or ("capitalization" if epoch is None else f"capitalization_epoch{epoch}")

@@ -1,1 +1,5 @@
-"""cli layer of plan-experiment."""
+"""The command line: one module per subcommand, plus ``common`` and ``main``.
+
+The top of the house: parses options, calls one workflow, prints, and maps domain errors
+to exit codes (``main``). Nothing in ``planner`` imports this package.
+"""

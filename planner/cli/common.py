@@ -7,11 +7,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from planner.adapters import slurm_query
-from planner.adapters.executors import Executor, LocalSubmitter, SlurmSubmitter
-from planner.adapters.experiment import Experiment
-from planner.core.errors import SchedulerError
-from planner.core.status import StatusReport, clock
+from planner.jobs import slurm_query
+from planner.jobs.executors import Executor, LocalSubmitter, SlurmSubmitter
+from planner.folder.experiment import Experiment
+from planner.spec.errors import SchedulerError
+from planner.status.report import StatusReport, clock
 
 STATE_STYLE = {
     "COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "SUBMITTED": "yellow",

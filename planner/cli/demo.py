@@ -17,14 +17,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from planner import paths
-from planner.adapters.experiment import load_experiment
-from planner.adapters.local_settings import load_local_settings
-from planner.adapters.planning import prepare, write
-from planner.adapters.submitting import submit
-from planner.adapters.tracking import refresh
+from planner.folder.experiment import load_experiment
+from planner.spec.local_settings import load_local_settings
+from planner.plan.pipeline import prepare, write
+from planner.jobs.submitting import submit
+from planner.status.refresh import refresh
 from planner.cli.common import make_executor, print_report
-from planner.core.errors import JobsFailedError, PlannerError
-from planner.core.spec import load_spec_text
+from planner.spec.errors import JobsFailedError, PlannerError
+from planner.spec.spec import load_spec_text
 
 EXAMPLE = paths.PROJECT_ROOT / "examples" / "capitalization"
 

@@ -11,11 +11,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from planner.adapters.estimation import run_estimate, settings_of
-from planner.adapters.experiment import load_experiment
-from planner.adapters.local_settings import load_local_settings
-from planner.adapters.tracking import predicted_seconds, refresh
-from planner.core.render import duration, size
+from planner.estimate.pipeline import run_estimate, settings_of
+from planner.folder.experiment import load_experiment
+from planner.spec.local_settings import load_local_settings
+from planner.status.refresh import predicted_seconds, refresh
+from planner.plan.render import duration, size
 
 
 @click.command("estimate")

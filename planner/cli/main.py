@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from planner import __version__
-from planner.core.errors import PlannerError
+from planner.spec.errors import PlannerError
 
 EXIT_CODES_HELP = """Exit codes: 0 ok, 1 unexpected error, 2 bad input (settings or spec),
 3 missing resource, 4 experiment exists, 5 scheduler error, 6 a job failed."""

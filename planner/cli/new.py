@@ -10,12 +10,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from planner.adapters.local_settings import find_local_settings, load_local_settings
-from planner.adapters.planning import PreparedExperiment, prepare, write
-from planner.adapters.prompts import Prompter, run_wizard
-from planner.core.errors import ConfigError, PlannerError
-from planner.core.render import duration, size
-from planner.core.spec import load_spec_text, parse_spec
+from planner.spec.local_settings import find_local_settings, load_local_settings
+from planner.plan.pipeline import PreparedExperiment, prepare, write
+from planner.plan.prompts import Prompter, run_wizard
+from planner.spec.errors import ConfigError, PlannerError
+from planner.plan.render import duration, size
+from planner.spec.spec import load_spec_text, parse_spec
 
 
 def show_plan(console: Console, prepared: PreparedExperiment) -> None:

@@ -11,10 +11,10 @@ import click
 from rich.console import Console
 from rich.live import Live
 
-from planner.adapters.experiment import load_experiment
-from planner.adapters.tracking import refresh
+from planner.folder.experiment import load_experiment
+from planner.status.refresh import refresh
 from planner.cli.common import print_report, status_table
-from planner.core.errors import JobsFailedError
+from planner.spec.errors import JobsFailedError
 
 
 @click.command("status")

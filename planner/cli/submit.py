@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 
-from planner.adapters.executors import DryRun
-from planner.adapters.experiment import load_experiment
-from planner.adapters.submitting import submit
+from planner.jobs.executors import DryRun
+from planner.folder.experiment import load_experiment
+from planner.jobs.submitting import submit
 from planner.cli.common import make_executor
-from planner.core.submission import check_only
+from planner.jobs.submission import check_only
 
 
 @click.command("submit")

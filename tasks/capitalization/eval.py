@@ -4,7 +4,7 @@ Usage::
 
     python tasks/capitalization/eval.py --config eval_config.yaml
 
-The config (rendered by ``planner.core.recipes.eval_config``) names the model
+The config (rendered by ``planner.torchtune.recipes.eval_config``) names the model
 builder, the base checkpoint, the tokenizer node used in training, the adapter
 folder (``epoch_N``; null for a base-model control), the dataset split, the prompt
 and system prompt. The model is greedy-decoded with torchtune's generation

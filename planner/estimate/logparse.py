@@ -1,0 +1,851 @@
+"""Parse torchtune training logs (``slurm-*.out``) into structured records.
+
+Pure: text in, :class:`LogRecord` out. No file access happens here; the adapter
+``planner.estimate.prior_scan`` reads files and hands their bytes to
+:func:`parse_log_bytes`; :func:`parse_log` takes text.
+
+The parser accepts every format torchtune 0.6.1 and its neighbours write:
+
+* the config dump ``Running <RecipeClass> with resolved config:`` followed by YAML;
+* tqdm progress bars ``{epoch}|{global_step}|Loss: {loss}: {pct}%|{bar}| {n}/{total}
+  [{elapsed}<{remaining}, {rate}]`` where rate is ``X.XXit/s`` or ``X.XXs/it``. tqdm
+  rewrites the bar with ``\\r``, so one physical line holds many updates;
+* memory blocks (``GPU peak memory allocation|alloc|reserved|active: X GiB``, old ``GB``);
+* checkpoint lines ``Model|Adapter|Recipe checkpoint of size X GiB saved to PATH``;
+* DiskLogger / StdoutLogger lines ``Step N | loss:X lr:Y tokens_per_second_per_gpu:Z``;
+* Weights & Biases summary lines ``wandb: tokens_per_second_per_gpu 186.75``;
+* out-of-memory markers and Python tracebacks.
+
+Speed matters: the planner scans thousands of logs and the bar text dominates their
+size (one update per optimizer step, ~100 bytes each). So the parser works on bytes
+(decoding megabytes of bar glyphs costs more than parsing them), jumps from one
+carriage return to the next with ``bytes.find`` (memchr), parses every update of short
+bar lines but only a few evenly spaced probes plus the last update of long ones (the
+last carries the epoch's n/total, elapsed time and global step), and runs the few
+rare-line regexes only over the small remainder that is *not* bar updates, decoded
+with ``errors="replace"``. The dozen config keys estimates need are read with plain
+``str.find``; the whole dump is parsed with ``yaml.safe_load`` only when
+:attr:`LogRecord.config` is asked for. Everything is best effort: a truncated,
+interleaved or garbage log yields a partial record with ``problems`` filled in, never
+an exception.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+try:  # libyaml is ~10x faster than the pure-Python loader; fall back when absent.
+    YAML_LOADER: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - depends on how PyYAML was built
+    YAML_LOADER = yaml.SafeLoader
+
+#: Final states a log can be in.
+STATES = ("completed", "oom", "failed", "truncated", "unknown")
+
+#: Probes per long bar line (plus its last update). Lines with up to this many + 2
+#: updates are parsed whole. tqdm's rate is already a moving average, so a few probes
+#: give a robust median; bounded so a 10,000-step epoch costs what a 50-step one does.
+BAR_SAMPLES_PER_LINE = 3
+
+#: Upper bound on stored loss points and speed samples (keeps cached records small).
+MAX_SERIES = 16
+
+_GIB = 1024**3
+
+# One tqdm update, on bytes. The description (epoch|global_step|Loss: x) is absent on
+# the very first print of a bar (0%, ?it/s). Loss is whatever Python printed for a
+# float: 2.0845, 6.05e-06, nan, inf. The bar glyphs are multi-byte UTF-8 but never
+# contain the bytes | \r \n, so [^|\r\n]* skips them without decoding.
+_BAR_RE = re.compile(
+    rb"(?:(\d+)\|(\d+)\|Loss: ([^:|\r\n]*): *)?"
+    rb"(\d+)%\|[^|\r\n]*\| *(\d+)/(\d+) "
+    rb"\[((?:\d+d )?[\d:]+)<(?:[\d:]+|\?)?, *(?:([\d.]+)(it/s|s/it)|\?it/s)\]"
+)
+_HEADER_RE = re.compile(r"Running (\w+) with resolved config:")
+# Patterns open with a literal so the regex engine can skip ahead with a fast prefix
+# search instead of trying every position (what a leading \w+ or (A|B) would cost).
+_MEM_RE = re.compile(r"peak memory (allocation|alloc|reserved|active): *([\d.]+) *(GiB|GB|MiB|MB)?")
+_CKPT_RE = re.compile(r"checkpoint of size ([\d.]+) *(GiB|GB|MiB|MB) saved to (\S+)")
+_EPOCH_DIR_RE = re.compile(r"epoch_(\d+)")
+_CKPT_SAVED_RE = re.compile(r"Checkpoint saved in ([\d.]+) seconds")
+_STEP_RE = re.compile(r"Step (\d+) \| ([^\n\r]*)")
+_KV_RE = re.compile(r"(\w+):(\S+)")
+_WANDB_RE = re.compile(
+    r"wandb: +(\w+) +([-+]?(?:[\d.]+(?:[eE][-+]?\d+)?|nan|inf))[ \t]*$", re.M
+)
+_TRACEBACK = "Traceback (most recent call last):"
+_EXC_LINE_RE = re.compile(r"\n(\w+(?:\.\w+)*(?:Error|Exception|Interrupt)\b.*)")
+_SLURM_CANCEL_RE = re.compile(r"\*\*\* (?:JOB|STEP) [\d.]+ ON \S+ CANCELLED AT \S+(.*?)\*\*\*")
+
+_UNIT_TO_GIB = {None: 1.0, "GiB": 1.0, "GB": 1e9 / _GIB, "MiB": 1 / 1024, "MB": 1e6 / _GIB}
+
+
+@dataclass(slots=True)
+class BarSample:
+    """One sampled tqdm update.
+
+    Attributes:
+        epoch: 1-based epoch from the bar description (None on the first, bare print).
+        global_step: optimizer steps so far across epochs (None without description).
+        loss_raw: loss as printed in the description (converted only when used).
+        n: steps done in this epoch.
+        total: steps in this epoch (optimizer steps, capped by max_steps_per_epoch).
+        elapsed_raw: tqdm's elapsed clock as printed (converted only when used).
+        it_per_s: rate as iterations per second (``s/it`` is inverted).
+    """
+
+    epoch: int | None
+    global_step: int | None
+    loss_raw: bytes | None
+    n: int
+    total: int
+    elapsed_raw: bytes
+    it_per_s: float | None
+
+    @property
+    def loss(self) -> float | None:
+        """The loss as a float (None when unreadable)."""
+        return _to_float(self.loss_raw)
+
+    @property
+    def elapsed_s(self) -> float | None:
+        """Seconds since the bar started."""
+        return _clock_to_s(self.elapsed_raw.decode("ascii", "replace"))
+
+
+@dataclass(slots=True)
+class CheckpointSave:
+    """A checkpoint file torchtune reported saving.
+
+    Attributes:
+        kind: ``"model"``, ``"adapter"`` or ``"recipe"``.
+        size_gib: file size in GiB as logged.
+        path: path as logged.
+        epoch: 0-based epoch taken from the ``epoch_N`` folder in the path.
+    """
+
+    kind: str
+    size_gib: float
+    path: str
+    epoch: int | None
+
+
+@dataclass
+class LogRecord:
+    """What one training log says. Every field is optional: logs can be partial.
+
+    Attributes:
+        path: where the text came from (informational).
+        recipe: recipe class, e.g. ``LoRAFinetuneRecipeSingleDevice``.
+        config_text: the YAML of the config dump as logged (not kept in scan caches).
+        model_component: ``model._component_``, e.g. ``torchtune.models.llama3_2.lora_llama3_2_1b``.
+        batch_size: ``batch_size``.
+        gradient_accumulation_steps: ``gradient_accumulation_steps``.
+        epochs: configured epochs.
+        max_seq_len: ``tokenizer.max_seq_len``.
+        packed: ``dataset.packed``.
+        dataset_source: ``dataset.source``.
+        dataset_data_files: ``dataset.data_files``.
+        dataset_split: ``dataset.split``.
+        max_steps_per_epoch: ``max_steps_per_epoch``.
+        output_dir: ``output_dir``.
+        lora_rank: ``model.lora_rank``.
+        checkpoint_dir: ``checkpointer.checkpoint_dir`` (the base model's folder).
+        steps_per_epoch: bar total (optimizer steps per epoch).
+        total_steps: highest global step seen.
+        epochs_started: highest epoch number seen on a bar (1-based).
+        epochs_finished: epochs whose bar reached its total.
+        epoch_elapsed_s: bar elapsed time at the last seen update of each epoch.
+        speed_samples: sampled rates in it/s, in log order.
+        steady_it_per_s: median rate after warm-up.
+        tokens_per_second: tokens/s per GPU samples (Step lines, W&B summary).
+        tokens_per_second_median: median of ``tokens_per_second``.
+        loss: ``(global_step, loss)`` points, bounded, in log order.
+        peak_memory_gib: ``{"alloc"|"reserved"|"active": GiB}``, maxima over the log.
+        checkpoints: checkpoint saves.
+        checkpoint_save_s: ``Checkpoint saved in X seconds`` values.
+        wandb: numeric W&B summary values.
+        oom: an out-of-memory marker was seen.
+        error: last exception line, if a traceback was seen.
+        state: one of :data:`STATES`.
+        problems: human-readable notes on what could not be parsed.
+    """
+
+    path: str | None = None
+    recipe: str | None = None
+    config_text: str | None = None
+    model_component: str | None = None
+    batch_size: int | None = None
+    gradient_accumulation_steps: int | None = None
+    epochs: int | None = None
+    max_seq_len: int | None = None
+    packed: bool | None = None
+    dataset_source: str | None = None
+    dataset_data_files: Any = None
+    dataset_split: str | None = None
+    max_steps_per_epoch: int | None = None
+    output_dir: str | None = None
+    lora_rank: int | None = None
+    checkpoint_dir: str | None = None
+    steps_per_epoch: int | None = None
+    total_steps: int | None = None
+    epochs_started: int = 0
+    epochs_finished: int = 0
+    epoch_elapsed_s: list[float] = field(default_factory=list)
+    speed_samples: list[float] = field(default_factory=list)
+    steady_it_per_s: float | None = None
+    tokens_per_second: list[float] = field(default_factory=list)
+    tokens_per_second_median: float | None = None
+    loss: list[tuple[int, float]] = field(default_factory=list)
+    peak_memory_gib: dict[str, float] = field(default_factory=dict)
+    checkpoints: list[CheckpointSave] = field(default_factory=list)
+    checkpoint_save_s: list[float] = field(default_factory=list)
+    wandb: dict[str, float] = field(default_factory=dict)
+    oom: bool = False
+    error: str | None = None
+    state: str = "unknown"
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        """The resolved config, parsed with ``yaml.safe_load`` on first use.
+
+        Returns:
+            The config mapping, or None when there was no dump, it did not parse (even
+            after dropping damaged trailing lines), or the record came from a cache.
+        """
+        if self.config_text is None:
+            return None
+        cached = self.__dict__.get("_config_cache", _UNSET)
+        if cached is not _UNSET:
+            return cached
+        cfg = _safe_yaml(self.config_text)
+        self.__dict__["_config_cache"] = cfg
+        return cfg
+
+    @property
+    def peak_memory(self) -> float | None:
+        """The largest peak-memory figure logged (reserved is what the GPU had to hold)."""
+        return max(self.peak_memory_gib.values()) if self.peak_memory_gib else None
+
+    @property
+    def has_training_data(self) -> bool:
+        """Whether the log holds anything an estimate can use."""
+        return bool(
+            self.recipe or self.speed_samples or self.tokens_per_second or self.checkpoints
+        )
+
+    def checkpoint_gib_per_epoch(self) -> float | None:
+        """Size written per epoch (model + adapter files; recipe state excluded).
+
+        Returns:
+            GiB per epoch, averaged over the epochs seen, or None without checkpoint lines.
+        """
+        per_epoch: dict[int | None, float] = {}
+        for c in self.checkpoints:
+            if c.kind != "recipe":
+                per_epoch[c.epoch] = per_epoch.get(c.epoch, 0.0) + c.size_gib
+        if not per_epoch:
+            return None
+        return sum(per_epoch.values()) / len(per_epoch)
+
+    def to_dict(self, *, with_config: bool = True) -> dict[str, Any]:
+        """A JSON-serialisable dict (``from_dict`` reverses it).
+
+        Args:
+            with_config: keep ``config_text``; caches leave it out to stay small.
+
+        Returns:
+            Field name to value; checkpoints become dicts.
+        """
+        # Shallow on purpose: dataclasses.asdict deep-copies and is ~10x slower, which
+        # shows when 10,000 records are cached.
+        d = {name: getattr(self, name) for name in _FIELDS}
+        d["checkpoints"] = [
+            {"kind": c.kind, "size_gib": c.size_gib, "path": c.path, "epoch": c.epoch}
+            for c in self.checkpoints
+        ]
+        if not with_config:
+            d["config_text"] = None
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "LogRecord":
+        """Rebuild a record written by :meth:`to_dict`.
+
+        Args:
+            data: the dict.
+
+        Returns:
+            The record; unknown keys are ignored so older caches still load.
+        """
+        known = {k: v for k, v in data.items() if k in _FIELDS}
+        known["checkpoints"] = [CheckpointSave(**c) for c in known.get("checkpoints") or []]
+        known["loss"] = [tuple(p) for p in known.get("loss") or []]
+        return cls(**known)
+
+
+_FIELDS = tuple(LogRecord.__dataclass_fields__)
+_UNSET = object()
+
+
+def _safe_yaml(text: str) -> dict[str, Any] | None:
+    """``yaml.safe_load`` that survives a dump cut short or interleaved with output."""
+    try:
+        cfg = yaml.load(text, Loader=YAML_LOADER)
+    except yaml.YAMLError:
+        # Drop lines from the end until it parses, so the keys before the damage count.
+        lines = text.split("\n")
+        cfg = None
+        for cut in range(len(lines) - 1, 0, -max(1, len(lines) // 8)):
+            try:
+                cfg = yaml.load("\n".join(lines[:cut]), Loader=YAML_LOADER)
+                break
+            except yaml.YAMLError:
+                continue
+    return cfg if isinstance(cfg, dict) else None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _to_float(s: str | bytes | None) -> float | None:
+    if s is None:
+        return None
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+def _to_int(v: Any) -> int | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, int):
+        return v
+    try:
+        return int(str(v))
+    except ValueError:
+        return None
+
+
+def _clock_to_s(s: str | None) -> float | None:
+    """tqdm's ``[D d ][H:]MM:SS`` to seconds."""
+    if not s or "?" in s:
+        return None
+    days = 0
+    if "d " in s:
+        d, s = s.split("d ", 1)
+        days = int(d) if d.isdigit() else 0
+    total = 0
+    for part in s.split(":"):
+        if not part.isdigit():
+            return None
+        total = total * 60 + int(part)
+    return float(total + days * 86400)
+
+
+def _bounded(seq: list[Any], limit: int = MAX_SERIES) -> list[Any]:
+    """Thin a list to at most ``limit`` items, keeping first and last."""
+    if len(seq) <= limit:
+        return seq
+    step = (len(seq) - 1) / (limit - 1)
+    return [seq[round(i * step)] for i in range(limit)]
+
+
+def _parse_bar(data: bytes, pos: int, end: int) -> tuple[BarSample | None, int]:
+    """Parse the first bar update in ``data[pos:end]``.
+
+    Returns:
+        The sample (None when there is none) and the offset just past its closing
+        ``]`` (``pos`` when there is none): text glued after it is a log line written
+        without a preceding newline.
+    """
+    m = _BAR_RE.search(data, pos, end)
+    if m is None:
+        return None, pos
+    ep, gs, loss, _pct, n, total, elapsed, rate, unit = m.groups()
+    it_s = None
+    if rate is not None:
+        try:
+            it_s = float(rate)
+        except ValueError:
+            it_s = None
+        if it_s is not None and unit == b"s/it":
+            it_s = 1.0 / it_s if it_s > 0 else None
+    sample = BarSample(
+        int(ep) if ep else None, int(gs) if gs else None, loss, int(n), int(total), elapsed, it_s
+    )
+    return sample, m.end()
+
+
+def _bar_line(data: bytes, start: int, end: int, first: int, samples: list[BarSample],
+              rest: list[bytes]) -> None:
+    """Handle one physical line ``data[start:end]`` whose first ``\\r`` is at ``first``."""
+    if first > start:
+        rest.append(data[start:first])
+    # Lines with few updates: parse them all. Long lines: a few evenly spaced probes
+    # past the warm-up (each snaps to the next '\r') and the last update, which holds
+    # the epoch's final n/total, elapsed time and global step. memchr-backed finds
+    # keep the walk cheap however long the line is.
+    starts = [first]
+    p = first
+    for _ in range(BAR_SAMPLES_PER_LINE + 2):
+        p = data.find(b"\r", p + 1, end)
+        if p < 0:
+            break
+        starts.append(p)
+    else:
+        span = end - first
+        starts = []
+        for k in range(1, BAR_SAMPLES_PER_LINE + 1):
+            p = data.find(b"\r", first + span * k // (BAR_SAMPLES_PER_LINE + 1), end)
+            if p >= 0 and (not starts or p > starts[-1]):
+                starts.append(p)
+        for p in starts:
+            sample, _ = _parse_bar(data, p + 1, data.find(b"\r", p + 1, end))
+            if sample is not None:
+                samples.append(sample)
+        last = data.rfind(b"\r", first, end)
+        sample, stop = _parse_bar(data, last + 1, end)
+        if sample is None:
+            # The last update was cut mid-write: use the one before it.
+            prev = data.rfind(b"\r", first, last)
+            if prev > (starts[-1] if starts else first):
+                before, _ = _parse_bar(data, prev + 1, last)
+                if before is not None:
+                    samples.append(before)
+            if data[last + 1 : end].strip():
+                rest.append(data[last + 1 : end])
+        else:
+            samples.append(sample)
+            if stop < end:
+                rest.append(data[stop:end])
+        return
+    for p in starts:
+        seg_end = data.find(b"\r", p + 1, end)
+        if seg_end < 0:
+            seg_end = end
+        sample, stop = _parse_bar(data, p + 1, seg_end)
+        if sample is not None:
+            samples.append(sample)
+        if seg_end == end:
+            if sample is None:
+                if data[p + 1 : end].strip():
+                    rest.append(data[p + 1 : end])  # not a bar (cut, or other \r output)
+            elif stop < end:
+                rest.append(data[stop:end])
+
+
+def _split_bars(data: bytes) -> tuple[list[BarSample], bytes]:
+    """Pull bar updates out of the log.
+
+    Returns:
+        The sampled updates in log order and the remaining non-bar bytes, in which
+        the rare lines (checkpoints, memory, Step lines ...) are searched.
+    """
+    samples: list[BarSample] = []
+    if b"\r" not in data:
+        # Bars written without carriage returns (e.g. a log post-processed into one
+        # update per line). Rare, so a simple full pass is fine.
+        if b"it/s]" not in data and b"s/it]" not in data:
+            return samples, data
+        rest: list[bytes] = []
+        for line in data.split(b"\n"):
+            if b"it]" in line or b"it/s]" in line:
+                sample, stop = _parse_bar(line, 0, len(line))
+                if sample is not None:
+                    samples.append(sample)
+                    rest.append(line[stop:])
+                    continue
+            rest.append(line)
+        if len(samples) > MAX_SERIES * 4:
+            samples = _bounded(samples, MAX_SERIES * 4)
+        return samples, b"\n".join(rest)
+
+    # Jump from one '\r' to the next instead of walking every line: the text between
+    # two bar lines (config dump, log lines) goes to the remainder as one slice.
+    rest = []
+    size = len(data)
+    pos = 0  # start of text not yet assigned
+    cr = data.find(b"\r")
+    while cr >= 0:
+        line_start = data.rfind(b"\n", pos, cr) + 1 or pos
+        if line_start < pos:
+            line_start = pos
+        end = data.find(b"\n", cr)
+        if end < 0:
+            end = size
+        if line_start > pos:
+            rest.append(data[pos : line_start - 1] if data[line_start - 1 : line_start] == b"\n" else data[pos:line_start])
+        _bar_line(data, line_start, end, cr, samples, rest)
+        pos = end + 1
+        cr = data.find(b"\r", pos) if pos < size else -1
+    if pos < size:
+        rest.append(data[pos:])
+    return samples, b"\n".join(rest)
+
+
+def _scalar(raw: str | None) -> Any:
+    """A YAML scalar as OmegaConf writes it, without a YAML parser (hot path)."""
+    if raw is None:
+        return None
+    v = raw.strip()
+    if not v or v in ("null", "~", "Null", "NULL"):
+        return None
+    if v[0] in "'\"" and v[-1:] == v[0] and len(v) > 1:
+        return v[1:-1]
+    low = v.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if v[0] in "[{":
+        try:
+            return yaml.load(v, Loader=YAML_LOADER)
+        except yaml.YAMLError:
+            return v
+    if v.isdigit():
+        return int(v)
+    # Only try numbers when it can be one: raising ValueError costs microseconds.
+    if v[0] in "-+.0123456789" and len(v) < 40:
+        try:
+            return int(v)
+        except ValueError:
+            pass
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
+
+
+# The dump ends at the first line that is neither indented, a list item, a comment,
+# blank, nor a top-level ``key:`` (a log line, a warning, a bar). Patterns here are
+# anchored on "\n" rather than ``^`` with re.M: a literal first character lets the
+# regex engine skip ahead, which makes them several times faster.
+_CONFIG_END_RE = re.compile(r"\n(?=[^ \t\-#\n])(?![A-Za-z_][\w.\-]*:(?: |\n|$))")
+_SECTION_END_RE = re.compile(r"\n[^ \t\-#\n]")
+_TOP_ATTR = {k: k for k in ("batch_size", "gradient_accumulation_steps", "epochs",
+                            "max_steps_per_epoch", "output_dir")}
+_SECTION_FINDS = {
+    "model": (("_component_", "model_component"), ("lora_rank", "lora_rank")),
+    "tokenizer": (("max_seq_len", "max_seq_len"),),
+    "checkpointer": (("checkpoint_dir", "checkpoint_dir"),),
+    "dataset": (("packed", "packed"), ("source", "dataset_source"), ("data_files", "dataset_data_files"),
+                ("split", "dataset_split")),
+}
+# Search strings built once: "\nbatch_size:" for top-level keys, "\n  packed:" inside
+# the section that starts at "\ndataset:\n".
+_TOP_NEEDLES = tuple((f"\n{k}:", k) for k in _TOP_ATTR)
+_SECTION_NEEDLES = tuple(
+    (f"\n{name}:\n", tuple((f"\n  {key}:", attr) for key, attr in keys))
+    for name, keys in _SECTION_FINDS.items()
+)
+_INT_FIELDS = {"batch_size", "gradient_accumulation_steps", "epochs", "max_steps_per_epoch",
+               "lora_rank", "max_seq_len"}
+_STR_FIELDS = {"model_component", "dataset_source", "dataset_split", "output_dir", "checkpoint_dir"}
+_BLOCK_ITEM_RE = re.compile(r"\n {2,}- (.*)")
+
+
+def _line_value(block: str, pos: int) -> Any:
+    """The scalar after ``key:`` at ``pos`` up to the end of the line (None if empty)."""
+    end = block.find("\n", pos)
+    return _scalar(block[pos : end if end >= 0 else len(block)])
+
+
+def _extract_config(text: str, rec: LogRecord) -> None:
+    """Find the config dump; keep its text and fill the fields estimates need.
+
+    The dump is ``OmegaConf.to_yaml`` output: two-space indentation, one key per line.
+    ``str.find`` reads the dozen keys estimates need (a YAML parser costs
+    ~0.4 ms a log, more than everything else together); :attr:`LogRecord.config`
+    parses the whole dump with ``yaml.safe_load`` on demand.
+    """
+    at = text.find(" with resolved config:")
+    if at < 0:
+        return
+    m = _HEADER_RE.search(text, max(0, at - 120), at + 23)
+    if m is None:
+        return
+    rec.recipe = m.group(1)
+    start = text.find("\n", m.end())
+    if start < 0:
+        rec.problems.append("config dump header present but no config followed (log cut)")
+        return
+    # Work on "\n" + dump so every key line, the first included, follows a newline.
+    end_m = _CONFIG_END_RE.search(text, start + 1)
+    block = text[start : end_m.start() if end_m else len(text)] + "\n"
+    rec.config_text = block.strip("\n") + "\n"
+    # Plain str.find per wanted key: a dozen C-level searches beat a regex pass plus
+    # Python work per matched line (the dump has ~20 ``_component_`` lines alone).
+    found: dict[str, Any] = {}
+    for needle, key in _TOP_NEEDLES:
+        at = block.find(needle)
+        if at >= 0:
+            found[key] = _line_value(block, at + len(needle))
+    for header, keys in _SECTION_NEEDLES:
+        at = block.find(header)
+        if at < 0:
+            continue
+        body = at + len(header)
+        se = _SECTION_END_RE.search(block, body)
+        end = se.start() + 1 if se else len(block)
+        for needle, attr in keys:
+            k = block.find(needle, body - 1, end)
+            if k < 0:
+                continue
+            vpos = k + len(needle)
+            raw = _line_value(block, vpos)
+            if raw is None and attr == "dataset_data_files":
+                items = []  # block list: the "- item" lines that follow
+                ipos = block.find("\n", vpos)
+                while (im := _BLOCK_ITEM_RE.match(block, ipos)) is not None:
+                    items.append(_scalar(im.group(1)))
+                    ipos = im.end()
+                found[attr] = items
+            else:
+                found[attr] = raw
+    for attr, value in found.items():
+        if attr in _INT_FIELDS:
+            value = _to_int(value)
+        elif attr == "packed":
+            value = value if isinstance(value, bool) else None
+        elif attr in _STR_FIELDS:
+            value = str(value) if value is not None else None
+        setattr(rec, attr, value)
+    if not found:
+        rec.problems.append("config dump present but none of the expected keys were read")
+
+
+def _median(values: list[float]) -> float:
+    """Median without statistics' overhead (called once per log)."""
+    v = sorted(values)
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
+
+
+def _summarise_bars(samples: list[BarSample], rec: LogRecord) -> None:
+    if not samples:
+        return
+    # The bar total is constant across epochs; take the most common one.
+    counts: dict[int, int] = {}
+    steps = None
+    for s in samples:
+        if s.total > 0:
+            counts[s.total] = counts.get(s.total, 0) + 1
+        if s.global_step is not None and (steps is None or s.global_step > steps):
+            steps = s.global_step
+    if counts:
+        rec.steps_per_epoch = max(counts, key=counts.__getitem__)
+    rec.total_steps = steps
+    # Last seen update per epoch: epoch-less updates (the bare first print) belong to
+    # the epoch after the last described one.
+    last_by_epoch: dict[int, BarSample] = {}
+    current = 0
+    for s in samples:
+        ep = s.epoch if s.epoch is not None else current + 1 if s.n == 0 else current
+        if s.epoch is not None:
+            current = s.epoch
+        if ep <= 0:
+            continue
+        prev = last_by_epoch.get(ep)
+        if prev is None or s.n >= prev.n:
+            last_by_epoch[ep] = s
+    if last_by_epoch:
+        rec.epochs_started = max(last_by_epoch)
+        # Epochs run in order, so the last one decides: earlier epochs finished even
+        # when their updates were not sampled (or not read, for huge logs).
+        last = last_by_epoch[rec.epochs_started]
+        rec.epochs_finished = rec.epochs_started - (0 if last.total and last.n >= last.total else 1)
+        rec.epoch_elapsed_s = [
+            last_by_epoch[e].elapsed_s or 0.0 for e in sorted(last_by_epoch) if last_by_epoch[e].n > 0
+        ]
+        if rec.total_steps is None and rec.steps_per_epoch:
+            rec.total_steps = sum(s.n for s in last_by_epoch.values())
+    rates = [s.it_per_s for s in samples if s.it_per_s]
+    rec.speed_samples = _bounded(rates)
+    # Warm-up: the first steps include compilation, cache warm-up and the first
+    # checkpoint-free data loading, and tqdm's rate is a moving average, so updates in
+    # the first 10% of an epoch (at least 2 steps) are left out of the steady rate.
+    steady = [s.it_per_s for s in samples if s.it_per_s and s.n > max(2, s.total // 10)]
+    if steady:
+        rec.steady_it_per_s = _median(steady)
+    elif rates:
+        rec.steady_it_per_s = _median(rates)
+        rec.problems.append("speed only from warm-up updates; steady rate may be low")
+    losses = []
+    for s in _bounded([s for s in samples if s.global_step is not None and s.loss_raw]):
+        loss = s.loss
+        if loss is not None and math.isfinite(loss):
+            losses.append((s.global_step, loss))
+    rec.loss = losses
+
+
+def _extract_rare(text: str, rec: LogRecord) -> None:
+    """Lines that occur a few times per log: memory, checkpoints, Step, W&B, errors."""
+    if "peak memory" in text:
+        for m in _MEM_RE.finditer(text):
+            key = "alloc" if m.group(1).startswith("alloc") else m.group(1)
+            val = _to_float(m.group(2))
+            if val is None:
+                continue
+            val *= _UNIT_TO_GIB.get(m.group(3), 1.0)
+            rec.peak_memory_gib[key] = max(val, rec.peak_memory_gib.get(key, 0.0))
+    if "checkpoint of size" in text:
+        for m in _CKPT_RE.finditer(text):
+            size = _to_float(m.group(1))
+            if size is None:
+                continue
+            at = m.start()
+            before = text[at - 8 : at] if at >= 8 else text[:at]
+            kind = "adapter" if "Adapter" in before else "recipe" if "Recipe" in before else "model"
+            path = m.group(3)
+            ep = _EPOCH_DIR_RE.search(path)
+            rec.checkpoints.append(
+                CheckpointSave(kind, size * _UNIT_TO_GIB.get(m.group(2), 1.0), path,
+                               int(ep.group(1)) if ep else None)
+            )
+    if "Checkpoint saved in" in text:
+        rec.checkpoint_save_s = [float(x) for x in _CKPT_SAVED_RE.findall(text) if _to_float(x) is not None]
+    if "Step " in text:
+        step_losses: list[tuple[int, float]] = []
+        tps: list[float] = []
+        for m in _STEP_RE.finditer(text):
+            step = int(m.group(1))
+            for k, v in _KV_RE.findall(m.group(2)):
+                f = _to_float(v)
+                if f is None:
+                    continue
+                if k == "loss" and math.isfinite(f):
+                    step_losses.append((step, f))
+                elif k == "tokens_per_second_per_gpu":
+                    tps.append(f)
+                elif k.startswith("peak_memory_"):
+                    key = k[len("peak_memory_") :]
+                    rec.peak_memory_gib[key] = max(f, rec.peak_memory_gib.get(key, 0.0))
+        if tps:
+            rec.tokens_per_second = _bounded(tps)
+            # The first logged step includes warm-up; leave it out when there are more.
+            rec.tokens_per_second_median = _median(tps[1:] if len(tps) > 2 else tps)
+        if step_losses and not rec.loss:
+            rec.loss = _bounded(step_losses)
+    if "wandb:" in text:
+        for k, v in _WANDB_RE.findall(text):
+            f = _to_float(v)
+            if f is not None:
+                rec.wandb[k] = f
+        w = rec.wandb.get("tokens_per_second_per_gpu")
+        if w is not None and not rec.tokens_per_second:
+            rec.tokens_per_second = [w]
+            rec.tokens_per_second_median = w
+        for src, key in (("peak_memory_alloc", "alloc"), ("peak_memory_reserved", "reserved"),
+                         ("peak_memory_active", "active")):
+            if src in rec.wandb:
+                rec.peak_memory_gib[key] = max(rec.wandb[src], rec.peak_memory_gib.get(key, 0.0))
+        if rec.total_steps is None and "global_step" in rec.wandb:
+            rec.total_steps = int(rec.wandb["global_step"])
+    # "of memory" covers "CUDA out of memory" and "Out of memory"; "OfMemory" covers
+    # torch.OutOfMemoryError and torch.cuda.OutOfMemoryError.
+    if "OfMemory" in text or "of memory" in text or "OF_MEMORY" in text:
+        rec.oom = True
+    tb = text.rfind(_TRACEBACK)
+    if tb >= 0:
+        excs = _EXC_LINE_RE.findall(text, tb)
+        rec.error = excs[-1].strip()[:300] if excs else "Traceback (exception line missing)"
+    if "CANCELLED AT" in text:
+        cancel = _SLURM_CANCEL_RE.search(text)
+        if cancel:
+            why = cancel.group(1).strip() or "cancelled"
+            rec.problems.append(f"Slurm cancelled the job {why}".strip())
+            if rec.error is None and "TIME LIMIT" not in why:
+                rec.error = f"Slurm: CANCELLED {why}".strip()
+
+
+def _decide_state(rec: LogRecord) -> None:
+    if rec.oom:
+        rec.state = "oom"
+        return
+    if rec.error is not None and not rec.error.startswith("Slurm"):
+        rec.state = "failed"
+        return
+    if not (rec.recipe or rec.speed_samples or rec.steps_per_epoch or rec.checkpoints):
+        rec.state = "unknown"
+        return
+    target = rec.epochs or rec.epochs_started or None
+    trained = bool(target) and rec.epochs_finished >= (target or 0)
+    saved_epochs = {c.epoch for c in rec.checkpoints if c.kind != "recipe"}
+    if target and saved_epochs:
+        saved = (target - 1) in saved_epochs
+    else:
+        saved = len(rec.checkpoint_save_s) >= (target or 1) if rec.checkpoint_save_s else bool(saved_epochs)
+    if trained and saved:
+        rec.state = "completed"
+        return
+    if rec.error is not None:  # Slurm cancellation
+        rec.state = "failed"
+        return
+    rec.state = "truncated"
+    if trained and not saved:
+        rec.problems.append("training finished but the final checkpoint save was not logged")
+    elif target:
+        rec.problems.append(
+            f"log ends after {rec.epochs_finished} of {target} epoch(s)"
+            + (f" (step {rec.total_steps})" if rec.total_steps else "")
+        )
+
+
+def parse_log(text: str, path: str | None = None) -> LogRecord:
+    """Parse one torchtune training log given as text.
+
+    Args:
+        text: the whole log.
+        path: where it came from; stored on the record for reporting only.
+
+    Returns:
+        A :class:`LogRecord`. Never raises on bad input: what could not be read is
+        described in ``record.problems``.
+    """
+    return parse_log_bytes(text.encode("utf-8", "replace"), path)
+
+
+def parse_log_bytes(data: bytes, path: str | None = None) -> LogRecord:
+    """Parse one torchtune training log given as raw bytes (the fast path).
+
+    Only the non-bar remainder and the sampled bar updates are decoded (UTF-8 with
+    ``errors="replace"``), so binary garbage cannot raise.
+
+    Args:
+        data: the file's bytes.
+        path: where it came from; stored on the record for reporting only.
+
+    Returns:
+        A :class:`LogRecord`; see :func:`parse_log`.
+    """
+    rec = LogRecord(path=path)
+    if not data:
+        rec.problems.append("empty log")
+        return rec
+    try:
+        binary = b"\x00" in data
+        if binary:
+            data = data.replace(b"\x00", b"")
+        samples, rest_b = _split_bars(data)
+        rest = rest_b.decode("utf-8", "replace")
+        if not binary and rest.count("\ufffd") > 16:
+            binary = True
+        if binary:
+            rec.problems.append("log contains binary data; parsed what was readable")
+        _extract_config(rest, rec)
+        _summarise_bars(samples, rec)
+        _extract_rare(rest, rec)
+        if not data.endswith(b"\n"):
+            rec.problems.append("log does not end with a newline (cut mid-write or still running)")
+        _decide_state(rec)
+    except Exception as exc:  # noqa: BLE001 - a parser bug must not stop a 10,000-log scan
+        rec.problems.append(f"parser error: {type(exc).__name__}: {exc}")
+        rec.state = "unknown"
+    return rec

@@ -1,0 +1,63 @@
+"""``estimate``: search prior runs, turn their logs into PriorRuns, re-estimate a plan.
+
+Every search, extraction and calculation goes into design-experiment.log, appended under
+the experiment's lock, so the log tells why the figures are what they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from planner import paths
+from planner.folder.experiment import Experiment
+from planner.folder.atomic import atomic_write_text
+from planner.plan.pipeline import estimates_json
+from planner.estimate.priors import estimate_from_prior_runs
+from planner.estimate.prior_scan import ScanResult
+from planner.plan.verify import verify
+from planner.folder.compute import ComputeEstimates
+from planner.folder.designlog import DesignLog
+from planner.estimate.estimators import PriorRun
+from planner.spec.localconfig import LocalSettings
+from planner.plan.render import ESTIMATES_BLOCK, estimates_block, make_environment
+
+@dataclass
+class EstimateOutcome:
+    """What ``estimate`` found and computed."""
+
+    scan: ScanResult
+    priors: list[PriorRun]
+    estimates: ComputeEstimates
+    dirs: list[Path]
+
+
+def settings_of(exp: Experiment) -> LocalSettings:
+    """The local settings the experiment was planned with."""
+    recorded = (exp.spec.provenance or {}).get("local_settings")
+    if not recorded:
+        from planner.spec.errors import ConfigError
+
+        raise ConfigError(f"{exp.path}/experiment.yaml: no recorded local settings; pass --local-config")
+    return LocalSettings.model_validate(recorded)
+
+
+def run_estimate(exp: Experiment, settings: LocalSettings, extra_dirs: list[Path], now: Callable[[], datetime],
+                 use_cache: bool = True) -> EstimateOutcome:
+    """Scan prior runs, re-estimate, rewrite Compute Estimates, estimates.json and the log."""
+    # The experiment itself comes first: its finished runs are the best priors for its other runs.
+    dirs = [exp.path, Path(settings.scratch_dir), Path(settings.experiments_dir), *extra_dirs]
+    log = DesignLog()
+    spec_dir = Path((exp.spec.provenance or {}).get("spec_dir") or exp.path)
+    resources = verify(exp.spec, settings, spec_dir, paths.PROJECT_ROOT, exp.path.parent, DesignLog(), now)
+    result, priors, estimates = estimate_from_prior_runs(exp.plan, resources, dirs, log, now, settings.gpu_memory_gib,
+                                                         use_cache)
+    block = estimates_block(estimates, max(exp.spec.resources.gpus, 1), make_environment(paths.TEMPLATES_DIR))
+    with exp.lock():
+        exp.update_summary_blocks({ESTIMATES_BLOCK: block})
+        atomic_write_text(exp.path / "estimates.json", estimates_json(estimates))
+        with open(exp.path / "design-experiment.log", "a", encoding="utf-8") as handle:
+            handle.write(log.render())
+    return EstimateOutcome(scan=result, priors=priors, estimates=estimates, dirs=dirs)

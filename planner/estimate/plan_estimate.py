@@ -1,0 +1,164 @@
+"""Estimate a whole plan and log every step (SEARCH_PRIOR_RUNS, EXTRACT_SPEED, CALCULATE_TIME, ...).
+
+The per-quantity estimators live in planner.estimate.estimators; this module walks a plan
+through them and assembles ComputeEstimates. With no usable prior run each figure is
+seed 002's fallback range, marked preliminary.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable, Sequence
+
+from planner.estimate import estimators as est
+from planner.folder.compute import ComputeEstimates, RunEstimate
+from planner.folder.designlog import DesignLog
+from planner.plan.render import size
+from planner.spec.resources import Resources
+from planner.spec.runs import Plan, Run
+
+GIB = 1024**3
+
+
+def adapter_bytes(shape: Any, rank: int, bytes_per_param: int = 4) -> float:
+    """Size of one saved LoRA adapter: rank x (in + out) per adapted projection per layer.
+
+    Counts q, v and output projections plus the three MLP projections (the recipes'
+    default modules), in fp32 (bf16 halves it).
+    """
+    h, inter, layers = shape.hidden_size, shape.intermediate_size, shape.num_layers
+    kv_dim = shape.num_kv_heads * shape.head_dim
+    per_layer = rank * ((h + h) + (h + kv_dim) + (h + h) + 2 * (h + inter) + (inter + h))
+    return float(per_layer * layers * bytes_per_param)
+
+
+def run_queries(plan: Plan, resources: Resources) -> list[tuple[Run, est.RunQuery]]:
+    """What the estimator asks for each fine-tune run of a plan."""
+    gpus = max(plan.spec.resources.gpus, 1)
+    train_split = resources.dataset.splits.get("train")
+    out = []
+    for run in plan.finetune_runs:
+        model = resources.models[run.model]
+        out.append((run, est.RunQuery.from_settings(
+            model.name.rstrip("/").split("/")[-1], model.param_count, {**run.settings, "gpus": gpus}, train_split
+        )))
+    return out
+
+
+def chosen_priors(plan: Plan, resources: Resources, priors: Sequence[est.PriorRun] | est.PriorPool) -> list[est.PriorRun]:
+    """The prior runs the training-time estimates of a plan would rest on, each once.
+
+    Lets the caller learn more about just these (their wall time from the scheduler)
+    before estimating, instead of about every prior found.
+    """
+    pool = priors if isinstance(priors, est.PriorPool) else est.PriorPool(priors)
+    chosen: dict[str, est.PriorRun] = {}
+    for _, query in run_queries(plan, resources):
+        best = pool.best(query)
+        if best is not None:
+            chosen.setdefault(best[2].name, best[2])
+    return list(chosen.values())
+
+
+def estimate_plan(
+    plan: Plan,
+    resources: Resources,
+    log: DesignLog,
+    now: Callable[[], datetime],
+    gpu_memory_gib: float,
+    priors: Sequence[est.PriorRun] = (),
+) -> ComputeEstimates:
+    """Estimate training, evaluation, disk and batch size for every run of a plan."""
+    runs: list[RunEstimate] = []
+    logged_speed: set[str] = set()
+    measured_disk: list[str] = []  # runs whose checkpoint size a prior measured
+    pool = est.PriorPool(priors)  # grouped once, ranked per run
+    for run, query in run_queries(plan, resources):
+        model = resources.models[run.model]
+        figure = est.training_time(query, pool)
+        prior = figure.details.get("prior")
+        p = pool.named(prior) if prior else None
+        if p is not None and p.name not in logged_speed:
+            logged_speed.add(p.name)
+            speed = f"{p.tokens_per_s:.4g} tokens/s per GPU" if p.tokens_per_s else f"{p.it_per_s:.3g} it/s"
+            log.add(now(), "EXTRACT_SPEED", "Analyzing prior run for training speed", command=f"parse {prior}",
+                    result=f"Steady speed after warm-up: {speed}; batch_size={p.batch_size}, max_seq_len={p.max_seq_len}",
+                    explanation="Extracting iteration speed from the closest prior run (same model first, then nearest configuration)")
+        rank = int(run.settings["lora_rank"])
+        sized = pool.checkpoint_size(query, rank)
+        if sized is not None and sized.checkpoint_gib_per_epoch:
+            # What a prior of the same model and rank wrote per epoch (its epoch_0 folder,
+            # or its checkpoint lines): the adapter and every file saved beside it.
+            per_epoch = sized.checkpoint_gib_per_epoch * 1024**3
+            measured_disk.append(f"{run.name}: {size(per_epoch)}/epoch from {sized.name}")
+        else:
+            copies = max(model.size_bytes - model.weights_bytes, 0)  # config/tokenizer files copied into each epoch_N
+            per_epoch = adapter_bytes(model.shape, rank) + copies
+        low = figure.low if figure.low is not None else figure.figure
+        high = figure.high if figure.high is not None else figure.figure
+        runs.append(RunEstimate(
+            run=run.name, model=run.model, train_seconds=high, train_low_seconds=low, basis=figure.basis,
+            confidence=figure.confidence, slurm_time=est.slurm_time(high), disk_bytes=per_epoch * query.epochs,
+            steps_per_epoch=figure.details.get("steps_per_epoch"), calculation=figure.calculation,
+        ))
+        log.add(now(), "CALCULATE_TIME", f"Training time estimate for {run.name}",
+                input=f"{query.train_samples} samples, batch_size={query.batch_size}, grad_accum={query.gradient_accumulation_steps}, "
+                      f"epochs={query.epochs}, max_seq_len={query.max_seq_len}, packed={query.packed}, {model.param_count:,} parameters",
+                calculation=figure.calculation, result=f"Estimated {figure.human()} ({figure.confidence}); Slurm time {runs[-1].slurm_time}",
+                explanation=figure.basis)
+
+    eval_priors = [s for p in priors for s in p.eval_seconds]
+    ev = est.eval_time(len(plan.evaluations), eval_priors or None)
+    per_eval_high = (ev.high or ev.figure) / max(len(plan.evaluations), 1)
+    per_eval_low = (ev.low if ev.low is not None else ev.figure) / max(len(plan.evaluations), 1)
+    log.add(now(), "CALCULATE_EVAL_TIME", "Evaluation time estimate", input=f"{len(plan.evaluations)} evaluations",
+            calculation=ev.calculation, result=f"{ev.human()} in total ({ev.confidence})", explanation=ev.basis)
+
+    free = resources.disk_free_bytes
+    total = sum(r.disk_bytes for r in runs) * 1.2
+    computed = "LoRA adapter size from each model's shape and rank (fp32), plus the config/tokenizer files copied into each epoch folder"
+    if not measured_disk:
+        disk_basis = f"{computed}, x epochs"
+    elif len(measured_disk) == len(runs):
+        disk_basis = "size per epoch measured by prior runs of the same model and LoRA rank, x epochs"
+    else:
+        disk_basis = (f"size per epoch measured by prior runs of the same model and LoRA rank for {len(measured_disk)} of "
+                      f"{len(runs)} runs, else {computed}; x epochs")
+    log.add(now(), "CHECK_DISK", "Checkpoint space against free space",
+            input="; ".join(measured_disk[:5]) + (" ..." if len(measured_disk) > 5 else "") if measured_disk else None,
+            calculation=f"sum over runs of size per epoch x epochs = {size(total / 1.2)}; + 20% buffer = {size(total)}",
+            result=f"needs ~{size(total)}, {size(free)} available" + ("" if free is None or free > total else " - NOT ENOUGH"),
+            explanation="Adapter-only checkpoints: each epoch_N holds the LoRA weights plus the model's small config and tokenizer files")
+    if free is not None and free < total:
+        resources.warnings.append(
+            f"low disk: checkpoints need ~{size(total)} but only {size(free)} is free at `{resources.output_root}`; "
+            "clean up or plan into another experiments_dir"
+        )
+    return ComputeEstimates(
+        runs=runs,
+        eval_seconds_each=per_eval_high,
+        eval_low_seconds_each=per_eval_low,
+        eval_count=len(plan.evaluations),
+        eval_basis=ev.basis,
+        disk_free_bytes=free,
+        disk_basis=disk_basis,
+        batch_size_note=_batch_note(plan, resources, gpu_memory_gib, priors, log, now),
+    )
+
+
+def _batch_note(plan: Plan, resources: Resources, gpu_memory_gib: float, priors: Sequence[est.PriorRun],
+                log: DesignLog, now: Callable[[], datetime]) -> str:
+    packed = any(r.settings.get("packed") for r in plan.finetune_runs)
+    with_memory = [p for p in priors if p.peak_memory_gib and p.batch_size]
+    if with_memory:
+        p = with_memory[0]
+        figure = est.batch_size(gpu_memory_gib, p.peak_memory_gib, p.batch_size, packed, prior_packed=p.packed)  # type: ignore[arg-type]
+        log.add(now(), "CALCULATE_BATCH_SIZE", "Batch size from prior peak memory", command=f"parse {p.name}",
+                calculation=figure.calculation, result=f"max batch_size {figure.figure:g}", explanation=figure.basis)
+        return f"Up to batch_size {figure.figure:g} on {gpu_memory_gib:g} GiB GPUs: {figure.calculation} ({figure.basis})"
+    largest = max(resources.models.values(), key=lambda m: m.param_count)
+    figure = est.fallback_batch_size(gpu_memory_gib, largest.param_count, packed)
+    return (
+        f"No prior memory figures: start at batch_size {figure.figure:g} on {gpu_memory_gib:g} GiB GPUs ({figure.basis}); "
+        "watch the first run's `GPU peak memory`, then max_batch = (GPU memory / peak) x 0.7 x batch"
+    )

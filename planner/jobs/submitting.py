@@ -1,0 +1,139 @@
+"""``submit``: decide (planner.jobs.submission), submit through an executor, journal it.
+
+``--dry-run`` runs this same function with a DryRun executor: the decisions, the arrays
+and the sbatch text are those of a real submit; nothing is sent and nothing is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from planner.status import refresh as tracking
+from planner.jobs.executors import DryRun, Executor, JobRequest
+from planner.folder.experiment import Experiment
+from planner.folder.compute import slurm_time_seconds
+from planner.spec.errors import SchedulerError
+from planner.folder.journal import Submission, TaskEntry
+from planner.plan.pipeline import effective_slurm
+from planner.spec.localconfig import LocalSettings, SlurmSettings
+from planner.spec.runs import Evaluation, Run
+from planner.jobs.submission import array_chunks, select
+
+
+@dataclass
+class SubmitResult:
+    """What a submit did (or, dry, would do)."""
+
+    submissions: list[Submission] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    previews: list[str] = field(default_factory=list)
+
+
+def slurm_request_base(exp: Experiment) -> dict[str, Any]:
+    """The Slurm request recorded with the plan: local settings then the spec's resources."""
+    recorded = (exp.spec.provenance or {}).get("local_settings")
+    slurm = LocalSettings.model_validate(recorded).slurm if recorded else SlurmSettings()
+    return effective_slurm(exp.spec, slurm, None)
+
+
+def _run_times(exp: Experiment) -> dict[str, str]:
+    runs = exp.read_estimates().get("runs", {})
+    return {k: v["slurm_time"] for k, v in runs.items() if "slurm_time" in v}
+
+
+def _request(exp: Experiment, base: dict[str, Any], name: str, time: str, dependency: str | None, gpus: int,
+             train: bool = False) -> JobRequest:
+    res = exp.spec.resources
+    return JobRequest(
+        name=name, time=time, gpus=gpus, nodes=base["nodes"] if gpus else 1, cpus_per_task=base.get("cpus_per_task"),
+        mem=base.get("mem"), account=base.get("account"), partition=base.get("partition"),
+        constraint=base.get("constraint"), qos=base.get("qos"), array_parallelism=int(base["array_parallelism"]),
+        dependency=dependency,
+        # Training jobs stop ahead of the limit and requeue themselves to resume (train_supervisor).
+        signal_s=res.stop_before_limit if train else JobRequest.signal_s, requeue=train,
+    )
+
+
+def submit(exp: Experiment, executor: Executor, only: set[str] | None, retry_failed: bool, now: datetime) -> SubmitResult:
+    """Submit what is not yet pending, running or done; journal every submission atomically."""
+    dry = isinstance(executor, DryRun)
+    result = SubmitResult()
+    lock = exp.lock()
+    with lock:
+        journal = exp.read_journal()
+        latest = journal.latest()
+        got = tracking.collect(exp, journal, exp.read_cache()) if latest else tracking.Collected(jobs={})
+        states = {}
+        for unit, (_, task) in latest.items():
+            info = got.jobs.get(task.job_id)
+            states[unit] = (task.job_id, info.state if info else "SUBMITTED")
+        sel = select(exp.plan, states, only, retry_failed)
+        result.skipped = sel.skipped
+        if sel.empty:
+            return result
+        base = slurm_request_base(exp)
+        times = _run_times(exp)
+        max_size = executor.max_array_size()
+        gpus = int(base["gpus"])
+        retry = retry_failed
+
+        def record(kind: str, units: list[str], scripts: list[Path], request: JobRequest, ids: list[str]) -> Submission:
+            array_id = ids[0].split("_")[0]
+            sub = Submission(
+                number=journal.next_number(), time=now.isoformat(timespec="seconds"), executor=executor.kind, kind=kind,  # type: ignore[arg-type]
+                job_id=array_id, dependency=request.dependency, parameters={k: v for k, v in vars(request).items() if v is not None},
+                tasks=[TaskEntry(unit=u, job_id=j, script=str(s), index=(i if len(ids) > 1 else None))
+                       for i, (u, j, s) in enumerate(zip(units, ids, scripts))],
+                retry=retry,
+            )
+            result.submissions.append(sub)
+            if not dry:
+                journal.submissions.append(sub)
+                exp.write_journal(journal)  # after every sbatch: a crash never loses a job id
+            return sub
+
+        new_train: dict[str, str] = {}
+        for start, stop in array_chunks(len(sel.train), max_size):
+            runs: list[Run] = sel.train[start:stop]
+            time = max((times.get(r.name, base["time"]) for r in runs), key=slurm_time_seconds)
+            request = _request(exp, base, f"{exp.spec.name}-train", time, None, gpus, train=True)
+            scripts = [exp.run_dir(r.name) / "train.sh" for r in runs]
+            ids = _submit(executor, scripts, request, [None] * len(scripts))
+            record("train", [r.name for r in runs], scripts, request, ids)
+            new_train.update({r.name: j for r, j in zip(runs, ids)})
+        for group in sel.eval_groups:
+            dep_job = new_train.get(group.after_run) if group.after_run and group.after_job is None else group.after_job
+            dependency = f"afterok:{dep_job}" if dep_job and executor.kind == "slurm" else None
+            wait = exp.run_dir(group.after_run) / "job-state.json" if group.after_run and executor.kind == "local" else None
+            evals: list[Evaluation] = group.evaluations
+            for start, stop in array_chunks(len(evals), max_size):
+                chunk = evals[start:stop]
+                request = _request(exp, base, f"{exp.spec.name}-eval", base["eval_time"], dependency, 1 if gpus else 0)
+                scripts = [exp.unit_dir(e.key) / "eval.sh" for e in chunk]
+                ids = _submit(executor, scripts, request, [wait] * len(scripts))
+                record("eval", [e.key for e in chunk], scripts, request, ids)
+        if dry:
+            result.previews = list(executor.previews)  # type: ignore[attr-defined]
+    return result
+
+
+def _submit(executor: Executor, scripts: list[Path], request: JobRequest, wait_for: list[Path | None]) -> list[str]:
+    if not isinstance(executor, DryRun):
+        for script in scripts:
+            # A retried unit must not be judged by its previous attempt's state file.
+            old = script.parent / "job-state.json"
+            if old.exists():
+                old.replace(script.parent / "job-state.previous.json")
+    try:
+        return executor.submit(scripts, request, wait_for)
+    except SchedulerError:
+        raise
+    except Exception as exc:  # submitit raises its own errors with sbatch's stderr inside
+        message = str(exc).strip().splitlines()
+        raise SchedulerError(
+            f"the scheduler refused the submission: {message[-1] if message else exc!r}; check the "
+            "Slurm settings in claude.local.md (partition, account, time) and run with --dry-run to see the script"
+        ) from exc

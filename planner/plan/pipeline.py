@@ -1,0 +1,146 @@
+"""The planning pipeline of ``new``: verify, estimate, build job files, render, write.
+
+Everything before ``write`` is side-effect free apart from reading the filesystem, so the
+plan can be shown and approved before a single file exists.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from planner import paths
+from planner.folder.atomic import ensure_absent, write_experiment
+from planner.estimate.priors import estimate_from_prior_runs
+from planner.plan.provenance import provenance
+from planner.plan.verify import verify
+from planner.folder.compute import ComputeEstimates
+from planner.folder.designlog import DesignLog
+from planner.plan.job_files import JobEnvironment, build_job_files
+from planner.spec.localconfig import LocalSettings, SlurmSettings
+from planner.plan.render import RenderInput, make_environment, render_experiment
+from planner.spec.resources import Resources
+from planner.spec.runs import Plan, expand
+from planner.spec.spec import ExperimentSpec, spec_to_yaml
+
+
+@dataclass
+class PreparedExperiment:
+    """A verified, estimated and rendered plan that has not been written yet."""
+
+    target: Path
+    plan: Plan
+    resources: Resources
+    estimates: ComputeEstimates
+    files: dict[str, str]
+    log: DesignLog
+    spec: ExperimentSpec
+
+
+def effective_slurm(spec: ExperimentSpec, slurm: SlurmSettings, estimates: ComputeEstimates | None) -> dict[str, Any]:
+    """The Slurm request of a fine-tune job: local defaults overridden by the spec's resources."""
+    res = spec.resources
+    out: dict[str, Any] = slurm.model_dump()
+    for key in ("account", "partition", "constraint", "qos", "cpus_per_task", "mem", "array_parallelism"):
+        value = getattr(res, key)
+        if value is not None:
+            out[key] = value
+    out["gpus"] = res.gpus
+    out["nodes"] = res.nodes
+    if res.eval_time:
+        out["eval_time"] = res.eval_time
+    if res.time != "auto":
+        out["time"] = res.time
+    elif estimates is not None and estimates.runs:
+        out["time"] = max(estimates.runs, key=lambda r: r.train_seconds).slurm_time
+    return out
+
+
+def job_environment(settings: LocalSettings) -> JobEnvironment:
+    """Setup lines from claude.local.md; the planner's own interpreter folder as the fallback."""
+    return JobEnvironment(setup_lines=list(settings.environment.setup), fallback_bin_dir=str(Path(sys.executable).parent))
+
+
+def prepare(
+    spec: ExperimentSpec,
+    spec_dir: Path,
+    settings: LocalSettings,
+    settings_path: Path,
+    out_dir: Path | None,
+    force: bool,
+    argv: list[str],
+    now: Callable[[], datetime],
+) -> PreparedExperiment:
+    """Verify and render a plan; raise before anything is written."""
+    root = (out_dir or Path(settings.experiments_dir)).expanduser()
+    target = (root / spec.name).absolute()
+    ensure_absent(target, force)
+    log = DesignLog()
+    log.add(now(), "DECIDE_NAMING", "Experiment name chosen", decision=spec.name,
+            reasoning="From the experiment spec", explanation=f"The experiment folder is {target}")
+    plan = expand(spec)
+    log.add(now(), "DECIDE_RUNS", "Run expansion",
+            decision=f"{len(plan.finetune_runs)} fine-tune runs + {len(plan.base_runs)} base-model controls, {len(plan.evaluations)} evaluations",
+            reasoning=f"models ({len(spec.models)}) x paired levels x factorial over {list(spec.factors) or 'no factors'} x {len(spec.replicates.seeds)} seed(s)",
+            explanation="Deterministic: the same spec always gives the same run names")
+    resources = verify(spec, settings, spec_dir, paths.PROJECT_ROOT, root, log, now)
+    # The same estimation as `plan-experiment estimate`: prior logs first, fallback ranges otherwise.
+    _, _, estimates = estimate_from_prior_runs(plan, resources, [Path(settings.scratch_dir), Path(settings.experiments_dir)],
+                                               log, now, settings.gpu_memory_gib)
+    recipe_texts = {p.name: p.read_text(encoding="utf-8") for p in paths.RECIPES_DIR.glob("*.yaml")}
+    jobs = build_job_files(plan, resources, str(target), recipe_texts, job_environment(settings))
+    for rfile in sorted(set(jobs.recipe_files.values())):
+        log.add(now(), "DECIDE_RECIPE", "Recipe selection", decision=rfile,
+                reasoning=f"{spec.resources.gpus} GPU(s) x {spec.resources.nodes} node(s); model family from config.json",
+                explanation="Adapter-only checkpoints; torchtune config rendered per run as finetune.yaml")
+    stamp = now()
+    prov = provenance(stamp, settings_path, settings.model_dump(), argv)
+    prov["spec_dir"] = str(spec_dir)  # relative model, dataset and script paths were read from here
+    recorded = spec.model_copy(update={"provenance": prov})
+    slurm = effective_slurm(spec, settings.slurm, estimates)
+    env = make_environment(paths.TEMPLATES_DIR)
+    inp = RenderInput(plan=plan, resources=resources, estimates=estimates, settings=settings, exp_dir=str(target),
+                      created=stamp, provenance=prov, jobs=jobs, slurm=slurm)
+    files = render_experiment(inp, env)
+    files["experiment.yaml"] = (
+        f"# Experiment spec as planned by plan-experiment {prov['planner_version']} on {prov['planned_at']}.\n"
+        "# The source of truth: submit and status read this file, never the markdown.\n" + spec_to_yaml(recorded)
+    )
+    files["estimates.json"] = estimates_json(estimates)
+    n_run_files = sum(1 for f in files if f.endswith("setup_finetune.yaml"))
+    log.add(now(), "CREATE_SUMMARY", "Writing experiment plan", command=f"Created {target / 'experiment_summary.md'}",
+            result=f"File created with {len(plan.runs)} runs ({len(plan.finetune_runs)} fine-tuned + {len(plan.base_runs)} controls); "
+                   f"{n_run_files} setup_finetune.yaml + finetune.yaml, {len(plan.evaluations)} eval configs",
+            explanation="Comprehensive experiment plan with all configurations and status tracking")
+    log.add(now(), "COMPLETE", "Experiment design finished", status="Ready for review and submission",
+            next_steps=f"review experiment_summary.md, then `plan-experiment submit {target}`",
+            explanation="Planning phase complete, documented in summary and this log")
+    files["design-experiment.log"] = log.render()
+    return PreparedExperiment(target=target, plan=plan, resources=resources, estimates=estimates, files=files, log=log, spec=recorded)
+
+
+def estimates_json(estimates: ComputeEstimates) -> str:
+    """Machine-readable estimates (submit reads each run's Slurm time from here)."""
+    return json.dumps(
+        {
+            "preliminary": estimates.preliminary,
+            "runs": {
+                r.run: {"train_seconds": round(r.train_seconds, 1), "train_low_seconds": round(r.train_low_seconds, 1),
+                        "slurm_time": r.slurm_time, "confidence": r.confidence, "basis": r.basis,
+                        "disk_bytes": int(r.disk_bytes), "steps_per_epoch": r.steps_per_epoch}
+                for r in estimates.runs
+            },
+            "eval_seconds_each": estimates.eval_seconds_each,
+            "eval_count": estimates.eval_count,
+        },
+        indent=2,
+    ) + "\n"
+
+
+def write(prepared: PreparedExperiment, force: bool, now: datetime) -> Path | None:
+    """Write the prepared folder atomically; return the backup of a replaced folder."""
+    return write_experiment(prepared.target, prepared.files, force, now)

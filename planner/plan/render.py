@@ -1,0 +1,343 @@
+"""Rendering: Jinja templates (templates/) turn a plan into the files of an experiment folder.
+
+Templates hold layout only; every computation (durations, sizes, quoting, tables) is a
+Python filter or a value prepared here, so templates stay readable and testable.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from planner import __version__
+from planner.folder.compute import ComputeEstimates
+from planner.spec.knobs import KNOBS, format_number
+from planner.spec.localconfig import LocalSettings
+from planner.folder.markdown import begin_marker, end_marker, md_cell, md_code, md_table, wrap_block
+from planner.spec.resources import Resources
+from planner.spec.runs import Evaluation, Plan, Run
+from planner.status.tables import (
+    EVAL_BLOCK,
+    FINETUNE_BLOCK,
+    eval_table,
+    finetune_table,
+    initial_rows,
+)
+
+ESTIMATES_BLOCK = "compute-estimates"
+
+
+def duration(seconds: float | None) -> str:
+    """Human duration: 45 s, 8 min, 1.5 h, 2.1 days."""
+    if seconds is None:
+        return "-"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def size(num_bytes: float | None) -> str:
+    """Human size in binary units: 655 KiB, 2.3 GiB."""
+    if num_bytes is None:
+        return "unknown"
+    value = float(num_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit in ("B", "KiB") else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def shquote(value: Any) -> str:
+    """Quote one value for a POSIX shell (every user value in a script goes through this)."""
+    return shlex.quote(str(value))
+
+
+def shjoin(argv: list[Any]) -> str:
+    """Quote and join an argument vector."""
+    return " ".join(shquote(a) for a in argv)
+
+
+def yaml_scalar(value: Any) -> str:
+    """One YAML scalar, safely quoted, on one line (newlines kept as escapes)."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # JSON strings are valid YAML scalars
+    return yaml.safe_dump(value, default_flow_style=True, width=10**9).strip().removesuffix("...").strip()
+
+
+def to_yaml(value: Any) -> str:
+    """A block-style YAML document for a mapping."""
+    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, width=100)
+
+
+def knob_value(name: str, value: Any) -> str:
+    """A knob's value as shown in tables."""
+    if value is None:
+        return "all" if name == "train_samples" else "-"
+    if isinstance(value, str):
+        return repr(value) if name in ("system_prompt", "prompt") else value
+    return format_number(value)
+
+
+def make_environment(templates_dir: Path) -> jinja2.Environment:
+    """The Jinja environment with the project's filters; undefined names are errors."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters.update(
+        duration=duration,
+        size=size,
+        shquote=shquote,
+        shjoin=shjoin,
+        md_cell=md_cell,
+        md_code=md_code,
+        yaml_scalar=yaml_scalar,
+        to_yaml=to_yaml,
+        knob=lambda value, name="": knob_value(name, value),
+        number=format_number,
+    )
+    return env
+
+
+@dataclass
+class JobFiles:
+    """What a job runs: prepared by the recipe registry and the CLI, rendered here."""
+
+    finetune_configs: dict[str, dict[str, Any]]  # run name -> torchtune config
+    training_argv: dict[str, list[str]]  # run name -> tune run ...
+    training_shell: dict[str, str]  # the same as one shell line ($MASTER_ADDR etc. left to the shell)
+    recipe_files: dict[str, str]  # run name -> recipes/<file>
+    eval_configs: dict[str, dict[str, Any]]  # Evaluation.key -> eval config
+    eval_argv: dict[str, list[str]]  # Evaluation.key -> python eval.py --config ...
+    setup_lines: list[str] = field(default_factory=list)
+    fallback_bin_dir: str = ""  # put on PATH when the setup lines leave `tune` unfound
+    env: dict[str, str] = field(default_factory=dict)
+    python: str = "python"  # the jobs' interpreter (runs eval scripts and the training supervisor)
+
+
+@dataclass
+class RenderInput:
+    """Everything the templates see."""
+
+    plan: Plan
+    resources: Resources
+    estimates: ComputeEstimates
+    settings: LocalSettings
+    exp_dir: str
+    created: datetime
+    provenance: dict[str, Any]
+    jobs: JobFiles
+    slurm: dict[str, Any]  # effective Slurm request (local settings overridden by resources)
+
+
+def run_dir(exp_dir: str, run: Run) -> str:
+    """Folder of a run inside the experiment."""
+    return str(Path(exp_dir) / run.name)
+
+
+def eval_dir(exp_dir: str, ev: Evaluation) -> str:
+    """Folder of an evaluation."""
+    return str(Path(exp_dir) / ev.run / "eval" / ev.name)
+
+
+def _variables(plan: Plan) -> list[tuple[str, str]]:
+    spec = plan.spec
+    rows: list[tuple[str, str]] = []
+    if len(spec.models) > 1:
+        rows.append(("model", ", ".join(spec.models)))
+    for name, levels in spec.paired.items():
+        rows.append((f"{name} (paired)", ", ".join(knob_value(name, v) for v in levels)))
+    for name, levels in spec.factors.items():
+        rows.append((name, ", ".join(knob_value(name, v) for v in levels)))
+    if len(spec.replicates.seeds) > 1:
+        rows.append(("seed (replicates)", ", ".join(str(s) for s in spec.replicates.seeds)))
+    if spec.base_model_controls:
+        rows.append(("base-model control", "yes (one per model)"))
+    return rows
+
+
+def _design_type(plan: Plan) -> str:
+    spec = plan.spec
+    dims = [len(v) for v in spec.factors.values()]
+    if len(spec.models) > 1:
+        dims.insert(0, len(spec.models))
+    if spec.paired:
+        dims.append(len(next(iter(spec.paired.values()))))
+    if not dims:
+        return "single condition"
+    if len(dims) == 1:
+        return f"parameter sweep ({dims[0]} levels)"
+    return "×".join(str(d) for d in dims) + " factorial"
+
+
+def _describe_knobs(plan: Plan) -> dict[str, str]:
+    """Each knob as the Configuration section shows it: its value, or the levels it takes."""
+    spec = plan.spec
+    out: dict[str, str] = {}
+    for name in KNOBS:
+        if name in spec.factors:
+            out[name] = ", ".join(knob_value(name, v) for v in spec.factors[name]) + " (varied)"
+        elif name in spec.paired:
+            out[name] = ", ".join(knob_value(name, v) for v in spec.paired[name]) + " (paired)"
+        elif plan.runs:
+            out[name] = knob_value(name, plan.runs[0].settings.get(name))
+    return out
+
+
+def _name_pattern(plan: Plan) -> str:
+    spec = plan.spec
+    parts = ["{model}"]
+    for k in list(spec.paired) + list(spec.factors):
+        label = KNOBS[k].label
+        parts.append(f"{label}{{N}}" if k not in ("packed",) else "packed|unpacked")
+    if len(spec.replicates.seeds) > 1:
+        parts.append("seed{N}")
+    return "_".join(parts)
+
+
+def _all_runs_table(inp: RenderInput) -> str:
+    varied = list(inp.plan.spec.paired) + list(inp.plan.spec.factors)
+    shown = [k for k in ("lora_rank", "learning_rate", "batch_size") if k not in varied]
+    columns = ["Run Name", "Model"] + [KNOBS[k].column for k in varied + shown] + ["Type", "Est. Time"]
+    rows = []
+    for run in inp.plan.runs:
+        est = inp.estimates.for_run(run.name)
+        if run.is_base:
+            values = ["-" for _ in varied + shown]
+            kind, time = "control (base model)", "-"
+        else:
+            values = [knob_value(k, run.settings.get(k)) for k in varied + shown]
+            kind = "fine-tune"
+            time = ("~" + duration(est.train_seconds)) if est else "-"
+        rows.append([run.name, Path(run.model).name] + values + [kind, time])
+    return md_table(columns, rows)
+
+
+def _evaluation_matrix(inp: RenderInput) -> str:
+    tasks = [t.name for t in inp.plan.spec.evaluation.tasks]
+    rows = []
+    for run in inp.plan.runs:
+        cells = []
+        for task in tasks:
+            epochs = [e.epoch for e in inp.plan.evaluations if e.run == run.name and e.task == task]
+            if not epochs:
+                cells.append("-")
+            elif run.is_base:
+                cells.append("✓")
+            else:
+                cells.append("✓ epoch " + ",".join(str(e) for e in epochs))
+        note = "Base model" if run.is_base else ("All evals" if "-" not in cells else "Selective")
+        rows.append([run.name] + cells + [note])
+    return md_table(["Run Name"] + tasks + ["Notes"], rows)
+
+
+def estimates_block(estimates: ComputeEstimates, gpus: int, env: jinja2.Environment) -> str:
+    """The Compute Estimates block: rendered on its own so ``estimate`` can refresh it."""
+    return env.get_template("compute_estimates.md.j2").render(est=estimates, ctx=estimates_context(estimates, gpus)).strip()
+
+
+def estimates_context(est: ComputeEstimates, gpus: int) -> dict[str, Any]:
+    """Per-model training totals and GPU hours, as the Compute Estimates block shows them."""
+    per_model = []
+    for model, runs in est.by_model().items():
+        each = max(r.train_seconds for r in runs)
+        low = min(r.train_low_seconds for r in runs)
+        per_model.append(
+            {
+                "model": Path(model).name,
+                "each": each,
+                "low": low,
+                "count": len(runs),
+                "total": sum(r.train_seconds for r in runs),
+                "basis": sorted({r.basis for r in runs}),
+                "confidence": sorted({r.confidence for r in runs}),
+            }
+        )
+    return {"per_model": per_model, "gpu_hours": est.gpu_hours(max(gpus, 1))}
+
+
+def _context(inp: RenderInput) -> dict[str, Any]:
+    plan = inp.plan
+    ft_rows, ev_rows = initial_rows(plan)
+    gpus = int(inp.slurm.get("gpus", 1) or 1)
+    return {
+        **estimates_context(inp.estimates, gpus),
+        "design_type": _design_type(plan),
+        "name_pattern": _name_pattern(plan),
+        "estimates_begin": begin_marker(ESTIMATES_BLOCK),
+        "estimates_end": end_marker(ESTIMATES_BLOCK),
+        "variables": md_table(["Factor", "Levels"], _variables(plan)) if _variables(plan) else "No factors varied.",
+        "all_runs": _all_runs_table(inp),
+        "evaluation_matrix": _evaluation_matrix(inp) if plan.spec.evaluation.tasks else "No evaluation tasks.",
+        "finetune_status": wrap_block(FINETUNE_BLOCK, finetune_table(ft_rows)),
+        "eval_status": wrap_block(EVAL_BLOCK, eval_table(ev_rows)),
+        "run_dirs": {r.name: run_dir(inp.exp_dir, r) for r in plan.runs},
+        "first_finetune": plan.finetune_runs[0] if plan.finetune_runs else None,
+        "first_eval": plan.evaluations[0] if plan.evaluations else None,
+        "eval_dirs": {e.key: eval_dir(inp.exp_dir, e) for e in plan.evaluations},
+        "recipes": sorted(set(inp.jobs.recipe_files.values())),
+        "describe": _describe_knobs(plan),
+        "fixed": {
+            k: v for k, v in plan.runs[0].settings.items() if k not in plan.spec.factors and k not in plan.spec.paired and k != "seed"
+        }
+        if plan.runs
+        else {},
+    }
+
+
+def render_summary(inp: RenderInput, env: jinja2.Environment) -> str:
+    """experiment_summary.md."""
+    return env.get_template("experiment_summary.md.j2").render(inp=inp, ctx=_context(inp), version=__version__)
+
+
+def render_experiment(inp: RenderInput, env: jinja2.Environment) -> dict[str, str]:
+    """Every generated file of an experiment folder, keyed by path relative to it.
+
+    ``experiment.yaml`` and ``design-experiment.log`` are not rendered here: the spec is
+    serialised by ``spec_to_yaml`` and the log is written by whoever collected it.
+    """
+    files: dict[str, str] = {"experiment_summary.md": render_summary(inp, env)}
+    for run in inp.plan.runs:
+        rdir = run_dir(inp.exp_dir, run)
+        model = inp.resources.models[run.model]
+        if not run.is_base:
+            files[f"{run.name}/setup_finetune.yaml"] = env.get_template("setup_finetune.yaml.j2").render(
+                inp=inp, run=run, model=model, run_dir=rdir, slurm=inp.slurm, recipe=inp.jobs.recipe_files[run.name],
+                version=__version__,
+            )
+            files[f"{run.name}/finetune.yaml"] = env.get_template("finetune.yaml.j2").render(
+                inp=inp, run=run, config=inp.jobs.finetune_configs[run.name], run_dir=rdir,
+                recipe=inp.jobs.recipe_files[run.name], argv=inp.jobs.training_argv[run.name], version=__version__,
+            )
+            files[f"{run.name}/train.sh"] = env.get_template("train.sh.j2").render(
+                inp=inp, run=run, run_dir=rdir, job_dir=rdir, command=inp.jobs.training_shell[run.name], jobs=inp.jobs,
+                nodes=inp.plan.spec.resources.nodes,
+                version=__version__,
+            )
+        for ev in inp.plan.evaluations_of(run.name):
+            edir = eval_dir(inp.exp_dir, ev)
+            rel = f"{run.name}/eval/{ev.name}"
+            files[f"{rel}/eval_config.yaml"] = env.get_template("eval_config.yaml.j2").render(
+                inp=inp, ev=ev, run=run, config=inp.jobs.eval_configs[ev.key], version=__version__,
+            )
+            files[f"{rel}/eval.sh"] = env.get_template("eval.sh.j2").render(
+                inp=inp, ev=ev, run=run, eval_dir=edir, job_dir=edir, run_dir=rdir, argv=inp.jobs.eval_argv[ev.key], jobs=inp.jobs,
+                version=__version__,
+            )
+    return files
