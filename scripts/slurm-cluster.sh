@@ -17,6 +17,11 @@
 #                                   (anything else: export SLURM_CONF=<dir>/slurm.conf for clients)
 #   PLAN_EXPERIMENT_SLURM_CLUSTER   ClusterName                        [planexp]
 #   PLAN_EXPERIMENT_SLURM_DB_PORT   TCP port of the private mariadbd   [3307]
+#   PLAN_EXPERIMENT_SLURM_PORT_BASE slurmctld port; slurmd and slurmdbd take the next two [6817]
+#   PLAN_EXPERIMENT_SLURM_NODE_NAME the node's NodeName               [short hostname]
+#                                   (a second cluster on the same machine needs its own
+#                                   _DIR, _CONF_DIR, _CLUSTER, _DB_PORT, _PORT_BASE and
+#                                   _NODE_NAME; munged is shared)
 #   PLAN_EXPERIMENT_SLURM_USERS     extra users to register, space-separated ($SUDO_USER is added)
 #   PLAN_EXPERIMENT_SLURM_FORCE=1   overwrite a slurm.conf this script did not write
 #   PLAN_EXPERIMENT_SLURM_TIMEOUT   seconds to wait for each daemon    [60]
@@ -28,6 +33,10 @@ CONF_DIR="${PLAN_EXPERIMENT_SLURM_CONF_DIR:-/etc/slurm}"
 CLUSTER="${PLAN_EXPERIMENT_SLURM_CLUSTER:-planexp}"
 DB_PORT="${PLAN_EXPERIMENT_SLURM_DB_PORT:-3307}"
 TIMEOUT="${PLAN_EXPERIMENT_SLURM_TIMEOUT:-60}"
+PORT_BASE="${PLAN_EXPERIMENT_SLURM_PORT_BASE:-6817}"
+CTLD_PORT=$PORT_BASE
+SLURMD_PORT=$((PORT_BASE + 1))
+DBD_PORT=$((PORT_BASE + 2))
 ACCOUNT="$CLUSTER"
 PARTITION="debug"
 # A known, documented limit: the planner reads it back (scontrol show config) to split
@@ -147,6 +156,7 @@ cmd_install() {
 # --- configuration --------------------------------------------------------------------
 
 short_host() { hostname -s 2>/dev/null || hostname; }
+node_name() { printf '%s\n' "${PLAN_EXPERIMENT_SLURM_NODE_NAME:-$(short_host)}"; }
 
 CHANGED_CONFIGS=()
 
@@ -182,6 +192,8 @@ write_configs() {
     # (a RealMemory above the real one would mark the node invalid). Drop UpTime.
     node_line=$(slurmd -C | head -n1)
     [[ $node_line == NodeName=* ]] || die "unexpected 'slurmd -C' output: $node_line"
+    # Its own NodeName lets a second cluster's slurmd run beside the first one's.
+    node_line="NodeName=$(node_name) ${node_line#NodeName=* }"
     cpus=$(sed -n 's/.* CPUs=\([0-9]*\).*/\1/p' <<<"$node_line")
     mem=$(sed -n 's/.* RealMemory=\([0-9]*\).*/\1/p' <<<"$node_line")
     # DefMemPerCPU: a job that asks for nothing gets 1 GiB per CPU (less on tiny
@@ -236,7 +248,9 @@ SlurmdTimeout=60
 # sacct needs accounting storage; slurmdbd is the supported way to get it.
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
-AccountingStoragePort=6819
+AccountingStoragePort=$DBD_PORT
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$SLURMD_PORT
 JobCompType=jobcomp/none
 
 $node_line NodeAddr=127.0.0.1 State=UNKNOWN
@@ -248,7 +262,7 @@ EOF
 $MARKER
 DbdHost=$host
 DbdAddr=127.0.0.1
-DbdPort=6819
+DbdPort=$DBD_PORT
 SlurmUser=slurm
 AuthType=auth/munge
 LogFile=$LOG_DIR/slurmdbd.log
@@ -391,7 +405,7 @@ node_idle() { [[ $(node_state) =~ ^(idle|mixed|allocated|completing) ]]; }
 start_slurmd() {
     if ! pid_alive "$RUN_DIR/slurmd.pid"; then
         log "slurmd: starting"
-        spawn slurmd
+        spawn slurmd -N "$(node_name)"
     else
         log "slurmd: already running"
     fi
@@ -400,7 +414,7 @@ start_slurmd() {
         state=$(node_state 2>/dev/null || true)
         # A node left down or drained by an earlier, unclean stop comes back here.
         if [[ $state =~ ^(down|drain|drained|draining|fail) ]]; then
-            scontrol update nodename="$(short_host)" state=resume 2>/dev/null || true
+            scontrol update nodename="$(node_name)" state=resume 2>/dev/null || true
         fi
         ((SECONDS < deadline)) || die "node is '$state', not idle, after ${TIMEOUT}s; see $LOG_DIR"
         sleep 0.1

@@ -183,3 +183,12 @@ def test_train_sh_runs_the_supervisor_with_the_specs_limits(example: Path) -> No
     assert "--oom-retries 1 --attempts 2 --no-resume" in script
     assert "trap '' USR2" in script  # the shell and tee leave Slurm's stop warning to the supervisor
     subprocess.run(["bash", "-n", "-c", script], check=True)
+
+
+def test_why_the_previous_attempt_ended_comes_from_sacct_duplicates() -> None:
+    from planner.jobs.recovery import interruption
+
+    assert interruption(["NODE_FAIL", "RUNNING"]) == "node failure (NODE_FAIL)"
+    assert interruption(["REQUEUED", "PREEMPTED", "RUNNING"]) == "preempted (PREEMPTED)"
+    assert interruption(["CANCELLED by 0", "RUNNING"]) == "cancelled (CANCELLED)"
+    assert interruption(["RUNNING"]) == interruption([]) == "stopped by the scheduler"

@@ -13,6 +13,7 @@ for Slurm's minute-granular limit and its 30-second timer.
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -150,3 +151,50 @@ def test_time_limit_stops_requeues_and_resumes(cluster: None, cleanup: list[Path
     assert [e["kind"] for e in events(exp)][:2] == ["requeued", "restarted"]
     epoch0 = run / "eval" / "capitalization_epoch0"
     assert len(list(epoch0.glob("slurm-*.out"))) == 1 and (epoch0 / "results.json").is_file()
+
+
+NODE_FAIL_ENV = "PLAN_EXPERIMENT_TEST_NODE_FAIL"
+
+
+def _node_state(node: str) -> str:
+    proc = subprocess.run(["sinfo", "-h", "-n", node, "-o", "%T"], capture_output=True, text=True, timeout=30, check=False)
+    return proc.stdout.strip()
+
+
+def test_node_failure_is_requeued_and_resumes(cluster: None, cleanup: list[Path], tmp_path: Path) -> None:
+    """The node is set DOWN under a running training job, then back: Slurm requeues it (--requeue).
+
+    Setting a node DOWN stops every job on it, so this runs only where the cluster is the
+    test's own: CI sets PLAN_EXPERIMENT_TEST_NODE_FAIL=1; elsewhere point SLURM_CONF at a
+    private cluster (docs/slurm-cluster.md) and set it.
+    """
+    if os.environ.get(NODE_FAIL_ENV) != "1":
+        pytest.skip(f"sets a node DOWN: only on a cluster of its own ({NODE_FAIL_ENV}=1)")
+    exp = plan_one_run(tmp_path, "rec_node", epochs=2, controls={"batch_size": 2}, examples=2500)
+    cleanup.append(exp)
+    submit(exp, "slurm")
+    job, run = _train_job(exp), run_folder(exp)
+    assert poll(lambda: (run / "recipe_state" / "recipe_state.pt").is_file(), 900, 0.2), "epoch 0 never saved"
+    node = subprocess.run(["squeue", "-h", "-j", job, "-o", "%N"], capture_output=True, text=True, timeout=30,
+                          check=True).stdout.strip()
+    assert node, "the training job is not running on a node"
+    try:
+        subprocess.run(["scontrol", "update", f"nodename={node}", "state=down", "reason=plan-experiment recovery test"],
+                       check=True, capture_output=True, timeout=30)
+        assert poll(lambda: "NODE_FAIL" in subprocess.run(
+            ["sacct", "-D", "-X", "-n", "-P", "-j", job, "-o", "State"], capture_output=True, text=True, timeout=30,
+            check=False).stdout, 120, 1), "the job was not ended by the node failure"
+    finally:
+        # Restore the node whatever happened (ReturnToService may already have).
+        subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], capture_output=True, timeout=30,
+                       check=False)
+    assert poll(lambda: _node_state(node) in ("idle", "mixed", "allocated"), 120, 1), _node_state(node)
+    report = _wait_watching(exp, 900)
+    unit = train_unit(report)
+    assert unit["state"] == "COMPLETED" and unit["attempts"] == 2, unit
+    assert "1: interrupted (node failure (NODE_FAIL))" in unit["recovery"]
+    assert (run / "epoch_1" / "adapter_model.pt").is_file()
+    log = (run / f"slurm-{job}.out").read_text(encoding="utf-8", errors="replace")
+    assert "resuming from epoch_0" in log
+    restarted = [e["text"] for e in events(exp) if e["kind"] == "restarted"]
+    assert len(restarted) == 1 and "after node failure (NODE_FAIL)" in restarted[0]

@@ -42,6 +42,29 @@ def smaller_batch(batch: int, accumulation: int) -> tuple[int, int] | None:
     return smaller, accumulation * (batch // smaller)
 
 
+#: Why the scheduler ended an earlier attempt, by the state sacct recorded for it.
+_INTERRUPTIONS = {
+    "NODE_FAIL": "node failure",
+    "REQUEUED": "requeued",
+    "PREEMPTED": "preempted",
+    "TIMEOUT": "time limit",
+    "BOOT_FAIL": "node boot failure",
+    "CANCELLED": "cancelled",
+}
+
+
+def interruption(states: list[str]) -> str:
+    """Why the previous attempt of a restarted job ended, from ``sacct -D`` states (oldest first).
+
+    The last state is the running attempt's own; the one before it is the previous
+    attempt's. Unknown or missing: "stopped by the scheduler".
+    """
+    if len(states) < 2:
+        return "stopped by the scheduler"
+    state = states[-2].split()[0] if states[-2].strip() else ""
+    return f"{_INTERRUPTIONS[state]} ({state})" if state in _INTERRUPTIONS else "stopped by the scheduler"
+
+
 def batch_text(batch: int, accumulation: int) -> str:
     """``8`` or ``4 x2`` (batch, times gradient accumulation when above 1)."""
     return f"{batch}" if accumulation == 1 else f"{batch} x{accumulation}"

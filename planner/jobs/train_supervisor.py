@@ -225,10 +225,13 @@ class Supervisor:
         (self.run_dir / REQUEUED_MARKER).unlink(missing_ok=True)
         state = self.records.state
         earlier = state.attempts_of(self.args.job_id)
+        why = _previous_attempt_end(self.args.job_id) if earlier else ""
         for old in earlier:
             if old.ended is None:
                 old.ended, old.outcome = _now(), "INTERRUPTED"
-                old.detail = "stopped by the scheduler"
+        if earlier and earlier[-1].outcome == "INTERRUPTED":
+            # Stopped by a signal it could not explain; sacct now says what it was.
+            earlier[-1].detail = why
         number = len(earlier) + 1
         self.attempt = Attempt(number=number, job_id=self.args.job_id, started=_now())
         state.attempts.append(self.attempt)
@@ -240,8 +243,9 @@ class Supervisor:
         self.records.save()
         if number > 1:
             restarts = os.environ.get("SLURM_RESTART_COUNT", "")
-            why = f"restarted by the scheduler (restart {restarts})" if restarts else "started again"
-            self.records.event("restarted", f"attempt {number} of {self.args.attempts}: {why}")
+            again = f"restarted by the scheduler (restart {restarts})" if restarts else "started again"
+            self.records.event("restarted", f"attempt {number} of {self.args.attempts}: {again} after {why}; "
+                                            "resuming from the last saved epoch")
         return None
 
     def _end(self, outcome: str, detail: str | None) -> None:
@@ -356,6 +360,18 @@ class Supervisor:
                                                  "submit --retry-failed resumes from the last saved epoch")
             return 1
         return recovery.REQUEUED_EXIT
+
+
+def _previous_attempt_end(job_id: str) -> str:
+    """Why Slurm ended this job's previous run (sacct keeps one record per run with -D)."""
+    if not os.environ.get("SLURM_JOB_ID"):
+        return "stopped before it ended"
+    try:
+        proc = subprocess.run(["sacct", "-D", "-X", "-n", "-P", "-j", job_id, "-o", "State"], capture_output=True,
+                              text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return recovery.interruption([])
+    return recovery.interruption(proc.stdout.splitlines() if proc.returncode == 0 else [])
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
