@@ -218,9 +218,10 @@ def _notes(u: UnitStatus, base: bool) -> str | None:
         parts.append(f"waiting: {u.reason}")
     if u.failed and u.exit_code not in (None, 0):
         parts.append(f"exit code {u.exit_code}")
-    if u.state == "OUT_OF_MEMORY" and u.kind == "train":
-        # A retry of the same config runs out of memory again: say what to change.
-        parts.append("halve batch_size and double gradient_accumulation_steps in finetune.yaml, then --retry-failed")
+    if u.state == "OUT_OF_MEMORY":
+        # Slurm's OUT_OF_MEMORY is the host's memory limit (CUDA out-of-memory is retried
+        # inside the job with a smaller batch): the same request runs out again.
+        parts.append("host memory ran out: raise resources.mem (or slurm.mem in claude.local.md), then --retry-failed")
     if u.state == "TIMEOUT":
         parts.append("raise the time request (resources.time) or run `plan-experiment estimate`, then --retry-failed")
     if u.state == "CANCELLED" and u.kind == "eval":
