@@ -263,6 +263,9 @@ class Supervisor:
         assert self.attempt is not None
         oom_left = self.args.oom_retries
         while True:
+            if self.stop == "terminated":  # between tries: do not start another
+                self._end("INTERRUPTED", "stopped by the scheduler")
+                return 143
             state = self.records.state
             start = resume_point(self.run_dir, self.epochs) if self.args.resume else None
             done = saved_epochs(self.run_dir)
