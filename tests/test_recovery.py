@@ -11,6 +11,7 @@ import os
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,3 +193,31 @@ def test_why_the_previous_attempt_ended_comes_from_sacct_duplicates() -> None:
     assert interruption(["REQUEUED", "PREEMPTED", "RUNNING"]) == "preempted (PREEMPTED)"
     assert interruption(["CANCELLED by 0", "RUNNING"]) == "cancelled (CANCELLED)"
     assert interruption(["RUNNING"]) == interruption([]) == "stopped by the scheduler"
+
+
+def _record(job_id: str, state: str, reason: str | None = None) -> Any:
+    from planner.jobs.sacct import JobRecord
+
+    return JobRecord(job_id=job_id, raw_id=job_id, array_job_id=None, array_task_id=None, state=state, raw_state=state,
+                     reason=reason, exit_code=None, signal=None, submit=None, start=None, end=None, elapsed_s=None,
+                     node_list=None, name="x")
+
+
+def test_a_node_failure_slurm_requeued_is_not_reported_as_ended(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Accounting shows NODE_FAIL until the requeued attempt starts; the controller holds the job again.
+
+    The real sequence runs in test_recovery_slurm.py on a cluster of its own; here the two
+    answers are given, because a shared cluster cannot lose a node on demand.
+    """
+    from planner.status import refresh
+
+    run = "r"
+    journal = Journal("rec", [Submission(1, "t", "slurm", "train", "12", None, {}, [TaskEntry(run, "12", "train.sh")])])
+    monkeypatch.setattr(refresh.slurm_query, "sacct", lambda ids, timeout: [_record("12", "NODE_FAIL")])
+    monkeypatch.setattr(refresh.slurm_query, "squeue", lambda ids, timeout: [_record("12", "PENDING", "BeginTime")])
+    got = refresh.collect(None, journal, {})  # type: ignore[arg-type]  # no folder is read on this path
+    assert got.jobs["12"].state == "PENDING"
+    assert got.jobs["12"].reason == "requeued after NODE_FAIL (BeginTime)"
+    # Not requeued (no --requeue, or attempts used up): the node failure stands.
+    monkeypatch.setattr(refresh.slurm_query, "squeue", lambda ids, timeout: [])
+    assert refresh.collect(None, journal, {}).jobs["12"].state == "NODE_FAIL"  # type: ignore[arg-type]

@@ -77,6 +77,7 @@ def collect(exp: Experiment, journal: Journal, cache: dict, timeout_s: float = 3
         for rec in records:
             if rec.job_id in slurm_ids:
                 out.jobs[rec.job_id] = _info(rec, "sacct")
+        _requeued_by_slurm(out, slurm_ids, timeout_s)
         missing = sorted({jid.split("_")[0] for jid in slurm_ids if jid not in out.jobs})
         if missing:
             # Accounting lags sbatch by a second or more: ask the controller about just those.
@@ -105,6 +106,31 @@ def collect(exp: Experiment, journal: Journal, cache: dict, timeout_s: float = 3
         if data is not None and str(data.get("job_id")) == job_id:
             out.jobs[job_id] = info_from_job_file(data, None)
     return out
+
+
+#: Ends after which Slurm may requeue a job (--requeue) under the same id.
+_REQUEUE_STATES = frozenset({"NODE_FAIL", "PREEMPTED", "BOOT_FAIL"})
+
+
+def _requeued_by_slurm(out: Collected, slurm_ids: dict[str, str], timeout_s: float) -> None:
+    """Replace a node failure or preemption that Slurm has requeued by the job's new state.
+
+    Accounting reports the attempt that ended until the requeued one starts; the controller
+    holds the job again (PENDING), and the run must not be shown, or cached, as ended.
+    """
+    ended = {jid: info for jid, info in out.jobs.items() if jid in slurm_ids and info.state in _REQUEUE_STATES}
+    if not ended:
+        return
+    try:
+        out.scheduler_calls += 1
+        records = slurm_query.squeue(sorted({jid.split("_")[0] for jid in ended}), timeout_s)
+    except slurm_query.SchedulerQueryError:
+        return
+    for rec in records:
+        if rec.job_id in ended and rec.state not in FINAL:
+            info = _info(rec, "squeue")
+            info.reason = f"requeued after {ended[rec.job_id].state}" + (f" ({rec.reason})" if rec.reason else "")
+            out.jobs[rec.job_id] = info
 
 
 def _cache_entry(info: JobInfo) -> dict:
