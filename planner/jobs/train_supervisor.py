@@ -189,6 +189,7 @@ class Supervisor:
     # signals ---------------------------------------------------------------
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        sys.stdout.write("\n")  # the training's progress bar may have left its line open
         if signum == signal.SIGUSR2:
             if self.stop is None and self._may_requeue():
                 self.stop = "time limit"
@@ -225,7 +226,10 @@ class Supervisor:
         (self.run_dir / REQUEUED_MARKER).unlink(missing_ok=True)
         state = self.records.state
         earlier = state.attempts_of(self.args.job_id)
-        why = _previous_attempt_end(self.args.job_id) if earlier else ""
+        if earlier and earlier[-1].outcome == "REQUEUED":
+            why = f"its own requeue ({earlier[-1].detail})"
+        else:
+            why = _previous_attempt_end(self.args.job_id) if earlier else ""
         for old in earlier:
             if old.ended is None:
                 old.ended, old.outcome = _now(), "INTERRUPTED"
