@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -183,6 +184,8 @@ def test_train_sh_runs_the_supervisor_with_the_specs_limits(example: Path) -> No
     assert "-m planner.jobs.train_supervisor" in script
     assert "--oom-retries 1 --attempts 2 --no-resume" in script
     assert "trap '' USR2" in script  # the shell and tee leave Slurm's stop warning to the supervisor
+    # An environment whose python lacks the package falls back to the planning interpreter.
+    assert f"SUPERVISOR_PYTHON={sys.executable}" in script or f"SUPERVISOR_PYTHON={Path(sys.executable).parent}/python" in script
     subprocess.run(["bash", "-n", "-c", script], check=True)
 
 
