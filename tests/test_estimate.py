@@ -20,14 +20,13 @@ from planner.estimate.estimators import (
     fallback_checkpoint_gib,
     fallback_eval_time,
     fallback_training_time,
-    format_duration,
     gpu_hours,
     model_key,
     rank_priors,
-    slurm_time,
     training_time,
 )
 from planner.estimate.logparse import parse_log, parse_log_bytes
+from planner.spec.units import format_duration, slurm_time
 
 FIXTURES = Path(__file__).parent / "fixtures" / "logs"
 

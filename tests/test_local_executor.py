@@ -21,7 +21,8 @@ from submit_support import EXAMPLE, block, cli, env_with_path, plan_units, table
 from planner.folder.journal import Journal, Submission, TaskEntry
 from planner.spec.runs import Plan, expand
 from planner.spec.spec import parse_spec
-from planner.status.report import JobInfo, build_report, table_rows
+from planner.jobs.scheduler import JobInfo
+from planner.status.report import build_report, table_rows
 from planner.jobs.submission import Selection, array_chunks, select
 
 SLURM_CLIENTS = frozenset({"sbatch", "squeue", "sacct", "scontrol", "srun", "sinfo", "scancel", "salloc", "sacctmgr"})
@@ -191,12 +192,12 @@ def _journal() -> Journal:
                           job_id=job, dependency=dep, parameters={}, tasks=tasks, retry=retry)
 
     return Journal(experiment="cap_5L_lora_comparison_demo", submissions=[
-        sub(1, "train", "7", [TaskEntry(R4, "7_0", "train.sh", 0), TaskEntry(R16, "7_1", "train.sh", 1)]),
-        sub(2, "eval", "8", [TaskEntry(E4, "8", "eval.sh")], "afterok:7_0"),
-        sub(3, "eval", "9", [TaskEntry(E16, "9", "eval.sh")], "afterok:7_1"),
-        sub(4, "eval", "10", [TaskEntry(EBASE, "10", "eval.sh")]),
-        sub(5, "train", "11", [TaskEntry(R16, "11", "train.sh")], retry=True),
-        sub(6, "eval", "12", [TaskEntry(E16, "12", "eval.sh")], "afterok:11", retry=True),
+        sub(1, "train", "7", [TaskEntry(unit=R4, job_id="7_0", script="train.sh", index=0), TaskEntry(unit=R16, job_id="7_1", script="train.sh", index=1)]),
+        sub(2, "eval", "8", [TaskEntry(unit=E4, job_id="8", script="eval.sh")], "afterok:7_0"),
+        sub(3, "eval", "9", [TaskEntry(unit=E16, job_id="9", script="eval.sh")], "afterok:7_1"),
+        sub(4, "eval", "10", [TaskEntry(unit=EBASE, job_id="10", script="eval.sh")]),
+        sub(5, "train", "11", [TaskEntry(unit=R16, job_id="11", script="train.sh")], retry=True),
+        sub(6, "eval", "12", [TaskEntry(unit=E16, job_id="12", script="eval.sh")], "afterok:11", retry=True),
     ])
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from planner.estimate.prior_scan import FULL_READ_MAX, find_logs, read_log, scan
+from planner.estimate.log_reading import FULL_READ_MAX, read_log
+from planner.estimate.prior_scan import find_logs, scan
 from planner.estimate.estimators import PriorRun
 from planner.estimate.logparse import STATES, LogRecord, parse_log, parse_log_bytes
 

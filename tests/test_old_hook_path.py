@@ -37,7 +37,7 @@ def test_old_hook_path_builds_the_same_prompted_tokenizer() -> None:
     pytest.importorskip("torchtune")
     hook = {"base_component": "torchtune.models.llama2.llama2_tokenizer", "prompt": "Capitalize: {input}."}
     old = _tokens("planner.core.recipes.prompted_tokenizer", **hook)
-    new = _tokens("planner.torchtune.recipes.prompted_tokenizer", **hook)
+    new = _tokens("planner.torchtune.hook.prompted_tokenizer", **hook)
     plain = _tokens("torchtune.models.llama2.llama2_tokenizer")
     assert old == new
     assert old != plain  # the hook wrapped the user message in the prompt

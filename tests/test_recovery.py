@@ -19,7 +19,7 @@ import pytest
 from planner.jobs.fault_injection import oom_threshold
 from planner.jobs.train_supervisor import parse_args, resume_point, saved_epochs
 from planner.spec.errors import ConfigError
-from planner.folder.journal import Journal, Submission, TaskEntry
+from planner.folder.journal import Journal, JournalEvent, Submission, TaskEntry
 from planner.jobs.recovery import (
     Attempt,
     Deviation,
@@ -30,7 +30,8 @@ from planner.jobs.recovery import (
 )
 from planner.spec.runs import expand
 from planner.spec.spec import parse_spec
-from planner.status.report import JobInfo, build_report, table_rows
+from planner.jobs.scheduler import JobInfo
+from planner.status.report import build_report, table_rows
 
 SPEC = {
     "name": "rec",
@@ -92,7 +93,7 @@ def test_status_note_says_what_changed_and_how_often_the_job_started() -> None:
 def test_status_table_and_json_carry_the_recovery() -> None:
     plan = expand(parse_spec(SPEC, "spec"))
     run = plan.finetune_runs[0].name
-    journal = Journal("rec", [Submission(1, "t", "slurm", "train", "12", None, {}, [TaskEntry(run, "12", "train.sh")])])
+    journal = _journal(run)
     report = build_report(plan, journal, {"12": JobInfo(state="COMPLETED", elapsed_s=30)}, datetime(2025, 1, 1),
                           recovery={run: _state()})
     unit = next(u for u in report.units if u.unit == run)
@@ -102,10 +103,16 @@ def test_status_table_and_json_carry_the_recovery() -> None:
     assert ft[0].notes is not None and "batch 8 -> 4 x2 after out-of-memory" in ft[0].notes
 
 
+def _journal(run: str) -> Journal:
+    task = TaskEntry(unit=run, job_id="12", script="train.sh")
+    return Journal(experiment="rec", submissions=[Submission(number=1, time="t", executor="slurm", kind="train",
+                                                             job_id="12", dependency=None, parameters={}, tasks=[task])])
+
+
 def test_journal_keeps_job_events_and_reads_older_journals() -> None:
-    journal = Journal("rec", events=[{"unit": "r", "kind": "requeued", "text": "x"}])
-    assert Journal.from_json(journal.to_json()).events == journal.events
-    assert Journal.from_json('{"experiment": "rec", "submissions": []}').events == []
+    journal = Journal(experiment="rec", events=[JournalEvent(time="t", unit="r", job_id="12", kind="requeued", text="x")])
+    assert Journal.from_json(journal.to_json(), "journal.json").events == journal.events
+    assert Journal.from_json('{"experiment": "rec", "submissions": []}', "journal.json").events == []
 
 
 def _epoch(run: Path, n: int, mtime: float) -> None:
@@ -206,21 +213,20 @@ def _record(job_id: str, state: str, reason: str | None = None) -> Any:
                      node_list=None, name="x")
 
 
-def test_a_node_failure_slurm_requeued_is_not_reported_as_ended(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_node_failure_slurm_requeued_is_not_reported_as_ended(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Accounting shows NODE_FAIL until the requeued attempt starts; the controller holds the job again.
 
     The real sequence runs in test_recovery_slurm.py on a cluster of its own; here the two
     answers are given, because a shared cluster cannot lose a node on demand.
     """
-    from planner.status import refresh
+    from planner.jobs import slurm
 
-    run = "r"
-    journal = Journal("rec", [Submission(1, "t", "slurm", "train", "12", None, {}, [TaskEntry(run, "12", "train.sh")])])
-    monkeypatch.setattr(refresh.slurm_query, "sacct", lambda ids, timeout: [_record("12", "NODE_FAIL")])
-    monkeypatch.setattr(refresh.slurm_query, "squeue", lambda ids, timeout: [_record("12", "PENDING", "BeginTime")])
-    got = refresh.collect(None, journal, {})  # type: ignore[arg-type]  # no folder is read on this path
+    scheduler = slurm.SlurmScheduler(tmp_path)
+    monkeypatch.setattr(slurm.slurm_query, "sacct", lambda ids, timeout: [_record("12", "NODE_FAIL")])
+    monkeypatch.setattr(slurm.slurm_query, "squeue", lambda ids, timeout: [_record("12", "PENDING", "BeginTime")])
+    got = scheduler.query({"12": tmp_path}, 5)
     assert got.jobs["12"].state == "PENDING"
     assert got.jobs["12"].reason == "requeued after NODE_FAIL (BeginTime)"
     # Not requeued (no --requeue, or attempts used up): the node failure stands.
-    monkeypatch.setattr(refresh.slurm_query, "squeue", lambda ids, timeout: [])
-    assert refresh.collect(None, journal, {}).jobs["12"].state == "NODE_FAIL"  # type: ignore[arg-type]
+    monkeypatch.setattr(slurm.slurm_query, "squeue", lambda ids, timeout: [])
+    assert scheduler.query({"12": tmp_path}, 5).jobs["12"].state == "NODE_FAIL"

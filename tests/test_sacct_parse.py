@@ -7,21 +7,18 @@ from datetime import datetime
 import pytest
 
 from planner.jobs.sacct import (
-    FINAL_STATES,
-    JOB_STATES,
     SACCT_FIELDS,
     SQUEUE_FIELDS,
     JobRecord,
     chunk_job_ids,
     expand_task_range,
-    is_final,
-    normalise_state,
     parse_max_array_size,
     parse_sacct,
     parse_squeue,
     sacct_argv,
     squeue_argv,
 )
+from planner.spec.states import FINAL_STATES, JOB_STATES, is_final, normalise_state
 
 
 def sacct_line(

@@ -8,10 +8,12 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.jobs import slurm_query
-from planner.jobs.executors import Executor, LocalSubmitter, SlurmSubmitter
+from planner.jobs import kinds
+from planner.jobs.scheduler import Scheduler
 from planner.folder.experiment import Experiment
 from planner.spec.errors import SchedulerError
-from planner.status.report import StatusReport, clock
+from planner.spec.units import clock
+from planner.status.report import StatusReport
 
 STATE_STYLE = {
     "COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "SUBMITTED": "yellow",
@@ -20,7 +22,7 @@ STATE_STYLE = {
 }
 
 
-def make_executor(kind: str, exp: Experiment) -> Executor:
+def make_executor(kind: str, exp: Experiment) -> Scheduler:
     """``auto`` picks Slurm when its controller answers, else the local machine."""
     folder = exp.internal / "submitit"
     if kind == "auto":
@@ -28,8 +30,7 @@ def make_executor(kind: str, exp: Experiment) -> Executor:
     if kind == "slurm":
         if not slurm_query.slurm_available():
             raise SchedulerError("--executor slurm: no Slurm controller answers (scontrol ping); use --executor local or start Slurm")
-        return SlurmSubmitter(folder)
-    return LocalSubmitter(folder)
+    return kinds.schedulers(folder)[kind]
 
 
 def status_table(report: StatusReport) -> Table:

@@ -15,7 +15,7 @@ from planner.estimate.pipeline import run_estimate, settings_of
 from planner.folder.experiment import load_experiment
 from planner.spec.local_settings import load_local_settings
 from planner.status.refresh import predicted_seconds, refresh
-from planner.plan.render import duration, size
+from planner.spec.units import duration, size
 
 
 @click.command("estimate")
@@ -41,7 +41,8 @@ def command(experiment: Path, logs: tuple[Path, ...], as_json: bool, calibrate: 
     out = run_estimate(exp, settings, list(logs), datetime.now, use_cache=not no_cache)
     est = out.estimates
     if as_json:
-        payload = json.loads((exp.path / "estimates.json").read_text())
+        written = exp.read_estimates()
+        payload: dict[str, Any] = written.model_dump() if written else {}
         payload["priors_used"] = len(out.priors)
         payload["skipped_logs"] = [{"path": p, "reason": r} for p, r in out.scan.skipped]
         if calibrate:

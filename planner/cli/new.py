@@ -14,7 +14,7 @@ from planner.spec.local_settings import find_local_settings, load_local_settings
 from planner.plan.pipeline import PreparedExperiment, prepare, write
 from planner.plan.prompts import Prompter, run_wizard
 from planner.spec.errors import ConfigError, PlannerError
-from planner.plan.render import duration, size
+from planner.spec.units import duration, size
 from planner.spec.spec import load_spec_text, parse_spec
 
 

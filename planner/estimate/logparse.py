@@ -34,28 +34,24 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-try:  # libyaml is ~10x faster than the pure-Python loader; fall back when absent.
-    YAML_LOADER: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    YAML_LOADER = yaml.SafeLoader
+from planner.estimate.logconfig import extract_config
+from planner.estimate.logrecord import (
+    BAR_SAMPLES_PER_LINE,
+    GIB,
+    MAX_SERIES,
+    STATES,
+    YAML_LOADER,
+    BarSample,
+    CheckpointSave,
+    LogRecord,
+    to_float,
+)
 
-#: Final states a log can be in.
-STATES = ("completed", "oom", "failed", "truncated", "unknown")
-
-#: Probes per long bar line (plus its last update). Lines with up to this many + 2
-#: updates are parsed whole. tqdm's rate is already a moving average, so a few probes
-#: give a robust median; bounded so a 10,000-step epoch costs what a 50-step one does.
-BAR_SAMPLES_PER_LINE = 3
-
-#: Upper bound on stored loss points and speed samples (keeps cached records small).
-MAX_SERIES = 16
-
-_GIB = 1024**3
+__all__ = ["BAR_SAMPLES_PER_LINE", "MAX_SERIES", "STATES", "YAML_LOADER", "BarSample", "CheckpointSave", "LogRecord", "parse_log", "parse_log_bytes"]
 
 # One tqdm update, on bytes. The description (epoch|global_step|Loss: x) is absent on
 # the very first print of a bar (0%, ?it/s). Loss is whatever Python printed for a
@@ -66,7 +62,6 @@ _BAR_RE = re.compile(
     rb"(\d+)%\|[^|\r\n]*\| *(\d+)/(\d+) "
     rb"\[((?:\d+d )?[\d:]+)<(?:[\d:]+|\?)?, *(?:([\d.]+)(it/s|s/it)|\?it/s)\]"
 )
-_HEADER_RE = re.compile(r"Running (\w+) with resolved config:")
 # Patterns open with a literal so the regex engine can skip ahead with a fast prefix
 # search instead of trying every position (what a leading \w+ or (A|B) would cost).
 _MEM_RE = re.compile(r"peak memory (allocation|alloc|reserved|active): *([\d.]+) *(GiB|GB|MiB|MB)?")
@@ -82,272 +77,9 @@ _TRACEBACK = "Traceback (most recent call last):"
 _EXC_LINE_RE = re.compile(r"\n(\w+(?:\.\w+)*(?:Error|Exception|Interrupt)\b.*)")
 _SLURM_CANCEL_RE = re.compile(r"\*\*\* (?:JOB|STEP) [\d.]+ ON \S+ CANCELLED AT \S+(.*?)\*\*\*")
 
-_UNIT_TO_GIB = {None: 1.0, "GiB": 1.0, "GB": 1e9 / _GIB, "MiB": 1 / 1024, "MB": 1e6 / _GIB}
-
-
-@dataclass(slots=True)
-class BarSample:
-    """One sampled tqdm update.
-
-    Attributes:
-        epoch: 1-based epoch from the bar description (None on the first, bare print).
-        global_step: optimizer steps so far across epochs (None without description).
-        loss_raw: loss as printed in the description (converted only when used).
-        n: steps done in this epoch.
-        total: steps in this epoch (optimizer steps, capped by max_steps_per_epoch).
-        elapsed_raw: tqdm's elapsed clock as printed (converted only when used).
-        it_per_s: rate as iterations per second (``s/it`` is inverted).
-    """
-
-    epoch: int | None
-    global_step: int | None
-    loss_raw: bytes | None
-    n: int
-    total: int
-    elapsed_raw: bytes
-    it_per_s: float | None
-
-    @property
-    def loss(self) -> float | None:
-        """The loss as a float (None when unreadable)."""
-        return _to_float(self.loss_raw)
-
-    @property
-    def elapsed_s(self) -> float | None:
-        """Seconds since the bar started."""
-        return _clock_to_s(self.elapsed_raw.decode("ascii", "replace"))
-
-
-@dataclass(slots=True)
-class CheckpointSave:
-    """A checkpoint file torchtune reported saving.
-
-    Attributes:
-        kind: ``"model"``, ``"adapter"`` or ``"recipe"``.
-        size_gib: file size in GiB as logged.
-        path: path as logged.
-        epoch: 0-based epoch taken from the ``epoch_N`` folder in the path.
-    """
-
-    kind: str
-    size_gib: float
-    path: str
-    epoch: int | None
-
-
-@dataclass
-class LogRecord:
-    """What one training log says. Every field is optional: logs can be partial.
-
-    Attributes:
-        path: where the text came from (informational).
-        recipe: recipe class, e.g. ``LoRAFinetuneRecipeSingleDevice``.
-        config_text: the YAML of the config dump as logged (not kept in scan caches).
-        model_component: ``model._component_``, e.g. ``torchtune.models.llama3_2.lora_llama3_2_1b``.
-        batch_size: ``batch_size``.
-        gradient_accumulation_steps: ``gradient_accumulation_steps``.
-        epochs: configured epochs.
-        max_seq_len: ``tokenizer.max_seq_len``.
-        packed: ``dataset.packed``.
-        dataset_source: ``dataset.source``.
-        dataset_data_files: ``dataset.data_files``.
-        dataset_split: ``dataset.split``.
-        max_steps_per_epoch: ``max_steps_per_epoch``.
-        output_dir: ``output_dir``.
-        lora_rank: ``model.lora_rank``.
-        checkpoint_dir: ``checkpointer.checkpoint_dir`` (the base model's folder).
-        steps_per_epoch: bar total (optimizer steps per epoch).
-        total_steps: highest global step seen.
-        epochs_started: highest epoch number seen on a bar (1-based).
-        epochs_finished: epochs whose bar reached its total.
-        epoch_elapsed_s: bar elapsed time at the last seen update of each epoch.
-        speed_samples: sampled rates in it/s, in log order.
-        steady_it_per_s: median rate after warm-up.
-        tokens_per_second: tokens/s per GPU samples (Step lines, W&B summary).
-        tokens_per_second_median: median of ``tokens_per_second``.
-        loss: ``(global_step, loss)`` points, bounded, in log order.
-        peak_memory_gib: ``{"alloc"|"reserved"|"active": GiB}``, maxima over the log.
-        checkpoints: checkpoint saves.
-        checkpoint_save_s: ``Checkpoint saved in X seconds`` values.
-        wandb: numeric W&B summary values.
-        oom: an out-of-memory marker was seen.
-        error: last exception line, if a traceback was seen.
-        state: one of :data:`STATES`.
-        problems: human-readable notes on what could not be parsed.
-    """
-
-    path: str | None = None
-    recipe: str | None = None
-    config_text: str | None = None
-    model_component: str | None = None
-    batch_size: int | None = None
-    gradient_accumulation_steps: int | None = None
-    epochs: int | None = None
-    max_seq_len: int | None = None
-    packed: bool | None = None
-    dataset_source: str | None = None
-    dataset_data_files: Any = None
-    dataset_split: str | None = None
-    max_steps_per_epoch: int | None = None
-    output_dir: str | None = None
-    lora_rank: int | None = None
-    checkpoint_dir: str | None = None
-    steps_per_epoch: int | None = None
-    total_steps: int | None = None
-    epochs_started: int = 0
-    epochs_finished: int = 0
-    epoch_elapsed_s: list[float] = field(default_factory=list)
-    speed_samples: list[float] = field(default_factory=list)
-    steady_it_per_s: float | None = None
-    tokens_per_second: list[float] = field(default_factory=list)
-    tokens_per_second_median: float | None = None
-    loss: list[tuple[int, float]] = field(default_factory=list)
-    peak_memory_gib: dict[str, float] = field(default_factory=dict)
-    checkpoints: list[CheckpointSave] = field(default_factory=list)
-    checkpoint_save_s: list[float] = field(default_factory=list)
-    wandb: dict[str, float] = field(default_factory=dict)
-    oom: bool = False
-    error: str | None = None
-    state: str = "unknown"
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def config(self) -> dict[str, Any] | None:
-        """The resolved config, parsed with ``yaml.safe_load`` on first use.
-
-        Returns:
-            The config mapping, or None when there was no dump, it did not parse (even
-            after dropping damaged trailing lines), or the record came from a cache.
-        """
-        if self.config_text is None:
-            return None
-        cached = self.__dict__.get("_config_cache", _UNSET)
-        if cached is not _UNSET:
-            return cached
-        cfg = _safe_yaml(self.config_text)
-        self.__dict__["_config_cache"] = cfg
-        return cfg
-
-    @property
-    def peak_memory(self) -> float | None:
-        """The largest peak-memory figure logged (reserved is what the GPU had to hold)."""
-        return max(self.peak_memory_gib.values()) if self.peak_memory_gib else None
-
-    @property
-    def has_training_data(self) -> bool:
-        """Whether the log holds anything an estimate can use."""
-        return bool(
-            self.recipe or self.speed_samples or self.tokens_per_second or self.checkpoints
-        )
-
-    def checkpoint_gib_per_epoch(self) -> float | None:
-        """Size written per epoch (model + adapter files; recipe state excluded).
-
-        Returns:
-            GiB per epoch, averaged over the epochs seen, or None without checkpoint lines.
-        """
-        per_epoch: dict[int | None, float] = {}
-        for c in self.checkpoints:
-            if c.kind != "recipe":
-                per_epoch[c.epoch] = per_epoch.get(c.epoch, 0.0) + c.size_gib
-        if not per_epoch:
-            return None
-        return sum(per_epoch.values()) / len(per_epoch)
-
-    def to_dict(self, *, with_config: bool = True) -> dict[str, Any]:
-        """A JSON-serialisable dict (``from_dict`` reverses it).
-
-        Args:
-            with_config: keep ``config_text``; caches leave it out to stay small.
-
-        Returns:
-            Field name to value; checkpoints become dicts.
-        """
-        # Shallow on purpose: dataclasses.asdict deep-copies and is ~10x slower, which
-        # shows when 10,000 records are cached.
-        d = {name: getattr(self, name) for name in _FIELDS}
-        d["checkpoints"] = [
-            {"kind": c.kind, "size_gib": c.size_gib, "path": c.path, "epoch": c.epoch}
-            for c in self.checkpoints
-        ]
-        if not with_config:
-            d["config_text"] = None
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LogRecord":
-        """Rebuild a record written by :meth:`to_dict`.
-
-        Args:
-            data: the dict.
-
-        Returns:
-            The record; unknown keys are ignored so older caches still load.
-        """
-        known = {k: v for k, v in data.items() if k in _FIELDS}
-        known["checkpoints"] = [CheckpointSave(**c) for c in known.get("checkpoints") or []]
-        known["loss"] = [tuple(p) for p in known.get("loss") or []]
-        return cls(**known)
-
-
-_FIELDS = tuple(LogRecord.__dataclass_fields__)
-_UNSET = object()
-
-
-def _safe_yaml(text: str) -> dict[str, Any] | None:
-    """``yaml.safe_load`` that survives a dump cut short or interleaved with output."""
-    try:
-        cfg = yaml.load(text, Loader=YAML_LOADER)
-    except yaml.YAMLError:
-        # Drop lines from the end until it parses, so the keys before the damage count.
-        lines = text.split("\n")
-        cfg = None
-        for cut in range(len(lines) - 1, 0, -max(1, len(lines) // 8)):
-            try:
-                cfg = yaml.load("\n".join(lines[:cut]), Loader=YAML_LOADER)
-                break
-            except yaml.YAMLError:
-                continue
-    return cfg if isinstance(cfg, dict) else None
-
+_UNIT_TO_GIB = {None: 1.0, "GiB": 1.0, "GB": 1e9 / GIB, "MiB": 1 / 1024, "MB": 1e6 / GIB}
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _to_float(s: str | bytes | None) -> float | None:
-    if s is None:
-        return None
-    try:
-        return float(s)
-    except ValueError:
-        return None
-
-
-def _to_int(v: Any) -> int | None:
-    if isinstance(v, bool) or v is None:
-        return None
-    if isinstance(v, int):
-        return v
-    try:
-        return int(str(v))
-    except ValueError:
-        return None
-
-
-def _clock_to_s(s: str | None) -> float | None:
-    """tqdm's ``[D d ][H:]MM:SS`` to seconds."""
-    if not s or "?" in s:
-        return None
-    days = 0
-    if "d " in s:
-        d, s = s.split("d ", 1)
-        days = int(d) if d.isdigit() else 0
-    total = 0
-    for part in s.split(":"):
-        if not part.isdigit():
-            return None
-        total = total * 60 + int(part)
-    return float(total + days * 86400)
 
 
 def _bounded(seq: list[Any], limit: int = MAX_SERIES) -> list[Any]:
@@ -491,136 +223,6 @@ def _split_bars(data: bytes) -> tuple[list[BarSample], bytes]:
     return samples, b"\n".join(rest)
 
 
-def _scalar(raw: str | None) -> Any:
-    """A YAML scalar as OmegaConf writes it, without a YAML parser (hot path)."""
-    if raw is None:
-        return None
-    v = raw.strip()
-    if not v or v in ("null", "~", "Null", "NULL"):
-        return None
-    if v[0] in "'\"" and v[-1:] == v[0] and len(v) > 1:
-        return v[1:-1]
-    low = v.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if v[0] in "[{":
-        try:
-            return yaml.load(v, Loader=YAML_LOADER)
-        except yaml.YAMLError:
-            return v
-    if v.isdigit():
-        return int(v)
-    # Only try numbers when it can be one: raising ValueError costs microseconds.
-    if v[0] in "-+.0123456789" and len(v) < 40:
-        try:
-            return int(v)
-        except ValueError:
-            pass
-        try:
-            return float(v)
-        except ValueError:
-            return v
-    return v
-
-
-# The dump ends at the first line that is neither indented, a list item, a comment,
-# blank, nor a top-level ``key:`` (a log line, a warning, a bar). Patterns here are
-# anchored on "\n" rather than ``^`` with re.M: a literal first character lets the
-# regex engine skip ahead, which makes them several times faster.
-_CONFIG_END_RE = re.compile(r"\n(?=[^ \t\-#\n])(?![A-Za-z_][\w.\-]*:(?: |\n|$))")
-_SECTION_END_RE = re.compile(r"\n[^ \t\-#\n]")
-_TOP_ATTR = {k: k for k in ("batch_size", "gradient_accumulation_steps", "epochs",
-                            "max_steps_per_epoch", "output_dir")}
-_SECTION_FINDS = {
-    "model": (("_component_", "model_component"), ("lora_rank", "lora_rank")),
-    "tokenizer": (("max_seq_len", "max_seq_len"),),
-    "checkpointer": (("checkpoint_dir", "checkpoint_dir"),),
-    "dataset": (("packed", "packed"), ("source", "dataset_source"), ("data_files", "dataset_data_files"),
-                ("split", "dataset_split")),
-}
-# Search strings built once: "\nbatch_size:" for top-level keys, "\n  packed:" inside
-# the section that starts at "\ndataset:\n".
-_TOP_NEEDLES = tuple((f"\n{k}:", k) for k in _TOP_ATTR)
-_SECTION_NEEDLES = tuple(
-    (f"\n{name}:\n", tuple((f"\n  {key}:", attr) for key, attr in keys))
-    for name, keys in _SECTION_FINDS.items()
-)
-_INT_FIELDS = {"batch_size", "gradient_accumulation_steps", "epochs", "max_steps_per_epoch",
-               "lora_rank", "max_seq_len"}
-_STR_FIELDS = {"model_component", "dataset_source", "dataset_split", "output_dir", "checkpoint_dir"}
-_BLOCK_ITEM_RE = re.compile(r"\n {2,}- (.*)")
-
-
-def _line_value(block: str, pos: int) -> Any:
-    """The scalar after ``key:`` at ``pos`` up to the end of the line (None if empty)."""
-    end = block.find("\n", pos)
-    return _scalar(block[pos : end if end >= 0 else len(block)])
-
-
-def _extract_config(text: str, rec: LogRecord) -> None:
-    """Find the config dump; keep its text and fill the fields estimates need.
-
-    The dump is ``OmegaConf.to_yaml`` output: two-space indentation, one key per line.
-    ``str.find`` reads the dozen keys estimates need (a YAML parser costs
-    ~0.4 ms a log, more than everything else together); :attr:`LogRecord.config`
-    parses the whole dump with ``yaml.safe_load`` on demand.
-    """
-    at = text.find(" with resolved config:")
-    if at < 0:
-        return
-    m = _HEADER_RE.search(text, max(0, at - 120), at + 23)
-    if m is None:
-        return
-    rec.recipe = m.group(1)
-    start = text.find("\n", m.end())
-    if start < 0:
-        rec.problems.append("config dump header present but no config followed (log cut)")
-        return
-    # Work on "\n" + dump so every key line, the first included, follows a newline.
-    end_m = _CONFIG_END_RE.search(text, start + 1)
-    block = text[start : end_m.start() if end_m else len(text)] + "\n"
-    rec.config_text = block.strip("\n") + "\n"
-    # Plain str.find per wanted key: a dozen C-level searches beat a regex pass plus
-    # Python work per matched line (the dump has ~20 ``_component_`` lines alone).
-    found: dict[str, Any] = {}
-    for needle, key in _TOP_NEEDLES:
-        at = block.find(needle)
-        if at >= 0:
-            found[key] = _line_value(block, at + len(needle))
-    for header, keys in _SECTION_NEEDLES:
-        at = block.find(header)
-        if at < 0:
-            continue
-        body = at + len(header)
-        se = _SECTION_END_RE.search(block, body)
-        end = se.start() + 1 if se else len(block)
-        for needle, attr in keys:
-            k = block.find(needle, body - 1, end)
-            if k < 0:
-                continue
-            vpos = k + len(needle)
-            raw = _line_value(block, vpos)
-            if raw is None and attr == "dataset_data_files":
-                items = []  # block list: the "- item" lines that follow
-                ipos = block.find("\n", vpos)
-                while (im := _BLOCK_ITEM_RE.match(block, ipos)) is not None:
-                    items.append(_scalar(im.group(1)))
-                    ipos = im.end()
-                found[attr] = items
-            else:
-                found[attr] = raw
-    for attr, value in found.items():
-        if attr in _INT_FIELDS:
-            value = _to_int(value)
-        elif attr == "packed":
-            value = value if isinstance(value, bool) else None
-        elif attr in _STR_FIELDS:
-            value = str(value) if value is not None else None
-        setattr(rec, attr, value)
-    if not found:
-        rec.problems.append("config dump present but none of the expected keys were read")
-
-
 def _median(values: list[float]) -> float:
     """Median without statistics' overhead (called once per log)."""
     v = sorted(values)
@@ -690,14 +292,14 @@ def _extract_rare(text: str, rec: LogRecord) -> None:
     if "peak memory" in text:
         for m in _MEM_RE.finditer(text):
             key = "alloc" if m.group(1).startswith("alloc") else m.group(1)
-            val = _to_float(m.group(2))
+            val = to_float(m.group(2))
             if val is None:
                 continue
             val *= _UNIT_TO_GIB.get(m.group(3), 1.0)
             rec.peak_memory_gib[key] = max(val, rec.peak_memory_gib.get(key, 0.0))
     if "checkpoint of size" in text:
         for m in _CKPT_RE.finditer(text):
-            size = _to_float(m.group(1))
+            size = to_float(m.group(1))
             if size is None:
                 continue
             at = m.start()
@@ -710,14 +312,14 @@ def _extract_rare(text: str, rec: LogRecord) -> None:
                                int(ep.group(1)) if ep else None)
             )
     if "Checkpoint saved in" in text:
-        rec.checkpoint_save_s = [float(x) for x in _CKPT_SAVED_RE.findall(text) if _to_float(x) is not None]
+        rec.checkpoint_save_s = [float(x) for x in _CKPT_SAVED_RE.findall(text) if to_float(x) is not None]
     if "Step " in text:
         step_losses: list[tuple[int, float]] = []
         tps: list[float] = []
         for m in _STEP_RE.finditer(text):
             step = int(m.group(1))
             for k, v in _KV_RE.findall(m.group(2)):
-                f = _to_float(v)
+                f = to_float(v)
                 if f is None:
                     continue
                 if k == "loss" and math.isfinite(f):
@@ -735,7 +337,7 @@ def _extract_rare(text: str, rec: LogRecord) -> None:
             rec.loss = _bounded(step_losses)
     if "wandb:" in text:
         for k, v in _WANDB_RE.findall(text):
-            f = _to_float(v)
+            f = to_float(v)
             if f is not None:
                 rec.wandb[k] = f
         w = rec.wandb.get("tokens_per_second_per_gpu")
@@ -839,7 +441,7 @@ def parse_log_bytes(data: bytes, path: str | None = None) -> LogRecord:
             binary = True
         if binary:
             rec.problems.append("log contains binary data; parsed what was readable")
-        _extract_config(rest, rec)
+        extract_config(rest, rec)
         _summarise_bars(samples, rec)
         _extract_rare(rest, rec)
         if not data.endswith(b"\n"):

@@ -14,11 +14,10 @@ from typing import Callable
 from planner import paths
 from planner.folder.experiment import Experiment
 from planner.folder.atomic import atomic_write_text
-from planner.plan.pipeline import estimates_json
 from planner.estimate.priors import estimate_from_prior_runs
 from planner.estimate.prior_scan import ScanResult
 from planner.plan.verify import verify
-from planner.folder.compute import ComputeEstimates
+from planner.folder.compute import ESTIMATES, ComputeEstimates, EstimatesFile
 from planner.folder.designlog import DesignLog
 from planner.estimate.estimators import PriorRun
 from planner.spec.localconfig import LocalSettings
@@ -57,7 +56,7 @@ def run_estimate(exp: Experiment, settings: LocalSettings, extra_dirs: list[Path
     block = estimates_block(estimates, max(exp.spec.resources.gpus, 1), make_environment(paths.TEMPLATES_DIR))
     with exp.lock():
         exp.update_summary_blocks({ESTIMATES_BLOCK: block})
-        atomic_write_text(exp.path / "estimates.json", estimates_json(estimates))
+        atomic_write_text(exp.path / ESTIMATES, EstimatesFile.of(estimates).to_json())
         with open(exp.path / "design-experiment.log", "a", encoding="utf-8") as handle:
             handle.write(log.render())
     return EstimateOutcome(scan=result, priors=priors, estimates=estimates, dirs=dirs)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 from planner.estimate import estimators as est
 from planner.folder.compute import ComputeEstimates, RunEstimate
 from planner.folder.designlog import DesignLog
-from planner.plan.render import size
+from planner.spec.units import size, slurm_time
 from planner.spec.resources import Resources
 from planner.spec.runs import Plan, Run
 
@@ -98,7 +98,7 @@ def estimate_plan(
         high = figure.high if figure.high is not None else figure.figure
         runs.append(RunEstimate(
             run=run.name, model=run.model, train_seconds=high, train_low_seconds=low, basis=figure.basis,
-            confidence=figure.confidence, slurm_time=est.slurm_time(high), disk_bytes=per_epoch * query.epochs,
+            confidence=figure.confidence, slurm_time=slurm_time(high), disk_bytes=per_epoch * query.epochs,
             steps_per_epoch=figure.details.get("steps_per_epoch"), calculation=figure.calculation,
         ))
         log.add(now(), "CALCULATE_TIME", f"Training time estimate for {run.name}",

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import gc
 import os
-import pickle
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -42,23 +41,10 @@ from pathlib import Path
 
 from planner.estimate.run_folder import DIR_FLAGS, FILE_FLAGS, FINETUNE, JOB_STATE, RunFacts, run_facts
 from planner.estimate.estimators import PriorRun
+from planner.estimate.log_reading import read_log
 from planner.estimate.logparse import LogRecord, parse_log_bytes
+from planner.estimate.scan_cache import load_cache, save_cache
 
-#: Bump when LogRecord, PriorRun or the folder listing change shape; older caches are
-#: then ignored.
-CACHE_VERSION = 15
-
-#: Files up to this size are read whole; larger ones sparsely (head, windows, tail).
-FULL_READ_MAX = 256 * 1024
-HEAD_BYTES = 64 * 1024
-TAIL_BYTES = 96 * 1024
-WINDOWS = 4
-WINDOW_BYTES = 4 * 1024
-
-#: Rewrite the whole cache instead of appending a delta past this many delta frames,
-#: or when a delta would hold more than this fraction of the entries.
-MAX_DELTA_FRAMES = 20
-MAX_DELTA_FRACTION = 0.25
 
 #: Parse in worker processes when at least this many files need parsing; below it,
 #: process start-up (~50 ms) costs more than it saves.
@@ -430,51 +416,6 @@ def _eval_fingerprint(folders: tuple[str, ...], base: object, cache: dict[str, _
     return racy if any(now_ns - m <= RACY_NS for m in out) else tuple(out)
 
 
-def read_log(path: str, size: int | None = None) -> bytes:
-    """Read a log, sparsely when it is large.
-
-    Args:
-        path: the file.
-        size: its size if already known (saves a stat).
-
-    Returns:
-        The whole file, or for files over :data:`FULL_READ_MAX`: head, a few windows
-        trimmed to whole progress-bar updates, and tail, joined by newlines.
-
-    Raises:
-        OSError: when the file cannot be read.
-    """
-    # A raw descriptor: io.open builds FileIO and BufferedReader objects, which is a
-    # measurable share of the cost per file when there are 10,000 small ones.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if size is None:
-            size = os.fstat(fd).st_size
-        if size <= FULL_READ_MAX:
-            # Ask for one byte more than the stat said, so a log still being written
-            # is read to its current end; loop because read() may return less.
-            chunks = []
-            want = size + 1
-            while chunk := os.read(fd, want):
-                chunks.append(chunk)
-                want = 65536
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        parts = [os.pread(fd, HEAD_BYTES, 0)]
-        middle = size - HEAD_BYTES - TAIL_BYTES
-        for k in range(1, WINDOWS + 1):
-            chunk = os.pread(fd, WINDOW_BYTES, HEAD_BYTES + middle * k // (WINDOWS + 1))
-            start, end = chunk.find(b"\r"), chunk.rfind(b"\r")
-            if 0 <= start < end:
-                parts.append(chunk[start:end])  # whole updates only
-        tail = os.pread(fd, TAIL_BYTES, size - TAIL_BYTES)
-        # Start the tail at a line or update boundary, not mid-update.
-        cuts = [i for i in (tail.find(b"\n"), tail.find(b"\r")) if i >= 0]
-        parts.append(tail[min(cuts):] if cuts else tail)
-        return b"\n".join(parts)
-    finally:
-        os.close(fd)
-
-
 def _parse_path(path: str, size: int | None = None, flags: int = 0,
                 shapes: dict[str, int | None] | None = None) -> tuple[str, tuple | None, str | None, bool]:
     """Read and parse one file, and the run files its folder listing showed; never raises.
@@ -500,63 +441,6 @@ def _parse_path(path: str, size: int | None = None, flags: int = 0,
 def _parse_many(items: list[tuple[str, int, int]]) -> list[tuple[str, tuple | None, str | None, bool]]:
     shapes: dict[str, int | None] = {}  # a sweep's runs share a few models: read each config.json once
     return [_parse_path(p, s, f, shapes) for p, s, f in items]
-
-
-def _load_cache(cache_path: Path | None) -> tuple[dict[str, _Listing], int]:
-    """Folder listings (with their logs' entries) and the number of delta frames read."""
-    if cache_path is None:
-        return {}, 0
-    frames = 0
-    try:
-        with open(cache_path, "rb") as fh:
-            head = pickle.load(fh)
-            if not isinstance(head, dict) or head.get("version") != CACHE_VERSION:
-                return {}, 0
-            dirs: dict[str, _Listing] = head["dirs"]
-            while True:
-                try:
-                    delta = pickle.load(fh)
-                except EOFError:
-                    break
-                for d, listing in delta.items():
-                    if listing is None:
-                        dirs.pop(d, None)
-                    else:
-                        dirs[d] = listing
-                frames += 1
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError,
-            ImportError, IndexError, TypeError, KeyError):
-        return {}, 0
-    return dirs, frames
-
-
-def _write_atomic(cache_path: Path, dirs: dict[str, _Listing]) -> None:
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            pickle.dump({"version": CACHE_VERSION, "dirs": dirs}, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, cache_path)  # atomic: a reader never sees half a cache
-    except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-
-
-def _save_cache(cache_path: Path, dirs: dict[str, _Listing], touched: set[str], frames: int) -> None:
-    """Append a delta frame of the touched listings, or rewrite the cache when deltas grow."""
-    if frames >= 0 and frames < MAX_DELTA_FRAMES and len(touched) <= MAX_DELTA_FRACTION * max(1, len(dirs)):
-        try:
-            # One write() of a whole frame: a concurrent reader sees the old file, or
-            # the old file plus a complete frame, or a torn frame it discards.
-            blob = pickle.dumps({d: dirs.get(d) for d in touched}, protocol=pickle.HIGHEST_PROTOCOL)
-            with open(cache_path, "ab") as fh:
-                fh.write(blob)
-            return
-        except OSError:
-            pass
-    _write_atomic(cache_path, dirs)
 
 
 def scan(
@@ -592,7 +476,7 @@ def scan(
 def _scan(dirs: list[Path], cache_path: Path | None, workers: int | None) -> ScanResult:
     t0 = time.perf_counter()
     result = ScanResult()
-    cache, frames = _load_cache(cache_path)
+    cache, frames = load_cache(cache_path)
     had_cache = bool(cache)
     todo: list[LogFile] = []
     touched: set[str] = set()
@@ -624,6 +508,6 @@ def _scan(dirs: list[Path], cache_path: Path | None, workers: int | None) -> Sca
         touched.add(d)
     result.parsed = len(todo)
     if cache_path is not None and (touched or not had_cache):
-        _save_cache(cache_path, cache, touched, frames if had_cache else -1)
+        save_cache(cache_path, cache, touched, frames if had_cache else -1)
     result.seconds = time.perf_counter() - t0
     return result

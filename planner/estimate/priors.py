@@ -19,7 +19,8 @@ from pathlib import Path
 
 from planner.jobs import slurm_query
 from planner.estimate.prior_scan import ScanResult, scan
-from planner.jobs.sacct import FINAL_STATES, JobRecord, sacct_argv
+from planner.jobs.sacct import JobRecord, sacct_argv
+from planner.spec.states import FINAL_STATES
 from planner.folder.compute import ComputeEstimates
 from planner.folder.designlog import DesignLog
 from planner.estimate.estimators import PriorRun

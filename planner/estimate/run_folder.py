@@ -22,7 +22,8 @@ import yaml
 
 from planner.estimate.logparse import YAML_LOADER
 from planner.torchtune.recipes import RecipeError, model_shape_from_config
-from planner.status.report import parse_job_time
+from planner.folder.job_state import JobStateFile
+from planner.spec.errors import ConfigError
 
 #: Bits for what a folder listing saw beside a log (kept with the cached listing, so
 #: a run without them costs no failed open() per scan).
@@ -70,16 +71,10 @@ def job_wall_seconds(state_file: Path | str) -> float | None:
         or the job has not ended.
     """
     try:
-        state = json.loads(_read_small(state_file))
-    except (OSError, ValueError):
+        state = JobStateFile.from_json(_read_small(state_file), str(state_file))
+    except (OSError, ConfigError):
         return None
-    if not isinstance(state, dict):
-        return None
-    started, ended = parse_job_time(state.get("started")), parse_job_time(state.get("ended"))
-    if started is None or ended is None:
-        return None
-    seconds = (ended - started).total_seconds()
-    return seconds if seconds > 0 else None
+    return state.wall_seconds()
 
 
 def folder_gib(folder: Path | str) -> float | None:

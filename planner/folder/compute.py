@@ -1,4 +1,5 @@
-"""Compute estimates of a plan: per-run training time, evaluation time, GPU hours, disk.
+"""Compute estimates of a plan (per-run training time, evaluation time, GPU hours, disk) and
+estimates.json, the file they are kept in.
 
 ``ComputeEstimates`` is its own object so the way it is computed can change (fallback
 ranges when nothing is known, prior-run logs when they exist) while the summary, the
@@ -8,6 +9,10 @@ plan and the Slurm time request read the same fields.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ValidationError
+
+from planner.spec.errors import ConfigError
 
 
 @dataclass
@@ -76,22 +81,71 @@ class ComputeEstimates:
         return next((r for r in self.runs if r.run == name), None)
 
 
-def slurm_time_seconds(text: str) -> int:
-    """Seconds of a Slurm time string (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS)."""
-    days = 0
-    if "-" in text:
-        d, text = text.split("-", 1)
-        days = int(d)
-        parts = [int(p) for p in text.split(":")]
-        while len(parts) < 3:
-            parts.append(0)
-        h, m, s = parts
-    else:
-        parts = [int(p) for p in text.split(":")]
-        if len(parts) == 1:
-            h, m, s = 0, parts[0], 0
-        elif len(parts) == 2:
-            h, m, s = 0, parts[0], parts[1]
-        else:
-            h, m, s = parts
-    return ((days * 24 + h) * 60 + m) * 60 + s
+#: The file's name in the experiment folder.
+ESTIMATES = "estimates.json"
+#: The estimates.json format this version writes; a newer one is refused, not misread.
+ESTIMATES_VERSION = 1
+
+
+class RunFigures(BaseModel):
+    """One run's figures in estimates.json."""
+
+    train_seconds: float
+    train_low_seconds: float
+    slurm_time: str
+    confidence: str
+    basis: str
+    disk_bytes: int
+    steps_per_epoch: int | None = None
+
+
+class EstimatesFile(BaseModel):
+    """estimates.json: what ``submit`` (Slurm time per run) and ``status`` (predicted seconds) read.
+
+    One schema, one writer (:meth:`to_json`, from :meth:`of`), one reader (:meth:`from_json`,
+    called by ``folder.experiment``).
+    """
+
+    version: int = ESTIMATES_VERSION
+    preliminary: bool
+    runs: dict[str, RunFigures]
+    eval_seconds_each: float
+    eval_count: int
+
+    @classmethod
+    def of(cls, estimates: ComputeEstimates) -> "EstimatesFile":
+        """The file's content for a plan's estimates."""
+        return cls(
+            preliminary=estimates.preliminary,
+            runs={
+                r.run: RunFigures(train_seconds=round(r.train_seconds, 1), train_low_seconds=round(r.train_low_seconds, 1),
+                                  slurm_time=r.slurm_time, confidence=r.confidence, basis=r.basis,
+                                  disk_bytes=int(r.disk_bytes), steps_per_epoch=r.steps_per_epoch)
+                for r in estimates.runs
+            },
+            eval_seconds_each=estimates.eval_seconds_each,
+            eval_count=estimates.eval_count,
+        )
+
+    def to_json(self) -> str:
+        """The file's text."""
+        return self.model_dump_json(indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> "EstimatesFile":
+        """Parse estimates.json text.
+
+        Raises:
+            ConfigError: one line naming ``source``, what is wrong and what to do.
+        """
+        fix = "run `plan-experiment estimate` on the experiment to write it again"
+        try:
+            data = cls.model_validate_json(text)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err.get("loc", ())) or "the file"
+            raise ConfigError(f"{source}: estimates are damaged ({where}: {err['msg']}); {fix}") from None
+        if data.version > ESTIMATES_VERSION:
+            raise ConfigError(f"{source}: estimates version {data.version} was written by a newer plan-experiment; "
+                              f"this one reads version {ESTIMATES_VERSION}: upgrade plan-experiment")
+        return data

@@ -12,6 +12,7 @@ from filelock import FileLock, Timeout
 
 from planner.folder.atomic import atomic_write_text
 from planner.spec.errors import ConfigError, SchedulerError
+from planner.folder.compute import ESTIMATES, EstimatesFile
 from planner.folder.journal import Journal
 from planner.folder.markdown import replace_block
 from planner.spec.runs import Plan, expand
@@ -68,10 +69,7 @@ class Experiment:
         path = self.path / JOURNAL
         if not path.exists():
             return Journal(experiment=self.spec.name)
-        try:
-            return Journal.from_json(path.read_text(encoding="utf-8"))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path}: journal does not parse ({exc}); restore it from a backup or move it away to start over")
+        return Journal.from_json(path.read_text(encoding="utf-8"), str(path))
 
     def write_journal(self, journal: Journal) -> None:
         """Write journal.json atomically (caller holds the lock)."""
@@ -89,12 +87,14 @@ class Experiment:
         self.internal.mkdir(exist_ok=True)
         atomic_write_text(self.internal / "status-cache.json", json.dumps(data, separators=(",", ":"), default=str), durable=False)
 
-    def read_estimates(self) -> dict:
-        """estimates.json: per-run predicted seconds and Slurm time ({} when absent)."""
+    def read_estimates(self) -> EstimatesFile | None:
+        """estimates.json: per-run predicted seconds and Slurm time (None when absent)."""
+        path = self.path / ESTIMATES
         try:
-            return json.loads((self.path / "estimates.json").read_text())
-        except (OSError, ValueError):
-            return {}
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        return EstimatesFile.from_json(text, str(path))
 
     def update_summary_blocks(self, blocks: dict[str, str]) -> None:
         """Rewrite named generated blocks of the summary; every other byte stays (caller holds the lock)."""

@@ -3,20 +3,29 @@
 A *unit* is what a job does: a fine-tune run (its name) or an evaluation (``run/eval``).
 The journal maps each unit to the jobs that ran it, newest last, so ``submit`` can be
 idempotent and ``status`` knows which job ids to ask about.
+
+One schema (the models below, versioned), one reader (:meth:`Journal.from_json`, called by
+``folder.experiment``) and one writer (:meth:`Journal.to_json`). Pure.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from planner.spec.errors import ConfigError
 
 UnitKind = Literal["train", "eval"]
 
+#: The journal format this version writes; a newer one is refused, not misread.
+JOURNAL_VERSION = 1
 
-@dataclass
-class TaskEntry:
+
+class TaskEntry(BaseModel):
     """One unit inside a submission: which job (or array task) runs it."""
+
+    model_config = ConfigDict(extra="forbid")
 
     unit: str
     job_id: str
@@ -24,9 +33,10 @@ class TaskEntry:
     index: int | None = None
 
 
-@dataclass
-class Submission:
+class Submission(BaseModel):
     """One sbatch (or local launch): a job or a job array."""
+
+    model_config = ConfigDict(extra="forbid")
 
     number: int
     time: str
@@ -39,14 +49,28 @@ class Submission:
     retry: bool = False
 
 
-@dataclass
-class Journal:
+class JournalEvent(BaseModel):
+    """Something a job did on its own (written by the training supervisor inside the job)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    time: str
+    unit: str
+    job_id: str
+    kind: str  # out-of-memory-retry, out-of-memory, requeued, restarted, gave-up, requeue-failed
+    text: str
+
+
+class Journal(BaseModel):
     """All submissions of one experiment."""
 
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = JOURNAL_VERSION
     experiment: str
-    submissions: list[Submission] = field(default_factory=list)
-    # What jobs did on their own (out-of-memory retries, requeues): {time, unit, job_id, kind, text}.
-    events: list[dict[str, Any]] = field(default_factory=list)
+    submissions: list[Submission] = []
+    # What jobs did on their own (out-of-memory retries, requeues), oldest first.
+    events: list[JournalEvent] = []
 
     def latest(self) -> dict[str, tuple[Submission, TaskEntry]]:
         """The newest submission of each unit."""
@@ -66,15 +90,27 @@ class Journal:
 
     def to_json(self) -> str:
         """Serialise (stable key order, one submission per block)."""
-        return json.dumps({"version": 1, **asdict(self)}, indent=2, ensure_ascii=False) + "\n"
+        return self.model_dump_json(indent=2) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "Journal":
-        """Parse journal.json text."""
-        data = json.loads(text)
-        subs = [
-            Submission(**{**s, "tasks": [TaskEntry(**t) for t in s["tasks"]]})
-            for s in data.get("submissions", [])
-        ]
-        events = [e for e in data.get("events", []) if isinstance(e, dict)]
-        return cls(experiment=data.get("experiment", ""), submissions=subs, events=events)
+    def from_json(cls, text: str, source: str) -> "Journal":
+        """Parse journal.json text.
+
+        Raises:
+            ConfigError: one line naming ``source``, what is wrong and what to do.
+        """
+        try:
+            journal = cls.model_validate_json(text)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err.get("loc", ())) or "the file"
+            raise ConfigError(
+                f"{source}: journal is damaged ({where}: {err['msg']}); restore it from a backup, "
+                "or move it away to start over (the jobs it lists keep running but are no longer followed)"
+            ) from None
+        if journal.version > JOURNAL_VERSION:
+            raise ConfigError(
+                f"{source}: journal version {journal.version} was written by a newer plan-experiment; "
+                f"this one reads version {JOURNAL_VERSION}: upgrade plan-experiment"
+            )
+        return journal

@@ -1,161 +1,27 @@
-"""Executors: Slurm (submitit's SlurmExecutor) and the local machine (submitit's LocalExecutor).
+"""What every scheduler shares: the dry run, and the jobs' own ``job-state.json`` files.
 
-Both take the same request (scripts + resources + dependency) and return job ids, so
-``submit`` has one code path; ``--dry-run`` swaps in :class:`DryRun`, which renders the
-same sbatch text and submits nothing.
+Edge. :class:`DryRun` wraps a :class:`~planner.jobs.scheduler.Scheduler`: same decisions
+and previews, nothing submitted. :func:`job_file_info` turns a unit's ``job-state.json``
+into a :class:`~planner.jobs.scheduler.JobInfo` (the local scheduler's only source, and
+Slurm's fallback when accounting is down).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
 
 import psutil
-import submitit
-from submitit.slurm.slurm import _make_sbatch_string
 
-from planner.jobs import slurm_query
-from planner.jobs.jobrunner import run_job
-from planner.folder.compute import slurm_time_seconds
-from planner.status.report import JobInfo, parse_job_time
-
-
-@dataclass
-class JobRequest:
-    """Resources and dependency of one submission (one job or one array)."""
-
-    name: str
-    time: str
-    gpus: int
-    nodes: int
-    cpus_per_task: int | None
-    mem: str | None
-    account: str | None
-    partition: str | None
-    constraint: str | None
-    qos: str | None
-    array_parallelism: int
-    dependency: str | None = None  # e.g. afterok:123_4
-    signal_s: int = 90  # SIGUSR2 this long before the time limit (the job stops and requeues itself)
-    requeue: bool = False  # the job may be requeued (Slurm --requeue): by itself, a user or a node failure
-
-
-class Executor(Protocol):
-    """What submit needs from a scheduler."""
-
-    kind: str
-
-    def max_array_size(self) -> int:
-        """Largest array (tasks indexed 0..n-1) one submission may hold."""
-
-    def submit(self, scripts: list[Path], request: JobRequest, wait_for: list[Path | None]) -> list[str]:
-        """Submit one job per script (an array when several); return job ids in order."""
-
-    def preview(self, scripts: list[Path], request: JobRequest) -> str:
-        """The submission text (sbatch script) a submit would send."""
-
-
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def job_name(text: str) -> str:
-    """A scheduler job name made only of safe characters (names show in squeue, not in paths)."""
-    return _SAFE_NAME.sub("_", text)[:60] or "plan-experiment"
-
-
-class SlurmSubmitter:
-    """Submits through submitit's SlurmExecutor; job logs go under ``folder``."""
-
-    kind = "slurm"
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def _executor(self, request: JobRequest) -> submitit.SlurmExecutor:
-        ex = submitit.SlurmExecutor(folder=self.folder / "%j", max_num_timeout=0)
-        params: dict[str, object] = {
-            "job_name": job_name(request.name),
-            "time": max(1, slurm_time_seconds(request.time) // 60),
-            "nodes": request.nodes,
-            "ntasks_per_node": 1,  # one launcher per node; torchrun starts the GPU workers
-            "array_parallelism": request.array_parallelism,
-            "stderr_to_stdout": True,
-            "signal_delay_s": request.signal_s,
-        }
-        for key in ("cpus_per_task", "mem", "account", "partition", "constraint", "qos"):
-            value = getattr(request, key)
-            if value:
-                params[key] = value
-        if request.gpus:
-            params["gpus_per_node"] = request.gpus
-        additional: dict[str, object] = {}
-        if request.dependency:
-            additional["dependency"] = request.dependency
-        if request.requeue:
-            additional["requeue"] = True
-        if additional:
-            params["additional_parameters"] = additional
-        ex.update_parameters(**params)
-        return ex
-
-    def max_array_size(self) -> int:
-        """MaxArraySize of the cluster (array indices must stay below it)."""
-        return slurm_query.max_array_size()
-
-    def submit(self, scripts: list[Path], request: JobRequest, wait_for: list[Path | None]) -> list[str]:
-        """sbatch one job or one array; Slurm holds the dependency."""
-        ex = self._executor(request)
-        jobs = ex.map_array(run_job, [str(s) for s in scripts])
-        return [str(j.job_id) for j in jobs]
-
-    def preview(self, scripts: list[Path], request: JobRequest) -> str:
-        """The sbatch script submitit would write."""
-        ex = self._executor(request)
-        params = dict(ex.parameters)
-        if len(scripts) > 1:
-            params["map_count"] = len(scripts)
-        return _make_sbatch_string(command=ex._submitit_command_str, folder=ex.folder, **params)  # noqa: SLF001
-
-
-class LocalSubmitter:
-    """Runs jobs as local processes through submitit's LocalExecutor."""
-
-    kind = "local"
-
-    def __init__(self, folder: Path, slots: int | None = None) -> None:
-        self.folder = folder
-        self.slots = slots or max(1, (os.cpu_count() or 2) // 2)
-
-    def max_array_size(self) -> int:
-        """No arrays locally: any number of jobs."""
-        return 10**9
-
-    def submit(self, scripts: list[Path], request: JobRequest, wait_for: list[Path | None]) -> list[str]:
-        """Start one process per script; evaluations wait for their run's job-state.json."""
-        ex = submitit.LocalExecutor(folder=self.folder / "local")
-        ex.update_parameters(timeout_min=max(1, slurm_time_seconds(request.time) // 60))
-        ids = []
-        slots_dir = str(self.folder / "slots")
-        for script, dep in zip(scripts, wait_for):
-            job = ex.submit(run_job, str(script), str(dep) if dep else None, slots_dir, self.slots)
-            ids.append(f"local-{job.job_id}")
-        return ids
-
-    def preview(self, scripts: list[Path], request: JobRequest) -> str:
-        """What would run locally."""
-        lines = [f"# local executor: {len(scripts)} process(es), at most {self.slots} at once"]
-        lines += [f"bash {s}" for s in scripts]
-        return "\n".join(lines)
+from planner.folder.job_state import JOB_STATE, JobStateFile
+from planner.jobs.scheduler import JobInfo, JobRequest, QueryResult, Scheduler
+from planner.spec.errors import ConfigError
 
 
 class DryRun:
-    """Wraps an executor: same decisions and previews, nothing submitted."""
+    """Wraps a scheduler: same decisions and previews, nothing submitted."""
 
-    def __init__(self, inner: Executor) -> None:
+    def __init__(self, inner: Scheduler) -> None:
         self.inner = inner
         self.kind = inner.kind
         self.counter = 0
@@ -179,24 +45,56 @@ class DryRun:
         """Delegate."""
         return self.inner.preview(scripts, request)
 
+    def query(self, jobs: Mapping[str, Path], timeout_s: float) -> QueryResult:
+        """Delegate: a dry run decides from the real states."""
+        return self.inner.query(jobs, timeout_s)
 
-def read_job_file(job_dir: Path) -> dict | None:
-    """A job's own job-state.json, if it wrote one."""
+
+def read_job_state(folder: Path) -> JobStateFile | None:
+    """A unit's job-state.json, None when its job has not written one.
+
+    Raises:
+        ConfigError: the file is damaged (one line naming it and what to do).
+    """
+    path = folder / JOB_STATE
     try:
-        return json.loads((job_dir / "job-state.json").read_text())
-    except (OSError, ValueError):
+        text = path.read_bytes()
+    except OSError:
         return None
+    return JobStateFile.from_json(text, str(path))
 
 
-def info_from_job_file(data: dict, alive: bool | None) -> JobInfo:
+def info_from_job_state(state: JobStateFile, alive: bool | None) -> JobInfo:
     """JobInfo from job-state.json; a RUNNING job whose process is gone is LOST."""
-    state = str(data.get("state", "UNKNOWN"))
-    start, end = parse_job_time(data.get("started")), parse_job_time(data.get("ended"))
-    if state == "RUNNING" and alive is False:
-        state = "LOST"
+    name = state.state
+    if name == "RUNNING" and alive is False:
+        name = "LOST"
+    start, end = state.started_at, state.ended_at
     elapsed = round((end - start).total_seconds()) if start and end else None
-    return JobInfo(state=state, reason=data.get("reason"), exit_code=data.get("exit_code"), start=start, end=end,
+    return JobInfo(state=name, reason=state.reason, exit_code=state.exit_code, start=start, end=end,
                    elapsed_s=elapsed, source="job file")
+
+
+def job_file_info(folder: Path, job_id: str, alive: bool | None, warnings: list[str],
+                  match_id: bool = True) -> JobInfo | None:
+    """What a unit's job-state.json says of ``job_id``; a damaged file becomes a warning.
+
+    Args:
+        folder: the unit's folder.
+        job_id: the job asked about.
+        alive: whether its process lives (local jobs), None when unknown.
+        warnings: where a damaged file's one-line message goes.
+        match_id: only trust a file that names this job id (a retried unit's folder may
+            still hold the previous attempt's file).
+    """
+    try:
+        state = read_job_state(folder)
+    except ConfigError as exc:
+        warnings.append(str(exc))
+        return None
+    if state is None or (match_id and state.job_id != job_id):
+        return None
+    return info_from_job_state(state, alive)
 
 
 def local_pid_alive(job_id: str) -> bool:
@@ -206,3 +104,4 @@ def local_pid_alive(job_id: str) -> bool:
         return proc.status() != psutil.STATUS_ZOMBIE
     except (ValueError, psutil.Error):
         return False
+

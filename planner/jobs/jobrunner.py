@@ -8,7 +8,6 @@ also take one of a few CPU slots, so an experiment does not start every run at o
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -19,6 +18,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from planner.folder.job_state import JOB_STATE, JobStateFile
+from planner.spec.errors import ConfigError
 from planner.jobs.recovery import REQUEUED_EXIT
 
 #: How long a job that requeued itself waits for Slurm to end this attempt.
@@ -29,19 +30,20 @@ class JobScriptFailed(RuntimeError):
     """The job script exited non-zero; raising makes the scheduler record the job FAILED."""
 
 
-def _read_state(path: Path) -> dict | None:
+def _read_state(path: Path) -> JobStateFile | None:
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+        return JobStateFile.from_json(path.read_bytes(), str(path))
+    except (OSError, ConfigError):
+        return None  # not there yet, or caught mid-write on a filesystem without atomic rename
 
 
 def _write_state(job_dir: Path, state: str, job_id: str, exit_code: int | None) -> None:
     now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    tmp = job_dir / f".job-state.json.{os.getpid()}"
-    tmp.write_text(json.dumps({"state": state, "job_id": job_id, "started": now, "ended": now,
-                               "exit_code": exit_code, "reason": "DependencyNeverSatisfied"}) + "\n")
-    os.replace(tmp, job_dir / "job-state.json")
+    tmp = job_dir / f".{JOB_STATE}.{os.getpid()}"
+    record = JobStateFile(state=state, job_id=job_id, started=now, ended=now, exit_code=exit_code,
+                          reason="DependencyNeverSatisfied")
+    tmp.write_text(record.to_json())
+    os.replace(tmp, job_dir / JOB_STATE)
 
 
 def _local_job_id() -> str:
@@ -53,9 +55,9 @@ def wait_for_dependency(state_file: Path, job_dir: Path, poll_s: float, timeout_
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         state = _read_state(state_file)
-        if state and state.get("state") == "COMPLETED":
+        if state and state.state == "COMPLETED":
             return True
-        if state and state.get("state") not in ("RUNNING", None):
+        if state and state.state != "RUNNING":
             return False
         time.sleep(poll_s)
     return False

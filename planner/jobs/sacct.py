@@ -15,84 +15,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, get_args
 
-JobState = Literal[
-    "PENDING",
-    "RUNNING",
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "TIMEOUT",
-    "OUT_OF_MEMORY",
-    "NODE_FAIL",
-    "PREEMPTED",
-    "REQUEUED",
-    "SUSPENDED",
-    "BOOT_FAIL",
-    "DEADLINE",
-    "UNKNOWN",
-]
-"""The normalised job states; everything Slurm reports maps onto one of these."""
-
-JOB_STATES: tuple[JobState, ...] = get_args(JobState)
-
-FINAL_STATES: frozenset[JobState] = frozenset(
-    {
-        "COMPLETED",
-        "FAILED",
-        "CANCELLED",
-        "TIMEOUT",
-        "OUT_OF_MEMORY",
-        "NODE_FAIL",
-        # Without --duplicates sacct shows a job's latest record only, so a PREEMPTED
-        # record is final: a requeued job shows up as PENDING/REQUEUED instead.
-        "PREEMPTED",
-        "BOOT_FAIL",
-        "DEADLINE",
-    }
-)
-
-# Slurm states (long names from sacct/squeue %T, short codes from squeue %t) that are
-# not already one of JOB_STATES. Transitional states map to the state the job is
-# effectively in: a COMPLETING job has not ended yet, so it is still RUNNING.
-_STATE_ALIASES: dict[str, JobState] = {
-    "COMPLETING": "RUNNING",
-    "CONFIGURING": "RUNNING",
-    "RESIZING": "RUNNING",
-    "SIGNALING": "RUNNING",
-    "STAGE_OUT": "RUNNING",
-    "STOPPED": "SUSPENDED",
-    "REQUEUE_FED": "REQUEUED",
-    "REQUEUE_HOLD": "PENDING",
-    "RESV_DEL_HOLD": "PENDING",
-    "SPECIAL_EXIT": "FAILED",
-    "REVOKED": "CANCELLED",
-    "PD": "PENDING",
-    "R": "RUNNING",
-    "CG": "RUNNING",
-    "CF": "RUNNING",
-    "RS": "RUNNING",
-    "SI": "RUNNING",
-    "SO": "RUNNING",
-    "CD": "COMPLETED",
-    "F": "FAILED",
-    "CA": "CANCELLED",
-    "TO": "TIMEOUT",
-    "OOM": "OUT_OF_MEMORY",
-    "NF": "NODE_FAIL",
-    "PR": "PREEMPTED",
-    "RQ": "REQUEUED",
-    "RF": "REQUEUED",
-    "RH": "PENDING",
-    "RD": "PENDING",
-    "S": "SUSPENDED",
-    "ST": "SUSPENDED",
-    "SE": "FAILED",
-    "RV": "CANCELLED",
-    "BF": "BOOT_FAIL",
-    "DL": "DEADLINE",
-}
+from planner.spec.states import JobState, is_final, normalise_state
+from planner.spec.units import slurm_elapsed_seconds
 
 SACCT_FIELDS: tuple[str, ...] = (
     "JobID",  # user-facing id: 123, 123_4, or a pending range 123_[5-9%2]
@@ -144,7 +69,6 @@ _JOB_ID = re.compile(
 )
 _NONE_WORDS = frozenset({"", "NONE", "UNKNOWN", "N/A", "INVALID", "(NULL)"})
 _MAX_ARRAY_SIZE = re.compile(r"^\s*MaxArraySize\s*=\s*(\d+)\s*$", re.MULTILINE)
-_ELAPSED = re.compile(r"^(?:(?:(\d+)-)?(\d+):)?(\d+):(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -190,33 +114,6 @@ class JobRecord:
     def is_final(self) -> bool:
         """True when the job has ended and will not change state again."""
         return is_final(self.state)
-
-
-def normalise_state(raw: str) -> JobState:
-    """Map a Slurm state as printed by sacct or squeue to one of :data:`JOB_STATES`.
-
-    Args:
-        raw: e.g. ``"COMPLETED"``, ``"CANCELLED by 0"``, ``"CG"``, ``"OUT_OF_MEMORY"``.
-
-    Returns:
-        The normalised state; ``"UNKNOWN"`` for anything unrecognised.
-    """
-    words = raw.strip().upper().split()
-    if not words:
-        return "UNKNOWN"
-    word = words[0].rstrip("+")  # squeue may flag states, e.g. "RUNNING+"
-    if word in JOB_STATES:
-        return word  # narrowed to JobState by the membership test
-    return _STATE_ALIASES.get(word, "UNKNOWN")
-
-
-def is_final(state: str) -> bool:
-    """True for a state a job never leaves (COMPLETED, FAILED, CANCELLED, ...).
-
-    Args:
-        state: A normalised state or a raw Slurm state; raw ones are normalised first.
-    """
-    return normalise_state(state) in FINAL_STATES
 
 
 def sacct_argv(job_ids: Sequence[str], starttime: str | None = None) -> list[str]:
@@ -424,7 +321,7 @@ def parse_squeue(text: str) -> list[JobRecord]:
             submit=_parse_time(row["submit"]),
             start=_parse_time(row["start"]) if started else None,
             end=_parse_time(row["end"]) if is_final(state) else None,
-            elapsed_s=_parse_elapsed(row["elapsed"]),
+            elapsed_s=slurm_elapsed_seconds(row["elapsed"]),
             node_list=_parse_node_list(row["node_list"]),
             name=row["name"],
         )
@@ -600,10 +497,3 @@ def _parse_time(value: str) -> datetime | None:
         return None
 
 
-def _parse_elapsed(value: str) -> int | None:
-    """squeue's ``[days-][hours:]minutes:seconds`` -> seconds."""
-    match = _ELAPSED.match(value.strip())
-    if match is None:
-        return None
-    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds

@@ -17,12 +17,9 @@ from dataclasses import dataclass, field
 
 from planner.spec.errors import ConfigError
 from planner.spec.runs import Evaluation, Plan, Run
+from planner.spec.states import ACTIVE_STATES, RETRYABLE_STATES
 from planner.spec.validation import nearest
 
-ACTIVE_STATES = frozenset({"SUBMITTED", "PENDING", "RUNNING", "REQUEUED", "SUSPENDED", "UNKNOWN"})
-RETRYABLE_STATES = frozenset(
-    {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE", "LOST"}
-)
 
 
 @dataclass

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from planner.status import refresh as tracking
-from planner.jobs.executors import DryRun, Executor, JobRequest
+from planner.jobs import kinds
+from planner.jobs.executors import DryRun
+from planner.jobs.scheduler import JobRequest, QueryResult, Scheduler
 from planner.folder.experiment import Experiment
-from planner.folder.compute import slurm_time_seconds
+from planner.spec.units import slurm_time_seconds
 from planner.spec.errors import SchedulerError
 from planner.folder.journal import Submission, TaskEntry
 from planner.plan.pipeline import effective_slurm
@@ -40,8 +42,8 @@ def slurm_request_base(exp: Experiment) -> dict[str, Any]:
 
 
 def _run_times(exp: Experiment) -> dict[str, str]:
-    runs = exp.read_estimates().get("runs", {})
-    return {k: v["slurm_time"] for k, v in runs.items() if "slurm_time" in v}
+    estimates = exp.read_estimates()
+    return {k: v.slurm_time for k, v in estimates.runs.items()} if estimates else {}
 
 
 def _request(exp: Experiment, base: dict[str, Any], name: str, time: str, dependency: str | None, gpus: int,
@@ -57,7 +59,7 @@ def _request(exp: Experiment, base: dict[str, Any], name: str, time: str, depend
     )
 
 
-def submit(exp: Experiment, executor: Executor, only: set[str] | None, retry_failed: bool, now: datetime) -> SubmitResult:
+def submit(exp: Experiment, executor: Scheduler, only: set[str] | None, retry_failed: bool, now: datetime) -> SubmitResult:
     """Submit what is not yet pending, running or done; journal every submission atomically."""
     dry = isinstance(executor, DryRun)
     result = SubmitResult()
@@ -65,7 +67,10 @@ def submit(exp: Experiment, executor: Executor, only: set[str] | None, retry_fai
     with lock:
         journal = exp.read_journal()
         latest = journal.latest()
-        got = tracking.collect(exp, journal, exp.read_cache()) if latest else tracking.Collected(jobs={})
+        # States come from each job's own scheduler; this one's answers go through it (a dry
+        # run or a test's fake stands in for the real one of its kind).
+        asked = {**kinds.schedulers(exp.internal / "submitit"), executor.kind: executor}
+        got = tracking.collect(exp, journal, exp.read_cache(), schedulers=asked) if latest else QueryResult()
         states = {}
         for unit, (_, task) in latest.items():
             info = got.jobs.get(task.job_id)
@@ -120,7 +125,7 @@ def submit(exp: Experiment, executor: Executor, only: set[str] | None, retry_fai
     return result
 
 
-def _submit(executor: Executor, scripts: list[Path], request: JobRequest, wait_for: list[Path | None]) -> list[str]:
+def _submit(executor: Scheduler, scripts: list[Path], request: JobRequest, wait_for: list[Path | None]) -> list[str]:
     if not isinstance(executor, DryRun):
         for script in scripts:
             # A retried unit must not be judged by its previous attempt's state file.

@@ -37,8 +37,9 @@ from filelock import FileLock, Timeout
 from planner.jobs.fault_injection import OOM_ENV, oom_threshold
 from planner.jobs import recovery
 from planner.folder.designlog import LogEntry
-from planner.folder.journal import Journal
+from planner.folder.journal import Journal, JournalEvent
 from planner.jobs.recovery import Attempt, Deviation, RecoveryState
+from planner.spec.errors import ConfigError
 
 #: How much of a try's output is kept to look for the out-of-memory markers.
 _TAIL_BYTES = 256 * 1024
@@ -160,11 +161,11 @@ class Records:
         if not path.exists():
             return
         try:
-            journal = Journal.from_json(path.read_text(encoding="utf-8"))
-        except (ValueError, KeyError, TypeError):
-            _say("journal.json does not parse: this event is in recovery.json and the design log only")
+            journal = Journal.from_json(path.read_text(encoding="utf-8"), str(path))
+        except (OSError, ConfigError) as exc:
+            _say(f"{exc}: this event is in recovery.json and the design log only")
             return
-        journal.events.append({"time": _now(), "unit": self.run_dir.name, "job_id": self.job_id, "kind": kind, "text": text})
+        journal.events.append(JournalEvent(time=_now(), unit=self.run_dir.name, job_id=self.job_id, kind=kind, text=text))
         _atomic_write(path, journal.to_json())
 
 

@@ -6,7 +6,6 @@ plan can be shown and approved before a single file exists.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +17,7 @@ from planner.folder.atomic import ensure_absent, write_experiment
 from planner.estimate.priors import estimate_from_prior_runs
 from planner.plan.provenance import provenance
 from planner.plan.verify import verify
-from planner.folder.compute import ComputeEstimates
+from planner.folder.compute import ComputeEstimates, EstimatesFile
 from planner.folder.designlog import DesignLog
 from planner.plan.job_files import JobEnvironment, build_job_files
 from planner.spec.localconfig import LocalSettings, SlurmSettings
@@ -110,7 +109,7 @@ def prepare(
         f"# Experiment spec as planned by plan-experiment {prov['planner_version']} on {prov['planned_at']}.\n"
         "# The source of truth: submit and status read this file, never the markdown.\n" + spec_to_yaml(recorded)
     )
-    files["estimates.json"] = estimates_json(estimates)
+    files["estimates.json"] = EstimatesFile.of(estimates).to_json()
     n_run_files = sum(1 for f in files if f.endswith("setup_finetune.yaml"))
     log.add(now(), "CREATE_SUMMARY", "Writing experiment plan", command=f"Created {target / 'experiment_summary.md'}",
             result=f"File created with {len(plan.runs)} runs ({len(plan.finetune_runs)} fine-tuned + {len(plan.base_runs)} controls); "
@@ -121,24 +120,6 @@ def prepare(
             explanation="Planning phase complete, documented in summary and this log")
     files["design-experiment.log"] = log.render()
     return PreparedExperiment(target=target, plan=plan, resources=resources, estimates=estimates, files=files, log=log, spec=recorded)
-
-
-def estimates_json(estimates: ComputeEstimates) -> str:
-    """Machine-readable estimates (submit reads each run's Slurm time from here)."""
-    return json.dumps(
-        {
-            "preliminary": estimates.preliminary,
-            "runs": {
-                r.run: {"train_seconds": round(r.train_seconds, 1), "train_low_seconds": round(r.train_low_seconds, 1),
-                        "slurm_time": r.slurm_time, "confidence": r.confidence, "basis": r.basis,
-                        "disk_bytes": int(r.disk_bytes), "steps_per_epoch": r.steps_per_epoch}
-                for r in estimates.runs
-            },
-            "eval_seconds_each": estimates.eval_seconds_each,
-            "eval_count": estimates.eval_count,
-        },
-        indent=2,
-    ) + "\n"
 
 
 def write(prepared: PreparedExperiment, force: bool, now: datetime) -> Path | None:

@@ -23,6 +23,7 @@ from planner.spec.localconfig import LocalSettings
 from planner.folder.markdown import begin_marker, end_marker, md_cell, md_code, md_table, wrap_block
 from planner.spec.resources import Resources
 from planner.spec.runs import Evaluation, Plan, Run
+from planner.spec.units import duration, size
 from planner.status.tables import (
     EVAL_BLOCK,
     FINETUNE_BLOCK,
@@ -32,31 +33,6 @@ from planner.status.tables import (
 )
 
 ESTIMATES_BLOCK = "compute-estimates"
-
-
-def duration(seconds: float | None) -> str:
-    """Human duration: 45 s, 8 min, 1.5 h, 2.1 days."""
-    if seconds is None:
-        return "-"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
-def size(num_bytes: float | None) -> str:
-    """Human size in binary units: 655 KiB, 2.3 GiB."""
-    if num_bytes is None:
-        return "unknown"
-    value = float(num_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit in ("B", "KiB") else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 def shquote(value: Any) -> str:

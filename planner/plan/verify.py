@@ -15,7 +15,7 @@ from planner.folder.designlog import DesignLog
 from planner.spec.errors import VerificationError
 from planner.spec.localconfig import LocalSettings
 from planner.torchtune.recipes import RecipeError, model_shape_from_config
-from planner.plan.render import size
+from planner.spec.units import size
 from planner.spec.resources import DatasetResource, ModelResource, Resources, TaskResource
 from planner.spec.spec import ExperimentSpec
 

@@ -1,6 +1,6 @@
 """Status: the status report, the two status tables, and the refresh workflow.
 
 Pure modules (``report``, ``tables``) turn job states into rows; ``refresh`` is the workflow
-that asks the scheduler and rewrites the summary's blocks. Nothing here imports
-``planner.cli``; pure modules import no subprocess, terminal library or writer.
+that asks the scheduler and rewrites the summary's blocks. Never imports ``planner.plan``
+or ``planner.cli``; pure modules never import a subprocess, terminal library or writer.
 """

@@ -1,41 +1,28 @@
 """Follow an experiment: ask the scheduler once, merge, and refresh the summary's tables.
 
-One ``sacct`` call per refresh covers every unfinished job: array tasks are asked for by
-their array's id, and jobs already known to be final are answered from the cache. When
-sacct fails, squeue and the jobs' own ``job-state.json`` files stand in, and the report
-says it may be stale, with the time of the last good refresh.
+Each job's own scheduler (:class:`~planner.jobs.scheduler.Scheduler`, by the kind the
+journal recorded) is asked once per refresh about every unfinished job; jobs already known
+to be final are answered from the cache. When a scheduler's answer may be stale (Slurm's
+accounting is down), the report says so, with the time of the last good refresh, and
+only final states from accounting or the jobs' own files are cached.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 
-from planner.jobs import slurm_query
-from planner.jobs.executors import info_from_job_file, local_pid_alive, read_job_file
+from planner.jobs import kinds
 from planner.folder.experiment import Experiment
 from planner.folder.journal import Journal
 from planner.folder.markdown import SummaryFormatError
-from planner.jobs.sacct import JobRecord
-from planner.status.report import FINAL, JobInfo, StatusReport, build_report, table_rows
+from planner.jobs.scheduler import JobInfo, QueryResult, Scheduler
+from planner.spec.states import FINAL_STATES
+from planner.status.report import StatusReport, build_report, table_rows
 from planner.status.tables import EVAL_BLOCK, FINETUNE_BLOCK, eval_table, finetune_table
 from planner.jobs.recovery import RECOVERY_FILE, RecoveryState
-
-
-@dataclass
-class Collected:
-    """What one refresh learned about the jobs."""
-
-    jobs: dict[str, JobInfo]
-    scheduler_calls: int = 0
-    stale: bool = False
-    stale_reason: str | None = None
-
-
-def _info(rec: JobRecord, source: str) -> JobInfo:
-    return JobInfo(state=rec.state, reason=rec.reason, exit_code=rec.exit_code, start=rec.start, end=rec.end,
-                   elapsed_s=rec.elapsed_s, source=source, raw_state=rec.raw_state)
 
 
 def _cached(data: dict) -> JobInfo:
@@ -47,95 +34,43 @@ def _cached(data: dict) -> JobInfo:
                    source=data.get("source", "sacct"), raw_state=data.get("raw_state"))
 
 
-def collect(exp: Experiment, journal: Journal, cache: dict, timeout_s: float = 30.0) -> Collected:
-    """Learn the state of the newest job of every unit."""
-    latest = journal.latest()
-    final_cache = {k: _cached(v) for k, v in cache.get("final", {}).items()}
-    out = Collected(jobs={})
-    slurm_ids: dict[str, str] = {}  # job id -> unit (its folder is only needed on the fallback path)
-    for unit, (sub, task) in latest.items():
-        if task.job_id in final_cache:
-            out.jobs[task.job_id] = final_cache[task.job_id]
+def collect(exp: Experiment, journal: Journal, cache: dict, timeout_s: float = 30.0,
+            schedulers: Mapping[str, Scheduler] | None = None) -> QueryResult:
+    """Learn the state of the newest job of every unit, asking each job's own scheduler once.
+
+    A final state already known is taken from the cache, but only for the submission it
+    was learnt for: a scheduler that reuses a job id for a new submission (ids recycle
+    when a cluster's job counter restarts) is asked again.
+    """
+    schedulers = schedulers if schedulers is not None else kinds.schedulers(exp.internal / "submitit")
+    final_cache = cache.get("final", {})
+    out = QueryResult()
+    asks: dict[str, dict[str, Path]] = {}  # scheduler kind -> job id -> the unit's folder
+    for unit, (sub, task) in journal.latest().items():
+        known = final_cache.get(task.job_id)
+        # Entries cached before submissions were recorded with them are trusted as before.
+        if known is not None and known.get("submission", sub.number) == sub.number:
+            out.jobs[task.job_id] = _cached(known)
+        else:
+            asks.setdefault(sub.executor, {})[task.job_id] = exp.unit_dir(unit)
+    for kind, jobs in sorted(asks.items()):
+        scheduler = schedulers.get(kind)
+        if scheduler is None:
+            out.warnings.append(f"journal names scheduler {kind!r}, which this plan-experiment does not know; "
+                                f"its {len(jobs)} job(s) are shown as submitted")
             continue
-        if sub.executor == "local":
-            data = read_job_file(exp.unit_dir(unit))
-            alive = local_pid_alive(task.job_id)
-            if data is not None:
-                out.jobs[task.job_id] = info_from_job_file(data, alive)
-            elif alive:
-                out.jobs[task.job_id] = JobInfo(state="PENDING", reason="waiting for a local slot or its training", source="job file")
-            else:
-                out.jobs[task.job_id] = JobInfo(state="LOST", reason="process ended without a job-state.json", source="job file")
-            continue
-        slurm_ids[task.job_id] = unit
-    if not slurm_ids:
-        return out
-    query = sorted({jid.split("_")[0] for jid in slurm_ids})  # an array is asked for by its id
-    try:
-        out.scheduler_calls += 1
-        records = slurm_query.sacct(query, timeout_s)
-        for rec in records:
-            if rec.job_id in slurm_ids:
-                out.jobs[rec.job_id] = _info(rec, "sacct")
-        _requeued_by_slurm(out, slurm_ids, timeout_s)
-        missing = sorted({jid.split("_")[0] for jid in slurm_ids if jid not in out.jobs})
-        if missing:
-            # Accounting lags sbatch by a second or more: ask the controller about just those.
-            try:
-                out.scheduler_calls += 1
-                for rec in slurm_query.squeue(missing, timeout_s):
-                    if rec.job_id in slurm_ids and rec.job_id not in out.jobs:
-                        out.jobs[rec.job_id] = _info(rec, "squeue")
-            except slurm_query.SchedulerQueryError:
-                pass
-        return out
-    except slurm_query.SchedulerQueryError as exc:
-        out.stale = True
-        out.stale_reason = str(exc).splitlines()[0]
-    try:
-        out.scheduler_calls += 1
-        for rec in slurm_query.squeue(query, timeout_s):
-            if rec.job_id in slurm_ids:
-                out.jobs[rec.job_id] = _info(rec, "squeue")
-    except slurm_query.SchedulerQueryError:
-        pass
-    for job_id, unit in slurm_ids.items():
-        if job_id in out.jobs:
-            continue
-        data = read_job_file(exp.unit_dir(unit))
-        if data is not None and str(data.get("job_id")) == job_id:
-            out.jobs[job_id] = info_from_job_file(data, None)
+        got = scheduler.query(jobs, timeout_s)
+        out.jobs.update(got.jobs)
+        out.calls += got.calls
+        out.warnings += got.warnings
+        if got.stale:
+            out.stale, out.stale_reason = True, got.stale_reason
     return out
 
 
-#: Ends after which Slurm may requeue a job (--requeue) under the same id.
-_REQUEUE_STATES = frozenset({"NODE_FAIL", "PREEMPTED", "BOOT_FAIL"})
-
-
-def _requeued_by_slurm(out: Collected, slurm_ids: dict[str, str], timeout_s: float) -> None:
-    """Replace a node failure or preemption that Slurm has requeued by the job's new state.
-
-    Accounting reports the attempt that ended until the requeued one starts; the controller
-    holds the job again (PENDING), and the run must not be shown, or cached, as ended.
-    """
-    ended = {jid: info for jid, info in out.jobs.items() if jid in slurm_ids and info.state in _REQUEUE_STATES}
-    if not ended:
-        return
-    try:
-        out.scheduler_calls += 1
-        records = slurm_query.squeue(sorted({jid.split("_")[0] for jid in ended}), timeout_s)
-    except slurm_query.SchedulerQueryError:
-        return
-    for rec in records:
-        if rec.job_id in ended and rec.state not in FINAL:
-            info = _info(rec, "squeue")
-            info.reason = f"requeued after {ended[rec.job_id].state}" + (f" ({rec.reason})" if rec.reason else "")
-            out.jobs[rec.job_id] = info
-
-
-def _cache_entry(info: JobInfo) -> dict:
+def _cache_entry(info: JobInfo, submission: int) -> dict:
     # Built by hand: dataclasses.asdict deep-copies and costs more than the sacct call it caches.
-    return {"state": info.state, "reason": info.reason, "exit_code": info.exit_code,
+    return {"submission": submission, "state": info.state, "reason": info.reason, "exit_code": info.exit_code,
             "start": info.start.isoformat() if info.start else None, "end": info.end.isoformat() if info.end else None,
             "elapsed_s": info.elapsed_s, "source": info.source, "raw_state": info.raw_state}
 
@@ -168,11 +103,12 @@ def recovery_states(exp: Experiment) -> dict[str, RecoveryState]:
 
 def predicted_seconds(exp: Experiment) -> dict[str, float]:
     """Predicted training seconds per run, from estimates.json."""
-    runs = exp.read_estimates().get("runs", {})
-    return {k: float(v["train_seconds"]) for k, v in runs.items() if "train_seconds" in v}
+    estimates = exp.read_estimates()
+    return {k: v.train_seconds for k, v in estimates.runs.items()} if estimates else {}
 
 
-def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_s: float = 30.0) -> tuple[StatusReport, int]:
+def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_s: float = 30.0,
+            schedulers: Mapping[str, Scheduler] | None = None) -> tuple[StatusReport, int]:
     """One refresh: collect, build the report, rewrite the status blocks, update the cache.
 
     Returns:
@@ -181,16 +117,18 @@ def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_
     with exp.lock():
         journal = exp.read_journal()
         cache = exp.read_cache()
-        got = collect(exp, journal, cache, timeout_s)
+        got = collect(exp, journal, cache, timeout_s, schedulers)
         report = build_report(exp.plan, journal, got.jobs, now, result_notes(exp), predicted_seconds(exp),
                               recovery_states(exp))
         report.stale, report.stale_reason = got.stale, got.stale_reason
+        report.warnings += got.warnings
         if not got.stale:
             cache["last_good_refresh"] = now.isoformat(timespec="seconds")
         report.last_good_refresh = cache.get("last_good_refresh")
+        numbers = {task.job_id: sub.number for sub, task in journal.latest().values()}
         cache["final"] = {
-            jid: _cache_entry(info) for jid, info in got.jobs.items()
-            if info.state in FINAL and info.source in ("sacct", "job file")
+            jid: _cache_entry(info, numbers[jid]) for jid, info in got.jobs.items()
+            if info.state in FINAL_STATES and info.source in ("sacct", "job file") and jid in numbers
         }
         if write_summary:
             ft, ev = table_rows(report, exp.plan)
@@ -199,4 +137,4 @@ def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_
             except SummaryFormatError as exc:
                 report.warnings.append(str(exc))
         exp.write_cache(cache)
-    return report, got.scheduler_calls
+    return report, got.calls

@@ -13,35 +13,11 @@ from typing import Any
 
 from planner.folder.journal import Journal
 from planner.spec.runs import Plan
+from planner.spec.states import FINAL_STATES, RETRYABLE_STATES
+from planner.spec.units import clock
 from planner.status.tables import EvalRow, FinetuneRow
-from planner.jobs.submission import RETRYABLE_STATES
+from planner.jobs.scheduler import JobInfo
 from planner.jobs.recovery import RecoveryState, status_note
-
-FINAL = frozenset({"COMPLETED"}) | RETRYABLE_STATES
-
-
-def parse_job_time(text: str | None) -> datetime | None:
-    """A job-state.json time (UTC, ``...Z``, with or without fractions) as naive local time."""
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone().replace(tzinfo=None)
-    except ValueError:
-        return None
-
-
-@dataclass
-class JobInfo:
-    """What is known of one job (or array task), from whichever source answered."""
-
-    state: str
-    reason: str | None = None
-    exit_code: int | None = None
-    start: datetime | None = None
-    end: datetime | None = None
-    elapsed_s: int | None = None
-    source: str = "sacct"  # sacct | squeue | job file | journal
-    raw_state: str | None = None  # as the scheduler wrote it: "CANCELLED by 1000" is a user's cancel
 
 
 @dataclass
@@ -70,7 +46,7 @@ class UnitStatus:
     @property
     def final(self) -> bool:
         """True when the job ended (or nothing was submitted, which will not change by waiting)."""
-        return self.state in FINAL
+        return self.state in FINAL_STATES
 
     @property
     def failed(self) -> bool:
@@ -238,14 +214,6 @@ def _notes(u: UnitStatus, base: bool) -> str | None:
     if u.source == "squeue":
         parts.append(f"from {u.source}")
     return "; ".join(parts) or None
-
-
-def clock(seconds: float) -> str:
-    """Seconds as H:MM:SS, the way sacct shows elapsed time."""
-    s = int(round(seconds))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}:{m:02d}:{sec:02d}"
 
 
 def table_rows(report: StatusReport, plan: Plan) -> tuple[list[FinetuneRow], list[EvalRow]]:

@@ -6,6 +6,6 @@ its new home, ``planner.torchtune``.
 
 from __future__ import annotations
 
-from planner.torchtune.recipes import prompted_tokenizer
+from planner.torchtune.hook import prompted_tokenizer
 
 __all__ = ["prompted_tokenizer"]

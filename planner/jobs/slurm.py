@@ -1,0 +1,142 @@
+"""Slurm: submit through submitit's SlurmExecutor, query with sacct and squeue.
+
+Edge. A query asks sacct once for every job (array tasks by their array's id); ids
+accounting does not know yet (it lags sbatch by a second or more) are asked of squeue.
+When sacct fails, squeue and then the jobs' own ``job-state.json`` files stand in, and
+the answer says it may be stale.
+
+The dry-run preview calls submitit's private ``_make_sbatch_string``: submitit is pinned
+to a tested range in pyproject.toml, and ``tests/test_scheduler.py`` checks its output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import submitit
+from submitit.slurm.slurm import _make_sbatch_string
+
+from planner.jobs import slurm_query
+from planner.jobs.executors import job_file_info
+from planner.jobs.jobrunner import run_job
+from planner.jobs.sacct import JobRecord
+from planner.jobs.scheduler import JobInfo, JobRequest, QueryResult, job_name
+from planner.spec.states import FINAL_STATES
+from planner.spec.units import slurm_time_seconds
+
+
+def _info(rec: JobRecord, source: str) -> JobInfo:
+    return JobInfo(state=rec.state, reason=rec.reason, exit_code=rec.exit_code, start=rec.start, end=rec.end,
+                   elapsed_s=rec.elapsed_s, source=source, raw_state=rec.raw_state)
+
+
+class SlurmScheduler:
+    """Submits through submitit's SlurmExecutor; job logs go under ``folder``."""
+
+    kind = "slurm"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _executor(self, request: JobRequest) -> submitit.SlurmExecutor:
+        ex = submitit.SlurmExecutor(folder=self.folder / "%j", max_num_timeout=0)
+        params: dict[str, object] = {
+            "job_name": job_name(request.name),
+            "time": max(1, slurm_time_seconds(request.time) // 60),
+            "nodes": request.nodes,
+            "ntasks_per_node": 1,  # one launcher per node; torchrun starts the GPU workers
+            "array_parallelism": request.array_parallelism,
+            "stderr_to_stdout": True,
+            "signal_delay_s": request.signal_s,
+        }
+        for key in ("cpus_per_task", "mem", "account", "partition", "constraint", "qos"):
+            value = getattr(request, key)
+            if value:
+                params[key] = value
+        if request.gpus:
+            params["gpus_per_node"] = request.gpus
+        additional: dict[str, object] = {}
+        if request.dependency:
+            additional["dependency"] = request.dependency
+        if request.requeue:
+            additional["requeue"] = True
+        if additional:
+            params["additional_parameters"] = additional
+        ex.update_parameters(**params)
+        return ex
+
+    def max_array_size(self) -> int:
+        """MaxArraySize of the cluster (array indices must stay below it)."""
+        return slurm_query.max_array_size()
+
+    def submit(self, scripts: list[Path], request: JobRequest, wait_for: list[Path | None]) -> list[str]:
+        """sbatch one job or one array; Slurm holds the dependency."""
+        ex = self._executor(request)
+        jobs = ex.map_array(run_job, [str(s) for s in scripts])
+        return [str(j.job_id) for j in jobs]
+
+    def preview(self, scripts: list[Path], request: JobRequest) -> str:
+        """The sbatch script submitit would write."""
+        ex = self._executor(request)
+        params = dict(ex.parameters)
+        if len(scripts) > 1:
+            params["map_count"] = len(scripts)
+        return _make_sbatch_string(command=ex._submitit_command_str, folder=ex.folder, **params)  # noqa: SLF001
+
+    def query(self, jobs: Mapping[str, Path], timeout_s: float) -> QueryResult:
+        """sacct once; squeue for what it lacks; job files when sacct is down."""
+        out = QueryResult()
+        if not jobs:
+            return out
+        ids = sorted({jid.split("_")[0] for jid in jobs})  # an array is asked for by its id
+        try:
+            out.calls += 1
+            for rec in slurm_query.sacct(ids, timeout_s):
+                if rec.job_id in jobs:
+                    out.jobs[rec.job_id] = _info(rec, "sacct")
+        except slurm_query.SchedulerQueryError as exc:
+            out.stale, out.stale_reason = True, str(exc).splitlines()[0]
+        if not out.stale:
+            _requeued_by_slurm(out, jobs, timeout_s)
+        missing = ids if out.stale else sorted({jid.split("_")[0] for jid in jobs if jid not in out.jobs})
+        if missing:
+            try:
+                out.calls += 1
+                for rec in slurm_query.squeue(missing, timeout_s):
+                    if rec.job_id in jobs and rec.job_id not in out.jobs:
+                        out.jobs[rec.job_id] = _info(rec, "squeue")
+            except slurm_query.SchedulerQueryError:
+                pass
+        if out.stale:
+            for job_id, folder in jobs.items():
+                if job_id not in out.jobs:
+                    info = job_file_info(folder, job_id, None, out.warnings)
+                    if info is not None:
+                        out.jobs[job_id] = info
+        return out
+
+
+#: Ends after which Slurm may requeue a job (--requeue) under the same id.
+_REQUEUE_STATES = frozenset({"NODE_FAIL", "PREEMPTED", "BOOT_FAIL"})
+
+
+def _requeued_by_slurm(out: QueryResult, jobs: Mapping[str, Path], timeout_s: float) -> None:
+    """Replace a node failure or preemption that Slurm has requeued by the job's new state.
+
+    Accounting reports the attempt that ended until the requeued one starts; the controller
+    holds the job again (PENDING), and the run must not be shown, or cached, as ended.
+    """
+    ended = {jid: info for jid, info in out.jobs.items() if jid in jobs and info.state in _REQUEUE_STATES}
+    if not ended:
+        return
+    try:
+        out.calls += 1
+        records = slurm_query.squeue(sorted({jid.split("_")[0] for jid in ended}), timeout_s)
+    except slurm_query.SchedulerQueryError:
+        return
+    for rec in records:
+        if rec.job_id in ended and rec.state not in FINAL_STATES:
+            info = _info(rec, "squeue")
+            info.reason = f"requeued after {ended[rec.job_id].state}" + (f" ({rec.reason})" if rec.reason else "")
+            out.jobs[rec.job_id] = info
