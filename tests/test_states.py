@@ -23,3 +23,4 @@ def test_a_lost_job_is_final_and_retryable() -> None:
 
 def test_every_slurm_alias_maps_to_a_known_state() -> None:
     assert set(states._STATE_ALIASES.values()) <= set(JOB_STATES)
+

@@ -12,7 +12,7 @@ from planner.jobs import kinds
 from planner.jobs.scheduler import Scheduler
 from planner.folder.experiment import Experiment
 from planner.spec.errors import SchedulerError
-from planner.spec.units import clock
+from planner.spec.units import clock, prediction_error_pct
 from planner.status.report import StatusReport
 
 STATE_STYLE = {
@@ -57,7 +57,7 @@ def status_table(report: StatusReport) -> Table:
         if u.predicted_s:
             predicted = clock(u.predicted_s)
             if u.elapsed_s and u.final:
-                predicted += f" ({(u.elapsed_s - u.predicted_s) / u.predicted_s * 100:+.0f}%)"
+                predicted += f" ({prediction_error_pct(u.predicted_s, u.elapsed_s):+.0f}%)"
         table.add_row(
             u.unit, f"[{style}]{u.state.lower()}[/{style}]" if style else u.state.lower(), u.job_id or "-",
             clock(u.elapsed_s) if u.elapsed_s else "-", predicted, "; ".join(notes) or "-",

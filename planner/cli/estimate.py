@@ -15,7 +15,7 @@ from planner.estimate.pipeline import run_estimate, settings_of
 from planner.folder.experiment import load_experiment
 from planner.spec.local_settings import load_local_settings
 from planner.status.refresh import predicted_seconds, refresh
-from planner.spec.units import duration, size
+from planner.spec.units import duration, prediction_error_pct, size
 
 
 @click.command("estimate")
@@ -36,7 +36,7 @@ def command(experiment: Path, logs: tuple[Path, ...], as_json: bool, calibrate: 
         rows: list[dict[str, Any]] = []
         for u in report.units:
             if u.kind == "train" and u.state == "COMPLETED" and u.elapsed_s and u.unit in before:
-                err = (u.elapsed_s - before[u.unit]) / before[u.unit] * 100
+                err = prediction_error_pct(before[u.unit], u.elapsed_s)
                 rows.append({"run": u.unit, "predicted_s": round(before[u.unit], 1), "actual_s": u.elapsed_s, "error_pct": round(err, 1)})
     out = run_estimate(exp, settings, list(logs), datetime.now, use_cache=not no_cache)
     est = out.estimates

@@ -145,3 +145,12 @@ def slurm_elapsed_seconds(value: str) -> int | None:
         return None
     days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
     return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def prediction_error_pct(predicted_s: float, actual_s: float) -> float:
+    """How far a job's actual time was from its prediction, in percent of the prediction.
+
+    ``+20`` means the job ran 20 % longer than predicted. The one formula behind the
+    status notes, the status table and ``estimate --calibrate``.
+    """
+    return (actual_s - predicted_s) / predicted_s * 100

@@ -14,7 +14,7 @@ from typing import Any
 from planner.folder.journal import Journal
 from planner.spec.runs import Plan
 from planner.spec.states import FINAL_STATES, RETRYABLE_STATES
-from planner.spec.units import clock
+from planner.spec.units import clock, prediction_error_pct
 from planner.status.tables import EvalRow, FinetuneRow
 from planner.jobs.scheduler import JobInfo
 from planner.jobs.recovery import RecoveryState, status_note
@@ -205,7 +205,7 @@ def _notes(u: UnitStatus, base: bool) -> str | None:
     if u.elapsed_s and u.final:
         parts.append(f"elapsed {clock(u.elapsed_s)}")
         if u.predicted_s:
-            err = (u.elapsed_s - u.predicted_s) / u.predicted_s * 100
+            err = prediction_error_pct(u.predicted_s, u.elapsed_s)
             parts.append(f"predicted {clock(u.predicted_s)} ({err:+.0f}%)")
     if u.note:
         parts.append(u.note)
