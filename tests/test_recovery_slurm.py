@@ -32,6 +32,8 @@ from recovery_support import (
     train_unit,
 )
 from slurm_support import require_slurm, scancel
+
+from planner.spec.units import parse_job_time
 from submit_support import journal, poll, slurm_job_ids, status_json, status_tables
 
 pytestmark = pytest.mark.slurm
@@ -131,8 +133,6 @@ def test_time_limit_stops_requeues_and_resumes(cluster: None, cleanup: list[Path
     job, run = _train_job(exp), run_folder(exp)
     assert poll(lambda: (run / "recipe_state" / "recipe_state.pt").is_file(), 1200, 0.5), "epoch 0 never saved"
     started = job_state(run)["started"]
-    from planner.status.report import parse_job_time
-
     t0 = parse_job_time(started)
     assert t0 is not None
     first_epoch = time.time() - t0.timestamp()  # start-up and epoch 0: what the resumed attempt needs
