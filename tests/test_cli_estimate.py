@@ -45,10 +45,15 @@ def test_seed_002_worked_example(example: Path) -> None:
     assert "steps_per_epoch = 8000/4 = 2000, time_per_epoch = 2000/4.34 ≈ 461s" in calc
     est = json.loads((exp / "estimates.json").read_text())["runs"]["Llama-3.2-1B-Instruct_rank4"]
     assert est["steps_per_epoch"] == 2000
-    assert 15 * 60 <= est["train_seconds"] <= 17 * 60  # ~16 minutes (2 x 461 s, plus measured overhead)
+    assert 15 * 60 <= est["train_seconds"] <= 17 * 60  # ~16 minutes: the loop, 2 x 461 s
+    # The job adds start-up (default: the log has no wall time) and the two logged saves.
+    assert est["job_seconds"] == pytest.approx(est["train_seconds"] + est["startup_seconds"] + est["saves_seconds"], abs=0.2)
+    assert est["saves_seconds"] == pytest.approx(2 * 12.34, abs=0.1)
+    assert "default 15s (CPU job)" in est["job_basis"]  # the example plans CPU jobs (gpus: 0)
     assert est["confidence"] == "measured"
     summary = (exp / "experiment_summary.md").read_text()
-    assert "- **Llama-3.2-1B-Instruct:** ~15 min per run" in summary or "- **Llama-3.2-1B-Instruct:** ~16 min per run" in summary
+    assert "- **Llama-3.2-1B-Instruct:** ~15 min training loop per run" in summary
+    assert "- **Llama-3.2-1B-Instruct job wall time:** ~16 min per run (start-up ~15 s + loop" in summary
     assert "Preliminary - verify with a test run" not in summary
 
 

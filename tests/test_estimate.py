@@ -20,6 +20,7 @@ from planner.estimate.estimators import (
     fallback_checkpoint_gib,
     fallback_eval_time,
     fallback_training_time,
+    job_time,
     gpu_hours,
     model_key,
     rank_priors,
@@ -134,10 +135,13 @@ def test_overhead_from_prior_wall_time_and_saves() -> None:
         name="w", model="lora_llama3_2_1b", batch_size=4, it_per_s=4.0,
         epoch_seconds=[100.0], wall_seconds=190.0, checkpoint_save_s=30.0, state="completed",
     )
-    est = training_time(seed_query(), [prior])
+    loop = training_time(seed_query(), [prior])
+    assert loop.figure == pytest.approx(2 * 500)  # train_seconds is the loop alone
+    job = job_time(seed_query(), loop, [prior])
     # start-up 190 - 100 - 30 = 60 s once; saves 30 s per epoch
-    assert est.details["overhead_s"] == pytest.approx(60 + 2 * 30)
-    assert est.figure == pytest.approx(2 * 500 + 120)
+    assert (job.details["startup_s"], job.details["saves_s"]) == (pytest.approx(60), pytest.approx(2 * 30))
+    assert job.figure == pytest.approx(2 * 500 + 120)
+    assert "median of 1 finished run(s) of this model (w)" in job.basis
 
 
 def test_no_priors_falls_back_to_seed_ranges() -> None:
@@ -259,8 +263,10 @@ def test_estimate_from_a_real_torchtune_log() -> None:
     est = training_time(query, [prior])
     steps = 960 // query.batch_size
     assert est.details["steps_per_epoch"] == steps
-    # The real log logged its checkpoint saves: they count as per-epoch overhead.
-    save = statistics.median(prior.checkpoint_save_s)
-    assert est.figure == pytest.approx(2 * steps / prior.steady_it_per_s + 2 * save)
+    assert est.figure == pytest.approx(2 * steps / prior.steady_it_per_s)  # the loop alone
+    # The job adds start-up and one save per epoch.
+    assert prior.checkpoint_save_s and statistics.median(prior.checkpoint_save_s) > 0
+    job = job_time(query, est, [prior])
+    assert job.figure == pytest.approx(est.figure + job.details["startup_s"] + job.details["saves_s"])
     # "tiny-llama" names no size, so the prior cannot be confirmed as the same model.
     assert est.confidence == "scaled"

@@ -39,6 +39,7 @@ EDGE = frozenset({
     "planner.estimate.log_reading",
     "planner.estimate.run_folder",
     "planner.estimate.priors",
+    "planner.estimate.experiment_index",
     "planner.jobs.executors",
     "planner.jobs.jobrunner",
     "planner.jobs.slurm_query",

@@ -23,10 +23,10 @@ from planner.plan.pipeline import prepare, write
 from planner.jobs.submitting import submit
 from planner.status.refresh import refresh
 from planner.cli.common import make_executor, print_report
-from planner.spec.errors import JobsFailedError, PlannerError
+from planner.spec.errors import ConfigError, JobsFailedError, PlannerError
 from planner.spec.spec import load_spec_text
 
-EXAMPLE = paths.PROJECT_ROOT / "examples" / "capitalization"
+EXAMPLE = paths.EXAMPLES_DIR / "capitalization"
 
 
 @click.command("demo")
@@ -38,6 +38,10 @@ def command(out_dir: Path, executor: str, timeout_s: float) -> None:
     """Plan, submit, train, evaluate and report the shipped demo experiment."""
     console = Console(soft_wrap=True)
     spec_path = EXAMPLE / "experiment.yaml"
+    if not spec_path.is_file():
+        # The example's model and data are not package data: an installed wheel has no demo.
+        raise ConfigError(f"the demo needs a checkout of plan-experiment ({spec_path} is missing); "
+                          "clone the repository and run `bash scripts/demo.sh` there")
     settings_path = EXAMPLE / "claude.local.md"
     settings = load_local_settings(settings_path)
     spec = load_spec_text(spec_path.read_text(encoding="utf-8"), str(spec_path))

@@ -30,16 +30,21 @@ def command(experiment: Path, logs: tuple[Path, ...], as_json: bool, calibrate: 
     console = Console(soft_wrap=True)
     exp = load_experiment(experiment)
     settings = load_local_settings(local_config) if local_config else settings_of(exp)
+    # Calibration compares with the prediction each job was submitted with (journal.json),
+    # which the re-estimate below never changes: calling this twice prints the same.
     before = predicted_seconds(exp)
+    rows: list[dict[str, Any]] = []
     if calibrate:
         report, _ = refresh(exp, datetime.now())
-        rows: list[dict[str, Any]] = []
         for u in report.units:
             if u.kind == "train" and u.state == "COMPLETED" and u.elapsed_s and u.unit in before:
                 err = prediction_error_pct(before[u.unit], u.elapsed_s)
                 rows.append({"run": u.unit, "predicted_s": round(before[u.unit], 1), "actual_s": u.elapsed_s, "error_pct": round(err, 1)})
     out = run_estimate(exp, settings, list(logs), datetime.now, use_cache=not no_cache)
     est = out.estimates
+    recorded = exp.read_journal().recorded_predictions()
+    changed = [(r.run, recorded[r.run], r.job_seconds) for r in est.runs
+               if r.run in recorded and abs(recorded[r.run] - r.job_seconds) >= 0.5]
     if as_json:
         written = exp.read_estimates()
         payload: dict[str, Any] = written.model_dump() if written else {}
@@ -47,6 +52,8 @@ def command(experiment: Path, logs: tuple[Path, ...], as_json: bool, calibrate: 
         payload["skipped_logs"] = [{"path": p, "reason": r} for p, r in out.scan.skipped]
         if calibrate:
             payload["calibration"] = rows
+        payload["new_since_submit"] = [{"run": run, "submitted_job_seconds": round(old, 1), "new_job_seconds": round(new, 1)}
+                                       for run, old, new in changed]
         click.echo(json.dumps(payload, indent=2))
         return
     console.print(f"searched {', '.join(str(d) for d in out.dirs) or 'nothing'}: {len(out.priors)} usable prior run(s), "
@@ -54,17 +61,24 @@ def command(experiment: Path, logs: tuple[Path, ...], as_json: bool, calibrate: 
     for path, reason in out.scan.skipped[:10]:
         console.print(f"  skipped {path}: {reason}", markup=False, highlight=False)
     table = Table(title="Training estimates per run")
-    for col in ("Run", "Steps/epoch", "Estimate", "Confidence", "Slurm time", "Basis"):
+    for col in ("Run", "Steps/epoch", "Loop", "Job wall time", "Confidence", "Slurm time", "Basis"):
         table.add_column(col, overflow="fold")
     for r in est.runs:
-        table.add_row(r.run, str(r.steps_per_epoch or "-"), duration(r.train_seconds), r.confidence, r.slurm_time, r.basis)
+        table.add_row(r.run, str(r.steps_per_epoch or "-"), duration(r.train_seconds), duration(r.job_seconds),
+                      r.confidence, r.slurm_time, f"{r.basis}; {r.job_basis}")
     console.print(table)
     console.print(f"Total training {duration(est.total_train_seconds)}; {est.eval_count} evaluations ~{duration(est.total_eval_seconds)}; "
                   f"{est.gpu_hours(max(exp.spec.resources.gpus, 1)):.2f} GPU hours; checkpoints ~{size(est.disk_total_bytes)} "
                   f"of {size(est.disk_free_bytes)} free")
     console.print(f"Batch size: {est.batch_size_note}")
+    if changed:
+        console.print(f"New figures for {len(changed)} run(s) already submitted (journal.json keeps what each was "
+                      "submitted with; calibration and status compare with that):")
+        for run, old, new in changed:
+            console.print(f"  {run}: submitted with {duration(old)} job wall time, new estimate {duration(new)}",
+                          markup=False, highlight=False)
     if calibrate:
-        cal = Table(title="Calibration: predicted vs actual training time")
+        cal = Table(title="Calibration: predicted (at submit) vs actual job wall time")
         for col in ("Run", "Predicted", "Actual", "Error"):
             cal.add_column(col)
         for row in rows:

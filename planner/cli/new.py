@@ -25,17 +25,20 @@ def show_plan(console: Console, prepared: PreparedExperiment) -> None:
     table.add_column("Run")
     table.add_column("Type")
     table.add_column("Factors")
-    table.add_column("Est. time", justify="right")
+    table.add_column("Est. loop", justify="right")
+    table.add_column("Est. job", justify="right")
     for run in plan.runs[:50]:
         e = est.for_run(run.name)
         factors = ", ".join(f"{k}={v}" for k, v in run.factors.items())
-        table.add_row(run.name, run.kind, factors or "-", duration(e.train_seconds) if e else "-")
+        table.add_row(run.name, run.kind, factors or "-", duration(e.train_seconds) if e else "-",
+                      duration(e.job_seconds) if e else "-")
     console.print(table)
     if len(plan.runs) > 50:
         console.print(f"... and {len(plan.runs) - 50} more runs")
     mark = " (preliminary)" if est.preliminary else ""
     console.print(
-        f"Evaluations: {len(plan.evaluations)}.  Training: {duration(est.total_train_seconds)}{mark}.  "
+        f"Evaluations: {len(plan.evaluations)}.  Training: {duration(est.total_train_seconds)} of loops, "
+        f"{duration(est.total_job_seconds)} of job wall time{mark}.  "
         f"Checkpoints: ~{size(est.disk_total_bytes)} of {size(est.disk_free_bytes)} free."
     )
     for item in prepared.resources.prerequisites:

@@ -8,7 +8,14 @@ Confidence levels:
 
 * ``measured``: a prior run of the same model and configuration; only arithmetic.
 * ``scaled``: a prior run scaled to a different batch, sequence length or model size.
+* ``low``: a prior run of the other recipe kind (a full fine-tune for a LoRA run, or the
+  reverse), or scaled by more than :data:`EXTREME_PARAM_SCALING` in parameters: the
+  figure says which way to look, not how long to ask for.
 * ``preliminary``: no usable prior run; seed 002's typical ranges. Verify with a test run.
+
+A job's wall time is more than its training loop: :func:`job_time` adds start-up
+(imports, weight loading) and the checkpoint saves, learned from the user's own runs,
+with the defaults below where nothing is known.
 
 The value types live in :mod:`~planner.estimate.quantities` and the fallback ranges in
 :mod:`~planner.estimate.fallbacks`; this module re-exports what other modules use.
@@ -46,6 +53,28 @@ from planner.estimate.quantities import (
     compact_duration,
 )
 
+#: Scaling a prior's speed by more than this factor in parameters makes an estimate
+#: ``low`` confidence: speed is far from proportional to size across orders of magnitude.
+EXTREME_PARAM_SCALING = 10.0
+
+# Defaults for the parts of a job outside its training loop, used only until the user's
+# own runs measured them (then the runs' figures replace them). Sources: a torchtune job
+# imports torch and torchtune, initialises the device, builds the tokenizer and dataset
+# and the model before its first step: ~5-8 s on a CPU node with a tiny model (measured
+# here), typically 1-2 minutes on a GPU node; weights are read at ~150 MB/s from a shared
+# filesystem, bf16 is 2 bytes per parameter (so ~13 s per billion parameters, rounded up
+# to 15); checkpoints are written at ~100 MB/s. Conservative on purpose: the Slurm
+# request is built on these when nothing better is known.
+#: Start-up of a job apart from weight loading (imports, device, tokenizer, dataset), seconds.
+DEFAULT_STARTUP_S = 90.0
+#: The same for a CPU job (no device to set up): 5-8 s measured for the tiny model, doubled.
+DEFAULT_STARTUP_CPU_S = 15.0
+#: Weight loading, seconds per billion parameters.
+DEFAULT_LOAD_S_PER_BPARAM = 15.0
+#: A checkpoint save: fixed seconds plus seconds per GiB written.
+DEFAULT_SAVE_S = 2.0
+DEFAULT_SAVE_S_PER_GIB = 10.0
+
 __all__ = [
     "BATCH_HEADROOM_FACTOR",
     "CONFIDENCE",
@@ -67,6 +96,7 @@ __all__ = [
     "fallback_eval_time",
     "fallback_training_time",
     "gpu_hours",
+    "job_time",
     "log_number",
     "model_key",
     "params_of",
@@ -82,9 +112,9 @@ __all__ = [
 def _config_distance(run: RunQuery, p: PriorRun) -> float:
     """How far a prior's configuration is from the run (0: identical)."""
     d = 0.0
-    eff_run = run.batch_size * run.gradient_accumulation_steps
+    eff_run = run.batch_size * run.gradient_accumulation_steps * max(run.gpus, 1)
     if p.batch_size:
-        eff_p = p.batch_size * (p.gradient_accumulation_steps or 1)
+        eff_p = p.batch_size * (p.gradient_accumulation_steps or 1) * (p.gpus or 1)
         d += abs(math.log2(eff_run / eff_p))
         d += 0.25 * abs(math.log2(run.batch_size / p.batch_size))
     else:
@@ -95,14 +125,21 @@ def _config_distance(run: RunQuery, p: PriorRun) -> float:
         d += 0.5
     if p.packed is not None and bool(p.packed) != run.packed:
         d += 1.5
+    if (p.gpus or 1) != max(run.gpus, 1):
+        d += 1 + abs(math.log2(max(run.gpus, 1) / (p.gpus or 1)))  # communication does not scale linearly
+    if run.lora_rank and p.lora_rank and run.lora_rank != p.lora_rank:
+        d += 0.1 * abs(math.log2(run.lora_rank / p.lora_rank))  # matters little, mostly at small batches
     if p.state != "completed":
         d += 0.5  # a cut or failed run still measured speed, but trust it a bit less
     return d
 
 
+#: Tiers 0-3 rank priors of the run's recipe kind by model; the other kind's follow.
+CROSS_KIND_TIER = 4
+
 #: What makes two priors interchangeable for ranking: everything tier and distance read.
 _CONFIG_KEY = attrgetter("model", "param_count", "batch_size", "gradient_accumulation_steps",
-                         "max_seq_len", "packed", "state")
+                         "max_seq_len", "packed", "state", "kind", "gpus", "lora_rank")
 
 
 class PriorPool:
@@ -187,6 +224,8 @@ class PriorPool:
                 tier = 2
             else:
                 tier = 3
+            if p.kind is not None and p.kind != run.kind:
+                tier += CROSS_KIND_TIER  # a LoRA run is timed by a LoRA prior of any size first
             ranks.append((tier, _config_distance(run, p)))
         return ranks
 
@@ -218,27 +257,31 @@ def rank_priors(run: RunQuery, priors: Iterable[LogRecord | PriorRun] | PriorPoo
 
     Returns:
         ``(model_tier, config_distance, prior)``, best first. Tier 0: same family and
-        size; 1: same size; 2: other sizes (need parameter scaling); 3: size unknown.
+        size; 1: same size; 2: other sizes (need parameter scaling); 3: size unknown;
+        4-7: the same for priors of the other recipe kind (full vs LoRA).
     """
     pool = priors if isinstance(priors, PriorPool) else PriorPool(priors)
     return pool.ranked(run)
 
 
 def training_time(run: RunQuery, priors: Sequence[LogRecord | PriorRun] | PriorPool) -> Estimate:
-    """Training time of one run, from the best-matching prior run.
+    """Training-loop time of one run, from the best-matching prior run.
 
     Formula (seed 002): ``time = steps_per_epoch / speed x epochs`` with
-    ``steps_per_epoch = samples // batch_size // gradient_accumulation_steps``. The
-    prior's speed is adjusted when the configuration differs:
+    ``steps_per_epoch = samples // (batch_size x gpus) // gradient_accumulation_steps``.
+    The prior's speed is adjusted when the configuration differs:
 
     * tokens per second, when the prior logged it and the run's tokens per sample is
       known: ``time_per_epoch = samples x tokens_per_sample / tokens_per_s`` (robust
       to sequence-length and packing changes);
-    * otherwise it/s scaled by effective batch (``batch x grad_accum``), by
+    * otherwise it/s scaled by samples per step (``batch x grad_accum x gpus``), by
       ``max_seq_len`` when both are packed (packed steps carry max_seq_len tokens per
       sample), and by parameter count across model sizes.
 
-    Fixed overhead (start-up, checkpoint saves) is added when the prior measured it.
+    The figure is the loop alone (what the progress bars time); :func:`job_time` adds
+    start-up and checkpoint saves. A prior of the other recipe kind (full vs LoRA), or
+    one scaled by more than :data:`EXTREME_PARAM_SCALING` in parameters, gives a
+    ``low`` confidence and the basis says so.
 
     Args:
         run: the run to estimate.
@@ -246,8 +289,8 @@ def training_time(run: RunQuery, priors: Sequence[LogRecord | PriorRun] | PriorP
             (build one pool to estimate many runs).
 
     Returns:
-        The estimate in seconds; details hold steps_per_epoch, seconds_per_epoch,
-        overhead_s and the prior used. Falls back to seed 002's table without priors.
+        The estimate in seconds; details hold steps_per_epoch, seconds_per_epoch, the
+        prior used and its model tier. Falls back to seed 002's table without priors.
     """
     pool = priors if isinstance(priors, PriorPool) else PriorPool(priors)
     best = pool.best(run)
@@ -258,44 +301,64 @@ def training_time(run: RunQuery, priors: Sequence[LogRecord | PriorRun] | PriorP
         return est
     tier, _, p = best
     notes: list[str] = []
+    low = False
     if steps == 0:
         notes.append(
             f"0 optimizer steps: {run.train_samples} samples < batch {run.batch_size} x "
             f"grad_accum {run.gradient_accumulation_steps} (torchtune drops the partial batch)"
         )
     scaled = tier > 0
+    if p.kind is not None and p.kind != run.kind:
+        low = scaled = True
+        notes.append(
+            f"{_KIND_WORDS[p.kind]}, scaled: the prior trained {'every weight' if p.kind == 'full' else 'adapters only'}, "
+            f"this run {'adapters only' if run.kind == 'lora' else 'every weight'}, so its speed is only a rough guide"
+        )
     run_params = params_of(run.model, run.param_count)
     p_params = params_of(p.model, p.param_count)
     param_factor = 1.0
-    if tier >= 1 and run_params and p_params and not math.isclose(run_params, p_params, rel_tol=0.05):
+    if tier % CROSS_KIND_TIER >= 1 and run_params and p_params and not math.isclose(run_params, p_params, rel_tol=0.05):
         param_factor = run_params / p_params
+        extreme = max(param_factor, 1 / param_factor) > EXTREME_PARAM_SCALING
+        low = low or extreme
         notes.append(
-            f"scaled by parameter count {run_params / 1e9:.3g}B / {p_params / 1e9:.3g}B = x{param_factor:.2f} time"
+            f"scaled by parameter count {run_params / 1e9:.3g}B / {p_params / 1e9:.3g}B = x{param_factor:.3g} time"
+            + (f" (more than {EXTREME_PARAM_SCALING:g}x: low confidence)" if extreme else "")
         )
     lines: list[str] = []
+    run_gpus, p_gpus = max(run.gpus, 1), p.gpus or 1
     tokens_path = bool(p.tokens_per_s and run.tokens_per_sample)
     if p.tokens_per_s and run.tokens_per_sample:
         tps = p.tokens_per_s / param_factor
         tokens = run.train_samples * run.tokens_per_sample
-        per_epoch = tokens / tps / max(1, run.gpus)
+        per_epoch = tokens / tps / run_gpus
         lines.append(
             f"tokens_per_epoch = {run.train_samples} x {log_number(run.tokens_per_sample)} = {log_number(tokens)}, "
             f"time_per_epoch = {log_number(tokens)}/{log_number(tps)} tok/s"
-            + (f"/{run.gpus} GPUs" if run.gpus > 1 else "")
+            + (f"/{run_gpus} GPUs" if run_gpus > 1 else "")
             + f" ≈ {per_epoch:.0f}s ≈ {compact_duration(per_epoch)}"
         )
         formula = "tokens_per_epoch / tokens_per_second"
         scaled = scaled or param_factor != 1.0
     else:
         speed = float(p.it_per_s or 0.0)
+        whole = epoch_average_it_per_s(p)
+        if whole is not None:
+            # Whole epochs timed by the bar: warm-up and load swings included, as the new
+            # run will have them; tqdm's rate is a moving average that swings with load.
+            speed = whole
+            lines.append(f"measured speed = {p.steps_per_epoch} steps / {statistics.fmean(p.epoch_seconds):.0f}s per epoch "
+                         f"= {whole:.3g} it/s (whole epochs, warm-up included)")
         factors: list[str] = []
-        eff_run = run.batch_size * run.gradient_accumulation_steps
-        eff_p = (p.batch_size or run.batch_size) * (p.gradient_accumulation_steps or 1)
+        eff_run = run.batch_size * run.gradient_accumulation_steps * run_gpus
+        eff_p = (p.batch_size or run.batch_size) * (p.gradient_accumulation_steps or 1) * p_gpus
         if p.batch_size is None:
             notes.append("prior batch size unknown; assumed equal")
         if eff_run != eff_p:
             speed *= eff_p / eff_run
             factors.append(f"x {eff_p}/{eff_run} (samples per step)")
+        if run_gpus != p_gpus:
+            notes.append(f"scaled from {p_gpus} to {run_gpus} GPU(s) assuming linear scaling")
         if run.packed and p.packed and run.max_seq_len and p.max_seq_len and run.max_seq_len != p.max_seq_len:
             speed *= p.max_seq_len / run.max_seq_len
             factors.append(f"x {p.max_seq_len}/{run.max_seq_len} (packed sequence length)")
@@ -313,12 +376,17 @@ def training_time(run: RunQuery, priors: Sequence[LogRecord | PriorRun] | PriorP
             scaled = True
         if param_factor != 1.0:
             speed /= param_factor
-            factors.append(f"/ {param_factor:.2f} (parameters)")
+            factors.append(f"/ {param_factor:.3g} (parameters)")
         if factors:
             scaled = True
-            lines.append(f"speed = {log_number(p.it_per_s or 0)} it/s {' '.join(factors)} = {speed:.3g} it/s")
+            lines.append(f"speed = {log_number(whole or p.it_per_s or 0)} it/s {' '.join(factors)} = {speed:.3g} it/s")
+            scalings = [f for f in factors if "(parameters)" not in f]  # parameters are named above
+            if scalings:
+                notes.append("speed scaled " + ", ".join(scalings))
         per_epoch = steps / speed if speed > 0 else float("inf")
         div = f"{run.train_samples}/{run.batch_size}"
+        if run_gpus > 1:
+            div += f"/{run_gpus} GPUs"
         if run.gradient_accumulation_steps > 1:
             div += f"/{run.gradient_accumulation_steps}"
         lines.append(
@@ -326,32 +394,18 @@ def training_time(run: RunQuery, priors: Sequence[LogRecord | PriorRun] | PriorP
             f"≈ {per_epoch:.0f}s ≈ {compact_duration(per_epoch)}"
         )
         formula = "steps_per_epoch / it_per_s"
-    # Overhead the prior measured: start-up (imports, model load) from its wall time,
-    # and per-epoch checkpoint saves from its log.
-    overhead = 0.0
-    save = p.checkpoint_save_s or 0.0
-    if p.wall_seconds and p.epoch_seconds:
-        startup = p.wall_seconds - sum(p.epoch_seconds) - save * len(p.epoch_seconds)
-        if startup > 0:
-            overhead += startup
-            lines.append(f"start-up overhead (prior wall - epochs - saves) ≈ {startup:.0f}s")
-    if save:
-        overhead += save * run.epochs
-        lines.append(f"checkpoint saves {run.epochs} x {save:.0f}s")
-    total = per_epoch * run.epochs + overhead
-    lines.append(
-        f"total = {run.epochs} x {per_epoch:.0f}s"
-        + (f" + {overhead:.0f}s overhead" if overhead else "")
-        + f" = {total:.0f}s ≈ {compact_duration(total)}"
-    )
+    total = per_epoch * run.epochs
+    lines.append(f"loop = {run.epochs} x {per_epoch:.0f}s = {total:.0f}s ≈ {compact_duration(total)}")
     if p.state != "completed":
         notes.append(f"prior run ended {p.state}")
-    confidence = "scaled" if scaled else "measured"
+    confidence = "low" if low else "scaled" if scaled else "measured"
+    kind = f"{_KIND_WORDS[p.kind]}, " if p.kind else ""
     basis = (
-        f"prior run {p.name} ({p.model or 'model unknown'}, batch {p.batch_size}, "
+        f"prior run {p.name} ({kind}{p.model or 'model unknown'}, batch {p.batch_size}, "
         f"grad_accum {p.gradient_accumulation_steps or 1}, max_seq_len {p.max_seq_len}, "
-        f"packed {p.packed}: "
-        + (f"{log_number(p.tokens_per_s or 0)} tok/s" if tokens_path else f"{log_number(p.it_per_s or 0)} it/s")
+        f"packed {p.packed}" + (f", {p_gpus} GPUs" if p_gpus > 1 else "") + ": "
+        + (f"{log_number(p.tokens_per_s or 0)} tok/s" if tokens_path
+           else f"{log_number(whole_speed)} it/s over whole epochs" if (whole_speed := epoch_average_it_per_s(p)) else f"{log_number(p.it_per_s or 0)} it/s")
         + f"); formula {formula} x epochs"
         + (f"; {pool.with_speed - 1} other prior(s) ranked lower" if pool.with_speed > 1 else "")
         + ("; " + "; ".join(notes) if notes else "")
@@ -365,11 +419,146 @@ def training_time(run: RunQuery, priors: Sequence[LogRecord | PriorRun] | PriorP
         details={
             "steps_per_epoch": steps,
             "seconds_per_epoch": per_epoch,
-            "overhead_s": overhead,
             "prior": p.name,
             "model_tier": tier,
         },
     )
+
+
+_KIND_WORDS = {"lora": "LoRA fine-tune", "full": "full fine-tune"}
+
+#: Epochs shorter than this are timed by their bar too coarsely (whole seconds) for the
+#: epoch average; the steady rate is used instead.
+MIN_EPOCH_S_FOR_AVERAGE = 20.0
+
+
+def epoch_average_it_per_s(p: PriorRun) -> float | None:
+    """Steps per second over the prior's whole epochs, when it finished them and they were long enough.
+
+    The bar's elapsed time at an epoch's last step covers everything in the loop,
+    warm-up included; over epochs of :data:`MIN_EPOCH_S_FOR_AVERAGE` or more its
+    whole-second resolution costs under 5 %.
+    """
+    if p.state != "completed" or not p.steps_per_epoch or not p.epoch_seconds:
+        return None
+    mean = statistics.fmean(p.epoch_seconds)
+    return p.steps_per_epoch / mean if mean >= MIN_EPOCH_S_FOR_AVERAGE else None
+
+
+def _default_load_s(params: float | None) -> float:
+    return DEFAULT_LOAD_S_PER_BPARAM * (params or 0.0) / 1e9
+
+
+def default_save_s(gib: float | None) -> float:
+    """Seconds one checkpoint save takes by default (see :data:`DEFAULT_SAVE_S`)."""
+    return DEFAULT_SAVE_S + DEFAULT_SAVE_S_PER_GIB * (gib or 0.0)
+
+
+def startup_of(p: PriorRun) -> tuple[float, float] | None:
+    """What a finished prior spent outside its training loop: ``(start-up, per save)``.
+
+    Start-up is wall time minus the epochs' loop time minus the saves; a save is the
+    logged ``Checkpoint saved in`` time, else the default for the size written.
+    None when the prior did not complete, or its wall time or epoch times are unknown.
+    """
+    if not p.wall_seconds or not p.epoch_seconds or p.state != "completed":
+        return None  # a failed or cut job stopped somewhere in between: its parts do not add up
+    save = p.checkpoint_save_s if p.checkpoint_save_s is not None else default_save_s(p.checkpoint_gib_per_epoch)
+    startup = p.wall_seconds - sum(p.epoch_seconds) - save * len(p.epoch_seconds)
+    return max(startup, 0.0), save
+
+
+def job_time(
+    run: RunQuery,
+    loop: Estimate,
+    priors: Sequence[LogRecord | PriorRun] | PriorPool,
+    *,
+    checkpoint_gib: float | None = None,
+) -> Estimate:
+    """A fine-tune job's wall time: start-up + training loop + checkpoint saves.
+
+    Each part is learned from the user's finished runs (wall time from job-state.json
+    or sacct, loop time from the bars, saves from ``Checkpoint saved in`` lines):
+
+    * start-up: the median over finished priors of the same model (those the loop
+      estimate could take at tier 0); else over any finished prior, its weight-loading
+      share swapped for this model's (:data:`DEFAULT_LOAD_S_PER_BPARAM`); else
+      :data:`DEFAULT_STARTUP_S` plus weight loading;
+    * saves: one per epoch, the median logged save time of same-model priors, else
+      :func:`default_save_s` for the checkpoint size per epoch.
+
+    Evaluations run as their own jobs (``eval_time``).
+
+    Args:
+        run: the run.
+        loop: its :func:`training_time` estimate (the loop).
+        priors: prior runs or a pool of them.
+        checkpoint_gib: GiB written per epoch, for the default save time.
+
+    Returns:
+        The estimate in seconds; details hold startup_s, loop_s, saves_s and how each
+        part was obtained.
+    """
+    pool = priors if isinstance(priors, PriorPool) else PriorPool(priors)
+    run_params = params_of(run.model, run.param_count)
+    same: list[tuple[float, float, PriorRun]] = []
+    other: list[tuple[float, float, PriorRun]] = []
+    logged: list[float] = []  # save times logged by runs of this model, finished or not
+    for tier, _, p in pool.ranked(run):
+        if tier == 0 and p.checkpoint_save_s is not None:
+            logged.append(p.checkpoint_save_s)
+        parts = startup_of(p)
+        if parts is None:
+            continue
+        (same if tier == 0 else other).append((*parts, p))
+    if same:
+        startup = statistics.median(s for s, _, _ in same)
+        names = ", ".join(_short(p.name) for _, _, p in same[:3]) + (" ..." if len(same) > 3 else "")
+        startup_how = f"start-up {startup:.0f}s: median of {len(same)} finished run(s) of this model ({names})"
+        learned = True
+    elif other:
+        fixed = statistics.median(s - _default_load_s(params_of(p.model, p.param_count)) for s, _, p in other)
+        startup = max(fixed, 0.0) + _default_load_s(run_params)
+        startup_how = (f"start-up {startup:.0f}s: {max(fixed, 0.0):.0f}s fixed (median of {len(other)} finished run(s) "
+                       f"of other models) + weight loading {DEFAULT_LOAD_S_PER_BPARAM:g}s per billion parameters")
+        learned = True
+    else:
+        base = DEFAULT_STARTUP_CPU_S if run.cpu else DEFAULT_STARTUP_S
+        startup = base + _default_load_s(run_params)
+        startup_how = (f"start-up {startup:.0f}s: default {base:g}s{' (CPU job)' if run.cpu else ''} + weight loading "
+                       f"{DEFAULT_LOAD_S_PER_BPARAM:g}s per billion parameters (no finished run measured it)")
+        learned = False
+    if logged:
+        save = statistics.median(logged)
+        save_how = f"saves {run.epochs} x {save:.0f}s (logged by runs of this model)"
+    else:
+        save = default_save_s(checkpoint_gib)
+        save_how = (f"saves {run.epochs} x {save:.0f}s (default {DEFAULT_SAVE_S:g}s + {DEFAULT_SAVE_S_PER_GIB:g}s/GiB "
+                    f"x {checkpoint_gib or 0:.3g} GiB)")
+    saves = save * run.epochs
+    loop_s = loop.figure
+    total = startup + loop_s + saves
+    calculation = (f"job = start-up {startup:.0f}s + loop {loop_s:.0f}s + saves {saves:.0f}s = {total:.0f}s ≈ {compact_duration(total)}")
+    # The loop decides the confidence: start-up and saves are small beside it on real
+    # runs, and the basis says when they are defaults.
+    confidence = loop.confidence
+    return Estimate(
+        figure=total,
+        unit="s",
+        basis=f"{startup_how}; {save_how}; loop from {loop.basis}",
+        confidence=confidence,
+        calculation=calculation,
+        low=(loop.low + startup + saves) if loop.low is not None else None,
+        high=(loop.high + startup + saves) if loop.high is not None else None,
+        details={"startup_s": startup, "loop_s": loop_s, "saves_s": saves, "startup_basis": startup_how,
+                 "saves_basis": save_how, "startup_learned": learned},
+    )
+
+
+def _short(name: str) -> str:
+    """A prior's run folder name (or file name) for a basis line."""
+    parts = name.replace("\\", "/").rstrip("/").split("/")
+    return parts[-2] if len(parts) >= 2 and parts[-1].startswith("slurm-") else parts[-1]
 
 
 def eval_time(

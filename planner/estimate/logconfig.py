@@ -70,7 +70,7 @@ _SECTION_END_RE = re.compile(r"\n[^ \t\-#\n]")
 
 
 _TOP_ATTR = {k: k for k in ("batch_size", "gradient_accumulation_steps", "epochs",
-                            "max_steps_per_epoch", "output_dir")}
+                            "max_steps_per_epoch", "output_dir", "world_size", "nproc_per_node")}
 
 
 _SECTION_FINDS = {
@@ -78,7 +78,7 @@ _SECTION_FINDS = {
     "tokenizer": (("max_seq_len", "max_seq_len"),),
     "checkpointer": (("checkpoint_dir", "checkpoint_dir"),),
     "dataset": (("packed", "packed"), ("source", "dataset_source"), ("data_files", "dataset_data_files"),
-                ("split", "dataset_split")),
+                ("split", "dataset_split"), ("max_seq_len", "dataset_max_seq_len")),
 }
 
 
@@ -94,7 +94,7 @@ _SECTION_NEEDLES = tuple(
 
 
 _INT_FIELDS = {"batch_size", "gradient_accumulation_steps", "epochs", "max_steps_per_epoch",
-               "lora_rank", "max_seq_len"}
+               "lora_rank", "max_seq_len", "dataset_max_seq_len", "world_size", "nproc_per_node"}
 
 
 _STR_FIELDS = {"model_component", "dataset_source", "dataset_split", "output_dir", "checkpoint_dir"}
@@ -168,6 +168,13 @@ def extract_config(text: str, rec: LogRecord) -> None:
             value = value if isinstance(value, bool) else None
         elif attr in _STR_FIELDS:
             value = str(value) if value is not None else None
-        setattr(rec, attr, value)
+        if attr == "dataset_max_seq_len":  # torchtune 0.1 kept it in the dataset section
+            if rec.max_seq_len is None:
+                rec.max_seq_len = value
+        elif attr in ("world_size", "nproc_per_node"):
+            if value and value > 1:
+                rec.world_size = max(rec.world_size or 1, value)
+        else:
+            setattr(rec, attr, value)
     if not found:
         rec.problems.append("config dump present but none of the expected keys were read")

@@ -65,8 +65,17 @@ _BAR_RE = re.compile(
 # Patterns open with a literal so the regex engine can skip ahead with a fast prefix
 # search instead of trying every position (what a leading \w+ or (A|B) would cost).
 _MEM_RE = re.compile(r"peak memory (allocation|alloc|reserved|active): *([\d.]+) *(GiB|GB|MiB|MB)?")
-_CKPT_RE = re.compile(r"checkpoint of size ([\d.]+) *(GiB|GB|MiB|MB) saved to (\S+)")
+# ``Model checkpoint of size 2.30 GiB saved to PATH`` (0.5+), ``... of size 2.47 GB saved to
+# PATH`` (<= 0.4) and ``Model checkpoint saved to PATH`` (newer, no size).
+_CKPT_RE = re.compile(
+    r"(Model|Adapter|Recipe|model|adapter|recipe) checkpoint (?:of size ([\d.]+) *(GiB|GB|MiB|MB) )?saved to (\S+)"
+)
 _EPOCH_DIR_RE = re.compile(r"epoch_(\d+)")
+# torchtune <= 0.4 puts the epoch in the file name: hf_model_0001_9.pt, adapter_9.pt.
+_EPOCH_FILE_RE = re.compile(r"_(\d+)\.(?:pt|bin|safetensors)$")
+# Launchers prefix each line with the rank that wrote it: torchx ``[trainer0|0]:``,
+# torchrun --tee ``[default0]:``, torch's error printing ``[rank0]: ``.
+_LAUNCHER_RE = re.compile(rb"(?:(?<=\n)|^)\[(?:rank\d+\]: ?|[A-Za-z_]+\d+(?:\|\d+)?\]:)")
 _CKPT_SAVED_RE = re.compile(r"Checkpoint saved in ([\d.]+) seconds")
 _STEP_RE = re.compile(r"Step (\d+) \| ([^\n\r]*)")
 _KV_RE = re.compile(r"(\w+):(\S+)")
@@ -174,6 +183,25 @@ def _bar_line(data: bytes, start: int, end: int, first: int, samples: list[BarSa
                 rest.append(data[stop:end])
 
 
+def _normalise(data: bytes) -> tuple[bytes, int]:
+    """Undo what the way a log was written adds: CRLF line ends and launcher prefixes.
+
+    A log copied off Windows ends every line with ``\\r\\n``, which would read as a
+    bar update per line; torchx/torchrun prefix every line with its rank, which hides
+    config keys and exception lines. Both are undone here so such a copy parses to
+    the record of the plain log. Costs one ``in`` test each when absent.
+
+    Returns:
+        The plain bytes and how many distinct launcher prefixes were seen (ranks).
+    """
+    if b"\r\n" in data:
+        data = data.replace(b"\r\n", b"\n")
+    if b"]:" not in data or _LAUNCHER_RE.search(data) is None:
+        return data, 0
+    ranks = {m.group(0).rstrip() for m in _LAUNCHER_RE.finditer(data)}
+    return _LAUNCHER_RE.sub(b"", data), len(ranks)
+
+
 def _split_bars(data: bytes) -> tuple[list[BarSample], bytes]:
     """Pull bar updates out of the log.
 
@@ -197,7 +225,7 @@ def _split_bars(data: bytes) -> tuple[list[BarSample], bytes]:
                     continue
             rest.append(line)
         if len(samples) > MAX_SERIES * 4:
-            samples = _bounded(samples, MAX_SERIES * 4)
+            samples = _bounded(_drop_reprints(samples), MAX_SERIES * 4)
         return samples, b"\n".join(rest)
 
     # Jump from one '\r' to the next instead of walking every line: the text between
@@ -230,7 +258,25 @@ def _median(values: list[float]) -> float:
     return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
 
 
+def _drop_reprints(samples: list[BarSample]) -> list[BarSample]:
+    """Leave out the finished bar torchtune prints again after each checkpoint save.
+
+    Its elapsed time (and so its rate) includes the save: it is neither a speed sample
+    nor the epoch's training time. The first update that reached the total stands.
+    """
+    done: set[int] = set()
+    kept = []
+    for s in samples:
+        if s.epoch is not None and s.total and s.n >= s.total:
+            if s.epoch in done:
+                continue
+            done.add(s.epoch)
+        kept.append(s)
+    return kept
+
+
 def _summarise_bars(samples: list[BarSample], rec: LogRecord) -> None:
+    samples = _drop_reprints(samples)
     if not samples:
         return
     # The bar total is constant across epochs; take the most common one.
@@ -297,19 +343,14 @@ def _extract_rare(text: str, rec: LogRecord) -> None:
                 continue
             val *= _UNIT_TO_GIB.get(m.group(3), 1.0)
             rec.peak_memory_gib[key] = max(val, rec.peak_memory_gib.get(key, 0.0))
-    if "checkpoint of size" in text:
+    if "checkpoint of size" in text or "checkpoint saved to" in text:
         for m in _CKPT_RE.finditer(text):
-            size = to_float(m.group(1))
-            if size is None:
-                continue
-            at = m.start()
-            before = text[at - 8 : at] if at >= 8 else text[:at]
-            kind = "adapter" if "Adapter" in before else "recipe" if "Recipe" in before else "model"
-            path = m.group(3)
-            ep = _EPOCH_DIR_RE.search(path)
+            size = to_float(m.group(2))
+            path = m.group(4)
+            ep = _EPOCH_DIR_RE.search(path) or _EPOCH_FILE_RE.search(path)
             rec.checkpoints.append(
-                CheckpointSave(kind, size * _UNIT_TO_GIB.get(m.group(2), 1.0), path,
-                               int(ep.group(1)) if ep else None)
+                CheckpointSave(m.group(1).lower(), None if size is None else size * _UNIT_TO_GIB.get(m.group(3), 1.0),
+                               path, int(ep.group(1)) if ep else None)
             )
     if "Checkpoint saved in" in text:
         rec.checkpoint_save_s = [float(x) for x in _CKPT_SAVED_RE.findall(text) if to_float(x) is not None]
@@ -435,6 +476,7 @@ def parse_log_bytes(data: bytes, path: str | None = None) -> LogRecord:
         binary = b"\x00" in data
         if binary:
             data = data.replace(b"\x00", b"")
+        data, ranks = _normalise(data)
         samples, rest_b = _split_bars(data)
         rest = rest_b.decode("utf-8", "replace")
         if not binary and rest.count("\ufffd") > 16:
@@ -442,7 +484,11 @@ def parse_log_bytes(data: bytes, path: str | None = None) -> LogRecord:
         if binary:
             rec.problems.append("log contains binary data; parsed what was readable")
         extract_config(rest, rec)
+        if ranks > 1:
+            rec.world_size = max(rec.world_size or 1, ranks)
         _summarise_bars(samples, rec)
+        if not samples and (b"it/s]" in data or b"s/it]" in data):
+            rec.problems.append("progress bars present but none could be read; no speed from this log")
         _extract_rare(rest, rec)
         if not data.endswith(b"\n"):
             rec.problems.append("log does not end with a newline (cut mid-write or still running)")

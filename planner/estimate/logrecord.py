@@ -83,13 +83,14 @@ class CheckpointSave:
 
     Attributes:
         kind: ``"model"``, ``"adapter"`` or ``"recipe"``.
-        size_gib: file size in GiB as logged.
+        size_gib: file size in GiB as logged (None: newer torchtune logs no size).
         path: path as logged.
-        epoch: 0-based epoch taken from the ``epoch_N`` folder in the path.
+        epoch: 0-based epoch from the ``epoch_N`` folder in the path, or from the
+            file name (``hf_model_0001_9.pt``, torchtune <= 0.4).
     """
 
     kind: str
-    size_gib: float
+    size_gib: float | None
     path: str
     epoch: int | None
 
@@ -115,6 +116,9 @@ class LogRecord:
         output_dir: ``output_dir``.
         lora_rank: ``model.lora_rank``.
         checkpoint_dir: ``checkpointer.checkpoint_dir`` (the base model's folder).
+        world_size: processes (GPUs) of a distributed run: ``world_size`` or
+            ``nproc_per_node`` in the config, else the ranks a launcher prefixed lines
+            with; None for a single process.
         steps_per_epoch: bar total (optimizer steps per epoch).
         total_steps: highest global step seen.
         epochs_started: highest epoch number seen on a bar (1-based).
@@ -151,6 +155,7 @@ class LogRecord:
     output_dir: str | None = None
     lora_rank: int | None = None
     checkpoint_dir: str | None = None
+    world_size: int | None = None
     steps_per_epoch: int | None = None
     total_steps: int | None = None
     epochs_started: int = 0
@@ -188,6 +193,14 @@ class LogRecord:
         return cfg
 
     @property
+    def finetune_kind(self) -> str | None:
+        """``"lora"`` or ``"full"`` from the recipe class or model builder (None: unknown).
+
+        LoRA, QLoRA and DoRA recipes train adapters; ``Full...Recipe`` trains every weight.
+        """
+        return finetune_kind(self.recipe, self.model_component)
+
+    @property
     def peak_memory(self) -> float | None:
         """The largest peak-memory figure logged (reserved is what the GPU had to hold)."""
         return max(self.peak_memory_gib.values()) if self.peak_memory_gib else None
@@ -207,7 +220,7 @@ class LogRecord:
         """
         per_epoch: dict[int | None, float] = {}
         for c in self.checkpoints:
-            if c.kind != "recipe":
+            if c.kind != "recipe" and c.size_gib is not None:
                 per_epoch[c.epoch] = per_epoch.get(c.epoch, 0.0) + c.size_gib
         if not per_epoch:
             return None
@@ -250,6 +263,26 @@ class LogRecord:
 
 
 _FIELDS = tuple(LogRecord.__dataclass_fields__)
+
+
+def finetune_kind(recipe: str | None, model_component: str | None) -> str | None:
+    """``"lora"`` for LoRA/QLoRA/DoRA, ``"full"`` for full fine-tunes, None when neither says.
+
+    Args:
+        recipe: the recipe class, e.g. ``FullFinetuneRecipeDistributed``.
+        model_component: the model builder, e.g. ``torchtune.models.llama3_2.lora_llama3_2_1b``.
+    """
+    r = (recipe or "").lower()
+    if "lora" in r or "dora" in r:
+        return "lora"
+    if r.startswith("full"):
+        return "full"
+    leaf = (model_component or "").rsplit(".", 1)[-1].lower()
+    if leaf.startswith(("lora_", "qlora_", "dora_")):
+        return "lora"
+    if leaf:
+        return "full"
+    return None
 _UNSET = object()
 
 

@@ -14,6 +14,7 @@ from typing import Callable
 from planner import paths
 from planner.folder.experiment import Experiment
 from planner.folder.atomic import atomic_write_text
+from planner.estimate.experiment_index import registered
 from planner.estimate.priors import estimate_from_prior_runs
 from planner.estimate.prior_scan import ScanResult
 from planner.plan.verify import verify
@@ -47,12 +48,20 @@ def run_estimate(exp: Experiment, settings: LocalSettings, extra_dirs: list[Path
                  use_cache: bool = True) -> EstimateOutcome:
     """Scan prior runs, re-estimate, rewrite Compute Estimates, estimates.json and the log."""
     # The experiment itself comes first: its finished runs are the best priors for its other runs.
-    dirs = [exp.path, Path(settings.scratch_dir), Path(settings.experiments_dir), *extra_dirs]
+    # Then every experiment the user planned (the index new keeps), wherever it was written.
+    dirs = [exp.path, Path(settings.scratch_dir), Path(settings.experiments_dir), *extra_dirs, *registered()]
     log = DesignLog()
     spec_dir = Path((exp.spec.provenance or {}).get("spec_dir") or exp.path)
     resources = verify(exp.spec, settings, spec_dir, paths.PROJECT_ROOT, exp.path.parent, DesignLog(), now)
     result, priors, estimates = estimate_from_prior_runs(exp.plan, resources, dirs, log, now, settings.gpu_memory_gib,
                                                          use_cache)
+    submitted = exp.read_journal().recorded_predictions()
+    if submitted:
+        estimates.notes.append(
+            f"Re-estimated {now().strftime('%Y-%m-%d %H:%M')}: the figures above are new. The {len(submitted)} job(s) "
+            "already submitted keep the prediction they were submitted with in journal.json; status and "
+            "`estimate --calibrate` compare with those."
+        )
     block = estimates_block(estimates, max(exp.spec.resources.gpus, 1), make_environment(paths.TEMPLATES_DIR))
     with exp.lock():
         exp.update_summary_blocks({ESTIMATES_BLOCK: block})

@@ -39,9 +39,11 @@ def run_queries(plan: Plan, resources: Resources) -> list[tuple[Run, est.RunQuer
     out = []
     for run in plan.finetune_runs:
         model = resources.models[run.model]
-        out.append((run, est.RunQuery.from_settings(
+        query = est.RunQuery.from_settings(
             model.name.rstrip("/").split("/")[-1], model.param_count, {**run.settings, "gpus": gpus}, train_split
-        )))
+        )
+        query.cpu = plan.spec.resources.gpus == 0
+        out.append((run, query))
     return out
 
 
@@ -96,16 +98,22 @@ def estimate_plan(
             per_epoch = adapter_bytes(model.shape, rank) + copies
         low = figure.low if figure.low is not None else figure.figure
         high = figure.high if figure.high is not None else figure.figure
+        job = est.job_time(query, figure, pool, checkpoint_gib=per_epoch / 1024**3)
+        job_high = job.high if job.high is not None else job.figure
         runs.append(RunEstimate(
             run=run.name, model=run.model, train_seconds=high, train_low_seconds=low, basis=figure.basis,
-            confidence=figure.confidence, slurm_time=slurm_time(high), disk_bytes=per_epoch * query.epochs,
+            confidence=job.confidence, slurm_time=slurm_time(job_high), disk_bytes=per_epoch * query.epochs,
             steps_per_epoch=figure.details.get("steps_per_epoch"), calculation=figure.calculation,
+            job_seconds=job_high, startup_seconds=job.details["startup_s"], saves_seconds=job.details["saves_s"],
+            job_basis=f"{job.details['startup_basis']}; {job.details['saves_basis']}", job_calculation=job.calculation,
         ))
         log.add(now(), "CALCULATE_TIME", f"Training time estimate for {run.name}",
                 input=f"{query.train_samples} samples, batch_size={query.batch_size}, grad_accum={query.gradient_accumulation_steps}, "
                       f"epochs={query.epochs}, max_seq_len={query.max_seq_len}, packed={query.packed}, {model.param_count:,} parameters",
-                calculation=figure.calculation, result=f"Estimated {figure.human()} ({figure.confidence}); Slurm time {runs[-1].slurm_time}",
-                explanation=figure.basis)
+                calculation=f"{figure.calculation}; {job.calculation}",
+                result=f"Training loop {figure.human()}, job wall time {job.human()} ({job.confidence}); "
+                       f"Slurm time {runs[-1].slurm_time}",
+                explanation=f"{figure.basis}; {runs[-1].job_basis}")
 
     eval_priors = [s for p in priors for s in p.eval_seconds]
     ev = est.eval_time(len(plan.evaluations), eval_priors or None)

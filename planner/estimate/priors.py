@@ -62,7 +62,8 @@ def gather_priors(dirs: list[Path], log: DesignLog, now: Callable[[], datetime],
     usable = result.priors()
     names = ", ".join(Path(p.name).parent.name for p in usable[:5]) + (" ..." if len(usable) > 5 else "")
     log.add(now(), "SEARCH_PRIOR_RUNS", "Looking for prior runs with training logs",
-            command="find " + (" ".join(shlex.quote(str(d)) for d in dirs) or "(no folder exists)") + " -name 'slurm-*.out'",
+            command="find " + (" ".join(shlex.quote(str(d)) for d in dirs[:6]) or "(no folder exists)")
+                    + (f" ... ({len(dirs) - 6} more planned experiments)" if len(dirs) > 6 else "") + " -name 'slurm-*.out'",
             result=f"Found {len(result.records) + len(result.skipped)} logs: {len(usable)} usable ({names or 'none'}), "
                    f"{len(result.skipped)} skipped; {result.parsed} parsed, {result.cached} from cache in {result.seconds:.2f}s",
             explanation="Prior SLURM logs give measured speed, memory and checkpoint sizes for the estimates")

@@ -18,7 +18,7 @@ from typing import Any
 from planner.estimate.logparse import LogRecord
 from planner.spec.units import format_duration
 
-CONFIDENCE = ("measured", "scaled", "preliminary")
+CONFIDENCE = ("measured", "scaled", "low", "preliminary")
 
 #: Seed 002: batch sizing keeps 30% of the measured headroom in reserve.
 BATCH_HEADROOM_FACTOR = 0.7
@@ -97,6 +97,9 @@ class RunQuery:
         tokens_per_sample: mean tokens per training sample, when known (enables the
             tokens-per-second estimate, which survives sequence-length changes).
         max_steps_per_epoch: torchtune's cap on steps per epoch.
+        kind: ``"lora"`` or ``"full"`` (the planner's recipes are LoRA).
+        lora_rank: the LoRA rank (a tie-breaker between otherwise equal priors).
+        cpu: a CPU job (``gpus: 0``): no device set-up, a smaller start-up default.
     """
 
     model: str
@@ -110,6 +113,9 @@ class RunQuery:
     gpus: int = 1
     tokens_per_sample: float | None = None
     max_steps_per_epoch: int | None = None
+    kind: str = "lora"
+    lora_rank: int | None = None
+    cpu: bool = False
 
     @classmethod
     def from_settings(
@@ -151,6 +157,7 @@ class RunQuery:
             gpus=int(settings.get("gpus") or 1),
             tokens_per_sample=settings.get("tokens_per_sample"),
             max_steps_per_epoch=settings.get("max_steps_per_epoch"),
+            lora_rank=settings.get("lora_rank"),
         )
 
     def steps_per_epoch(self) -> int:
@@ -158,9 +165,11 @@ class RunQuery:
 
         torchtune's dataloader drops the last partial batch, and the bar counts
         optimizer steps: ``len(dataloader) // gradient_accumulation_steps``, capped by
-        ``max_steps_per_epoch``. So floor divisions, not ceilings.
+        ``max_steps_per_epoch``. So floor divisions, not ceilings. With several GPUs
+        the sampler splits the samples between ranks.
         """
-        steps = (self.train_samples // max(1, self.batch_size)) // max(1, self.gradient_accumulation_steps)
+        # Each of the ``gpus`` ranks takes its own batch per step.
+        steps = (self.train_samples // max(1, self.batch_size * max(1, self.gpus))) // max(1, self.gradient_accumulation_steps)
         if self.max_steps_per_epoch:
             steps = min(steps, int(self.max_steps_per_epoch))
         return steps
@@ -191,6 +200,8 @@ class PriorRun:
         lora_rank: the LoRA rank (checkpoint size depends on it).
         adapter_only: whether its checkpoints were the adapter alone (None: no
             checkpoint lines logged).
+        kind: ``"lora"`` or ``"full"`` fine-tune (None: the log did not say).
+        gpus: processes of a distributed run (None: one).
     """
 
     name: str
@@ -212,6 +223,8 @@ class PriorRun:
     eval_seconds: list[float] = field(default_factory=list)
     lora_rank: int | None = None
     adapter_only: bool | None = None
+    kind: str | None = None
+    gpus: int | None = None
 
     @classmethod
     def from_record(
@@ -255,6 +268,8 @@ class PriorRun:
             state=rec.state,
             lora_rank=rec.lora_rank,
             adapter_only=("model" not in kinds) if kinds else None,
+            kind=rec.finetune_kind,
+            gpus=rec.world_size,
         )
 
 

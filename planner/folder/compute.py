@@ -21,14 +21,19 @@ class RunEstimate:
 
     run: str
     model: str
-    train_seconds: float  # the figure used for planning (upper end of a range when preliminary)
+    train_seconds: float  # the training loop, as planned (upper end of a range when preliminary)
     train_low_seconds: float
     basis: str
-    confidence: str  # measured | scaled | preliminary
-    slurm_time: str
+    confidence: str  # measured | scaled | low | preliminary
+    slurm_time: str  # from job_seconds plus a margin
     disk_bytes: float
     steps_per_epoch: int | None = None
     calculation: str = ""
+    job_seconds: float = 0.0  # the job's wall time: start-up + loop + saves
+    startup_seconds: float = 0.0
+    saves_seconds: float = 0.0
+    job_basis: str = ""
+    job_calculation: str = ""
 
 
 @dataclass
@@ -56,13 +61,18 @@ class ComputeEstimates:
         return sum(r.train_seconds for r in self.runs)
 
     @property
+    def total_job_seconds(self) -> float:
+        """Sum of the fine-tune jobs' wall times (start-up and saves included)."""
+        return sum(r.job_seconds or r.train_seconds for r in self.runs)
+
+    @property
     def total_eval_seconds(self) -> float:
         """Sum of evaluation estimates."""
         return self.eval_seconds_each * self.eval_count
 
     def gpu_hours(self, gpus_per_run: int) -> float:
         """GPU hours of training and evaluation together."""
-        return (self.total_train_seconds * max(gpus_per_run, 1) + self.total_eval_seconds) / 3600
+        return (self.total_job_seconds * max(gpus_per_run, 1) + self.total_eval_seconds) / 3600
 
     @property
     def disk_total_bytes(self) -> float:
@@ -88,10 +98,19 @@ ESTIMATES_VERSION = 1
 
 
 class RunFigures(BaseModel):
-    """One run's figures in estimates.json."""
+    """One run's figures in estimates.json.
+
+    ``train_seconds`` is the training loop; ``job_seconds`` the job's wall time (start-up
+    + loop + saves), on which ``slurm_time`` rests. Files written before job wall time
+    existed have no ``job_seconds`` (None).
+    """
 
     train_seconds: float
     train_low_seconds: float
+    job_seconds: float | None = None
+    startup_seconds: float | None = None
+    saves_seconds: float | None = None
+    job_basis: str | None = None
     slurm_time: str
     confidence: str
     basis: str
@@ -119,6 +138,8 @@ class EstimatesFile(BaseModel):
             preliminary=estimates.preliminary,
             runs={
                 r.run: RunFigures(train_seconds=round(r.train_seconds, 1), train_low_seconds=round(r.train_low_seconds, 1),
+                                  job_seconds=round(r.job_seconds, 1), startup_seconds=round(r.startup_seconds, 1),
+                                  saves_seconds=round(r.saves_seconds, 1), job_basis=r.job_basis,
                                   slurm_time=r.slurm_time, confidence=r.confidence, basis=r.basis,
                                   disk_bytes=int(r.disk_bytes), steps_per_epoch=r.steps_per_epoch)
                 for r in estimates.runs

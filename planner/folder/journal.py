@@ -23,7 +23,12 @@ JOURNAL_VERSION = 1
 
 
 class TaskEntry(BaseModel):
-    """One unit inside a submission: which job (or array task) runs it."""
+    """One unit inside a submission: which job (or array task) runs it.
+
+    ``predicted`` is the estimate the job was submitted with (``job_seconds``,
+    ``train_seconds``, ``slurm_time``, ``confidence``), kept so calibration compares
+    what happened with what was predicted then, whatever later re-estimates say.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -31,6 +36,7 @@ class TaskEntry(BaseModel):
     job_id: str
     script: str
     index: int | None = None
+    predicted: dict[str, Any] | None = None
 
 
 class Submission(BaseModel):
@@ -83,6 +89,20 @@ class Journal(BaseModel):
     def next_number(self) -> int:
         """Number of the next submission."""
         return max((s.number for s in self.submissions), default=0) + 1
+
+    def recorded_predictions(self) -> dict[str, float]:
+        """The job wall time each unit's newest submission was predicted to take, in seconds.
+
+        Recorded at submit time and never rewritten, so calibration compares with what
+        was predicted then. Units submitted without a prediction are absent.
+        """
+        out: dict[str, float] = {}
+        for unit, (_, task) in self.latest().items():
+            recorded = task.predicted or {}
+            figure = recorded.get("job_seconds") or recorded.get("train_seconds")
+            if figure:
+                out[unit] = float(figure)
+        return out
 
     def job_ids(self) -> list[str]:
         """Every job id of the newest submission of each unit."""

@@ -46,6 +46,19 @@ def _run_times(exp: Experiment) -> dict[str, str]:
     return {k: v.slurm_time for k, v in estimates.runs.items()} if estimates else {}
 
 
+#: What the journal keeps of a run's estimate at submit time.
+_PREDICTED_KEYS = ("job_seconds", "train_seconds", "slurm_time", "confidence")
+
+
+def _predictions(exp: Experiment) -> dict[str, dict[str, Any]]:
+    """Each run's estimate as it stands now, to be recorded with its submission."""
+    estimates = exp.read_estimates()
+    if estimates is None:
+        return {}
+    return {k: {key: getattr(v, key) for key in _PREDICTED_KEYS if getattr(v, key) is not None}
+            for k, v in estimates.runs.items()}
+
+
 def _request(exp: Experiment, base: dict[str, Any], name: str, time: str, dependency: str | None, gpus: int,
              train: bool = False) -> JobRequest:
     res = exp.spec.resources
@@ -81,6 +94,7 @@ def submit(exp: Experiment, executor: Scheduler, only: set[str] | None, retry_fa
             return result
         base = slurm_request_base(exp)
         times = _run_times(exp)
+        predictions = _predictions(exp)
         max_size = executor.max_array_size()
         gpus = int(base["gpus"])
         retry = retry_failed
@@ -90,7 +104,8 @@ def submit(exp: Experiment, executor: Scheduler, only: set[str] | None, retry_fa
             sub = Submission(
                 number=journal.next_number(), time=now.isoformat(timespec="seconds"), executor=executor.kind, kind=kind,  # type: ignore[arg-type]
                 job_id=array_id, dependency=request.dependency, parameters={k: v for k, v in vars(request).items() if v is not None},
-                tasks=[TaskEntry(unit=u, job_id=j, script=str(s), index=(i if len(ids) > 1 else None))
+                tasks=[TaskEntry(unit=u, job_id=j, script=str(s), index=(i if len(ids) > 1 else None),
+                                 predicted=predictions.get(u) or None)
                        for i, (u, j, s) in enumerate(zip(units, ids, scripts))],
                 retry=retry,
             )

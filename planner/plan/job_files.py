@@ -36,9 +36,9 @@ def build_job_files(plan: Plan, resources: Resources, exp_dir: str, recipe_texts
     for run in plan.runs:
         model = resources.models[run.model]
         rdir = run_dir(exp_dir, run)
-        # The recipe registry knows torchtune's knobs; pass those, and no prompt for plain input.
-        settings = {k: v for k, v in run.settings.items() if k in recipes.DEFAULT_SETTINGS}
-        settings.update(device=device, dtype="fp32" if device == "cpu" else "bf16")
+        # Every knob of the run goes to the config builder, which refuses one it does not
+        # place; no prompt node for plain input.
+        settings = {**run.settings, "device": device, "dtype": "fp32" if device == "cpu" else "bf16"}
         if settings.get("prompt") == "{input}":
             settings["prompt"] = None
         recipe_file = recipes.recipe_file_for(model.shape, max(gpus, 1), nodes)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from planner import paths
 from planner.folder.atomic import ensure_absent, write_experiment
+from planner.estimate.experiment_index import register, registered
 from planner.estimate.priors import estimate_from_prior_runs
 from planner.plan.provenance import provenance
 from planner.plan.verify import verify
@@ -55,7 +56,7 @@ def effective_slurm(spec: ExperimentSpec, slurm: SlurmSettings, estimates: Compu
     if res.time != "auto":
         out["time"] = res.time
     elif estimates is not None and estimates.runs:
-        out["time"] = max(estimates.runs, key=lambda r: r.train_seconds).slurm_time
+        out["time"] = max(estimates.runs, key=lambda r: r.job_seconds or r.train_seconds).slurm_time
     return out
 
 
@@ -87,8 +88,10 @@ def prepare(
             reasoning=f"models ({len(spec.models)}) x paired levels x factorial over {list(spec.factors) or 'no factors'} x {len(spec.replicates.seeds)} seed(s)",
             explanation="Deterministic: the same spec always gives the same run names")
     resources = verify(spec, settings, spec_dir, paths.PROJECT_ROOT, root, log, now)
-    # The same estimation as `plan-experiment estimate`: prior logs first, fallback ranges otherwise.
-    _, _, estimates = estimate_from_prior_runs(plan, resources, [Path(settings.scratch_dir), Path(settings.experiments_dir)],
+    # The same estimation as `plan-experiment estimate`: prior logs first (the user's folders and
+    # every experiment planned before, wherever it was written), fallback ranges otherwise.
+    _, _, estimates = estimate_from_prior_runs(plan, resources,
+                                               [Path(settings.scratch_dir), Path(settings.experiments_dir), *registered()],
                                                log, now, settings.gpu_memory_gib)
     recipe_texts = {p.name: p.read_text(encoding="utf-8") for p in paths.RECIPES_DIR.glob("*.yaml")}
     jobs = build_job_files(plan, resources, str(target), recipe_texts, job_environment(settings))
@@ -123,5 +126,7 @@ def prepare(
 
 
 def write(prepared: PreparedExperiment, force: bool, now: datetime) -> Path | None:
-    """Write the prepared folder atomically; return the backup of a replaced folder."""
-    return write_experiment(prepared.target, prepared.files, force, now)
+    """Write the prepared folder atomically and register it for learning; return the backup of a replaced folder."""
+    backup = write_experiment(prepared.target, prepared.files, force, now)
+    register(prepared.target)  # its runs, once finished, are priors for the next plan
+    return backup

@@ -243,6 +243,10 @@ def estimates_context(est: ComputeEstimates, gpus: int) -> dict[str, Any]:
                 "total": sum(r.train_seconds for r in runs),
                 "basis": sorted({r.basis for r in runs}),
                 "confidence": sorted({r.confidence for r in runs}),
+                "job_each": max(r.job_seconds or r.train_seconds for r in runs),
+                "startup": max(r.startup_seconds for r in runs),
+                "saves": max(r.saves_seconds for r in runs),
+                "job_basis": sorted({r.job_basis for r in runs if r.job_basis}),
             }
         )
     return {"per_model": per_model, "gpu_hours": est.gpu_hours(max(gpus, 1))}

@@ -14,7 +14,7 @@ from planner.plan.fs import check_dataset, check_disk, check_model, check_script
 from planner.folder.designlog import DesignLog
 from planner.spec.errors import VerificationError
 from planner.spec.localconfig import LocalSettings
-from planner.torchtune.recipes import RecipeError, model_shape_from_config
+from planner.torchtune.recipes import RecipeError, model_builder, model_shape_from_config, tokenizer_path
 from planner.spec.units import size
 from planner.spec.resources import DatasetResource, ModelResource, Resources, TaskResource
 from planner.spec.spec import ExperimentSpec
@@ -90,6 +90,10 @@ def verify(
             continue
         try:
             shape = model_shape_from_config(found.config)
+            # What building the jobs needs from the folder, checked before anything is
+            # written: torchtune's builder for this shape and a tokenizer file.
+            model_builder(shape)
+            tokenizer_path(shape, str(path), found.files)
         except RecipeError as exc:
             problems.append(f"model {model!r}: {exc}")
             continue
@@ -114,6 +118,8 @@ def verify(
             f"dataset {spec.dataset.path!r}: {ds.problem} at {ds_path}; generate it (e.g. "
             "tasks/capitalization/generate.py) or fix dataset.path (relative to datasets_dir)"
         )
+    if len(problems) == 1:
+        raise VerificationError(f"{problems[0]}; nothing was written")
     if problems:
         raise VerificationError(f"{len(problems)} resource(s) missing or unusable; nothing was written", problems)
 

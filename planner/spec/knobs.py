@@ -1,7 +1,9 @@
 """Run-level knobs: every setting a factor, a paired factor or a control may set.
 
-One table drives validation, defaults, run naming and the summary's column labels, so a
-new knob is one entry here.
+One table drives spec validation, the wizard's checks, defaults, run naming, the summary's
+column labels, the knob table of docs/spec.md (:func:`knob_table`) and which settings the
+torchtune config builder accepts, so a new knob is one entry here (and one line where the
+config builder puts it).
 """
 
 from __future__ import annotations
@@ -80,34 +82,57 @@ def _optional_positive_int(v: Any) -> str | None:
 
 @dataclass(frozen=True)
 class Knob:
-    """One run-level setting."""
+    """One run-level setting.
+
+    Attributes:
+        name: The key in ``factors``, ``paired`` and ``controls``.
+        check: Returns a problem description for a bad value, None for a good one.
+        default: The value a run gets when the spec does not set the knob.
+        label: How the knob appears in run names: label + value, e.g. ``rank4``.
+        column: The column title in the All Runs table.
+        help: What the knob means (the docs' knob table and the wizard show it).
+        config: Where the knob lands in ``finetune.yaml`` as a dotted path, or None for
+            a knob that only shapes the plan (none does today; the docs' table says which).
+        shown_default: How the docs show the default when the value alone says too little.
+    """
 
     name: str
     check: Callable[[Any], str | None]
     default: Any
-    label: str  # how the knob appears in run names: label + value, e.g. rank4
-    column: str  # the column title in the All Runs table
+    label: str
+    column: str
     help: str
+    config: str | None
+    shown_default: str | None = None
 
 
 KNOBS: dict[str, Knob] = {
     k.name: k
     for k in [
-        Knob("lora_rank", _positive_int, 8, "rank", "LoRA Rank", "LoRA rank r"),
-        Knob("lora_alpha", _positive_number, None, "alpha", "LoRA Alpha", "LoRA alpha; default 2 x rank"),
-        Knob("lora_dropout", _fraction, 0.0, "drop", "LoRA Dropout", "dropout on the LoRA path"),
-        Knob("learning_rate", _positive_number, 3e-4, "lr", "LR", "peak learning rate"),
-        Knob("batch_size", _positive_int, 4, "bs", "Batch Size", "examples per device per step"),
-        Knob("gradient_accumulation_steps", _positive_int, 1, "ga", "Grad Accum", "micro-batches per optimizer step"),
-        Knob("epochs", _positive_int, 1, "ep", "Epochs", "passes over the training split"),
-        Knob("train_samples", _optional_positive_int, None, "n", "Train Samples", "first N training examples; null = all"),
-        Knob("max_seq_len", _positive_int, 2048, "seq", "Max Seq Len", "tokens per example (or per pack)"),
-        Knob("packed", _boolean, False, "packed", "Packed", "pack examples into max_seq_len sequences"),
-        Knob("weight_decay", _nonneg_number, 0.01, "wd", "Weight Decay", "AdamW weight decay"),
-        Knob("num_warmup_steps", _nonneg_int, 100, "warm", "Warmup Steps", "linear warm-up steps of the cosine schedule"),
-        Knob("max_steps_per_epoch", _optional_positive_int, None, "steps", "Max Steps/Epoch", "cap on optimizer steps per epoch; null = no cap"),
-        Knob("system_prompt", _text, "", "sys", "System Prompt", "system prompt, identical in training and evaluation"),
-        Knob("prompt", _prompt, "{input}", "prompt", "Prompt", "template wrapping each input; must contain {input}"),
+        Knob("lora_rank", _positive_int, 8, "rank", "LoRA Rank", "LoRA rank r", "model.lora_rank"),
+        Knob("lora_alpha", _positive_number, None, "alpha", "LoRA Alpha", "LoRA alpha", "model.lora_alpha",
+             shown_default="2 x rank"),
+        Knob("lora_dropout", _fraction, 0.0, "drop", "LoRA Dropout", "dropout on the LoRA path", "model.lora_dropout"),
+        Knob("learning_rate", _positive_number, 3e-4, "lr", "LR",
+             "peak learning rate (`1e-5` is read as a number even though YAML 1.1 calls it text)", "optimizer.lr"),
+        Knob("batch_size", _positive_int, 4, "bs", "Batch Size", "examples per device per step", "batch_size"),
+        Knob("gradient_accumulation_steps", _positive_int, 1, "ga", "Grad Accum", "micro-batches per optimizer step",
+             "gradient_accumulation_steps"),
+        Knob("epochs", _positive_int, 1, "ep", "Epochs", "passes over the training split", "epochs"),
+        Knob("train_samples", _optional_positive_int, None, "n", "Train Samples",
+             "first N training examples (dataset-size sweeps)", "dataset.split", shown_default="all"),
+        Knob("max_seq_len", _positive_int, 2048, "seq", "Max Seq Len",
+             "tokens per example (or per pack); capped at the model's maximum", "tokenizer.max_seq_len"),
+        Knob("packed", _boolean, False, "packed", "Packed", "pack examples into `max_seq_len` sequences", "dataset.packed"),
+        Knob("weight_decay", _nonneg_number, 0.01, "wd", "Weight Decay", "AdamW weight decay", "optimizer.weight_decay"),
+        Knob("num_warmup_steps", _nonneg_int, 100, "warm", "Warmup Steps", "linear warm-up steps of the cosine schedule",
+             "lr_scheduler.num_warmup_steps"),
+        Knob("max_steps_per_epoch", _optional_positive_int, None, "steps", "Max Steps/Epoch",
+             "cap on optimizer steps per epoch", "max_steps_per_epoch", shown_default="none"),
+        Knob("system_prompt", _text, "", "sys", "System Prompt", "system prompt, identical in training and evaluation",
+             "dataset.new_system_prompt", shown_default='`""`'),
+        Knob("prompt", _prompt, "{input}", "prompt", "Prompt", "template wrapping each input; must contain `{input}`",
+             "tokenizer.prompt", shown_default="`{input}`"),
     ]
 }
 
@@ -144,3 +169,21 @@ def name_part(name: str, value: Any, level_index: int) -> str:
     if value is None:
         return f"{knob.label}all"
     return f"{knob.label}{format_number(value)}"
+
+
+def _shown_label(knob: Knob) -> str:
+    if knob.name in TEXT_KNOBS:
+        return f"`{knob.label}1`, `{knob.label}2`, ..."
+    if knob.name == "packed":
+        return "`packed`/`unpacked`"
+    return f"`{knob.label}`"
+
+
+def knob_table() -> str:
+    """The knob table of docs/spec.md, rendered from :data:`KNOBS` (a test keeps them equal)."""
+    lines = ["| knob | default | label | meaning | in `finetune.yaml` |", "|---|---|---|---|---|"]
+    for knob in KNOBS.values():
+        default = knob.shown_default if knob.shown_default is not None else format_number(knob.default)
+        target = f"`{knob.config}`" if knob.config else "plan only"
+        lines.append(f"| `{knob.name}` | {default} | {_shown_label(knob)} | {knob.help} | {target} |")
+    return "\n".join(lines) + "\n"

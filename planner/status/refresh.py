@@ -101,10 +101,18 @@ def recovery_states(exp: Experiment) -> dict[str, RecoveryState]:
     return out
 
 
-def predicted_seconds(exp: Experiment) -> dict[str, float]:
-    """Predicted training seconds per run, from estimates.json."""
+def predicted_seconds(exp: Experiment, journal: Journal | None = None) -> dict[str, float]:
+    """Predicted job wall time per run, as recorded when it was submitted.
+
+    The journal keeps the estimate each job was submitted with; re-estimating later
+    rewrites estimates.json but never these. Runs not yet submitted, or submitted
+    before predictions were journalled, take estimates.json's figure (its job wall
+    time, else its training time).
+    """
     estimates = exp.read_estimates()
-    return {k: v.train_seconds for k, v in estimates.runs.items()} if estimates else {}
+    out = {k: v.job_seconds or v.train_seconds for k, v in estimates.runs.items()} if estimates else {}
+    out.update((journal if journal is not None else exp.read_journal()).recorded_predictions())
+    return out
 
 
 def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_s: float = 30.0,
@@ -118,7 +126,7 @@ def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_
         journal = exp.read_journal()
         cache = exp.read_cache()
         got = collect(exp, journal, cache, timeout_s, schedulers)
-        report = build_report(exp.plan, journal, got.jobs, now, result_notes(exp), predicted_seconds(exp),
+        report = build_report(exp.plan, journal, got.jobs, now, result_notes(exp), predicted_seconds(exp, journal),
                               recovery_states(exp))
         report.stale, report.stale_reason = got.stale, got.stale_reason
         report.warnings += got.warnings

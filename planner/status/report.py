@@ -126,7 +126,7 @@ def build_report(
         jobs: job id -> what is known of it.
         refreshed: When this refresh happened.
         results: evaluation key -> a short result note (e.g. accuracy) when results.json exists.
-        predicted: run name -> predicted training seconds (for calibration notes).
+        predicted: run name -> predicted job wall time in seconds, as recorded at submit (for calibration notes).
         recovery: run name -> its recovery.json (out-of-memory retries, attempts).
     """
     latest = journal.latest()

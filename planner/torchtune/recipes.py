@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from planner.spec.knobs import KNOBS
 from planner.torchtune.hook import HOOK, split_prompt, format_prompt, prompted_tokenizer
 from planner.torchtune.registry import (
     MODEL_TYPES,
@@ -77,27 +78,23 @@ __all__ = [
 # ----------------------------------------------------------------- configs
 
 
-#: Settings :func:`finetune_config` accepts, with defaults (None = keep the recipe's
-#: value, or the behaviour noted).
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "lora_rank": 8,
-    "lora_alpha": None,  # 2 * lora_rank
-    "learning_rate": None,
-    "batch_size": None,
-    "gradient_accumulation_steps": None,
-    "epochs": None,
-    "train_samples": None,  # all
-    "max_seq_len": None,  # recipe value, capped at the model's max_position_embeddings
-    "packed": None,
-    "weight_decay": None,
-    "num_warmup_steps": None,
-    "system_prompt": "",
-    "prompt": None,  # plain input
+#: Settings :func:`finetune_config` accepts besides the knobs of planner.spec.knobs, with
+#: defaults: what a job needs that is not a knob of the spec.
+JOB_SETTINGS: dict[str, Any] = {
     "seed": None,
-    "lora_attn_modules": None,
-    "max_steps_per_epoch": None,
+    "lora_attn_modules": None,  # the recipe's, else q_proj, v_proj, output_proj
     "device": "cuda",
     "dtype": "bf16",
+}
+
+#: Every setting :func:`finetune_config` accepts, with defaults: each knob of the one knob
+#: table (None = keep the recipe's value, or the behaviour noted), then :data:`JOB_SETTINGS`.
+DEFAULT_SETTINGS: dict[str, Any] = {
+    **{name: None for name in KNOBS},
+    "lora_rank": 8,
+    "system_prompt": "",
+    "prompt": None,  # plain input
+    **JOB_SETTINGS,
 }
 
 
@@ -140,7 +137,7 @@ def finetune_config(
         tokenizer_path: Its tokenizer file (see :func:`tokenizer_path`).
         run_dir: The run's folder; torchtune's ``output_dir`` (``epoch_N/`` under it).
         dataset_path: JSON file with ``train`` / ``validation`` / ``test`` lists.
-        settings: Run settings; keys in :data:`DEFAULT_SETTINGS` (``lora_rank`` first).
+        settings: Run settings: the knobs of planner.spec.knobs and :data:`JOB_SETTINGS`.
         gpus: GPUs per node.
         nodes: Nodes.
 
@@ -153,6 +150,7 @@ def finetune_config(
     """
     unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
     if unknown:
+        # A setting nobody reads would be a knob the user set and torchtune never sees.
         raise RecipeError(f"unknown settings {unknown}; known: {', '.join(DEFAULT_SETTINGS)}")
     s = {**DEFAULT_SETTINGS, **{k: v for k, v in settings.items()}}
     if _within(run_dir, model_dir):
@@ -179,7 +177,7 @@ def finetune_config(
     model.update(dims)
     model["lora_rank"] = rank
     model["lora_alpha"] = float(s["lora_alpha"]) if s["lora_alpha"] is not None else float(2 * rank)
-    model["lora_dropout"] = float(old_model.get("lora_dropout", 0.0))
+    model["lora_dropout"] = float(s["lora_dropout"]) if s["lora_dropout"] is not None else float(old_model.get("lora_dropout", 0.0))
     cfg["model"] = model
 
     max_seq_len = s["max_seq_len"]

@@ -234,7 +234,8 @@ def tokenizer_path(shape: ModelShape, model_dir: str, files: Sequence[str]) -> s
     if shape.family == "qwen2_5":
         wanted = ["vocab.json"]
         if "merges.txt" not in present:
-            raise RecipeError(f"{model_dir}: Qwen tokenizer needs vocab.json and merges.txt")
+            raise RecipeError(f"no tokenizer file in {model_dir} (looked for vocab.json and merges.txt); "
+                              "copy the checkpoint's tokenizer files there")
     elif shape.family in ("llama3", "llama3_1", "llama3_2"):
         wanted = ["original/tokenizer.model", "tokenizer.model"]
     else:
@@ -242,7 +243,8 @@ def tokenizer_path(shape: ModelShape, model_dir: str, files: Sequence[str]) -> s
     for name in wanted:
         if name in present:
             return posixpath.join(model_dir, name)
-    raise RecipeError(f"{model_dir}: no tokenizer file (looked for {', '.join(wanted)})")
+    raise RecipeError(f"no tokenizer file in {model_dir} (looked for {', '.join(wanted)}); "
+                      "copy the checkpoint's tokenizer files there")
 
 
 def tokenizer_config(

@@ -8,9 +8,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
+from planner.spec.errors import VerificationError
 
-class RecipeError(ValueError):
-    """A model, setting or recipe the registry cannot turn into a torchtune config."""
+
+class RecipeError(VerificationError, ValueError):
+    """A model, setting or recipe the registry cannot turn into a torchtune config.
+
+    A planner error (exit 3, like any unusable resource), so wherever one escapes the user
+    reads one line instead of a traceback; still a ValueError for callers that test values.
+    """
 
 
 # --------------------------------------------------------------------------- shapes

@@ -1,0 +1,87 @@
+"""Estimates learn from every experiment the user planned, and predictions are kept.
+
+The slow test runs the demo for real (Slurm when its controller answers, else local
+processes), calibrates twice, and plans the same spec again elsewhere: the new plan
+must rest on the demo's runs and predict their job wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from planner.estimate.experiment_index import index_path, registered
+from submit_support import EXAMPLE, cli, journal, ok, status_json
+from tests.conftest import run_cli
+
+
+def test_new_registers_each_planned_folder_and_the_index_drops_deleted_ones(example: Path, tmp_path: Path) -> None:
+    spec = example / "experiment.yaml"
+    first, second = tmp_path / "a", tmp_path / "elsewhere" / "b"
+    for out in (first, second):
+        result = run_cli("new", "--spec", str(spec), "--yes", "--out", str(out))
+        assert result.exit_code == 0, result.stderr
+    name = yaml.safe_load(spec.read_text())["name"]
+    assert registered() == [first / name, second / name]
+    shutil.rmtree(first / name)
+    assert registered() == [second / name]
+    assert json.loads(index_path().read_text()) == [str(second / name)]  # rewritten, not just filtered
+
+
+def test_a_damaged_index_is_rebuilt_not_an_error(example: Path, tmp_path: Path) -> None:
+    index_path().parent.mkdir(parents=True, exist_ok=True)
+    index_path().write_text("{not json")
+    assert registered() == []
+    result = run_cli("new", "--spec", str(example / "experiment.yaml"), "--yes", "--out", str(tmp_path / "x"))
+    assert result.exit_code == 0, result.stderr
+    assert len(registered()) == 1
+
+
+def _calibration(exp: Path) -> tuple[list[dict], str]:
+    out = ok(cli("estimate", exp, "--calibrate", "--json", timeout_s=300))
+    rows = json.loads(out)["calibration"]
+    text = ok(cli("estimate", exp, "--calibrate", timeout_s=300))
+    table = text[text.index("Calibration"):] if "Calibration" in text else ""
+    return rows, table
+
+
+def test_demo_then_replan_predicts_the_demo_runs_and_calibration_is_stable(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    proc = cli("demo", "--out", out, cwd=tmp_path, timeout_s=900)
+    assert proc.returncode == 0, f"demo exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    exp = out / "cap_5L_lora_comparison_demo"
+    # Every training job was submitted with its prediction, kept in the journal.
+    train_tasks = [t for s in journal(exp)["submissions"] if s["kind"] == "train" for t in s["tasks"]]
+    assert train_tasks and all(t["predicted"]["job_seconds"] > 0 for t in train_tasks)
+    recorded = {t["unit"]: t["predicted"]["job_seconds"] for t in train_tasks}
+
+    # Calibrating twice prints the same predictions and errors: the re-estimate in
+    # between rewrites estimates.json but not what the jobs were submitted with.
+    rows1, table1 = _calibration(exp)
+    rows2, table2 = _calibration(exp)
+    assert rows1 and rows1 == rows2 and table1 == table2
+    assert {r["run"]: r["predicted_s"] for r in rows1} == pytest.approx(recorded, abs=0.1)
+    # The re-estimate learned from the finished runs; it says its figures are new.
+    text = ok(cli("estimate", exp, timeout_s=300))
+    assert "journal.json keeps what each was submitted with" in text
+    assert "the figures above are new" in (exp / "experiment_summary.md").read_text()
+
+    # Status's Predicted column compares with the same recorded predictions.
+    report = status_json(exp)
+    assert {u["unit"]: u["predicted_s"] for u in report["units"] if u["kind"] == "train"} == pytest.approx(recorded, abs=0.1)
+
+    # The same spec planned again into another folder rests on the demo's runs.
+    actual = {u["unit"]: u["elapsed_s"] for u in report["units"] if u["kind"] == "train"}
+    again = tmp_path / "again"
+    ok(cli("new", "--spec", EXAMPLE / "experiment.yaml", "--yes", "--out", again, timeout_s=300))
+    estimates = json.loads((again / exp.name / "estimates.json").read_text())["runs"]
+    for run, elapsed in actual.items():
+        predicted = estimates[run]["job_seconds"]
+        assert abs(predicted - elapsed) / elapsed <= 0.20, (run, predicted, elapsed)
+        assert str(exp) in estimates[run]["basis"], estimates[run]["basis"]
+        assert re.search(r"median of \d+ finished run\(s\) of this model \(tiny-llama-cap_rank", estimates[run]["job_basis"])
