@@ -122,16 +122,18 @@ def test_time_limit_stops_requeues_and_resumes(cluster: None, cleanup: list[Path
 
     Slurm's limit is in whole minutes and its timer runs every 30 s, so the limit is set
     from what epoch 0 took (a user does the same with `scontrol update TimeLimit`):
-    long enough for an attempt that resumes at epoch 1, too short for both epochs.
+    long enough for an attempt that resumes at epoch 1, too short for both epochs. That
+    needs an epoch of two minutes or more (19,200 steps: about two minutes on two quiet
+    cores, more under load, which only widens the margin).
     """
     stop_before = 60
     exp = plan_one_run(tmp_path, "rec_time", epochs=2, controls={"batch_size": 1},
                        resources={"stop_before_limit": stop_before},
-                       examples=9000)
+                       examples=24000)
     cleanup.append(exp)
     submit(exp, "slurm")
     job, run = _train_job(exp), run_folder(exp)
-    assert poll(lambda: (run / "recipe_state" / "recipe_state.pt").is_file(), 1200, 0.5), "epoch 0 never saved"
+    assert poll(lambda: (run / "recipe_state" / "recipe_state.pt").is_file(), 3600, 0.5), "epoch 0 never saved"
     started = job_state(run)["started"]
     t0 = parse_job_time(started)
     assert t0 is not None
@@ -141,7 +143,7 @@ def test_time_limit_stops_requeues_and_resumes(cluster: None, cleanup: list[Path
                    timeout=30)
     if (run / "epoch_1").exists():
         pytest.skip("epoch 1 finished before the limit took effect (machine much faster than assumed)")
-    report = _wait_watching(exp, 1800)
+    report = _wait_watching(exp, 3600)
     unit = train_unit(report)
     assert unit["state"] == "COMPLETED" and unit["attempts"] == 2, unit
     assert "1: requeued (time limit, epoch_0 saved)" in unit["recovery"]
