@@ -7,6 +7,8 @@
 #   bash scripts/slurm-cluster.sh stop      # stop what `start` started (by pid file)
 #   bash scripts/slurm-cluster.sh purge     # stop, then delete all state (jobs, accounting db)
 #
+#   PLAN_EXPERIMENT_SLURM_NODES=2 ... start  # two nodes on this machine (see docs/slurm-cluster.md)
+#
 # Needs root (it starts daemons and writes the Slurm config). No systemd is needed or
 # used: daemons are started directly and stopped by pid file. No cgroups are needed.
 # See docs/slurm-cluster.md for the settings and why each one is there.
@@ -22,6 +24,11 @@
 #                                   (a second cluster on the same machine needs its own
 #                                   _DIR, _CONF_DIR, _CLUSTER, _DB_PORT, _PORT_BASE and
 #                                   _NODE_NAME; munged is shared)
+#   PLAN_EXPERIMENT_SLURM_NODES     slurmd nodes [1]; 2 or more: each in its own network
+#                                   namespace with its own address and host name, joined
+#                                   by a bridge (needs `ip netns`); node names <cluster>-node<i>
+#   PLAN_EXPERIMENT_SLURM_SUBNET    first three octets of the nodes' private /24   [10.250.0]
+#                                   (.1 the controller on the bridge, .2, .3 ... the nodes)
 #   PLAN_EXPERIMENT_SLURM_USERS     extra users to register, space-separated ($SUDO_USER is added)
 #   PLAN_EXPERIMENT_SLURM_FORCE=1   overwrite a slurm.conf this script did not write
 #   PLAN_EXPERIMENT_SLURM_TIMEOUT   seconds to wait for each daemon    [60]
@@ -37,6 +44,14 @@ PORT_BASE="${PLAN_EXPERIMENT_SLURM_PORT_BASE:-6817}"
 CTLD_PORT=$PORT_BASE
 SLURMD_PORT=$((PORT_BASE + 1))
 DBD_PORT=$((PORT_BASE + 2))
+NODES="${PLAN_EXPERIMENT_SLURM_NODES:-1}"
+SUBNET="${PLAN_EXPERIMENT_SLURM_SUBNET:-10.250.0}"
+[[ $NODES =~ ^[1-9][0-9]?$ ]] || { echo "PLAN_EXPERIMENT_SLURM_NODES must be 1-99, got '$NODES'" >&2; exit 2; }
+[[ $SUBNET =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] ||
+    { echo "PLAN_EXPERIMENT_SLURM_SUBNET must be three octets such as 10.250.0, got '$SUBNET'" >&2; exit 2; }
+# Interface names (15 characters at most) carry the subnet, so two instances never share one.
+NET_TAG="pe$(tr -d . <<<"${SUBNET#*.}")"
+BRIDGE="${NET_TAG}br"
 ACCOUNT="$CLUSTER"
 PARTITION="debug"
 # A known, documented limit: the planner reads it back (scontrol show config) to split
@@ -46,7 +61,8 @@ MAX_ARRAY_SIZE=1001
 # it belongs to someone else and is never overwritten silently.
 MARKER="# Managed by plan-experiment scripts/slurm-cluster.sh -- regenerated on every start."
 
-PACKAGES=(munge slurm-wlm slurmdbd mariadb-server)
+# iproute2 (ip netns, bridges, veth pairs) for several nodes on one machine.
+PACKAGES=(munge slurm-wlm slurmdbd mariadb-server iproute2)
 
 LOG_DIR="$STATE_DIR/log"
 RUN_DIR="$STATE_DIR/run"
@@ -58,6 +74,7 @@ DB_PID="$DB_DIR/mysqld.pid"
 MUNGE_PID="/run/munge/munged.pid"
 MUNGE_OURS="$RUN_DIR/munged.started-here"
 DB_PASS_FILE="$STATE_DIR/db-password"
+NET_DIR="$STATE_DIR/net"
 
 export SLURM_CONF="$CONF_DIR/slurm.conf"
 
@@ -127,7 +144,7 @@ spawn() { setsid "$@" </dev/null >>"$LOG_DIR/spawn.log" 2>&1 9>&- & }
 cmd_install() {
     need_root
     local missing=() bin
-    for bin in munged mariadbd slurmdbd slurmctld slurmd sbatch sacct; do
+    for bin in munged mariadbd slurmdbd slurmctld slurmd sbatch sacct ip; do
         command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
     done
     if ((${#missing[@]} == 0)); then
@@ -157,6 +174,59 @@ cmd_install() {
 
 short_host() { hostname -s 2>/dev/null || hostname; }
 node_name() { printf '%s\n' "${PLAN_EXPERIMENT_SLURM_NODE_NAME:-$(short_host)}"; }
+
+# --- several nodes: network namespaces ------------------------------------------------
+# Each node is a slurmd in its own network namespace (its own address on a private
+# bridge), UTS namespace (its own host name) and mount namespace (its own /etc/hosts,
+# bind-mounted from the state directory, so node names resolve there), so jobs,
+# torchrun's rendezvous and gloo see separate hosts. Not `ip netns exec`: it remounts
+# /sys, which hides the cgroup mounts slurmd needs.
+
+multi_node() { ((NODES > 1)); }
+node_names() { local i; for ((i = 1; i <= NODES; i++)); do printf '%s-node%s\n' "$CLUSTER" "$i"; done; }
+node_addr() { printf '%s.%s\n' "$SUBNET" "$(($1 + 1))"; }  # node_addr <i>
+ctld_addr() { if multi_node; then printf '%s.1\n' "$SUBNET"; else printf '127.0.0.1\n'; fi; }
+
+net_up() {
+    local i ns veth
+    if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+        log "network: bridge $BRIDGE $(ctld_addr)/24"
+        ip link add "$BRIDGE" type bridge
+        ip addr add "$(ctld_addr)/24" dev "$BRIDGE"
+    fi
+    ip link set "$BRIDGE" up
+    for ((i = 1; i <= NODES; i++)); do
+        ns="$CLUSTER-node$i" veth="${NET_TAG}n$i"
+        install -d -m 0755 "$NET_DIR"
+        {
+            printf '127.0.0.1 localhost\n%s %s\n' "$(ctld_addr)" "$(short_host)"
+            local j
+            for ((j = 1; j <= NODES; j++)); do printf '%s %s-node%s\n' "$(node_addr "$j")" "$CLUSTER" "$j"; done
+        } >"$NET_DIR/$ns.hosts"
+        if ! ip netns list | grep -qE "^$ns( |$)"; then
+            log "network: namespace $ns at $(node_addr "$i")"
+            ip netns add "$ns"
+        fi
+        if ! ip link show "$veth" >/dev/null 2>&1; then
+            ip link add "$veth" type veth peer name eth0 netns "$ns"
+            ip link set "$veth" master "$BRIDGE"
+            ip -n "$ns" addr add "$(node_addr "$i")/24" dev eth0
+        fi
+        ip link set "$veth" up
+        ip -n "$ns" link set lo up
+        ip -n "$ns" link set eth0 up
+    done
+}
+
+net_down() {
+    local i ns
+    for ((i = 1; i <= NODES; i++)); do
+        ns="$CLUSTER-node$i"
+        ip link del "${NET_TAG}n$i" 2>/dev/null || true
+        ip netns del "$ns" 2>/dev/null || true
+    done
+    ip link del "$BRIDGE" 2>/dev/null || true
+}
 
 CHANGED_CONFIGS=()
 
@@ -200,13 +270,28 @@ write_configs() {
     # machines), so several small jobs share the node instead of one taking all memory.
     def_mem=$((mem / cpus))
     ((def_mem > 1024)) && def_mem=1024
+    local nodes_conf="$node_line NodeAddr=127.0.0.1 State=UNKNOWN" per_node=""
+    if multi_node; then
+        # One pid file, log and spool per node: slurmd replaces %n with its NodeName.
+        per_node="-%n"
+        # The machine's CPUs and memory are shared out, so the nodes together never
+        # promise more than there is.
+        local per_cpus=$((cpus / NODES)) per_mem=$((mem / NODES)) i
+        ((per_cpus >= 1)) || per_cpus=1
+        nodes_conf=$(for ((i = 1; i <= NODES; i++)); do
+            printf 'NodeName=%s-node%s NodeAddr=%s CPUs=%s RealMemory=%s State=UNKNOWN\n' \
+                "$CLUSTER" "$i" "$(node_addr "$i")" "$per_cpus" "$per_mem"
+        done)
+        def_mem=$((per_mem / per_cpus))
+        ((def_mem > 1024)) && def_mem=1024
+    fi
 
     mkdir -p "$CONF_DIR"
     write_if_changed "$CONF_DIR/slurm.conf" 0644 root:root <<EOF
 $MARKER
 # Single-machine cluster; see docs/slurm-cluster.md for why each setting is here.
 ClusterName=$CLUSTER
-SlurmctldHost=$host(127.0.0.1)
+SlurmctldHost=$host($(ctld_addr))
 SlurmUser=slurm
 AuthType=auth/munge
 CredType=cred/munge
@@ -215,11 +300,11 @@ MailProg=/bin/true
 ReturnToService=2
 
 StateSaveLocation=$CTLD_STATE
-SlurmdSpoolDir=$SLURMD_SPOOL
+SlurmdSpoolDir=$SLURMD_SPOOL$per_node
 SlurmctldPidFile=$RUN_DIR/slurmctld.pid
-SlurmdPidFile=$RUN_DIR/slurmd.pid
+SlurmdPidFile=$RUN_DIR/slurmd$per_node.pid
 SlurmctldLogFile=$LOG_DIR/slurmctld.log
-SlurmdLogFile=$LOG_DIR/slurmd.log
+SlurmdLogFile=$LOG_DIR/slurmd$per_node.log
 SlurmctldDebug=info
 SlurmdDebug=info
 
@@ -253,7 +338,7 @@ SlurmctldPort=$CTLD_PORT
 SlurmdPort=$SLURMD_PORT
 JobCompType=jobcomp/none
 
-$node_line NodeAddr=127.0.0.1 State=UNKNOWN
+$nodes_conf
 PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 
@@ -401,8 +486,14 @@ start_slurmctld() {
 
 node_state() { sinfo -h -N -o '%T' | head -n1; }
 node_idle() { [[ $(node_state) =~ ^(idle|mixed|allocated|completing) ]]; }
+# Every node, for several: "idle" only when none is in another state.
+nodes_idle() { local s; s=$(sinfo -h -N -o '%T' | sort -u | tr '\n' ' '); [[ -n $s && $s =~ ^((idle|mixed|allocated|completing)\ )+$ ]]; }
 
 start_slurmd() {
+    if multi_node; then
+        start_slurmd_nodes
+        return
+    fi
     if ! pid_alive "$RUN_DIR/slurmd.pid"; then
         log "slurmd: starting"
         spawn slurmd -N "$(node_name)"
@@ -421,6 +512,31 @@ start_slurmd() {
     done
 }
 
+start_slurmd_nodes() {
+    local node
+    for node in $(node_names); do
+        if pid_alive "$RUN_DIR/slurmd-$node.pid"; then
+            log "slurmd $node: already running"
+            continue
+        fi
+        log "slurmd $node: starting in namespace $node"
+        # Its own host name (UTS namespace): jobs, torchrun and gloo see a separate host.
+        install -d -m 0755 -o root -g root "$SLURMD_SPOOL-$node"
+        # shellcheck disable=SC2016  # $1 and $2 belong to the inner shell
+        spawn nsenter --net="/run/netns/$node" unshare --uts --mount sh -c \
+            'mount --bind "$2" /etc/hosts && hostname "$1" && exec slurmd -N "$1"' sh "$node" "$NET_DIR/$node.hosts"
+    done
+    local deadline=$((SECONDS + TIMEOUT)) states
+    until nodes_idle 2>/dev/null; do
+        states=$(sinfo -h -N -o '%N=%T' 2>/dev/null | tr '\n' ' ' || true)
+        if [[ $states =~ (down|drain|fail) ]]; then
+            scontrol update nodename="$(node_names | paste -sd,)" state=resume 2>/dev/null || true
+        fi
+        ((SECONDS < deadline)) || die "nodes are '$states', not all idle, after ${TIMEOUT}s; see $LOG_DIR"
+        sleep 0.1
+    done
+}
+
 sacct_answers() { sacct -n -X -S now-1minutes -o JobID >/dev/null; }
 
 cmd_start() {
@@ -432,6 +548,7 @@ cmd_start() {
     write_configs
     start_munged
     start_mariadbd
+    multi_node && net_up
     start_slurmdbd
     register_associations
     start_slurmctld
@@ -445,7 +562,10 @@ cmd_stop() {
     need_root
     # Reverse order of start: slurmctld flushes job records to slurmdbd as it
     # stops, and slurmdbd needs its database and munge until it has stopped.
-    stop_pidfiles slurmd="$RUN_DIR/slurmd.pid" slurmctld="$RUN_DIR/slurmctld.pid"
+    local -a slurmds=(slurmd="$RUN_DIR/slurmd.pid") node
+    for node in $(multi_node && node_names); do slurmds+=("slurmd-$node=$RUN_DIR/slurmd-$node.pid"); done
+    stop_pidfiles "${slurmds[@]}" slurmctld="$RUN_DIR/slurmctld.pid"
+    multi_node && net_down
     stop_pidfiles slurmdbd="$RUN_DIR/slurmdbd.pid"
     # munged is shared with anything else on the machine: only stop one we started.
     if [[ -e $MUNGE_OURS ]]; then
@@ -465,7 +585,7 @@ cmd_purge() {
 
 cmd_status() {
     local name file
-    for name in slurmd slurmctld slurmdbd; do
+    for name in $(if multi_node; then node_names | sed 's/^/slurmd-/'; else echo slurmd; fi) slurmctld slurmdbd; do
         file="$RUN_DIR/$name.pid"
         if pid_alive "$file"; then echo "$name: running (pid $(<"$file"))"; else echo "$name: not running"; fi
     done

@@ -62,3 +62,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     """``--update-golden`` rewrites tests/golden/ from what the code writes now (review the diff)."""
     parser.addoption("--update-golden", action="store_true", default=False,
                      help="rewrite the golden files under tests/golden/ instead of comparing with them")
+
+
+#: (what, seconds) measured by the slow distributed tests; printed at the end of the run
+#: so that CI's log shows what they add to it.
+DISTRIBUTED_TIMINGS: list[tuple[str, float]] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the time the multi-process and two-node tests took, when they ran."""
+    if DISTRIBUTED_TIMINGS:
+        terminalreporter.section("time added by the distributed tests")
+        for what, seconds in DISTRIBUTED_TIMINGS:
+            terminalreporter.write_line(f"{what}: {seconds:.0f} s")
+        total = sum(s for _, s in DISTRIBUTED_TIMINGS)
+        terminalreporter.write_line(f"total: {total:.0f} s")

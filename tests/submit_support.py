@@ -219,3 +219,22 @@ def env_with_path(path: Sequence[Path]) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join(str(p) for p in path)
     return env
+
+
+def replace_job_command(script: Path, shell: str) -> None:
+    """Make a planned train.sh or eval.sh run ``shell`` instead of torchtune or the task.
+
+    Everything else of the script stays: its job id, its log, its job-state.json and its
+    refresh of the status tables as it ends. Tests of what happens around a job (many
+    jobs ending at once, a failing job) need no model.
+    """
+    lines = script.read_text(encoding="utf-8").splitlines()
+    at = next(i for i, ln in enumerate(lines)
+              if ln.startswith(("printf 'plan-experiment: training", "printf 'plan-experiment: evaluating")))
+    lines[at + 1] = shell
+    script.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def run_folders(exp: Path) -> list[Path]:
+    """Every fine-tune run folder of the experiment (the ones with a train.sh)."""
+    return sorted(p.parent for p in exp.glob("*/train.sh"))

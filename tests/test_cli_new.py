@@ -45,7 +45,7 @@ def test_new_writes_a_complete_experiment_folder(example: Path) -> None:
     summary = (exp / "experiment_summary.md").read_text()
     positions = [summary.index("\n" + s + "\n") for s in SECTIONS]
     assert positions == sorted(positions), "sections out of seed 002's order"
-    assert "- **Total Runs:** 3 (2 fine-tuned + 1 controls)" in summary
+    assert "- **Total Runs:** 3 (2 fine-tuned + 1 control)" in summary
     assert "| tiny-llama-cap_rank4 | pending | - | - | - | - |" in summary
     assert "| tiny-llama-cap_base | capitalization | - | pending | - | - | Base model |" in summary
     assert "**Preliminary - verify with a test run.**" in summary
@@ -187,11 +187,14 @@ def test_estimates_json_feeds_submit(example: Path) -> None:
 
 
 def test_multi_node_runs_use_the_distributed_recipe_and_rendezvous(example: Path) -> None:
+    local = example / "claude.local.md"  # a GPU cluster: torchtune's own recipe
+    local.write_text(local.read_text().replace("cpu_only: true", "cpu_only: false"))
     spec = write_spec(example, resources={"gpus": 4, "nodes": 2, "time": "auto"})
     assert run_cli("new", "--spec", str(spec), "--yes").exit_code == 0
     run = example / "experiments" / "cap_5L_lora_comparison_demo" / "tiny-llama-cap_rank4"
     script = (run / "train.sh").read_text()
-    assert 'export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"' in script
+    assert 'MASTER_NODE="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"' in script
+    assert 'export MASTER_ADDR="${MASTER_ADDR:-$MASTER_NODE}"' in script
     assert ('tune run --nnodes 2 --nproc_per_node 4 --rdzv_backend c10d --rdzv_endpoint "$MASTER_ADDR:$MASTER_PORT" '
             f'--rdzv_id "$SLURM_JOB_ID" lora_finetune_distributed --config {run}/finetune.yaml') in script
     subprocess.run(["bash", "-n", str(run / "train.sh")], check=True)

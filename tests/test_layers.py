@@ -34,6 +34,7 @@ EDGE = frozenset({
     "planner.spec.local_settings",
     "planner.folder.atomic",
     "planner.folder.experiment",
+    "planner.torchtune.gloo_recipe",  # in-job launcher: reads torchrun's RANK/WORLD_SIZE, prints
     "planner.estimate.prior_scan",
     "planner.estimate.scan_cache",
     "planner.estimate.log_reading",
@@ -58,6 +59,7 @@ EDGE = frozenset({
 WORKFLOWS = (
     "planner.plan.pipeline",
     "planner.status.refresh",
+    "planner.status.job_refresh",
     "planner.estimate.pipeline",
     "planner.jobs.submitting",
 )

@@ -227,7 +227,8 @@ def test_build_report_uses_each_units_newest_job(plan: Plan) -> None:
         (R16, "failed", "11", "2025-01-31 11:00:00", "2025-01-31 11:00:24", "exit code 1; elapsed 0:00:06"),
     ]
     assert [(r.run, r.task, r.epoch, r.status, r.job_id, r.completed, r.notes) for r in ev] == [
-        (R4, "capitalization", 0, "completed", "8", "2025-01-31 11:00:24", "elapsed 0:00:05; exact_match=0.800 (n=50)"),
+        (R4, "capitalization", 0, "completed", "8", "2025-01-31 11:00:24",
+         "started 2025-01-31 11:00:24; elapsed 0:00:05; exact_match=0.800 (n=50)"),
         (R16, "capitalization", 0, "cancelled", "12", "2025-01-31 11:00:24", "its training did not succeed"),
         (BASE, "capitalization", None, "submitted", "10", None, "Base model"),
     ]

@@ -12,6 +12,7 @@ takes a few minutes.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from slurm_support import require_slurm, scancel
+from slurm_support import require_slurm, scancel, wait_for_records
 from submit_support import (
     EXAMPLE,
     PLAN_EXPERIMENT,
@@ -35,6 +36,7 @@ from submit_support import (
     slurm_job_ids,
     status_json,
     status_tables,
+    table,
     unit_states,
     wait_final,
 )
@@ -93,12 +95,17 @@ class Demo:
     first: subprocess.CompletedProcess[str]
     second: subprocess.CompletedProcess[str]
     stale_summary: str  # the summary right after submit (jobs not final): an out-of-date table
+    by_jobs: str  # the summary when the last job ended, before anyone ran status: what the jobs wrote
     report: dict
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """Plan the example unchanged, add hand lines, submit twice at once, wait for the end."""
+    """Plan the example unchanged, add hand lines, submit twice at once, wait for the end.
+
+    Nobody runs ``status`` until every job has ended (sacct says so): the summary at that
+    moment is what the jobs' own refreshes wrote.
+    """
     require_slurm()
     out = tmp_path_factory.mktemp("demo")
     exp = plan(EXAMPLE / "experiment.yaml", out)
@@ -106,10 +113,12 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     try:
         first = cli("submit", exp)
         second = cli("submit", exp)  # right after: every unit is submitted, pending or running
-        ok(cli("status", exp), 0)
         stale = (exp / "experiment_summary.md").read_text(encoding="utf-8")
+        ids = [t["job_id"] for s in journal(exp)["submissions"] for t in s["tasks"]]
+        wait_for_records(slurm_job_ids(exp), ids, timeout_s=900, poll_s=2)
+        by_jobs = (exp / "experiment_summary.md").read_text(encoding="utf-8")
         report = wait_final(exp)
-        yield Demo(exp, first, second, stale, report)
+        yield Demo(exp, first, second, stale, by_jobs, report)
     finally:
         scancel(*slurm_job_ids(exp))
 
@@ -162,6 +171,32 @@ def test_demo_submits_trains_evaluates_and_reports_completed(demo: Demo) -> None
     # The terminal view: exit 0 and every unit completed.
     n = len(everything)
     assert f"{n} units: {n} completed" in ok(cli("status", exp))
+
+
+def test_jobs_fill_the_summary_without_anyone_running_status(demo: Demo) -> None:
+    exp = demo.exp
+    runs, evals_planned = plan_units(exp)
+    ids = {t["unit"]: t["job_id"] for s in journal(exp)["submissions"] for t in s["tasks"]}
+    text = demo.by_jobs
+    assert_hand_lines(text)
+    assert_well_formed(text)
+    finetune, evals = table(block(text, "finetune-status")), table(block(text, "eval-status"))
+    assert [(r["Run Name"], r["Status"], r["Job ID"]) for r in finetune] == [(run, "completed", ids[run]) for run in runs]
+    for r in finetune:  # start, end and elapsed time of every training
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", r["Started"]) and r["Completed"] >= r["Started"], r
+        assert re.search(r"(^|; )elapsed \d+:\d\d:\d\d", r["Notes"]), r
+    assert [(f"{r['Run Name']}/{r['Task']}", r["Status"], r["Job ID"]) for r in evals] == [
+        (f"{e.split('/')[0]}/capitalization", "completed", ids[e]) for e in evals_planned]
+    for r in evals:  # start, end, elapsed time and accuracy of every evaluation
+        assert re.search(r"started \d{4}-\d\d-\d\d \d\d:\d\d:\d\d; elapsed \d+:\d\d:\d\d; exact_match=[01]\.\d{3} \(n=50\)",
+                         r["Notes"]), r
+        assert r["Completed"] != "-"
+    line = block(text, "status-refresh").strip()
+    assert re.fullmatch(r"Tables refreshed \d{4}-\d\d-\d\d \d\d:\d\d:\d\d by job \d+(_\d+)?\.", line), line
+    # Each job's log says what its refresh did.
+    for unit, job in ids.items():
+        folder = exp / unit if "/" not in unit else exp / unit.split("/")[0] / "eval" / unit.split("/")[1]
+        assert f"plan-experiment: status tables refreshed by job {job} (" in (folder / f"slurm-{job}.out").read_text(), unit
 
 
 def test_second_submit_submits_nothing(demo: Demo) -> None:

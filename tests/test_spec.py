@@ -102,7 +102,7 @@ controls: {epochs: 0, bacth_size: 3}
     assert "name: the name becomes a folder name: drop the '/' (got 'a/b')" in text
     assert "unknown key 'dataset.paht'; did you mean 'path'?" in text
     assert "factors.lora_rnk: unknown knob; did you mean 'lora_rank'?" in text
-    assert "factors.learning_rate: level -1 must be a number > 0" in text
+    assert "factors.learning_rate: level -1 must be a finite number > 0" in text
     assert "controls.epochs: 0 must be a positive whole number" in text
     assert "controls.bacth_size: unknown knob; did you mean 'batch_size'?" in text
     assert len(problems) >= 7

@@ -24,11 +24,16 @@ ANSWERS = [
     "",                           # the default dataset
     "capitalization", "",         # a task and its default script
     "",                           # no more tasks
-    "1", "8", "0", "",            # epochs, batch size, GPUs (0 = CPU), system prompt
+    "1", "0", "8", "64",          # epochs, GPUs (0 = CPU), batch size, max sequence length
+    "200",                        # warm-up longer than the 50 training steps: re-asked
+    "",                           # the offered warm-up: a tenth of the steps
+    "",                           # system prompt
     "last",                       # epochs to evaluate
+    "a/b",                        # not a folder name: re-asked, nothing lost
     "",                           # the suggested name
     "yes",                        # approve
 ]
+RETRIED = ("lora_rnk, learning_rate", "4, x", "no-such-model", "missing.json", "200", "a/b")
 
 
 def test_wizard_asks_validates_and_writes(example: Path) -> None:
@@ -50,7 +55,10 @@ def test_wizard_asks_validates_and_writes(example: Path) -> None:
     spec = load_yaml(written[0] / "experiment.yaml")
     assert spec["factors"] == {"lora_rank": [4, 16]}
     assert spec["models"] == ["tiny-llama-cap"]
-    assert spec["controls"] == {"epochs": 1, "batch_size": 8, "system_prompt": ""}
+    assert spec["controls"] == {"epochs": 1, "batch_size": 8, "max_seq_len": 64, "num_warmup_steps": 5, "system_prompt": ""}
+    assert "200 warm-up steps is longer than the whole training (50 steps); give at most 50" in out
+    assert "the name becomes a folder name: drop the '/'" in out
+    assert "Batch size (examples per step)" in out and "per GPU" not in out
     assert spec["evaluation"]["tasks"][0]["name"] == "capitalization"
     assert (written[0] / "tiny-llama-cap_rank16" / "finetune.yaml").is_file()
 
@@ -59,7 +67,7 @@ def test_declining_writes_nothing(example: Path) -> None:
     cwd = os.getcwd()
     os.chdir(example)
     try:
-        answers = [a for a in ANSWERS if a not in ("lora_rnk, learning_rate", "4, x", "no-such-model", "missing.json")]
+        answers = [a for a in ANSWERS if a not in RETRIED]
         answers[-1] = "no"
         result = CliRunner().invoke(cli, ["new", "--local-config", str(example / "claude.local.md")],
                                     input="\n".join(answers) + "\n", catch_exceptions=False)

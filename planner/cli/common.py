@@ -65,11 +65,20 @@ def status_table(report: StatusReport) -> Table:
     return table
 
 
+def refresh_summary_line(report: StatusReport) -> str:
+    """When and by what the tables were refreshed: this refresh, and the one before it."""
+    line = f"refreshed {report.refreshed.isoformat(' ', 'seconds')} by {report.refreshed_by}"
+    if report.previous_refresh:
+        line += f" (before that: {report.previous_refresh.get('at')} by {report.previous_refresh.get('by')})"
+    return line
+
+
 def print_report(console: Console, report: StatusReport) -> None:
     """Table, counts, staleness and warnings."""
     console.print(status_table(report))
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(report.counts().items()))
     console.print(f"{len(report.units)} units: {counts}")
+    console.print(refresh_summary_line(report), markup=False)
     if report.stale:
         console.print(
             f"[yellow]status may be stale: {report.stale_reason}; last good refresh "

@@ -59,14 +59,14 @@ def command(out_dir: Path, executor: str, timeout_s: float) -> None:
         console.print(f"  {sub.kind} job {sub.job_id}: {len(sub.tasks)} task(s)" + (f" after {sub.dependency}" if sub.dependency else ""))
     console.print("[bold]3/4 train and evaluate[/bold]")
     deadline = time.monotonic() + timeout_s
-    report, _ = refresh(exp, datetime.now())
+    report, _ = refresh(exp, datetime.now(), by="`plan-experiment demo`")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("jobs final", total=len(report.units))
         while not report.all_final:
             if time.monotonic() > deadline:
                 raise PlannerError(f"demo: jobs not final after {timeout_s:.0f} s; see `plan-experiment status {target}`")
             time.sleep(2)
-            report, _ = refresh(exp, datetime.now())
+            report, _ = refresh(exp, datetime.now(), by="`plan-experiment demo`")
             running = sum(1 for u in report.units if u.state == "RUNNING")
             bar.update(task, completed=sum(1 for u in report.units if u.final), description=f"jobs final ({running} running)")
     console.print("[bold]4/4 status[/bold]")

@@ -68,7 +68,7 @@ def command(experiment: Path, logs: tuple[Path, ...], as_json: bool, calibrate: 
                       r.confidence, r.slurm_time, f"{r.basis}; {r.job_basis}")
     console.print(table)
     console.print(f"Total training {duration(est.total_train_seconds)}; {est.eval_count} evaluations ~{duration(est.total_eval_seconds)}; "
-                  f"{est.gpu_hours(max(exp.spec.resources.gpus, 1)):.2f} GPU hours; checkpoints ~{size(est.disk_total_bytes)} "
+                  f"{est.compute_hours(exp.spec.resources.gpus, exp.spec.resources.nodes)}; checkpoints ~{size(est.disk_total_bytes)} "
                   f"of {size(est.disk_free_bytes)} free")
     console.print(f"Batch size: {est.batch_size_note}")
     if changed:

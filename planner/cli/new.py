@@ -14,14 +14,18 @@ from planner.spec.local_settings import find_local_settings, load_local_settings
 from planner.plan.pipeline import PreparedExperiment, prepare, write
 from planner.plan.prompts import Prompter, run_wizard
 from planner.spec.errors import ConfigError, PlannerError
+from planner.plan.render import plural
 from planner.spec.units import duration, size
-from planner.spec.spec import load_spec_text, parse_spec
+from planner.spec.spec import parse_spec
+from planner.spec.loading import decode_text, load_yaml
+from planner.plan.verify import raw_resource_problems
+from planner import paths
 
 
 def show_plan(console: Console, prepared: PreparedExperiment) -> None:
     """Print the plan a user approves: runs, evaluations, estimates, prerequisites."""
     plan, est = prepared.plan, prepared.estimates
-    table = Table(title=f"{prepared.spec.name}: {len(plan.finetune_runs)} fine-tune runs + {len(plan.base_runs)} controls")
+    table = Table(title=f"{prepared.spec.name}: {plural(len(plan.finetune_runs), 'fine-tune run')} + {plural(len(plan.base_runs), 'control')}")
     table.add_column("Run")
     table.add_column("Type")
     table.add_column("Factors")
@@ -39,6 +43,7 @@ def show_plan(console: Console, prepared: PreparedExperiment) -> None:
     console.print(
         f"Evaluations: {len(plan.evaluations)}.  Training: {duration(est.total_train_seconds)} of loops, "
         f"{duration(est.total_job_seconds)} of job wall time{mark}.  "
+        f"Compute: {est.compute_hours(prepared.spec.resources.gpus, prepared.spec.resources.nodes)}.  "
         f"Checkpoints: ~{size(est.disk_total_bytes)} of {size(est.disk_free_bytes)} free."
     )
     for item in prepared.resources.prerequisites:
@@ -57,16 +62,29 @@ def show_plan(console: Console, prepared: PreparedExperiment) -> None:
 def command(spec_path: Path | None, yes: bool, out_dir: Path | None, force: bool, local_config: Path | None) -> None:
     """Plan an experiment: verify resources, estimate, and write the experiment folder."""
     console = Console(soft_wrap=True)
+    raw: bytes | None = None
+    if spec_path is not None:
+        # Read first: a folder, a symlink loop or a missing file is named before anything else.
+        try:
+            raw = spec_path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"--spec {spec_path}: cannot read ({exc.strerror}); give the path of an experiment.yaml")
     near = spec_path.resolve().parent if spec_path else None
     settings_path = find_local_settings(local_config, near)
     settings = load_local_settings(settings_path)
-    if spec_path is not None:
-        try:
-            text = spec_path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"--spec {spec_path}: cannot read ({exc.strerror}); give the path of an experiment.yaml")
-        spec = load_spec_text(text, str(spec_path))
+    if spec_path is not None and raw is not None:
         spec_dir = spec_path.resolve().parent
+        data = load_yaml(decode_text(raw, str(spec_path)), str(spec_path), settings.limits.max_spec_values)
+        try:
+            spec = parse_spec(data, str(spec_path))
+        except ConfigError as exc:
+            # Report the models, dataset and scripts it names too, so one run shows every problem.
+            more = raw_resource_problems(data, settings, spec_dir, paths.PROJECT_ROOT)
+            if not more:
+                raise
+            raise ConfigError(
+                f"{exc}, and {len(more)} with the models, dataset or scripts it names", exc.problems + more
+            ) from None
     else:
         if not sys.stdin.isatty() and yes:
             raise ConfigError("--yes without --spec: the wizard needs a terminal; pass --spec FILE for scripts")
@@ -74,6 +92,8 @@ def command(spec_path: Path | None, yes: bool, out_dir: Path | None, force: bool
         spec = parse_spec(data, "wizard answers")
         spec_dir = Path.cwd()
     prepared = prepare(spec, spec_dir, settings, settings_path, out_dir, force, ["plan-experiment", *sys.argv[1:]], datetime.now)
+    for stale in prepared.removed_partials:
+        console.print(f"Removed {stale}: left by an earlier `new` that was killed while writing")
     show_plan(console, prepared)
     if not yes:
         if not Prompter(console).confirm("Write this experiment?", True):

@@ -13,7 +13,7 @@ from rich.live import Live
 
 from planner.folder.experiment import load_experiment
 from planner.status.refresh import refresh
-from planner.cli.common import print_report, status_table
+from planner.cli.common import print_report, refresh_summary_line, status_table
 from planner.spec.errors import JobsFailedError
 
 
@@ -47,6 +47,7 @@ def command(experiment: Path, watch: bool, interval: float, timeout_s: float | N
         else:
             counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(report.counts().items()))
             console.print(f"{len(report.units)} units: {counts}")
+            console.print(refresh_summary_line(report), markup=False)
     if report.any_failed:
         failed = [u.unit for u in report.units if u.failed]
         raise JobsFailedError(

@@ -718,7 +718,7 @@ def batch_size(
     if packed and prior_packed is False:
         raw /= PACKING_BATCH_DIVISOR
         steps.append(f"packing (prior unpacked): / {PACKING_BATCH_DIVISOR} = {raw:.1f}")
-        notes = " Packing on where the prior was unpacked: divided by 4 (seed 002: 2-4x)."
+        notes = " Packing on where the prior was unpacked: divided by 4 (packing cuts the batch that fits 2-4x)."
     elif packed and prior_packed is None:
         notes = " Prior packing unknown; if it was unpacked, expect 2-4x less."
     best = 1 if raw < 2 else 2 ** int(math.floor(math.log2(raw)))
@@ -726,7 +726,7 @@ def batch_size(
     return Estimate(
         figure=float(best),
         unit="batch",
-        basis=f"prior peak memory {prior_peak_gib:g} GiB at batch {prior_batch}; seed 002 headroom x 0.7.{notes}",
+        basis=f"prior peak memory {prior_peak_gib:g} GiB at batch {prior_batch}; 30% headroom kept (x 0.7).{notes}",
         confidence="scaled" if best != prior_batch else "measured",
         calculation=", ".join(steps),
         details={"headroom": headroom, "raw": raw},

@@ -33,7 +33,7 @@ def fallback_training_time(param_count_or_size_label: int | float | str | None, 
     return Estimate(
         figure=high,
         unit="s",
-        basis=f"no usable prior run; seed 002 typical range for {label} models ({lo}-{hi} min/epoch). "
+        basis=f"no usable prior run; typical range (rule of thumb) for {label} models ({lo}-{hi} min/epoch). "
         "Preliminary - verify with a test run.",
         confidence="preliminary",
         calculation=f"{epochs} epoch(s) x {lo}-{hi} min/epoch = {format_duration(low)}-{format_duration(high)}",
@@ -81,7 +81,7 @@ def fallback_checkpoint_gib(
     return Estimate(
         figure=chi * epochs,
         unit="GiB",
-        basis=f"no prior checkpoint sizes; seed 002 typical full checkpoint for {label} models "
+        basis=f"no prior checkpoint sizes; typical full checkpoint for {label} models "
         f"({log_number(clo)}-{log_number(chi)} GiB/epoch).{note}",
         confidence="preliminary",
         calculation=f"{epochs} epoch(s) x {log_number(clo)}-{log_number(chi)} GiB = {log_number(clo * epochs)}-{log_number(chi * epochs)} GiB",
@@ -104,7 +104,7 @@ def fallback_eval_time(num_evaluations: int = 1) -> Estimate:
     return Estimate(
         figure=hi * num_evaluations,
         unit="s",
-        basis="no prior evaluation timings; seed 002 typical 1-5 min per evaluation. Preliminary.",
+        basis="no prior evaluation timings; typical 1-5 min per evaluation. Preliminary.",
         confidence="preliminary",
         calculation=f"{num_evaluations} evaluation(s) x 1-5 min = "
         f"{format_duration(lo * num_evaluations)}-{format_duration(hi * num_evaluations)}",
@@ -147,11 +147,11 @@ def fallback_batch_size(
     if packed:
         start = {"1B": 4, "3B": 2, "7B+": 1}[label]
         lo = min(lo, start)
-        note += f" Packing on: seed 002 says start at {start} for {label}."
+        note += f" Packing on: the rule of thumb is to start at {start} for {label}."
     return Estimate(
         figure=float(lo),
         unit="batch",
-        basis=f"no prior memory figures; seed 002 table for {label} on a "
+        basis=f"no prior memory figures; rule-of-thumb table for {label} on a "
         f"{'80' if big else '40'} GB-class GPU: {lo}-{hi}.{note} Preliminary.",
         confidence="preliminary",
         calculation=f"table lookup ({label}, {gpu_memory_gib:g} GiB GPU) -> {lo}-{hi}",

@@ -14,7 +14,10 @@ The parser accepts every format torchtune 0.6.1 and its neighbours write:
 * checkpoint lines ``Model|Adapter|Recipe checkpoint of size X GiB saved to PATH``;
 * DiskLogger / StdoutLogger lines ``Step N | loss:X lr:Y tokens_per_second_per_gpu:Z``;
 * Weights & Biases summary lines ``wandb: tokens_per_second_per_gpu 186.75``;
-* out-of-memory markers and Python tracebacks.
+* out-of-memory markers and Python tracebacks;
+* the world size of multi-process jobs: ``plan-experiment: world size N`` (written by
+  ``train.sh``) and ``plan-experiment: rank R of N`` (one per process), besides the
+  config's ``world_size`` and the launcher's rank prefixes.
 
 Speed matters: the planner scans thousands of logs and the bar text dominates their
 size (one update per optimizer step, ~100 bytes each). So the parser works on bytes
@@ -83,6 +86,7 @@ _WANDB_RE = re.compile(
     r"wandb: +(\w+) +([-+]?(?:[\d.]+(?:[eE][-+]?\d+)?|nan|inf))[ \t]*$", re.M
 )
 _TRACEBACK = "Traceback (most recent call last):"
+_WORLD_RE = re.compile(r"plan-experiment: (?:world size|rank \d+ of) (\d+)")
 _EXC_LINE_RE = re.compile(r"\n(\w+(?:\.\w+)*(?:Error|Exception|Interrupt)\b.*)")
 _SLURM_CANCEL_RE = re.compile(r"\*\*\* (?:JOB|STEP) [\d.]+ ON \S+ CANCELLED AT \S+(.*?)\*\*\*")
 
@@ -335,6 +339,10 @@ def _summarise_bars(samples: list[BarSample], rec: LogRecord) -> None:
 
 def _extract_rare(text: str, rec: LogRecord) -> None:
     """Lines that occur a few times per log: memory, checkpoints, Step, W&B, errors."""
+    if "plan-experiment: " in text:
+        sizes = [int(n) for n in _WORLD_RE.findall(text)]
+        if sizes and max(sizes) > 1:
+            rec.world_size = max(rec.world_size or 1, *sizes)
     if "peak memory" in text:
         for m in _MEM_RE.finditer(text):
             key = "alloc" if m.group(1).startswith("alloc") else m.group(1)

@@ -117,8 +117,10 @@ class LogRecord:
         lora_rank: ``model.lora_rank``.
         checkpoint_dir: ``checkpointer.checkpoint_dir`` (the base model's folder).
         world_size: processes (GPUs) of a distributed run: ``world_size`` or
-            ``nproc_per_node`` in the config, else the ranks a launcher prefixed lines
-            with; None for a single process.
+            ``nproc_per_node`` in the config, the ``plan-experiment: world size N`` and
+            ``rank R of N`` lines of train.sh and its processes, else the ranks a launcher
+            prefixed lines with; None for a single process. The bar's rate is then per
+            global step: each step takes ``batch_size`` samples on every process.
         steps_per_epoch: bar total (optimizer steps per epoch).
         total_steps: highest global step seen.
         epochs_started: highest epoch number seen on a bar (1-based).

@@ -22,7 +22,8 @@ from planner.folder.compute import ESTIMATES, ComputeEstimates, EstimatesFile
 from planner.folder.designlog import DesignLog
 from planner.estimate.estimators import PriorRun
 from planner.spec.localconfig import LocalSettings
-from planner.plan.render import ESTIMATES_BLOCK, estimates_block, make_environment
+from planner.folder.markdown import begin_marker
+from planner.plan.render import ALL_RUNS_BLOCK, ESTIMATES_BLOCK, all_runs_table, estimates_block, make_environment
 
 @dataclass
 class EstimateOutcome:
@@ -62,9 +63,13 @@ def run_estimate(exp: Experiment, settings: LocalSettings, extra_dirs: list[Path
             "already submitted keep the prediction they were submitted with in journal.json; status and "
             "`estimate --calibrate` compare with those."
         )
-    block = estimates_block(estimates, max(exp.spec.resources.gpus, 1), make_environment(paths.TEMPLATES_DIR))
+    block = estimates_block(estimates, exp.spec.resources.gpus, make_environment(paths.TEMPLATES_DIR), exp.spec.resources.nodes)
+    blocks = {ESTIMATES_BLOCK: block}
     with exp.lock():
-        exp.update_summary_blocks({ESTIMATES_BLOCK: block})
+        # Summaries planned before the All Runs table was a marked block keep their table as is.
+        if begin_marker(ALL_RUNS_BLOCK) in (exp.path / "experiment_summary.md").read_text(encoding="utf-8"):
+            blocks[ALL_RUNS_BLOCK] = all_runs_table(exp.plan, estimates)
+        exp.update_summary_blocks(blocks)
         atomic_write_text(exp.path / ESTIMATES, EstimatesFile.of(estimates).to_json())
         with open(exp.path / "design-experiment.log", "a", encoding="utf-8") as handle:
             handle.write(log.render())

@@ -34,7 +34,8 @@ def adapter_bytes(shape: Any, rank: int, bytes_per_param: int = 4) -> float:
 
 def run_queries(plan: Plan, resources: Resources) -> list[tuple[Run, est.RunQuery]]:
     """What the estimator asks for each fine-tune run of a plan."""
-    gpus = max(plan.spec.resources.gpus, 1)
+    # Every process of the job counts: GPUs (or CPU processes) per node x nodes.
+    gpus = max(plan.spec.resources.gpus, 1) * plan.spec.resources.nodes
     train_split = resources.dataset.splits.get("train")
     out = []
     for run in plan.finetune_runs:
@@ -157,16 +158,25 @@ def estimate_plan(
 def _batch_note(plan: Plan, resources: Resources, gpu_memory_gib: float, priors: Sequence[est.PriorRun],
                 log: DesignLog, now: Callable[[], datetime]) -> str:
     packed = any(r.settings.get("packed") for r in plan.finetune_runs)
+    chosen = sorted({int(r.settings["batch_size"]) for r in plan.finetune_runs if r.settings.get("batch_size")})
+    chosen_text = ", ".join(str(b) for b in chosen) or "-"
+    if plan.spec.resources.gpus == 0:
+        # No GPU memory to size against: say so rather than advise for GPUs the plan does not use.
+        return (f"CPU jobs: batch_size {chosen_text} as chosen; a CPU job's memory is its Slurm --mem, "
+                "so there is no GPU memory to size the batch against")
     with_memory = [p for p in priors if p.peak_memory_gib and p.batch_size]
     if with_memory:
         p = with_memory[0]
         figure = est.batch_size(gpu_memory_gib, p.peak_memory_gib, p.batch_size, packed, prior_packed=p.packed)  # type: ignore[arg-type]
         log.add(now(), "CALCULATE_BATCH_SIZE", "Batch size from prior peak memory", command=f"parse {p.name}",
                 calculation=figure.calculation, result=f"max batch_size {figure.figure:g}", explanation=figure.basis)
-        return f"Up to batch_size {figure.figure:g} on {gpu_memory_gib:g} GiB GPUs: {figure.calculation} ({figure.basis})"
+        verdict = "fits" if chosen and max(chosen) <= figure.figure else "is over that: lower it or add gradient accumulation"
+        return (f"Chosen batch_size {chosen_text} {verdict}; up to batch_size {figure.figure:g} on {gpu_memory_gib:g} GiB GPUs: "
+                f"{figure.calculation} ({figure.basis})")
     largest = max(resources.models.values(), key=lambda m: m.param_count)
     figure = est.fallback_batch_size(gpu_memory_gib, largest.param_count, packed)
     return (
-        f"No prior memory figures: start at batch_size {figure.figure:g} on {gpu_memory_gib:g} GiB GPUs ({figure.basis}); "
+        f"Chosen batch_size {chosen_text}. No prior memory figures: start at batch_size {figure.figure:g} on "
+        f"{gpu_memory_gib:g} GiB GPUs ({figure.basis}); "
         "watch the first run's `GPU peak memory`, then max_batch = (GPU memory / peak) x 0.7 x batch"
     )

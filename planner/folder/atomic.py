@@ -7,35 +7,160 @@ deleting checkpoints and hand-written notes.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
+import re
 import shutil
+import socket
 import stat
 import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from planner.spec.errors import ExperimentExistsError
+from planner.spec.errors import ConfigError, ExperimentExistsError, OutputError
 
 
 def ensure_absent(target: Path, force: bool) -> None:
     """Fail early, before any work, when the experiment exists and ``force`` is off."""
-    if target.exists() and not force:
+    if os.path.lexists(target) and not force:
         raise ExperimentExistsError(
             f"experiment folder already exists: {target}; choose another name, or pass --force "
             "to replace it (the old folder is kept as a backup beside it)"
         )
 
 
+def check_output_root(root: Path, label: str) -> None:
+    """Refuse an output folder that is a file, lies under one, loops, or cannot take a new folder.
+
+    ``label`` names where the folder came from (``--out`` or ``experiments_dir``). The
+    probe folder made to test writing is removed at once.
+
+    Raises:
+        ConfigError: naming the folder, the reason and the fix.
+    """
+    probe = root
+    while True:
+        try:
+            info = os.stat(probe)
+            break
+        except (FileNotFoundError, NotADirectoryError):
+            if probe == probe.parent:
+                raise ConfigError(f"{label} {root}: no existing folder above it; give a folder you can write to") from None
+            probe = probe.parent
+        except OSError as exc:
+            raise ConfigError(f"{label} {root}: {exc.strerror} at {probe}; give a folder you can write to") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{label} {root}: {probe} is a file, not a folder; give a folder you can write to")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".plan-experiment-probe.", dir=probe))
+    except OSError as exc:
+        raise ConfigError(f"{label} {root}: cannot create folders in {probe} ({exc.strerror}); give a folder you can write to") from None
+
+
+def filesystem_limits(root: Path) -> tuple[int, int]:
+    """Longest folder name and longest path on the filesystem holding ``root`` (255, 4096 if unknown)."""
+    probe = root
+    while not os.path.isdir(probe) and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return int(os.pathconf(probe, "PC_NAME_MAX")), int(os.pathconf(probe, "PC_PATH_MAX"))
+    except (OSError, ValueError):
+        return 255, 4096
+
+
+# ---------------------------------------------------------------- temporary folders
+# A folder being written is named ``.<name>.pe-<host>-<pid>-<start>.<random>.partial``, so
+# that a later run can tell, from the name alone (nothing to write first, no window), that
+# it is ours and whether its writer is gone: same host, and no process with that id and
+# start time. Anything else that merely looks similar is left alone.
+_PARTIAL = re.compile(r"^\..*\.pe-([0-9a-f]{8})-(\d+)-(\d+)\.[^.]+\.partial$", re.DOTALL)
+
+
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _start_ticks(pid: int) -> int | None:
+    """A process's start time in clock ticks since boot (Linux), None if there is no such process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return 0
+    # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+    return int(text.rsplit(")", 1)[1].split()[19])
+
+
+def _alive(pid: int, start: int) -> bool:
+    if Path("/proc/self/stat").exists():
+        ticks = _start_ticks(pid)
+        return ticks is not None and (start == 0 or ticks == start)
+    try:  # no /proc: the pid alone
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _partial_prefix(target: Path) -> str:
+    # Short enough that the temporary name fits wherever the final name fits.
+    name = target.name.encode()[:100].decode(errors="ignore").replace("\n", "_")
+    pid = os.getpid()
+    return f".{name}.pe-{_host_tag()}-{pid}-{_start_ticks(pid) or 0}."
+
+
+def remove_stale_partials(parent: Path) -> list[Path]:
+    """Remove temporary folders a killed ``new`` left in ``parent``; return what was removed.
+
+    Only folders named as ours, written on this host by a process that no longer runs.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    host = _host_tag()
+    for entry in entries:
+        match = _PARTIAL.match(entry.name)
+        if not match or match.group(1) != host or not entry.is_dir(follow_symlinks=False):
+            continue
+        pid, start = int(match.group(2)), int(match.group(3))
+        if pid == os.getpid() or _alive(pid, start):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        if not os.path.lexists(entry.path):
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_experiment(target: Path, files: dict[str, str], force: bool, now: datetime) -> Path | None:
     """Write ``files`` (relative path -> text) as the folder ``target``.
 
+    Folders get the permissions the user's umask gives (a group-readable experiment on a
+    shared cluster stays group-readable), not the 0700 of a temporary folder.
+
     Returns:
         The backup path of a replaced folder, or None.
+
+    Raises:
+        OutputError: when the disk is full or the folder cannot be written; nothing is left.
     """
     ensure_absent(target, force)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    tmp: Path | None = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=_partial_prefix(target), suffix=".partial", dir=target.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
         for rel, text in files.items():
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,13 +169,22 @@ def write_experiment(target: Path, files: dict[str, str], force: bool, now: date
                 path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP)
         (tmp / ".plan-experiment").mkdir(exist_ok=True)
         backup = None
-        if target.exists():
+        if os.path.lexists(target):
             backup = target.parent / f"{target.name}.replaced-{now:%Y%m%d-%H%M%S}"
             os.rename(target, backup)
         os.rename(tmp, target)
         return backup
+    except OSError as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        reason = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror
+        raise OutputError(
+            f"cannot write the experiment folder {target}: {reason}; nothing was written. "
+            "Free space or choose another folder with --out"
+        ) from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -74,6 +74,16 @@ class ComputeEstimates:
         """GPU hours of training and evaluation together."""
         return (self.total_job_seconds * max(gpus_per_run, 1) + self.total_eval_seconds) / 3600
 
+    def compute_hours(self, gpus_per_run: int, nodes: int = 1) -> str:
+        """The plan's compute as the terminal and the summary both show it.
+
+        GPU hours count every GPU of every node a run holds; a CPU-only plan (``gpus: 0``)
+        has no GPU hours, so its job hours are shown as such.
+        """
+        if gpus_per_run <= 0:
+            return f"{(self.total_job_seconds + self.total_eval_seconds) / 3600:.1f} CPU job hours (no GPUs)"
+        return f"{self.gpu_hours(gpus_per_run * max(nodes, 1)):.1f} GPU hours"
+
     @property
     def disk_total_bytes(self) -> float:
         """Checkpoints of every run and epoch plus the 20% buffer of seed 002."""
@@ -88,7 +98,15 @@ class ComputeEstimates:
 
     def for_run(self, name: str) -> RunEstimate | None:
         """The estimate of one run."""
-        return next((r for r in self.runs if r.run == name), None)
+        # An index built on first use (a 10,000-run plan asks once per run); rebuilt if the
+        # list of runs is replaced or grows. Kept out of the dataclass fields.
+        key = (id(self.runs), len(self.runs))
+        cached = self.__dict__.get("_run_index")
+        if cached is None or cached[0] != key:
+            cached = (key, {r.run: r for r in self.runs})
+            self.__dict__["_run_index"] = cached
+        found: RunEstimate | None = cached[1].get(name)
+        return found
 
 
 #: The file's name in the experiment folder.

@@ -14,13 +14,17 @@ from planner.folder.atomic import atomic_write_text
 from planner.spec.errors import ConfigError, SchedulerError
 from planner.folder.compute import ESTIMATES, EstimatesFile
 from planner.folder.journal import Journal
-from planner.folder.markdown import replace_block
+from planner.folder.markdown import begin_marker, end_marker, replace_block
 from planner.spec.runs import Plan, expand
 from planner.spec.spec import ExperimentSpec, load_spec_text
 
 SUMMARY = "experiment_summary.md"
 JOURNAL = "journal.json"
 INTERNAL = ".plan-experiment"
+
+
+class LockBusy(SchedulerError):
+    """Another command or job held the experiment's lock longer than the caller would wait."""
 
 
 @dataclass
@@ -44,9 +48,9 @@ class Experiment:
         try:
             lock.acquire()
         except Timeout:
-            raise SchedulerError(
-                f"{self.path}: another plan-experiment command (a submit or status) has held the experiment's lock "
-                f"for {timeout_s:.0f} s; let it finish and try again"
+            raise LockBusy(
+                f"{self.path}: another plan-experiment command (a submit, status or a job's refresh) has held the "
+                f"experiment's lock for {timeout_s:g} s; let it finish and try again"
             ) from None
         try:
             yield
@@ -96,12 +100,18 @@ class Experiment:
             return None
         return EstimatesFile.from_json(text, str(path))
 
-    def update_summary_blocks(self, blocks: dict[str, str]) -> None:
-        """Rewrite named generated blocks of the summary; every other byte stays (caller holds the lock)."""
+    def update_summary_blocks(self, blocks: dict[str, str], optional: frozenset[str] = frozenset()) -> None:
+        """Rewrite named generated blocks of the summary; every other byte stays (caller holds the lock).
+
+        Blocks named in ``optional`` are skipped when both their markers are absent: a
+        summary planned by an older version lacks them, and that is not the user's doing.
+        """
         path = self.path / SUMMARY
         text = path.read_text(encoding="utf-8")
         new = text
         for name, content in blocks.items():
+            if name in optional and begin_marker(name) not in new and end_marker(name) not in new:
+                continue
             new = replace_block(new, name, content, str(path))
         if new != text:
             atomic_write_text(path, new)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -63,6 +64,20 @@ def wait_for_dependency(state_file: Path, job_dir: Path, poll_s: float, timeout_
     return False
 
 
+def refresh_summary(experiment: Path, job_id: str, limit_s: float = 20.0) -> None:
+    """Refresh the experiment's status tables for a job that ended without running its script.
+
+    The same fixed command the job scripts run, in its own process so that a hard time
+    limit holds; what it says goes to this job's output, and nothing it does fails the job.
+    """
+    try:
+        proc = subprocess.run([sys.executable, "-m", "planner.status.job_refresh", str(experiment), job_id],
+                              cwd="/", capture_output=True, text=True, timeout=limit_s, check=False)
+        print((proc.stdout + proc.stderr).strip(), flush=True)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"plan-experiment: status tables not refreshed: {exc}; `plan-experiment status` catches up", flush=True)
+
+
 def run_job(script: str, wait_for: str | None = None, slots_dir: str | None = None, slots: int = 1,
             poll_s: float = 1.0, timeout_s: float = 24 * 3600) -> int:
     """Run one job script with bash (no shell parsing of any path or name).
@@ -83,6 +98,7 @@ def run_job(script: str, wait_for: str | None = None, slots_dir: str | None = No
     job_id = _local_job_id()
     if wait_for is not None and not wait_for_dependency(Path(wait_for), path.parent, poll_s, timeout_s):
         _write_state(path.parent, "CANCELLED", job_id, None)
+        refresh_summary(Path(wait_for).parent.parent, job_id)  # wait_for is <experiment>/<run>/job-state.json
         raise JobScriptFailed(f"{script}: not run, its training did not complete ({wait_for})")
     env = {**os.environ, "PLAN_EXPERIMENT_JOB_ID": job_id}
     if slots_dir is None:

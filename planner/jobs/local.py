@@ -15,6 +15,7 @@ import submitit
 from planner.jobs.executors import job_file_info, local_pid_alive
 from planner.jobs.jobrunner import run_job
 from planner.jobs.scheduler import JobInfo, JobRequest, QueryResult
+from planner.spec.errors import SchedulerError
 from planner.spec.units import slurm_time_seconds
 
 
@@ -33,6 +34,12 @@ class LocalScheduler:
 
     def submit(self, scripts: list[Path], request: JobRequest, wait_for: list[Path | None]) -> list[str]:
         """Start one process per script; evaluations wait for their run's job-state.json."""
+        if request.nodes > 1:
+            # One machine cannot be two nodes: torchrun would wait for a second one forever.
+            raise SchedulerError(
+                f"nodes: {request.nodes} needs Slurm, the local executor runs on this machine only; "
+                "submit to a cluster, or set resources.nodes: 1 (several processes on one node work locally)"
+            )
         ex = submitit.LocalExecutor(folder=self.folder / "local")
         ex.update_parameters(timeout_min=max(1, slurm_time_seconds(request.time) // 60))
         ids = []

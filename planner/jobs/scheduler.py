@@ -27,7 +27,7 @@ class JobInfo:
     start: datetime | None = None
     end: datetime | None = None
     elapsed_s: int | None = None
-    source: str = "sacct"  # sacct | squeue | job file | journal
+    source: str = "sacct"  # sacct | squeue | job file | journal | last refresh
     raw_state: str | None = None  # as the scheduler wrote it: "CANCELLED by 1000" is a user's cancel
 
 
@@ -61,6 +61,8 @@ class QueryResult:
     stale: bool = False
     stale_reason: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # Jobs answered by their own final job-state.json while the scheduler's record lags: not cached.
+    provisional: set[str] = field(default_factory=set)
 
 
 class Scheduler(Protocol):

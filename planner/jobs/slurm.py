@@ -3,7 +3,8 @@
 Edge. A query asks sacct once for every job (array tasks by their array's id); ids
 accounting does not know yet (it lags sbatch by a second or more) are asked of squeue.
 When sacct fails, squeue and then the jobs' own ``job-state.json`` files stand in, and
-the answer says it may be stale.
+the answer says it may be stale. When it answers, a job whose own file says it ended
+while accounting does not yet is answered from that file (provisionally).
 
 The dry-run preview calls submitit's private ``_make_sbatch_string``: submitit is pinned
 to a tested range in pyproject.toml, and ``tests/test_scheduler.py`` checks its output.
@@ -29,6 +30,27 @@ from planner.spec.units import slurm_time_seconds
 def _info(rec: JobRecord, source: str) -> JobInfo:
     return JobInfo(state=rec.state, reason=rec.reason, exit_code=rec.exit_code, start=rec.start, end=rec.end,
                    elapsed_s=rec.elapsed_s, source=source, raw_state=rec.raw_state)
+
+
+def _own_records(jobs: Mapping[str, Path], out: QueryResult) -> None:
+    """Let a job's own job-state.json speak where accounting's record is not final yet.
+
+    A job refreshes the status tables as it ends, before it exits, so accounting still
+    says RUNNING (or nothing) about it then. Such answers are marked provisional. A failed
+    job also gets its script's exit code: accounting only saw the wrapper that ran it.
+    """
+    for job_id, folder in jobs.items():
+        info = out.jobs.get(job_id)
+        if info is not None and info.state in FINAL_STATES and info.state != "FAILED":
+            continue
+        own = job_file_info(folder, job_id, None, out.warnings)
+        if own is None or own.state not in FINAL_STATES:
+            continue
+        if info is None or info.state not in FINAL_STATES:
+            out.jobs[job_id] = own
+            out.provisional.add(job_id)
+        elif own.state == "FAILED" and own.exit_code not in (None, 0):
+            info.exit_code = own.exit_code
 
 
 class SlurmScheduler:
@@ -114,6 +136,8 @@ class SlurmScheduler:
                     info = job_file_info(folder, job_id, None, out.warnings)
                     if info is not None:
                         out.jobs[job_id] = info
+        else:
+            _own_records(jobs, out)
         return out
 
 

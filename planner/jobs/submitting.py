@@ -59,16 +59,32 @@ def _predictions(exp: Experiment) -> dict[str, dict[str, Any]]:
             for k, v in estimates.runs.items()}
 
 
-def _request(exp: Experiment, base: dict[str, Any], name: str, time: str, dependency: str | None, gpus: int,
-             train: bool = False) -> JobRequest:
+def job_resources(base: dict[str, Any], kind: str) -> tuple[int, int, int | None]:
+    """GPUs per node (GRES), nodes and CPUs per task of a training or evaluation job.
+
+    A spec's ``gpus`` is the number of training processes per node. On GPU nodes each
+    takes a GPU (``--gpus-per-node``); with ``slurm.cpu_only`` the nodes have none, so the
+    job asks for no GRES and ``cpus_per_task`` CPUs per process instead (one task per
+    node: torchrun starts the processes). Evaluations run one process on one node.
+    """
+    gpus, nodes, cpus = int(base["gpus"]), int(base["nodes"]), base.get("cpus_per_task")
+    if kind == "eval":
+        return (0 if base.get("cpu_only") or not gpus else 1), 1, cpus
+    if base.get("cpu_only"):
+        return 0, nodes, (int(cpus) * max(gpus, 1) if cpus else None)
+    return gpus, (nodes if gpus else 1), cpus
+
+
+def _request(exp: Experiment, base: dict[str, Any], name: str, time: str, dependency: str | None, kind: str) -> JobRequest:
+    gpus, nodes, cpus = job_resources(base, kind)
     res = exp.spec.resources
     return JobRequest(
-        name=name, time=time, gpus=gpus, nodes=base["nodes"] if gpus else 1, cpus_per_task=base.get("cpus_per_task"),
+        name=name, time=time, gpus=gpus, nodes=nodes, cpus_per_task=cpus,
         mem=base.get("mem"), account=base.get("account"), partition=base.get("partition"),
         constraint=base.get("constraint"), qos=base.get("qos"), array_parallelism=int(base["array_parallelism"]),
         dependency=dependency,
         # Training jobs stop ahead of the limit and requeue themselves to resume (train_supervisor).
-        signal_s=res.stop_before_limit if train else JobRequest.signal_s, requeue=train,
+        signal_s=res.stop_before_limit if kind == "train" else JobRequest.signal_s, requeue=kind == "train",
     )
 
 
@@ -96,7 +112,6 @@ def submit(exp: Experiment, executor: Scheduler, only: set[str] | None, retry_fa
         times = _run_times(exp)
         predictions = _predictions(exp)
         max_size = executor.max_array_size()
-        gpus = int(base["gpus"])
         retry = retry_failed
 
         def record(kind: str, units: list[str], scripts: list[Path], request: JobRequest, ids: list[str]) -> Submission:
@@ -119,7 +134,7 @@ def submit(exp: Experiment, executor: Scheduler, only: set[str] | None, retry_fa
         for start, stop in array_chunks(len(sel.train), max_size):
             runs: list[Run] = sel.train[start:stop]
             time = max((times.get(r.name, base["time"]) for r in runs), key=slurm_time_seconds)
-            request = _request(exp, base, f"{exp.spec.name}-train", time, None, gpus, train=True)
+            request = _request(exp, base, f"{exp.spec.name}-train", time, None, "train")
             scripts = [exp.run_dir(r.name) / "train.sh" for r in runs]
             ids = _submit(executor, scripts, request, [None] * len(scripts))
             record("train", [r.name for r in runs], scripts, request, ids)
@@ -131,7 +146,7 @@ def submit(exp: Experiment, executor: Scheduler, only: set[str] | None, retry_fa
             evals: list[Evaluation] = group.evaluations
             for start, stop in array_chunks(len(evals), max_size):
                 chunk = evals[start:stop]
-                request = _request(exp, base, f"{exp.spec.name}-eval", base["eval_time"], dependency, 1 if gpus else 0)
+                request = _request(exp, base, f"{exp.spec.name}-eval", base["eval_time"], dependency, "eval")
                 scripts = [exp.unit_dir(e.key) / "eval.sh" for e in chunk]
                 ids = _submit(executor, scripts, request, [wait] * len(scripts))
                 record("eval", [e.key for e in chunk], scripts, request, ids)

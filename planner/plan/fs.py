@@ -6,13 +6,14 @@ command, so a reader of design-experiment.log can re-run the check by hand) and 
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from planner.spec.loading import load_json
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
@@ -83,10 +84,20 @@ def check_model(path: Path) -> ModelCheck:
         result.problem = "no config.json (not a Hugging Face checkpoint folder)"
         return result
     try:
-        result.config = json.loads(cfg.read_text())
-    except (OSError, ValueError) as exc:
-        result.problem = f"config.json does not parse: {exc}"
+        config = load_json(cfg.read_bytes().decode("utf-8"), str(cfg))
+    except OSError as exc:
+        result.problem = f"config.json cannot be read ({exc.strerror})"
         return result
+    except UnicodeDecodeError as exc:
+        result.problem = f"config.json is not UTF-8 text (byte {exc.start})"
+        return result
+    except ValueError as exc:
+        result.problem = f"config.json: {exc}"
+        return result
+    if not isinstance(config, dict):
+        result.problem = f"config.json holds a {type(config).__name__}, not the JSON object of a Hugging Face config"
+        return result
+    result.config = config
     if not result.weight_files:
         result.problem = "no weight files (*.safetensors or *.bin)"
     return result
@@ -101,9 +112,15 @@ def check_dataset(path: Path, input_column: str, output_column: str) -> DatasetC
     result.exists = True
     result.size_bytes = path.stat().st_size
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        result.problem = f"not valid JSON ({str(exc).splitlines()[0]})"
+        data = load_json(path.read_bytes().decode("utf-8"), str(path))
+    except OSError as exc:
+        result.problem = f"cannot be read ({exc.strerror})"
+        return result
+    except UnicodeDecodeError as exc:
+        result.problem = f"not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        return result
+    except ValueError as exc:
+        result.problem = str(exc)
         return result
     if not isinstance(data, dict):
         result.problem = "expected a JSON object with train/validation/test lists"

@@ -20,18 +20,20 @@ class JobEnvironment:
     setup_lines: list[str]
     fallback_bin_dir: str
     python: str = "python"
+    cpu_only: bool = False  # slurm.cpu_only: every "GPU" of the spec is a CPU process
+    planner_python: str = ""  # the interpreter that planned (a job's refresh of the summary runs it)
 
 
-def device_of(gpus: int) -> str:
-    """``gpus: 0`` plans CPU jobs (the tiny demo model); otherwise CUDA."""
-    return "cpu" if gpus == 0 else "cuda"
+def device_of(gpus: int, cpu_only: bool = False) -> str:
+    """``gpus: 0`` plans CPU jobs (the tiny demo model), as does a cluster without GPUs; otherwise CUDA."""
+    return "cpu" if gpus == 0 or cpu_only else "cuda"
 
 
 def build_job_files(plan: Plan, resources: Resources, exp_dir: str, recipe_texts: dict[str, str], env: JobEnvironment) -> JobFiles:
     """Torchtune configs, training commands, eval configs and eval commands of a plan."""
     spec = plan.spec
     gpus, nodes = spec.resources.gpus, spec.resources.nodes
-    device = device_of(gpus)
+    device = device_of(gpus, env.cpu_only)
     configs, argv, shell, files, eval_cfgs, eval_argv = {}, {}, {}, {}, {}, {}
     for run in plan.runs:
         model = resources.models[run.model]
@@ -57,8 +59,8 @@ def build_job_files(plan: Plan, resources: Resources, exp_dir: str, recipe_texts
         if not run.is_base:
             configs[run.name] = cfg
             files[run.name] = f"recipes/{recipe_file}"
-            argv[run.name] = recipes.training_argv(f"{rdir}/finetune.yaml", max(gpus, 1), nodes)
-            shell[run.name] = recipes.training_command(f"{rdir}/finetune.yaml", max(gpus, 1), nodes)
+            argv[run.name] = recipes.training_argv(f"{rdir}/finetune.yaml", max(gpus, 1), nodes, device)
+            shell[run.name] = recipes.training_command(f"{rdir}/finetune.yaml", max(gpus, 1), nodes, device)
         for ev in plan.evaluations_of(run.name):
             task = resources.tasks[ev.task]
             task_spec = next(t for t in spec.evaluation.tasks if t.name == ev.task)
@@ -89,6 +91,7 @@ def build_job_files(plan: Plan, resources: Resources, exp_dir: str, recipe_texts
         setup_lines=env.setup_lines,
         fallback_bin_dir=env.fallback_bin_dir,
         python=env.python,
+        planner_python=env.planner_python,
         # Jobs read local files only; offline mode stops the datasets library from asking a hub.
         env={"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"},
     )

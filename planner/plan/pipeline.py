@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from planner import paths
-from planner.folder.atomic import ensure_absent, write_experiment
+from planner.folder.atomic import check_output_root, ensure_absent, filesystem_limits, remove_stale_partials, write_experiment
 from planner.estimate.experiment_index import register, registered
 from planner.estimate.priors import estimate_from_prior_runs
 from planner.plan.provenance import provenance
@@ -22,10 +22,12 @@ from planner.folder.compute import ComputeEstimates, EstimatesFile
 from planner.folder.designlog import DesignLog
 from planner.plan.job_files import JobEnvironment, build_job_files
 from planner.spec.localconfig import LocalSettings, SlurmSettings
-from planner.plan.render import RenderInput, make_environment, render_experiment
+from planner.plan.render import RenderInput, make_environment, plural, render_experiment
 from planner.spec.resources import Resources
 from planner.spec.runs import Plan, expand
 from planner.spec.spec import ExperimentSpec, spec_to_yaml
+from planner.spec.errors import ConfigError
+from planner.plan.limits import name_length_problems, plan_size_problems
 
 
 @dataclass
@@ -39,6 +41,7 @@ class PreparedExperiment:
     files: dict[str, str]
     log: DesignLog
     spec: ExperimentSpec
+    removed_partials: list[Path]
 
 
 def effective_slurm(spec: ExperimentSpec, slurm: SlurmSettings, estimates: ComputeEstimates | None) -> dict[str, Any]:
@@ -62,7 +65,8 @@ def effective_slurm(spec: ExperimentSpec, slurm: SlurmSettings, estimates: Compu
 
 def job_environment(settings: LocalSettings) -> JobEnvironment:
     """Setup lines from claude.local.md; the planner's own interpreter folder as the fallback."""
-    return JobEnvironment(setup_lines=list(settings.environment.setup), fallback_bin_dir=str(Path(sys.executable).parent))
+    return JobEnvironment(setup_lines=list(settings.environment.setup), fallback_bin_dir=str(Path(sys.executable).parent),
+                          cpu_only=settings.slurm.cpu_only, planner_python=sys.executable)
 
 
 def prepare(
@@ -78,13 +82,23 @@ def prepare(
     """Verify and render a plan; raise before anything is written."""
     root = (out_dir or Path(settings.experiments_dir)).expanduser()
     target = (root / spec.name).absolute()
+    too_big = plan_size_problems(spec, settings.limits)
+    if too_big:
+        raise ConfigError(f"{len(too_big)} size limit(s) exceeded; nothing was written", too_big)
+    check_output_root(target.parent, "--out" if out_dir is not None else "experiments_dir")
     ensure_absent(target, force)
+    # What a `new` killed part-way left behind here (only ours, only when its writer is gone).
+    removed = remove_stale_partials(target.parent)
     log = DesignLog()
     log.add(now(), "DECIDE_NAMING", "Experiment name chosen", decision=spec.name,
             reasoning="From the experiment spec", explanation=f"The experiment folder is {target}")
     plan = expand(spec)
+    too_long = name_length_problems(str(target), plan, *filesystem_limits(target.parent))
+    if too_long:
+        raise ConfigError(f"{len(too_long)} name(s) too long for the filesystem; nothing was written", too_long)
     log.add(now(), "DECIDE_RUNS", "Run expansion",
-            decision=f"{len(plan.finetune_runs)} fine-tune runs + {len(plan.base_runs)} base-model controls, {len(plan.evaluations)} evaluations",
+            decision=f"{plural(len(plan.finetune_runs), 'fine-tune run')} + {plural(len(plan.base_runs), 'base-model control')}, "
+                     f"{plural(len(plan.evaluations), 'evaluation')}",
             reasoning=f"models ({len(spec.models)}) x paired levels x factorial over {list(spec.factors) or 'no factors'} x {len(spec.replicates.seeds)} seed(s)",
             explanation="Deterministic: the same spec always gives the same run names")
     resources = verify(spec, settings, spec_dir, paths.PROJECT_ROOT, root, log, now)
@@ -115,14 +129,15 @@ def prepare(
     files["estimates.json"] = EstimatesFile.of(estimates).to_json()
     n_run_files = sum(1 for f in files if f.endswith("setup_finetune.yaml"))
     log.add(now(), "CREATE_SUMMARY", "Writing experiment plan", command=f"Created {target / 'experiment_summary.md'}",
-            result=f"File created with {len(plan.runs)} runs ({len(plan.finetune_runs)} fine-tuned + {len(plan.base_runs)} controls); "
+            result=f"File created with {len(plan.runs)} runs ({len(plan.finetune_runs)} fine-tuned + {plural(len(plan.base_runs), 'control')}); "
                    f"{n_run_files} setup_finetune.yaml + finetune.yaml, {len(plan.evaluations)} eval configs",
             explanation="Comprehensive experiment plan with all configurations and status tracking")
     log.add(now(), "COMPLETE", "Experiment design finished", status="Ready for review and submission",
             next_steps=f"review experiment_summary.md, then `plan-experiment submit {target}`",
             explanation="Planning phase complete, documented in summary and this log")
     files["design-experiment.log"] = log.render()
-    return PreparedExperiment(target=target, plan=plan, resources=resources, estimates=estimates, files=files, log=log, spec=recorded)
+    return PreparedExperiment(target=target, plan=plan, resources=resources, estimates=estimates, files=files, log=log,
+                              spec=recorded, removed_partials=removed)
 
 
 def write(prepared: PreparedExperiment, force: bool, now: datetime) -> Path | None:

@@ -7,6 +7,7 @@ typo costs one line, not the whole session.
 from __future__ import annotations
 
 import functools
+import os
 from datetime import date
 from pathlib import Path
 from typing import Any, Callable
@@ -14,7 +15,7 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.prompt import Prompt
 
-from planner.plan.fs import check_model
+from planner.plan.fs import check_dataset, check_model
 from planner.plan.verify import resolve_data_path, resolve_model
 from planner.spec import wizard as w
 from planner.spec.localconfig import LocalSettings
@@ -75,8 +76,20 @@ def run_wizard(prompter: Prompter, settings: LocalSettings, today: date) -> dict
 
     p.console.rule("[bold]3. Training configuration")
     epochs = p.ask("Epochs", "2", lambda s: _knob("epochs", s))
-    batch = p.ask("Batch size (per GPU)", "4", lambda s: _knob("batch_size", s))
     gpus = p.ask("GPUs per job (0 = CPU)", str(settings.slurm.gpus_per_node), w.parse_positive_int)
+    batch = p.ask("Batch size (examples per GPU per step)" if gpus else "Batch size (examples per step)", "4",
+                  lambda s: _knob("batch_size", s))
+    max_seq_len = p.ask("Max sequence length (tokens per example; longer ones are cut)", str(w.KNOBS["max_seq_len"].default),
+                        lambda s: _knob("max_seq_len", s))
+    train = _train_examples(dataset, settings)
+    epochs_all = max(levels.get("epochs", [epochs]))
+    batch_low = min(levels.get("batch_size", [batch]))
+    total = None if train is None else -(-train // batch_low) * epochs_all
+    warmup = p.ask(
+        "Warm-up steps (linear warm-up of the learning rate)" + (f"; training has ~{total} steps" if total is not None else ""),
+        str(w.default_warmup(train, batch_low, epochs_all) if train is not None else w.KNOBS["num_warmup_steps"].default),
+        lambda s: w.parse_warmup(s, total),
+    )
     system_prompt = p.ask("System prompt for training and evaluation", "", lambda s: s)
 
     p.console.rule("[bold]4. Evaluation strategy")
@@ -84,12 +97,27 @@ def run_wizard(prompter: Prompter, settings: LocalSettings, today: date) -> dict
 
     p.console.rule("[bold]5. Naming")
     suggestion = w.suggested_name(tasks[0]["name"][:3] if tasks else "exp", factors, today)
-    name = p.ask("Experiment name", suggestion, lambda s: s.strip() or _raise("give a name"))
+    # Checked as it is typed, like every other answer: a bad or taken name is asked again
+    # rather than failing after the last question and losing every answer.
+    name = p.ask("Experiment name", suggestion, lambda s: _free_name(w.parse_name(s), settings))
     return w.spec_from_answers({
         "name": name, "question": question, "models": models, "dataset": dataset, "factors": levels,
         "seeds": seeds, "base_model_controls": base_controls, "tasks": tasks, "epochs": epochs,
         "batch_size": batch, "gpus": gpus, "system_prompt": system_prompt, "eval_epochs": eval_epochs,
+        "max_seq_len": max_seq_len, "num_warmup_steps": warmup,
     })
+
+
+def _free_name(name: str, settings: LocalSettings) -> str:
+    target = Path(settings.experiments_dir).expanduser() / name
+    if os.path.lexists(target):
+        raise ValueError(f"{target} already exists; choose another name")
+    return name
+
+
+def _train_examples(dataset: str, settings: LocalSettings) -> int | None:
+    found = check_dataset(resolve_data_path(dataset, settings.datasets_dir, Path.cwd()), "input", "output")
+    return found.splits.get("train")
 
 
 def _existing_models(models: list[str], settings: LocalSettings) -> list[str]:

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
 
 from planner import __version__
 from planner.folder.compute import ComputeEstimates
 from planner.spec.knobs import KNOBS, format_number
+from planner.spec.loading import dump_block_mapping, dump_yaml
 from planner.spec.localconfig import LocalSettings
 from planner.folder.markdown import begin_marker, end_marker, md_cell, md_code, md_table, wrap_block
 from planner.spec.resources import Resources
@@ -27,12 +27,16 @@ from planner.spec.units import duration, size
 from planner.status.tables import (
     EVAL_BLOCK,
     FINETUNE_BLOCK,
+    NOT_REFRESHED,
+    REFRESH_BLOCK,
     eval_table,
     finetune_table,
     initial_rows,
 )
 
 ESTIMATES_BLOCK = "compute-estimates"
+# The All Runs table shows each run's estimate, so `estimate` rewrites it with Compute Estimates.
+ALL_RUNS_BLOCK = "all-runs"
 
 
 def shquote(value: Any) -> str:
@@ -49,12 +53,25 @@ def yaml_scalar(value: Any) -> str:
     """One YAML scalar, safely quoted, on one line (newlines kept as escapes)."""
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)  # JSON strings are valid YAML scalars
-    return yaml.safe_dump(value, default_flow_style=True, width=10**9).strip().removesuffix("...").strip()
+    if isinstance(value, (bool, int, float)) or value is None:
+        # Cached: 10,000 runs repeat a few values. The key is type and repr, because 1, 1.0
+        # and true, or 0.0 and -0.0, are equal as keys but print differently.
+        key = (type(value).__name__, repr(value))
+        text = _NUMBERS.get(key)
+        if text is None:
+            text = _NUMBERS[key] = dump_yaml(value, default_flow_style=True, width=10**9).strip().removesuffix("...").strip()
+        return text
+    return dump_yaml(value, default_flow_style=True, width=10**9).strip().removesuffix("...").strip()
+
+
+_NUMBERS: dict[tuple[str, str], str] = {}
 
 
 def to_yaml(value: Any) -> str:
     """A block-style YAML document for a mapping."""
-    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, width=100)
+    if isinstance(value, dict):
+        return dump_block_mapping(value, sort_keys=False, allow_unicode=True, width=100)
+    return dump_yaml(value, sort_keys=False, allow_unicode=True, width=100)
 
 
 def knob_value(name: str, value: Any) -> str:
@@ -75,6 +92,7 @@ def make_environment(templates_dir: Path) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
+        auto_reload=False,  # one process renders thousands of files: no mtime check per file
     )
     env.filters.update(
         duration=duration,
@@ -87,6 +105,7 @@ def make_environment(templates_dir: Path) -> jinja2.Environment:
         to_yaml=to_yaml,
         knob=lambda value, name="": knob_value(name, value),
         number=format_number,
+        plural=plural,
     )
     return env
 
@@ -103,6 +122,7 @@ class JobFiles:
     eval_argv: dict[str, list[str]]  # Evaluation.key -> python eval.py --config ...
     setup_lines: list[str] = field(default_factory=list)
     fallback_bin_dir: str = ""  # put on PATH when the setup lines leave `tune` unfound
+    planner_python: str = ""  # the interpreter that planned: a job's refresh runs the planner with it
     env: dict[str, str] = field(default_factory=dict)
     python: str = "python"  # the jobs' interpreter (runs eval scripts and the training supervisor)
 
@@ -187,13 +207,14 @@ def _name_pattern(plan: Plan) -> str:
     return "_".join(parts)
 
 
-def _all_runs_table(inp: RenderInput) -> str:
-    varied = list(inp.plan.spec.paired) + list(inp.plan.spec.factors)
+def all_runs_table(plan: Plan, estimates: ComputeEstimates) -> str:
+    """The All Runs table: every run, what it varies, and its estimated time."""
+    varied = list(plan.spec.paired) + list(plan.spec.factors)
     shown = [k for k in ("lora_rank", "learning_rate", "batch_size") if k not in varied]
     columns = ["Run Name", "Model"] + [KNOBS[k].column for k in varied + shown] + ["Type", "Est. Time"]
     rows = []
-    for run in inp.plan.runs:
-        est = inp.estimates.for_run(run.name)
+    for run in plan.runs:
+        est = estimates.for_run(run.name)
         if run.is_base:
             values = ["-" for _ in varied + shown]
             kind, time = "control (base model)", "-"
@@ -211,7 +232,7 @@ def _evaluation_matrix(inp: RenderInput) -> str:
     for run in inp.plan.runs:
         cells = []
         for task in tasks:
-            epochs = [e.epoch for e in inp.plan.evaluations if e.run == run.name and e.task == task]
+            epochs = [e.epoch for e in inp.plan.evaluations_of(run.name) if e.task == task]
             if not epochs:
                 cells.append("-")
             elif run.is_base:
@@ -223,12 +244,16 @@ def _evaluation_matrix(inp: RenderInput) -> str:
     return md_table(["Run Name"] + tasks + ["Notes"], rows)
 
 
-def estimates_block(estimates: ComputeEstimates, gpus: int, env: jinja2.Environment) -> str:
-    """The Compute Estimates block: rendered on its own so ``estimate`` can refresh it."""
-    return env.get_template("compute_estimates.md.j2").render(est=estimates, ctx=estimates_context(estimates, gpus)).strip()
+def estimates_block(estimates: ComputeEstimates, gpus: int, env: jinja2.Environment, nodes: int = 1) -> str:
+    """The Compute Estimates block: rendered on its own so ``estimate`` can refresh it.
+
+    ``gpus`` is the spec's GPUs per node (0: CPU jobs), as given, not rounded up.
+    """
+    ctx = estimates_context(estimates, gpus, nodes)
+    return env.get_template("compute_estimates.md.j2").render(est=estimates, ctx=ctx).strip()
 
 
-def estimates_context(est: ComputeEstimates, gpus: int) -> dict[str, Any]:
+def estimates_context(est: ComputeEstimates, gpus: int, nodes: int = 1) -> dict[str, Any]:
     """Per-model training totals and GPU hours, as the Compute Estimates block shows them."""
     per_model = []
     for model, runs in est.by_model().items():
@@ -249,22 +274,22 @@ def estimates_context(est: ComputeEstimates, gpus: int) -> dict[str, Any]:
                 "job_basis": sorted({r.job_basis for r in runs if r.job_basis}),
             }
         )
-    return {"per_model": per_model, "gpu_hours": est.gpu_hours(max(gpus, 1))}
+    return {"per_model": per_model, "compute_hours": est.compute_hours(gpus, nodes)}
 
 
 def _context(inp: RenderInput) -> dict[str, Any]:
     plan = inp.plan
     ft_rows, ev_rows = initial_rows(plan)
-    gpus = int(inp.slurm.get("gpus", 1) or 1)
     return {
-        **estimates_context(inp.estimates, gpus),
+        **estimates_context(inp.estimates, plan.spec.resources.gpus, plan.spec.resources.nodes),
         "design_type": _design_type(plan),
         "name_pattern": _name_pattern(plan),
         "estimates_begin": begin_marker(ESTIMATES_BLOCK),
         "estimates_end": end_marker(ESTIMATES_BLOCK),
         "variables": md_table(["Factor", "Levels"], _variables(plan)) if _variables(plan) else "No factors varied.",
-        "all_runs": _all_runs_table(inp),
+        "all_runs": wrap_block(ALL_RUNS_BLOCK, all_runs_table(plan, inp.estimates)),
         "evaluation_matrix": _evaluation_matrix(inp) if plan.spec.evaluation.tasks else "No evaluation tasks.",
+        "refresh_status": wrap_block(REFRESH_BLOCK, NOT_REFRESHED),
         "finetune_status": wrap_block(FINETUNE_BLOCK, finetune_table(ft_rows)),
         "eval_status": wrap_block(EVAL_BLOCK, eval_table(ev_rows)),
         "run_dirs": {r.name: run_dir(inp.exp_dir, r) for r in plan.runs},
@@ -273,12 +298,23 @@ def _context(inp: RenderInput) -> dict[str, Any]:
         "eval_dirs": {e.key: eval_dir(inp.exp_dir, e) for e in plan.evaluations},
         "recipes": sorted(set(inp.jobs.recipe_files.values())),
         "describe": _describe_knobs(plan),
-        "fixed": {
-            k: v for k, v in plan.runs[0].settings.items() if k not in plan.spec.factors and k not in plan.spec.paired and k != "seed"
-        }
-        if plan.runs
-        else {},
+        "fixed": _held_fixed(plan),
     }
+
+
+def _held_fixed(plan: Plan) -> dict[str, Any]:
+    """Settings every fine-tune run shares: not what is varied, nor what follows it (alpha = 2 x rank)."""
+    runs = plan.finetune_runs or plan.runs
+    if not runs:
+        return {}
+    first = runs[0].settings
+    varying = {k for r in runs for k, v in r.settings.items() if k == "seed" or repr(first.get(k)) != repr(v)}
+    return {k: v for k, v in first.items() if k not in varying and k not in plan.spec.factors and k not in plan.spec.paired}
+
+
+def plural(count: int, word: str) -> str:
+    """``1 control``, ``2 controls``."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def render_summary(inp: RenderInput, env: jinja2.Environment) -> str:
@@ -292,31 +328,34 @@ def render_experiment(inp: RenderInput, env: jinja2.Environment) -> dict[str, st
     ``experiment.yaml`` and ``design-experiment.log`` are not rendered here: the spec is
     serialised by ``spec_to_yaml`` and the log is written by whoever collected it.
     """
+    setup_t, finetune_t, train_t = (env.get_template(f"{n}.j2") for n in ("setup_finetune.yaml", "finetune.yaml", "train.sh"))
+    eval_config_t, eval_t = env.get_template("eval_config.yaml.j2"), env.get_template("eval.sh.j2")
     files: dict[str, str] = {"experiment_summary.md": render_summary(inp, env)}
     for run in inp.plan.runs:
         rdir = run_dir(inp.exp_dir, run)
         model = inp.resources.models[run.model]
         if not run.is_base:
-            files[f"{run.name}/setup_finetune.yaml"] = env.get_template("setup_finetune.yaml.j2").render(
+            files[f"{run.name}/setup_finetune.yaml"] = setup_t.render(
                 inp=inp, run=run, model=model, run_dir=rdir, slurm=inp.slurm, recipe=inp.jobs.recipe_files[run.name],
                 version=__version__,
             )
-            files[f"{run.name}/finetune.yaml"] = env.get_template("finetune.yaml.j2").render(
+            files[f"{run.name}/finetune.yaml"] = finetune_t.render(
                 inp=inp, run=run, config=inp.jobs.finetune_configs[run.name], run_dir=rdir,
                 recipe=inp.jobs.recipe_files[run.name], argv=inp.jobs.training_argv[run.name], version=__version__,
             )
-            files[f"{run.name}/train.sh"] = env.get_template("train.sh.j2").render(
+            files[f"{run.name}/train.sh"] = train_t.render(
                 inp=inp, run=run, run_dir=rdir, job_dir=rdir, command=inp.jobs.training_shell[run.name], jobs=inp.jobs,
-                nodes=inp.plan.spec.resources.nodes,
+                nodes=inp.plan.spec.resources.nodes, procs_per_node=max(inp.plan.spec.resources.gpus, 1),
+                world_size=max(inp.plan.spec.resources.gpus, 1) * inp.plan.spec.resources.nodes,
                 version=__version__,
             )
         for ev in inp.plan.evaluations_of(run.name):
             edir = eval_dir(inp.exp_dir, ev)
             rel = f"{run.name}/eval/{ev.name}"
-            files[f"{rel}/eval_config.yaml"] = env.get_template("eval_config.yaml.j2").render(
+            files[f"{rel}/eval_config.yaml"] = eval_config_t.render(
                 inp=inp, ev=ev, run=run, config=inp.jobs.eval_configs[ev.key], version=__version__,
             )
-            files[f"{rel}/eval.sh"] = env.get_template("eval.sh.j2").render(
+            files[f"{rel}/eval.sh"] = eval_t.render(
                 inp=inp, ev=ev, run=run, eval_dir=edir, job_dir=edir, run_dir=rdir, argv=inp.jobs.eval_argv[ev.key], jobs=inp.jobs,
                 version=__version__,
             )

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from planner.plan.fs import check_dataset, check_disk, check_model, check_script, expand_user
+from planner.plan.fs import DatasetCheck, check_dataset, check_disk, check_model, check_script, expand_user
 from planner.folder.designlog import DesignLog
 from planner.spec.errors import VerificationError
 from planner.spec.localconfig import LocalSettings
-from planner.torchtune.recipes import RecipeError, model_builder, model_shape_from_config, tokenizer_path
+from planner.torchtune.recipes import RecipeError, checkpoint_files, model_builder, model_shape_from_config, tokenizer_path
 from planner.spec.units import size
 from planner.spec.resources import DatasetResource, ModelResource, Resources, TaskResource
 from planner.spec.spec import ExperimentSpec
@@ -68,9 +68,30 @@ def verify(
     Raises:
         VerificationError: listing every missing or unusable model and dataset at once.
     """
+    models, ds_path, ds, problems = check_models_and_dataset(
+        spec.models, spec.dataset.path, spec.dataset.input_column, spec.dataset.output_column, settings, spec_dir, log, now
+    )
+    if len(problems) == 1:
+        raise VerificationError(f"{problems[0]}; nothing was written")
+    if problems:
+        raise VerificationError(f"{len(problems)} resource(s) missing or unusable; nothing was written", problems)
+    return _finish(spec, settings, spec_dir, project_root, output_root, log, now, models, ds_path, ds)
+
+
+def check_models_and_dataset(
+    model_names: list[str],
+    dataset_path: str,
+    input_column: str,
+    output_column: str,
+    settings: LocalSettings,
+    spec_dir: Path,
+    log: DesignLog,
+    now: Clock,
+) -> tuple[dict[str, ModelResource], Path, DatasetCheck, list[str]]:
+    """Check every model and the dataset; log each check; return what was found and every problem."""
     problems: list[str] = []
     models: dict[str, ModelResource] = {}
-    for model in spec.models:
+    for model in model_names:
         path = resolve_model(model, settings, spec_dir)
         found = check_model(path)
         result = (
@@ -91,9 +112,10 @@ def verify(
         try:
             shape = model_shape_from_config(found.config)
             # What building the jobs needs from the folder, checked before anything is
-            # written: torchtune's builder for this shape and a tokenizer file.
+            # written: torchtune's builder for this shape, a tokenizer file, weight files.
             model_builder(shape)
             tokenizer_path(shape, str(path), found.files)
+            checkpoint_files(found.files)
         except RecipeError as exc:
             problems.append(f"model {model!r}: {exc}")
             continue
@@ -106,22 +128,34 @@ def verify(
                 reasoning="Read from the checkpoint's config.json",
                 explanation="The family picks the torchtune model builder, tokenizer and checkpointer")
 
-    ds_path = resolve_data_path(spec.dataset.path, settings.datasets_dir, spec_dir)
-    ds = check_dataset(ds_path, spec.dataset.input_column, spec.dataset.output_column)
+    ds_path = resolve_data_path(dataset_path, settings.datasets_dir, spec_dir)
+    ds = check_dataset(ds_path, input_column, output_column)
     splits = ", ".join(f"{k} ({v})" for k, v in ds.splits.items()) or "none"
-    log.add(now(), "VERIFY_DATASET", f"Checking {spec.dataset.path}", command=ds.command,
+    log.add(now(), "VERIFY_DATASET", f"Checking {dataset_path}", command=ds.command,
             result=(f"File exists, {size(ds.size_bytes)}; splits: {splits}" if ds.exists else "Not found")
             + (f"; problem: {ds.problem}" if ds.problem else ""),
             explanation="Verifying training dataset exists, parses and has train/validation/test splits")
     if ds.problem:
         problems.append(
-            f"dataset {spec.dataset.path!r}: {ds.problem} at {ds_path}; generate it (e.g. "
+            f"dataset {dataset_path!r}: {ds.problem} at {ds_path}; generate it (e.g. "
             "tasks/capitalization/generate.py) or fix dataset.path (relative to datasets_dir)"
         )
-    if len(problems) == 1:
-        raise VerificationError(f"{problems[0]}; nothing was written")
-    if problems:
-        raise VerificationError(f"{len(problems)} resource(s) missing or unusable; nothing was written", problems)
+    return models, ds_path, ds, problems
+
+
+def _finish(
+    spec: ExperimentSpec,
+    settings: LocalSettings,
+    spec_dir: Path,
+    project_root: Path,
+    output_root: Path,
+    log: DesignLog,
+    now: Clock,
+    models: dict[str, ModelResource],
+    ds_path: Path,
+    ds: DatasetCheck,
+) -> Resources:
+    """Evaluation scripts and disk, once models and dataset are usable."""
 
     tasks: dict[str, TaskResource] = {}
     prerequisites: list[str] = []
@@ -153,3 +187,34 @@ def verify(
         disk_free_bytes=disk.free_bytes,
         prerequisites=prerequisites,
     )
+
+
+def raw_resource_problems(data: Any, settings: LocalSettings, spec_dir: Path, project_root: Path) -> list[str]:
+    """Models, dataset and evaluation scripts named by a spec that did not validate.
+
+    So that one run of ``new`` reports every problem it can find, not the spec's first and
+    the missing dataset after the spec is fixed. Whatever part of the spec is unreadable
+    is skipped; nothing is logged.
+    """
+    if not isinstance(data, dict):
+        return []
+    models = data.get("models")
+    model_names = [m for m in models if isinstance(m, str) and m.strip()] if isinstance(models, list) else []
+    dataset = data.get("dataset")
+    ds = dataset if isinstance(dataset, dict) else {}
+    ds_path = ds.get("path") if isinstance(ds.get("path"), str) else None
+    columns = [str(ds[k]) if isinstance(ds.get(k), str) else d for k, d in (("input_column", "input"), ("output_column", "output"))]
+    problems: list[str] = []
+    if model_names or ds_path:
+        found_problems = check_models_and_dataset(model_names, ds_path or "", columns[0], columns[1], settings, spec_dir,
+                                                  DesignLog(), datetime.now)[3]
+        problems += [p for p in found_problems if ds_path or not p.startswith("dataset ''")]
+    evaluation = data.get("evaluation")
+    tasks = evaluation.get("tasks") if isinstance(evaluation, dict) else None
+    for task in tasks if isinstance(tasks, list) else []:
+        if isinstance(task, dict) and isinstance(task.get("script"), str) and isinstance(task.get("name"), str):
+            script = resolve_script(task["script"], spec_dir, project_root)
+            if not check_script(script).exists:
+                problems.append(f"evaluation script of task {task['name']!r} not found at {script} "
+                                "(a prerequisite: the plan is written without it)")
+    return problems

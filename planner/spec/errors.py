@@ -34,6 +34,12 @@ class VerificationError(PlannerError):
     exit_code = 3
 
 
+class OutputError(PlannerError):
+    """The experiment folder cannot be written (full disk, unwritable folder); nothing is left."""
+
+    exit_code = 3
+
+
 class ExperimentExistsError(PlannerError):
     """The experiment folder exists and ``--force`` was not given."""
 

@@ -8,6 +8,7 @@ config builder puts it).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -42,20 +43,25 @@ def _nonneg_int(v: Any) -> str | None:
     return None
 
 
+def _number(v: Any) -> bool:
+    """A real, finite number (true/false, NaN and infinities are not)."""
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+
 def _positive_number(v: Any) -> str | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-        return "must be a number > 0"
+    if not _number(v) or v <= 0:
+        return "must be a finite number > 0"
     return None
 
 
 def _nonneg_number(v: Any) -> str | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-        return "must be a number >= 0"
+    if not _number(v) or v < 0:
+        return "must be a finite number >= 0"
     return None
 
 
 def _fraction(v: Any) -> str | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+    if not _number(v) or not 0 <= v < 1:
         return "must be a number in [0, 1)"
     return None
 

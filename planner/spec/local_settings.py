@@ -7,6 +7,7 @@ from pathlib import Path
 
 from planner.spec.errors import ConfigError
 from planner.spec.localconfig import LocalSettings, parse_local_settings
+from planner.spec.loading import decode_text
 
 ENV_VAR = "PLAN_EXPERIMENT_LOCAL"
 
@@ -34,7 +35,8 @@ def find_local_settings(explicit: Path | None, near: Path | None = None) -> Path
 def load_local_settings(path: Path) -> LocalSettings:
     """Read, validate and resolve relative directories against the file's folder."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read local settings ({exc.strerror}); check the path and permissions")
+    text = decode_text(data, str(path))
     return parse_local_settings(text, str(path)).resolved(str(path.resolve().parent))

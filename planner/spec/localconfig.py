@@ -11,19 +11,55 @@ import re
 from pathlib import PurePath
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from planner.spec.errors import ConfigError
 from planner.spec.validation import describe_errors
+from planner.spec.loading import load_yaml, short_repr
 
 _FENCE = re.compile(r"^```ya?ml[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 # Slurm time formats: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS.
 SLURM_TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$|^\d+$")
+# Slurm's --mem: a whole number with an optional unit (K, M, G, T; M when none).
+SLURM_MEM = re.compile(r"^[1-9]\d{0,9}[KMGT]?$")
+
+
+def slurm_time_problem(value: str) -> str | None:
+    """Why ``value`` is not a time Slurm reads as meant, or None.
+
+    Slurm takes MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM and D-HH:MM:SS; minutes and seconds
+    past 59 or hours past 23 after a day count are not what anyone means.
+    """
+    fix = "use MM, HH:MM:SS or D-HH:MM:SS, e.g. 02:00:00"
+    if not SLURM_TIME.match(value):
+        return f"not a Slurm time; {fix}"
+    days, _, clock = value.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    if days:
+        hours, rest = parts[0], parts[1:]  # D-HH, D-HH:MM, D-HH:MM:SS
+        if hours > 23:
+            return f"hours after a day count run 0-23; {fix}"
+    elif len(parts) == 3:
+        rest = parts[1:]  # HH:MM:SS: hours may exceed 23
+    else:
+        rest = parts[1:]  # MM or MM:SS: minutes may exceed 59
+    if any(p > 59 for p in rest):
+        return f"minutes and seconds run 0-59; {fix}"
+    if not days and all(p == 0 for p in parts):
+        return f"a zero time limit; {fix}"
+    return None
+
+
+def slurm_mem_problem(value: str) -> str | None:
+    """Why ``value`` is not a Slurm memory size, or None."""
+    if not SLURM_MEM.match(value):
+        return "not a Slurm memory size; use a whole number with K, M, G or T, e.g. 32G"
+    return None
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: "4" or true are not silently read as numbers; floats must be finite.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class SlurmSettings(_Strict):
@@ -35,6 +71,10 @@ class SlurmSettings(_Strict):
     qos: str | None = None
     time: str = "01:00:00"
     gpus_per_node: int = Field(default=1, ge=0)
+    cpu_only: bool = Field(
+        default=False,
+        description="the nodes have no GPUs: a spec's gpus: N runs N CPU processes per node (gloo), no GRES",
+    )
     cpus_per_task: int = Field(default=4, ge=1)
     mem: str | None = "32G"
     array_parallelism: int = Field(default=16, ge=1, description="the %N cap of job arrays")
@@ -43,8 +83,17 @@ class SlurmSettings(_Strict):
     @field_validator("time", "eval_time")
     @classmethod
     def _time_format(cls, value: str) -> str:
-        if not SLURM_TIME.match(value):
-            raise ValueError("not a Slurm time; use MM, HH:MM:SS or D-HH:MM:SS, e.g. 02:00:00")
+        problem = slurm_time_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("mem")
+    @classmethod
+    def _mem_format(cls, value: str | None) -> str | None:
+        problem = None if value is None else slurm_mem_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
@@ -52,6 +101,14 @@ class EnvironmentSettings(_Strict):
     """Shell lines run before each job (module load, conda or venv activation)."""
 
     setup: list[str] = Field(default_factory=list)
+
+
+class LimitSettings(_Strict):
+    """Size limits of one plan; refused before anything is expanded. Raise them here."""
+
+    max_runs: int = Field(default=20_000, ge=1, description="runs (fine-tunes and controls) in one experiment")
+    max_evaluations: int = Field(default=100_000, ge=1, description="evaluations in one experiment")
+    max_spec_values: int = Field(default=200_000, ge=1, description="values in a spec, aliases counted as expanded")
 
 
 class LocalSettings(_Strict):
@@ -64,6 +121,7 @@ class LocalSettings(_Strict):
     gpu_memory_gib: float = Field(default=80.0, gt=0)
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
     environment: EnvironmentSettings = Field(default_factory=EnvironmentSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
 
     def resolved(self, base_dir: str) -> "LocalSettings":
         """Return a copy whose relative directories are taken relative to ``base_dir``.
@@ -102,12 +160,10 @@ def extract_yaml_block(text: str, source: str) -> str:
 def parse_local_settings(text: str, source: str) -> LocalSettings:
     """Parse claude.local.md text into validated settings, reporting every problem at once."""
     block = extract_yaml_block(text, source)
-    try:
-        data = yaml.safe_load(block)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: the ```yaml block is not valid YAML: {exc}".replace("\n", " "))
+    data = load_yaml(block, f"{source} (```yaml block)")
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the ```yaml block must be a mapping of settings, got {data!r}")
+        raise ConfigError(f"{source}: the ```yaml block must be a mapping of settings, got {short_repr(data)}; "
+                          "see claude.local.md.example")
     try:
         return LocalSettings.model_validate(data)
     except ValidationError as exc:

@@ -7,6 +7,8 @@ same names, so a re-plan or a ``submit --only NAME`` refers to the same thing.
 
 from __future__ import annotations
 
+import collections
+import functools
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -74,16 +76,24 @@ class Plan:
         """Base-model controls."""
         return [r for r in self.runs if r.is_base]
 
+    @functools.cached_property
+    def _by_name(self) -> dict[str, Run]:
+        return {r.name: r for r in self.runs}
+
+    @functools.cached_property
+    def _evaluations_by_run(self) -> dict[str, list[Evaluation]]:
+        out: dict[str, list[Evaluation]] = {}
+        for e in self.evaluations:
+            out.setdefault(e.run, []).append(e)
+        return out
+
     def run(self, name: str) -> Run:
         """Look a run up by name."""
-        for r in self.runs:
-            if r.name == name:
-                return r
-        raise KeyError(name)
+        return self._by_name[name]
 
     def evaluations_of(self, run_name: str) -> list[Evaluation]:
-        """The evaluations that belong to one run."""
-        return [e for e in self.evaluations if e.run == run_name]
+        """The evaluations that belong to one run (indexed: plans of 10,000 runs ask per run)."""
+        return list(self._evaluations_by_run.get(run_name, []))
 
 
 def model_label(model: str) -> str:
@@ -157,8 +167,7 @@ def expand(spec: ExperimentSpec) -> Plan:
             settings = _resolve(dict(base))
             settings["seed"] = seeds[0]
             runs.append(Run(name=safe_name(f"{label}_base"), model=model, kind="base", settings=settings))
-    names = [r.name for r in runs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted(n for n, count in collections.Counter(r.name for r in runs).items() if count > 1)
     if dupes:
         raise ConfigError(
             f"run names collide: {dupes[:5]}; give models distinct folder names or vary a factor "

@@ -9,19 +9,39 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from planner.spec.errors import ConfigError
 from planner.spec.knobs import KNOBS, check_knob, coerce_knob
-from planner.spec.localconfig import SLURM_TIME
+from planner.spec.localconfig import slurm_mem_problem, slurm_time_problem
 from planner.spec.validation import describe_errors, nearest
+from planner.spec.loading import MAX_NODES, dump_yaml, load_yaml, short_repr
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
+# Longest experiment name: a folder name (255 bytes on common filesystems) less the
+# ".replaced-YYYYmmdd-HHMMSS" suffix a --force backup adds.
+MAX_NAME_BYTES = 230
+
+
+def name_problem(value: str) -> str | None:
+    """Why ``value`` cannot name an experiment (it becomes a folder name), or None."""
+    if not value.strip():
+        return "the experiment needs a name, e.g. cap_8L_lora_comparison_2025-10-22"
+    if "/" in value or value in {".", ".."}:
+        return "the name becomes a folder name: drop the '/'"
+    if _CONTROL_CHARS.search(value):
+        return "the name becomes a folder name: remove newlines and control characters"
+    if len(value.encode()) > MAX_NAME_BYTES:
+        return f"the name becomes a folder name: keep it under {MAX_NAME_BYTES + 1} bytes (it has {len(value.encode())})"
+    return None
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: "0", 1.0 or true are not silently read as the whole number 0 or 1; a
+    # float field accepts only finite numbers.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class DatasetSpec(_Strict):
@@ -50,6 +70,8 @@ class TaskSpec(_Strict):
     def _safe_name(cls, value: str) -> str:
         if not value or "/" in value or _CONTROL_CHARS.search(value) or value in {".", ".."}:
             raise ValueError("task names become folder names: no '/', no control characters, not empty")
+        if len(value.encode()) > 200:
+            raise ValueError("task names become folder names: keep them under 200 bytes")
         return value
 
 
@@ -110,8 +132,17 @@ class ResourcesSpec(_Strict):
     def _time(cls, value: str | None) -> str | None:
         if value is None or value == "auto":
             return value
-        if not SLURM_TIME.match(value):
-            raise ValueError("use auto, MM, HH:MM:SS or D-HH:MM:SS, e.g. 02:00:00")
+        problem = slurm_time_problem(value)
+        if problem:
+            raise ValueError(f"{problem}; or auto")
+        return value
+
+    @field_validator("mem")
+    @classmethod
+    def _mem(cls, value: str | None) -> str | None:
+        problem = None if value is None else slurm_mem_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
@@ -135,12 +166,9 @@ class ExperimentSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the experiment needs a name, e.g. cap_8L_lora_comparison_2025-10-22")
-        if "/" in value or value in {".", ".."}:
-            raise ValueError("the name becomes a folder name: drop the '/'")
-        if _CONTROL_CHARS.search(value):
-            raise ValueError("the name becomes a folder name: remove newlines and control characters")
+        problem = name_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("models")
@@ -192,14 +220,14 @@ def knob_problems(spec: ExperimentSpec) -> list[str]:
                 problems.append(f"{section}.{key}: already set in {seen[key]}; set each knob in one place")
             seen[key] = section
             if not isinstance(levels, list) or not levels:
-                problems.append(f"{section}.{key}: give a non-empty list of levels (got {levels!r})")
+                problems.append(f"{section}.{key}: give a non-empty list of levels (got {short_repr(levels)})")
                 continue
             for level in levels:
                 issue = check_knob(key, level)
                 if issue:
-                    problems.append(f"{section}.{key}: level {level!r} {issue}")
+                    problems.append(f"{section}.{key}: level {short_repr(level)} {issue}")
             if len({repr(v) for v in levels}) != len(levels):
-                problems.append(f"{section}.{key}: a level is listed twice (got {levels!r})")
+                problems.append(f"{section}.{key}: a level is listed twice (got {short_repr(levels)})")
     lengths = {k: len(v) for k, v in spec.paired.items() if isinstance(v, list)}
     if len(set(lengths.values())) > 1:
         problems.append(
@@ -214,11 +242,12 @@ def knob_problems(spec: ExperimentSpec) -> list[str]:
             problems.append(f"controls.{key}: also varied in {seen[key]}; remove it from one of them")
         issue = check_knob(key, value)
         if issue:
-            problems.append(f"controls.{key}: {value!r} {issue}")
+            problems.append(f"controls.{key}: {short_repr(value)} {issue}")
     epochs = spec.evaluation.epochs
     if isinstance(epochs, list):
         all_epochs = spec.factors.get("epochs") or spec.paired.get("epochs") or [spec.controls.get("epochs", KNOBS["epochs"].default)]
-        fewest = min(e for e in all_epochs if isinstance(e, int)) if all_epochs else 1
+        ints = [e for e in all_epochs if isinstance(e, int) and not isinstance(e, bool)]
+        fewest = min(ints) if ints else 1
         too_big = [e for e in epochs if e >= fewest]
         if too_big:
             problems.append(
@@ -237,7 +266,8 @@ def knob_problems(spec: ExperimentSpec) -> list[str]:
 def parse_spec(data: Any, source: str) -> ExperimentSpec:
     """Validate a loaded spec mapping; raise one ConfigError listing every problem."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: an experiment spec is a YAML mapping (name:, models:, ...), got {type(data).__name__}")
+        raise ConfigError(f"{source}: an experiment spec is a YAML mapping (name:, models:, ...), got {type(data).__name__}; "
+                          "start from examples/capitalization/experiment.yaml")
     try:
         spec = ExperimentSpec.model_validate(data)
     except ValidationError as exc:
@@ -266,13 +296,9 @@ def _DEFAULTS() -> dict[str, Any]:  # noqa: N802 - a constant built on demand
     }
 
 
-def load_spec_text(text: str, source: str) -> ExperimentSpec:
-    """Parse YAML text of an experiment spec."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}".replace("\n", " "))
-    return parse_spec(data, source)
+def load_spec_text(text: str, source: str, max_nodes: int = MAX_NODES) -> ExperimentSpec:
+    """Parse YAML text of an experiment spec (see planner.spec.loading for what is refused)."""
+    return parse_spec(load_yaml(text, source, max_nodes=max_nodes), source)
 
 
 def spec_to_yaml(spec: ExperimentSpec) -> str:
@@ -280,4 +306,4 @@ def spec_to_yaml(spec: ExperimentSpec) -> str:
     data = spec.model_dump(mode="json", exclude_none=False)
     if data.get("provenance") is None:
         data.pop("provenance", None)
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    return dump_yaml(data, sort_keys=False, allow_unicode=True, width=100)

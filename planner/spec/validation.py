@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from planner.spec.loading import short_repr
+
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """Follow ``loc`` through nested pydantic models; return the model that owns the last key."""
@@ -48,6 +50,6 @@ def describe_errors(exc: ValidationError, model: type[BaseModel], source: str) -
         msg = err.get("msg", "invalid value")
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
-        shown = repr(value) if not isinstance(value, dict) else "a mapping"
+        shown = short_repr(value) if not isinstance(value, dict) else "a mapping"
         problems.append(f"{source}: {key}: {msg} (got {shown})")
     return problems

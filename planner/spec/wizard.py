@@ -14,6 +14,7 @@ from typing import Any, Callable
 import yaml
 
 from planner.spec.knobs import KNOBS, check_knob, coerce_knob
+from planner.spec.spec import name_problem
 
 
 @dataclass
@@ -102,6 +103,32 @@ def parse_positive_int(text: str) -> int:
     return value
 
 
+def default_warmup(train_examples: int, batch_size: int, epochs: int) -> int:
+    """Warm-up steps to offer: a tenth of the training steps, at most 100 (torchtune's recipes use 100).
+
+    A fixed 100 would be longer than a small run's whole training (a 50-step epoch).
+    """
+    steps = -(-train_examples // max(batch_size, 1)) * epochs
+    return min(100, steps // 10)
+
+
+def parse_warmup(text: str, total_steps: int | None) -> int:
+    """Warm-up steps: a whole number >= 0, and no more than the training steps when known."""
+    value = parse_positive_int(text)
+    if total_steps is not None and value > total_steps:
+        raise ValueError(f"{value} warm-up steps is longer than the whole training ({total_steps} steps); give at most {total_steps}")
+    return value
+
+
+def parse_name(text: str) -> str:
+    """An experiment name: checked now, with the spec's own rules, so it is re-asked rather than failing later."""
+    value = text.strip()
+    problem = name_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 def suggested_name(task: str, factors: list[str], today: date) -> str:
     """Seed 002's naming pattern: task indicator, key factor, date."""
     factor = {"lora_rank": "lora_comparison", "learning_rate": "lr_sweep", "train_samples": "data_sizes"}.get(
@@ -115,6 +142,8 @@ def spec_from_answers(answers: dict[str, Any]) -> dict[str, Any]:
     controls: dict[str, Any] = {
         "epochs": answers["epochs"],
         "batch_size": answers["batch_size"],
+        "max_seq_len": answers["max_seq_len"],
+        "num_warmup_steps": answers["num_warmup_steps"],
         "system_prompt": answers["system_prompt"],
     }
     controls = {k: v for k, v in controls.items() if k not in answers["factors"]}

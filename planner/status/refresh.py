@@ -4,13 +4,20 @@ Each job's own scheduler (:class:`~planner.jobs.scheduler.Scheduler`, by the kin
 journal recorded) is asked once per refresh about every unfinished job; jobs already known
 to be final are answered from the cache. When a scheduler's answer may be stale (Slurm's
 accounting is down), the report says so, with the time of the last good refresh, and
-only final states from accounting or the jobs' own files are cached.
+only final states from accounting or the jobs' own files are cached. Rows no source
+answered then keep the state the last refresh saw.
+
+Jobs refresh the tables themselves as they end (:mod:`planner.status.job_refresh`), and
+accounting lags behind a job that has not exited yet: the Slurm scheduler answers such a
+job from its own final ``job-state.json``. Those answers are *provisional* and not
+cached: the scheduler's final word (TIMEOUT, CANCELLED) replaces them later.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -21,7 +28,10 @@ from planner.folder.markdown import SummaryFormatError
 from planner.jobs.scheduler import JobInfo, QueryResult, Scheduler
 from planner.spec.states import FINAL_STATES
 from planner.status.report import StatusReport, build_report, table_rows
-from planner.status.tables import EVAL_BLOCK, FINETUNE_BLOCK, eval_table, finetune_table
+from planner.status.tables import EVAL_BLOCK, FINETUNE_BLOCK, REFRESH_BLOCK, eval_table, finetune_table, refresh_line
+
+#: What the summary names as the refresher when a user runs ``status``.
+STATUS_COMMAND = "`plan-experiment status`"
 from planner.jobs.recovery import RECOVERY_FILE, RecoveryState
 
 
@@ -61,10 +71,16 @@ def collect(exp: Experiment, journal: Journal, cache: dict, timeout_s: float = 3
             continue
         got = scheduler.query(jobs, timeout_s)
         out.jobs.update(got.jobs)
+        out.provisional |= got.provisional
         out.calls += got.calls
         out.warnings += got.warnings
         if got.stale:
             out.stale, out.stale_reason = True, got.stale_reason
+            last = cache.get("last", {})
+            for job_id in jobs:
+                if job_id not in out.jobs and job_id in last:
+                    # Nobody could answer: keep the row as the last refresh saw it, saying so.
+                    out.jobs[job_id] = replace(_cached(last[job_id]), source="last refresh")
     return out
 
 
@@ -116,33 +132,63 @@ def predicted_seconds(exp: Experiment, journal: Journal | None = None) -> dict[s
 
 
 def refresh(exp: Experiment, now: datetime, write_summary: bool = True, timeout_s: float = 30.0,
-            schedulers: Mapping[str, Scheduler] | None = None) -> tuple[StatusReport, int]:
+            schedulers: Mapping[str, Scheduler] | None = None, by: str = STATUS_COMMAND) -> tuple[StatusReport, int]:
+    """One refresh under the experiment's lock; see :func:`refresh_locked`."""
+    with exp.lock():
+        return refresh_locked(exp, now, write_summary, timeout_s, schedulers, by)
+
+
+def refresh_locked(exp: Experiment, now: datetime, write_summary: bool = True, timeout_s: float = 30.0,
+                   schedulers: Mapping[str, Scheduler] | None = None,
+                   by: str = STATUS_COMMAND) -> tuple[StatusReport, int]:
     """One refresh: collect, build the report, rewrite the status blocks, update the cache.
+
+    The caller holds the experiment's lock: everything is read after it was taken, so a
+    refresh never writes a state older than what the one before it wrote.
+
+    Args:
+        exp: The experiment.
+        now: Time of the refresh (local, naive, as the tables print it).
+        write_summary: Rewrite the status blocks of experiment_summary.md.
+        timeout_s: Longest wait for each scheduler command.
+        schedulers: Scheduler by kind (the real ones by default).
+        by: What refreshes, for the summary's refresh line: a command or ``job <id>``.
 
     Returns:
         The report and the number of scheduler calls made.
+
+    Raises:
+        OSError: the summary or the cache could not be written (a read-only folder).
     """
-    with exp.lock():
-        journal = exp.read_journal()
-        cache = exp.read_cache()
-        got = collect(exp, journal, cache, timeout_s, schedulers)
-        report = build_report(exp.plan, journal, got.jobs, now, result_notes(exp), predicted_seconds(exp, journal),
-                              recovery_states(exp))
-        report.stale, report.stale_reason = got.stale, got.stale_reason
-        report.warnings += got.warnings
-        if not got.stale:
-            cache["last_good_refresh"] = now.isoformat(timespec="seconds")
-        report.last_good_refresh = cache.get("last_good_refresh")
-        numbers = {task.job_id: sub.number for sub, task in journal.latest().values()}
-        cache["final"] = {
-            jid: _cache_entry(info, numbers[jid]) for jid, info in got.jobs.items()
-            if info.state in FINAL_STATES and info.source in ("sacct", "job file") and jid in numbers
-        }
-        if write_summary:
-            ft, ev = table_rows(report, exp.plan)
-            try:
-                exp.update_summary_blocks({FINETUNE_BLOCK: finetune_table(ft), EVAL_BLOCK: eval_table(ev)})
-            except SummaryFormatError as exc:
-                report.warnings.append(str(exc))
-        exp.write_cache(cache)
+    journal = exp.read_journal()
+    cache = exp.read_cache()
+    got = collect(exp, journal, cache, timeout_s, schedulers)
+    report = build_report(exp.plan, journal, got.jobs, now, result_notes(exp), predicted_seconds(exp, journal),
+                          recovery_states(exp))
+    report.stale, report.stale_reason = got.stale, got.stale_reason
+    report.warnings += got.warnings
+    report.refreshed_by = by
+    report.previous_refresh = cache.get("last_refresh")
+    if not got.stale:
+        cache["last_good_refresh"] = now.isoformat(timespec="seconds")
+    report.last_good_refresh = cache.get("last_good_refresh")
+    numbers = {task.job_id: sub.number for sub, task in journal.latest().values()}
+    cache["final"] = {
+        jid: _cache_entry(info, numbers[jid]) for jid, info in got.jobs.items()
+        if info.state in FINAL_STATES and info.source in ("sacct", "job file") and jid in numbers
+        and jid not in got.provisional
+    }
+    cache["last"] = {jid: _cache_entry(info, numbers[jid]) for jid, info in got.jobs.items()
+                     if info.state not in FINAL_STATES and jid in numbers}
+    # Before any submit the tables are the plan's own: nothing to refresh, nothing rewritten.
+    if write_summary and report.submitted:
+        cache["last_refresh"] = {"at": now.isoformat(" ", "seconds"), "by": by}
+        ft, ev = table_rows(report, exp.plan)
+        line = refresh_line(now.isoformat(" ", "seconds"), by, got.stale_reason if got.stale else None)
+        try:
+            exp.update_summary_blocks({REFRESH_BLOCK: line, FINETUNE_BLOCK: finetune_table(ft), EVAL_BLOCK: eval_table(ev)},
+                                      optional=frozenset({REFRESH_BLOCK}))
+        except SummaryFormatError as exc:
+            report.warnings.append(str(exc))
+    exp.write_cache(cache)
     return report, got.calls

@@ -64,6 +64,8 @@ class StatusReport:
     stale_reason: str | None = None
     last_good_refresh: str | None = None
     warnings: list[str] = field(default_factory=list)
+    refreshed_by: str = "`plan-experiment status`"  # a command, or "job <id>" when a job refreshed as it ended
+    previous_refresh: dict[str, str] | None = None  # {"at": ..., "by": ...} of the refresh before this one
 
     @property
     def submitted(self) -> list[UnitStatus]:
@@ -96,6 +98,8 @@ class StatusReport:
         return json.dumps(
             {
                 "refreshed": conv(self.refreshed),
+                "refreshed_by": self.refreshed_by,
+                "previous_refresh": self.previous_refresh,
                 "stale": self.stale,
                 "stale_reason": self.stale_reason,
                 "last_good_refresh": self.last_good_refresh,
@@ -202,6 +206,9 @@ def _notes(u: UnitStatus, base: bool) -> str | None:
         parts.append("raise the time request (resources.time) or run `plan-experiment estimate`, then --retry-failed")
     if u.state == "CANCELLED" and u.kind == "eval":
         parts.append("its training did not succeed" if dependency_failed(u) else "cancelled")
+    if u.kind == "eval" and u.start and u.final:
+        # The evaluation table has no Started column (seed 002's layout): say it here.
+        parts.append(f"started {_when(u.start)}")
     if u.elapsed_s and u.final:
         parts.append(f"elapsed {clock(u.elapsed_s)}")
         if u.predicted_s:
@@ -211,7 +218,7 @@ def _notes(u: UnitStatus, base: bool) -> str | None:
         parts.append(u.note)
     if u.recovery:
         parts.append(u.recovery)
-    if u.source == "squeue":
+    if u.source in ("squeue", "last refresh"):
         parts.append(f"from {u.source}")
     return "; ".join(parts) or None
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.folder.markdown import md_table
+from planner.folder.markdown import md_cell, md_table
 from planner.spec.runs import Plan
 
 FINETUNE_BLOCK = "finetune-status"
 EVAL_BLOCK = "eval-status"
+REFRESH_BLOCK = "status-refresh"  # one line: when and by what the tables were last refreshed
+NOT_REFRESHED = "Not refreshed yet: each job refreshes these tables as it ends, and `plan-experiment status` does on demand."
 FINETUNE_HEADERS = ("Run Name", "Status", "Job ID", "Started", "Completed", "Notes")
 EVAL_HEADERS = ("Run Name", "Task", "Epoch", "Status", "Job ID", "Completed", "Notes")
 
@@ -70,3 +72,17 @@ def eval_table(rows: list[EvalRow]) -> str:
             for r in rows
         ],
     )
+
+
+def refresh_line(when: str, by: str, stale_reason: str | None = None) -> str:
+    """The line above the tables that says how current they are.
+
+    Args:
+        when: Local time of the refresh (as the tables print times).
+        by: What refreshed them: ``job 123_4`` or a command in backticks.
+        stale_reason: Why the scheduler could not be asked, when it could not.
+    """
+    line = f"Tables refreshed {when} by {by}."
+    if stale_reason:
+        line += f" The scheduler could not be asked ({stale_reason}): rows it did not answer are as they were."
+    return md_cell(line)

@@ -14,12 +14,14 @@ recipe YAML) and returns data; never reads files, runs processes or looks at the
 from __future__ import annotations
 
 import copy
+import functools
 import posixpath
 from typing import Any, Mapping
 
 import yaml
 
 from planner.spec.knobs import KNOBS
+from planner.spec.loading import dump_yaml
 from planner.torchtune.hook import HOOK, split_prompt, format_prompt, prompted_tokenizer
 from planner.torchtune.registry import (
     MODEL_TYPES,
@@ -33,6 +35,7 @@ from planner.torchtune.registry import (
     checkpoint_files,
     SINGLE_DEVICE_RECIPE,
     DISTRIBUTED_RECIPE,
+    CPU_DISTRIBUTED_RECIPE,
     MULTINODE_ENV_VARS,
     recipe_name,
     recipe_file_for,
@@ -43,6 +46,7 @@ from planner.torchtune.registry import (
 from planner.torchtune.shapes import RecipeError, SUPPORTED_ARCHITECTURES, ModelShape, count_parameters, model_shape_from_config
 
 __all__ = [
+    "CPU_DISTRIBUTED_RECIPE",
     "DEFAULT_SETTINGS",
     "DISTRIBUTED_RECIPE",
     "HOOK",
@@ -98,7 +102,20 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 
+def _clone(value: Any) -> Any:
+    """A deep copy of YAML data (mappings, lists, scalars): several times faster than ``copy.deepcopy``."""
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return copy.deepcopy(value)
+
+
+@functools.lru_cache(maxsize=64)
 def _load_recipe(recipe_text: str) -> dict[str, Any]:
+    # Cached: a plan renders every run from the same few recipes (callers deep-copy).
     try:
         cfg = yaml.safe_load(recipe_text)
     except yaml.YAMLError as exc:
@@ -159,7 +176,7 @@ def finetune_config(
     if not checkpoint_files:
         raise RecipeError("no checkpoint files given")
 
-    cfg = copy.deepcopy(_load_recipe(recipe_text))
+    cfg = _clone(_load_recipe(recipe_text))
     recipe = recipe_name(gpus, nodes)
 
     rank = int(s["lora_rank"])
@@ -311,7 +328,7 @@ def eval_config(
     Returns:
         The config as a dict.
     """
-    ft = copy.deepcopy(dict(finetune_cfg))
+    ft = _clone(dict(finetune_cfg))
     lora_model = dict(ft["model"])
     if adapter_dir is None:
         model = {k: v for k, v in lora_model.items() if k not in LORA_KWARGS}
@@ -366,4 +383,4 @@ def dump_config(cfg: Mapping[str, Any]) -> str:
     Returns:
         YAML text.
     """
-    return yaml.safe_dump(dict(cfg), sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return dump_yaml(dict(cfg), sort_keys=False, default_flow_style=False, allow_unicode=True)

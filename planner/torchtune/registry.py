@@ -7,6 +7,7 @@ returns names and argv; never reads files, runs processes or looks at the enviro
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import shlex
 from dataclasses import dataclass
@@ -131,7 +132,9 @@ LORA_KWARGS: frozenset[str] = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=64)
 def _named_size(shape: ModelShape) -> _NamedSize | None:
+    # Cached per shape (frozen, hashable): a plan asks once per run, about one or two models.
     values = shape.to_dict()
     for named in _NAMED_SIZES:
         if named.family == shape.family and all(values[k] == v for k, v in named.dims):
@@ -309,6 +312,13 @@ def checkpoint_files(files: Sequence[str], index_json: Mapping[str, Any] | None 
 SINGLE_DEVICE_RECIPE = "lora_finetune_single_device"
 DISTRIBUTED_RECIPE = "lora_finetune_distributed"
 
+#: What ``tune run`` starts in place of :data:`DISTRIBUTED_RECIPE` when the processes are
+#: CPU processes: the same recipe on gloo (see :mod:`planner.torchtune.gloo_recipe`).
+#: ``tune run`` turns a path-like name of a non-built-in recipe into a dotted module name
+#: and starts it with ``python -m``, so this is a module of the installed planner, not a file
+#: looked up on disk.
+CPU_DISTRIBUTED_RECIPE = "planner/torchtune/gloo_recipe.py"
+
 #: Variables a multi-node job script must export before running :func:`training_argv`.
 MULTINODE_ENV_VARS: tuple[str, ...] = ("MASTER_ADDR", "MASTER_PORT", "SLURM_JOB_ID")
 
@@ -352,7 +362,7 @@ def recipe_files() -> list[str]:
     return sorted(f"{s}_lora_{k}.yaml" for s in stems for k in ("single_device", "distributed"))
 
 
-def training_argv(config_path: str, gpus: int = 1, nodes: int = 1) -> list[str]:
+def training_argv(config_path: str, gpus: int = 1, nodes: int = 1, device: str = "cuda") -> list[str]:
     """Return the ``tune run`` command of a run.
 
     For several nodes the command uses torchrun's c10d rendezvous; it must run once
@@ -363,13 +373,16 @@ def training_argv(config_path: str, gpus: int = 1, nodes: int = 1) -> list[str]:
 
     Args:
         config_path: The run's ``finetune.yaml``.
-        gpus: GPUs per node.
+        gpus: GPUs per node (processes per node).
         nodes: Nodes.
+        device: ``cpu`` runs the distributed recipe on gloo (:data:`CPU_DISTRIBUTED_RECIPE`).
 
     Returns:
         The argv.
     """
     recipe = recipe_name(gpus, nodes)
+    if recipe == DISTRIBUTED_RECIPE and device == "cpu":
+        recipe = CPU_DISTRIBUTED_RECIPE
     argv = ["tune", "run"]
     if nodes > 1:
         argv += [
@@ -384,7 +397,7 @@ def training_argv(config_path: str, gpus: int = 1, nodes: int = 1) -> list[str]:
     return argv + [recipe, "--config", config_path]
 
 
-def training_command(config_path: str, gpus: int = 1, nodes: int = 1) -> str:
+def training_command(config_path: str, gpus: int = 1, nodes: int = 1, device: str = "cuda") -> str:
     """Return :func:`training_argv` as one shell line.
 
     Arguments are shell-quoted, except that ``$VAR`` references stay expandable
@@ -394,11 +407,12 @@ def training_command(config_path: str, gpus: int = 1, nodes: int = 1) -> str:
         config_path: The run's ``finetune.yaml``.
         gpus: GPUs per node.
         nodes: Nodes.
+        device: ``cuda`` or ``cpu``.
 
     Returns:
         The command line.
     """
     parts = []
-    for arg in training_argv(config_path, gpus, nodes):
+    for arg in training_argv(config_path, gpus, nodes, device):
         parts.append(f'"{arg}"' if arg.startswith("$") else shlex.quote(arg))
     return " ".join(parts)

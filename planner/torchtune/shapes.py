@@ -114,6 +114,23 @@ def count_parameters(
     return embed + num_layers * per_layer + hidden_size + head
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _dimension(config: Mapping[str, Any], arch: str, key: str, default: int | None = None) -> int:
+    """A whole number > 0 from config.json; ``default`` when absent or null (None: required)."""
+    value = config.get(key)
+    if value is None:
+        if default is None:
+            raise RecipeError(f"config.json of {arch} lacks {key!r}; it is not a complete Hugging Face config")
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise RecipeError(f"config.json of {arch}: {key} must be a whole number > 0 (got {_short(value)})")
+    return value
+
+
 def _llama_family(config: Mapping[str, Any]) -> tuple[str, float | None]:
     """Tell Llama 2 / 3 / 3.1 / 3.2 apart from their RoPE settings.
 
@@ -124,11 +141,14 @@ def _llama_family(config: Mapping[str, Any]) -> tuple[str, float | None]:
     scaling = config.get("rope_scaling") or {}
     rope_type = scaling.get("rope_type") or scaling.get("type")
     if rope_type == "llama3":
-        factor = float(scaling.get("factor", 8.0))
+        factor = scaling.get("factor", 8.0)
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < float("inf"):
+            raise RecipeError(f"config.json: rope_scaling.factor must be a positive number (got {_short(factor)})")
+        factor = float(factor)
         return ("llama3_2" if factor >= 16 else "llama3_1"), factor
     if scaling:
         raise RecipeError(
-            f"LlamaForCausalLM with rope_scaling {dict(scaling)!r} is not supported "
+            f"LlamaForCausalLM with rope_scaling {_short(dict(scaling))} is not supported "
             "(supported: none, or rope_type 'llama3')"
         )
     if float(config.get("rope_theta", 10000.0)) >= 100000 and int(config.get("vocab_size", 0)) >= 128000:
@@ -148,22 +168,35 @@ def model_shape_from_config(config: Mapping[str, Any]) -> ModelShape:
     Raises:
         RecipeError: For an unsupported architecture or a config missing dimensions.
     """
+    if not isinstance(config, Mapping):
+        raise RecipeError(f"config.json holds a {type(config).__name__}, not a JSON object")
     archs = config.get("architectures") or []
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise RecipeError(f"config.json: architectures must be a list of names, e.g. [\"LlamaForCausalLM\"] (got {_short(archs)})")
     arch = archs[0] if archs else config.get("model_type", "<none>")
-    if arch not in SUPPORTED_ARCHITECTURES:
+    if not isinstance(arch, str) or arch not in SUPPORTED_ARCHITECTURES:
         raise RecipeError(
-            f"unsupported architecture {arch!r}; supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
+            f"unsupported architecture {_short(arch)}; supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
         )
-    try:
-        hidden = int(config["hidden_size"])
-        layers = int(config["num_hidden_layers"])
-        heads = int(config["num_attention_heads"])
-        inter = int(config["intermediate_size"])
-        vocab = int(config["vocab_size"])
-    except KeyError as exc:
-        raise RecipeError(f"config.json of {arch} lacks {exc.args[0]!r}") from None
-    kv_heads = int(config.get("num_key_value_heads") or heads)
-    head_dim = int(config.get("head_dim") or hidden // heads)
+    hidden = _dimension(config, arch, "hidden_size")
+    layers = _dimension(config, arch, "num_hidden_layers")
+    heads = _dimension(config, arch, "num_attention_heads")
+    inter = _dimension(config, arch, "intermediate_size")
+    vocab = _dimension(config, arch, "vocab_size")
+    kv_heads = _dimension(config, arch, "num_key_value_heads", heads)
+    if hidden % heads and config.get("head_dim") is None:
+        raise RecipeError(f"config.json of {arch}: hidden_size {hidden} is not a multiple of num_attention_heads {heads}")
+    head_dim = _dimension(config, arch, "head_dim", hidden // heads)
+    if heads % kv_heads:
+        raise RecipeError(f"config.json of {arch}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kv_heads}")
+    for key in ("rope_theta", "rms_norm_eps"):
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf")):
+            raise RecipeError(f"config.json of {arch}: {key} must be a positive number (got {_short(value)})")
+    _dimension(config, arch, "max_position_embeddings", 4096)
+    scaling = config.get("rope_scaling")
+    if scaling is not None and not isinstance(scaling, Mapping):
+        raise RecipeError(f"config.json of {arch}: rope_scaling must be an object or null (got {_short(scaling)})")
     family = SUPPORTED_ARCHITECTURES[arch]
     factor: float | None = None
     if family == "llama":

@@ -26,11 +26,34 @@ write_state() {
   printf '{"state": "%s", "job_id": "%s", "started": "%s", "ended": "%s", "exit_code": %s, "host": "%s"%s}\n' \
     "$1" "$JOB_ID" "$STARTED" "$2" "$3" "$(hostname -s 2>/dev/null || echo unknown)" "$recovery" > "$tmp" && mv -f "$tmp" "$JOB_DIR/job-state.json"
 }
+# As it ends, after its own record is written, the job refreshes the experiment's status
+# tables (docs/commands.md, "Refreshes from jobs"). Fixed command, quoted arguments; it
+# never changes the job's exit code, and a refresh that cannot run is one line in the log.
+refresh_summary() {
+  local py=<python> limit=()
+  if [ -z "$py" ] || [ ! -x "$py" ]; then py="$(command -v python3 2>/dev/null || true)"; fi
+  if [ -z "$py" ]; then
+    printf 'plan-experiment: status tables not refreshed: no Python on %s; `plan-experiment status` catches up\n' "$(hostname)" | tee -a "$LOG"
+    return 0
+  fi
+  if command -v timeout >/dev/null 2>&1; then limit=(timeout -k 2 20); fi
+  # From / : `python -m` puts its working folder first on the import path.
+  (cd / && ${limit[@]+"${limit[@]}"} "$py" -m planner.status.job_refresh <tmp>/experiments/cap_5L_lora_comparison_demo "$JOB_ID" "$@") 2>&1 | tee -a "$LOG"
+  local rc=${PIPESTATUS[0]}
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    printf 'plan-experiment: status tables not refreshed: the refresh ran past 20 s and was stopped; the next refresh catches up\n' | tee -a "$LOG"
+  elif [ "$rc" -ne 0 ]; then
+    printf 'plan-experiment: status tables not refreshed: %s could not run the planner (exit %s: is plan-experiment installed for it?); `plan-experiment status` catches up\n' "$py" "$rc" | tee -a "$LOG"
+  fi
+  return 0
+}
 write_state RUNNING "" null
 # A job that requeued itself (its command left .requeued) is ended by Slurm with TERM: no failure.
+# After a signal, a shorter lock wait: Slurm kills the job for good KillWait seconds later.
 on_stop() {
   if [ -e "$JOB_DIR/.requeued" ]; then rm -f "$JOB_DIR/.requeued"; write_state REQUEUED "$(utc_now)" 75
   else write_state FAILED "$(utc_now)" 143; fi
+  refresh_summary --lock-wait 2
   exit 143
 }
 trap on_stop TERM INT
@@ -46,6 +69,7 @@ export PYTHONUNBUFFERED=1
 if [ ! -d <tmp>/experiments/cap_5L_lora_comparison_demo/tiny-llama-cap_rank4/epoch_1 ]; then
   printf 'plan-experiment: no checkpoint at %s: train the run first\n' <tmp>/experiments/cap_5L_lora_comparison_demo/tiny-llama-cap_rank4/epoch_1 | tee -a "$LOG"
   write_state FAILED "$(utc_now)" 2
+  refresh_summary
   exit 2
 fi
 printf 'plan-experiment: evaluating %s (job %s) on %s\n' tiny-llama-cap_rank4/capitalization_epoch1 "$JOB_ID" "$(hostname)" | tee -a "$LOG"
@@ -56,4 +80,7 @@ if [ "$RC" -eq 0 ]; then write_state COMPLETED "$ENDED" 0
 # 75: the job requeued itself (it resumes when Slurm starts it again).
 elif [ "$RC" -eq 75 ]; then rm -f "$JOB_DIR/.requeued"; write_state REQUEUED "$ENDED" 75
 else write_state FAILED "$ENDED" "$RC"; fi
+# The record is final: a signal during the refresh must not rewrite it nor change the exit code.
+trap 'exit "$RC"' TERM INT
+refresh_summary
 exit "$RC"

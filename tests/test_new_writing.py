@@ -1,0 +1,132 @@
+"""Writing the experiment folder: a full disk, kill -9 part-way, and the user's umask."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from planner.folder import atomic
+from tests.conftest import ROOT, load_yaml, run_cli, write_spec
+
+
+def _everything(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")} if root.exists() else set()
+
+
+def test_a_full_disk_is_one_line_exit_3_and_leaves_nothing(example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = Path.write_text
+    calls = {"n": 0}
+
+    def fill_up(self: Path, *args: Any, **kwargs: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] > 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", fill_up)
+    result = run_cli("new", "--spec", str(example / "experiment.yaml"), "--yes")
+    assert result.exit_code == 3, result.output
+    exp = example / "experiments" / "cap_5L_lora_comparison_demo"
+    assert result.stderr == (
+        f"error: cannot write the experiment folder {exp}: the disk is full; nothing was written. "
+        "Free space or choose another folder with --out\n"
+    )
+    assert _everything(example / "experiments") == set()
+
+
+def test_a_real_full_filesystem(example: Path, tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        result = run_cli("new", "--spec", str(example / "experiment.yaml"), "--yes", "--out", str(small))
+        assert result.exit_code == 3, result.output
+        assert "the disk is full; nothing was written" in result.stderr and "Traceback" not in result.output
+        assert len(result.stderr.splitlines()) == 1
+        assert os.listdir(small) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+def _big_spec(example: Path, name: str) -> Path:
+    return write_spec(example, name=name, factors={"lora_rank": list(range(1, 31)), "learning_rate": [i * 1e-5 for i in range(1, 101)]},
+                      controls={"epochs": 1}, evaluation={"tasks": [], "epochs": "last"})
+
+
+def test_kill_9_while_writing_leaves_a_partial_that_the_next_new_removes(example: Path) -> None:
+    spec = _big_spec(example, "killed")
+    out = example / "experiments"
+    proc = subprocess.Popen([sys.executable, "-m", "planner.cli.main", "new", "--spec", str(spec), "--yes"],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    partials: list[Path] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        partials = [p for p in out.glob(".*.partial")] if out.exists() else []
+        if partials and any(partials[0].iterdir()):
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "new finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert partials and partials[0].is_dir(), "kill -9 left no partial folder"
+    assert not (out / "killed").exists()
+
+    result = run_cli("new", "--spec", str(example / "experiment.yaml"), "--yes")
+    assert result.exit_code == 0, result.output
+    assert f"Removed {partials[0]}: left by an earlier `new` that was killed while writing" in result.output.replace("\n", "")
+    assert not partials[0].exists()
+    assert [p.name for p in out.iterdir()] == ["cap_5L_lora_comparison_demo"]
+
+
+def test_partials_of_running_or_foreign_writers_and_look_alikes_are_kept(example: Path) -> None:
+    out = example / "experiments"
+    out.mkdir()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        host = atomic._host_tag()
+        ticks = atomic._start_ticks(sleeper.pid)
+        keep = [
+            out / f".exp.pe-{host}-{sleeper.pid}-{ticks}.abcd1234.partial",  # its writer still runs
+            out / f".exp.pe-00000000-999999-1.abcd1234.partial",  # written on another host
+            out / ".exp.abcd1234.partial",  # not named as ours
+            out / ".notes.partial",
+        ]
+        for folder in keep:
+            folder.mkdir()
+        link = out / f".exp.pe-{host}-999999-1.abcd1234.partial"
+        link.symlink_to(example)  # looks like ours but is a link: never followed or removed
+        dead = out / f".exp.pe-{host}-999999-1.efgh5678.partial"  # pid 999999 does not run
+        dead.mkdir()
+        (dead / "file").write_text("x")
+        result = run_cli("new", "--spec", str(example / "experiment.yaml"), "--yes")
+        assert result.exit_code == 0, result.output
+        assert all(folder.is_dir() for folder in keep)
+        assert link.is_symlink() and example.is_dir()
+        assert not dead.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o755), (0o027, 0o750), (0o077, 0o700)])
+def test_experiment_folders_follow_the_umask(example: Path, mask: int, mode: int) -> None:
+    old = os.umask(mask)
+    try:
+        result = run_cli("new", "--spec", str(example / "experiment.yaml"), "--yes")
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    exp = example / "experiments" / "cap_5L_lora_comparison_demo"
+    assert exp.stat().st_mode & 0o777 == mode
+    assert (exp / "tiny-llama-cap_rank4").stat().st_mode & 0o777 == mode
+    assert (exp / "experiment_summary.md").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert load_yaml(exp / "experiment.yaml")["name"] == "cap_5L_lora_comparison_demo"
