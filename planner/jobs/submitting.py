@@ -142,7 +142,16 @@ def submit(exp: Experiment, executor: Scheduler, only: set[str] | None, retry_fa
             if not dry:
                 journal.submissions.append(sub)
                 _write_journal(exp, journal, "before submitting", [])
-            ids = _submit(executor, scripts, request, wait_for)
+            try:
+                ids = _submit(executor, scripts, request, wait_for)
+            except PlannerError as exc:
+                if not dry and executor.kind == "local" and exc.__cause__ is None:
+                    # The local executor's own refusal comes before any process starts, and a
+                    # local job cannot be found again by name: the intent is withdrawn rather
+                    # than left unconfirmed. (A wrapped error may follow started processes.)
+                    journal.submissions.remove(sub)
+                    _write_journal(exp, journal, "after the local executor refused", [])
+                raise
             sub.confirm(ids)
             result.submissions.append(sub)
             if not dry:
