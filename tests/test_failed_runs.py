@@ -38,7 +38,10 @@ def _plan_failing(tmp_path: Path, name: str, setup: list[str]) -> Path:
 @pytest.mark.parametrize(
     ("case", "setup", "code", "log_name"),
     [
-        ("exit3", ["tune() { echo 'training broke' >&2; return 3; }"], 3, r"slurm-\d+(_0)?\.out"),
+        # An executable, not a shell function: the recovery supervisor runs the command itself.
+        ("exit3", ["export PATH=\"$PWD/.stub-bin:$PATH\"", "mkdir -p .stub-bin",
+                   "printf '#!/bin/sh\\necho training broke >&2\\nexit 3\\n' > .stub-bin/tune",
+                   "chmod +x .stub-bin/tune"], 3, r"slurm-\d+(_0)?\.out"),
         ("early4", ["echo 'module load failed' >&2", "exit 4"], 4, r"\d+(_0)?_0_log\.out"),
     ],
 )
