@@ -167,7 +167,7 @@ def test_node_failure_is_requeued_and_resumes(cluster: None, cleanup: list[Path]
     """The node is set DOWN under a running training job, then back: Slurm requeues it (--requeue).
 
     Setting a node DOWN stops every job on it, so this runs only where the cluster is the
-    test's own: CI sets PLAN_EXPERIMENT_TEST_NODE_FAIL=1; elsewhere point SLURM_CONF at a
+    test's own: set PLAN_EXPERIMENT_TEST_NODE_FAIL=1 there; elsewhere point SLURM_CONF at a
     private cluster (docs/slurm-cluster.md) and set it.
     """
     if os.environ.get(NODE_FAIL_ENV) != "1":
