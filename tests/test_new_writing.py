@@ -8,12 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from planner.folder import atomic
+from planner.spec.errors import OutputError
 from tests.conftest import ROOT, load_yaml, run_cli, write_spec
 
 
@@ -22,16 +24,16 @@ def _everything(root: Path) -> set[str]:
 
 
 def test_a_full_disk_is_one_line_exit_3_and_leaves_nothing(example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = Path.write_text
+    real = atomic._write_one
     calls = {"n": 0}
 
-    def fill_up(self: Path, *args: Any, **kwargs: Any) -> int:
+    def fill_up(folder: Path, rel: str, text: str) -> None:
         calls["n"] += 1
         if calls["n"] > 4:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, *args, **kwargs)
+        real(folder, rel, text)
 
-    monkeypatch.setattr(Path, "write_text", fill_up)
+    monkeypatch.setattr(atomic, "_write_one", fill_up)
     result = run_cli("new", "--spec", str(example / "experiment.yaml"), "--yes")
     assert result.exit_code == 3, result.output
     exp = example / "experiments" / "cap_5L_lora_comparison_demo"
@@ -130,3 +132,28 @@ def test_experiment_folders_follow_the_umask(example: Path, mask: int, mode: int
     assert (exp / "tiny-llama-cap_rank4").stat().st_mode & 0o777 == mode
     assert (exp / "experiment_summary.md").stat().st_mode & 0o777 == 0o666 & ~mask
     assert load_yaml(exp / "experiment.yaml")["name"] == "cap_5L_lora_comparison_demo"
+
+
+def test_a_large_folder_is_written_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hundreds of files go through the writer threads: every file and mode arrives, and a
+    failure in any thread leaves nothing behind."""
+    files = {f"runs/r{i:03d}/{name}": f"{i} {name}\n" for i in range(150) for name in ("train.sh", "finetune.yaml")}
+    target = tmp_path / "out" / "big"
+    assert atomic.write_experiment(target, files, False, datetime(2026, 1, 1)) is None
+    assert {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()} == set(files)
+    assert (target / "runs/r149/finetune.yaml").read_text() == "149 finetune.yaml\n"
+    assert os.access(target / "runs/r007/train.sh", os.X_OK) and not os.access(target / "runs/r007/finetune.yaml", os.X_OK)
+
+    real = atomic._write_one
+    calls = {"n": 0}
+
+    def fill_up(folder: Path, rel: str, text: str) -> None:
+        calls["n"] += 1
+        if calls["n"] > 200:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(folder, rel, text)
+
+    monkeypatch.setattr(atomic, "_write_one", fill_up)
+    with pytest.raises(OutputError, match="the disk is full; nothing was written"):
+        atomic.write_experiment(tmp_path / "out" / "big2", files, False, datetime(2026, 1, 1))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["big"]
