@@ -47,6 +47,8 @@ EDGE = frozenset({
     "planner.jobs.slurm",
     "planner.jobs.local",
     "planner.jobs.kinds",
+    "planner.jobs.train_supervisor",
+    "planner.jobs.fault_injection",
     "planner.plan.fs",
     "planner.plan.verify",
     "planner.plan.prompts",

@@ -281,6 +281,6 @@ def test_out_of_memory_and_timeout_say_what_to_change(plan: Plan) -> None:
     journal = _journal()
     ft, _ = table_rows(build_report(plan, journal, jobs, NOW), plan)
     assert ft[0].status == "out_of_memory"
-    assert "halve batch_size and double gradient_accumulation_steps" in (ft[0].notes or "")
+    assert "host memory ran out: raise resources.mem" in (ft[0].notes or "")
     assert ft[1].status == "timeout"
     assert "raise the time request" in (ft[1].notes or "")

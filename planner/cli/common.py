@@ -72,6 +72,8 @@ def status_table(report: StatusReport) -> Table:
             notes.append(f"exit {u.exit_code}")
         if u.note:
             notes.append(u.note)
+        if u.recovery:
+            notes.append(u.recovery)
         predicted = "-"
         if u.predicted_s:
             predicted = clock(u.predicted_s)

@@ -10,6 +10,7 @@ sacct, and by the estimator for wall times. Pure.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
@@ -35,6 +36,8 @@ class JobStateFile(BaseModel):
     exit_code: int | None = None
     host: str | None = None
     reason: str | None = None
+    # A training run's recovery.json (planner.jobs.recovery): batch changes and attempts.
+    recovery: dict[str, Any] | None = None
 
     @field_validator("job_id", mode="before")
     @classmethod

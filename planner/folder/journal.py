@@ -96,6 +96,18 @@ class Submission(BaseModel):
         self.confirm([f"{array_id}_{i}" for i in range(len(self.tasks))])
 
 
+class JournalEvent(BaseModel):
+    """Something a job did on its own (written by the training supervisor inside the job)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    time: str
+    unit: str
+    job_id: str
+    kind: str  # out-of-memory-retry, out-of-memory, requeued, restarted, gave-up, requeue-failed
+    text: str
+
+
 class Journal(BaseModel):
     """All submissions of one experiment."""
 
@@ -104,6 +116,8 @@ class Journal(BaseModel):
     version: int = JOURNAL_VERSION
     experiment: str
     submissions: list[Submission] = []
+    # What jobs did on their own (out-of-memory retries, requeues), oldest first.
+    events: list[JournalEvent] = []
 
     def latest(self) -> dict[str, tuple[Submission, TaskEntry]]:
         """The newest submission of each unit."""

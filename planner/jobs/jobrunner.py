@@ -9,8 +9,10 @@ also take one of a few CPU slots, so an experiment does not start every run at o
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +21,10 @@ from filelock import FileLock, Timeout
 
 from planner.folder.job_state import JOB_STATE, JobStateFile
 from planner.spec.errors import ConfigError
+from planner.jobs.recovery import REQUEUED_EXIT
+
+#: How long a job that requeued itself waits for Slurm to end this attempt.
+REQUEUE_WAIT_S = 300.0
 
 
 class JobScriptFailed(RuntimeError):
@@ -88,6 +94,7 @@ def run_job(script: str, wait_for: str | None = None, slots_dir: str | None = No
         JobScriptFailed: when the script fails, or its dependency did.
     """
     path = Path(script)
+    _leave_stop_warning_to_the_script()
     job_id = _local_job_id()
     if wait_for is not None and not wait_for_dependency(Path(wait_for), path.parent, poll_s, timeout_s):
         _write_state(path.parent, "CANCELLED", job_id, None)
@@ -111,8 +118,22 @@ def run_job(script: str, wait_for: str | None = None, slots_dir: str | None = No
         time.sleep(poll_s)
 
 
+def _leave_stop_warning_to_the_script() -> None:
+    """Let SIGUSR2 (Slurm's --signal ahead of the time limit) pass this process by.
+
+    Slurm sends it to every process of the job step; the training supervisor inside the
+    job script acts on it (stops, requeues, resumes). submitit's own handler would
+    instead requeue the job or end it as failed, whatever the script is doing.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGUSR2, lambda signum, frame: None)
+
+
 def _run(path: Path, env: dict[str, str]) -> int:
     proc = subprocess.run(["bash", str(path)], cwd=str(path.parent), env=env, check=False)
+    if proc.returncode == REQUEUED_EXIT and os.environ.get("SLURM_JOB_ID"):
+        # The script requeued its own job: Slurm ends this attempt and starts the next.
+        time.sleep(REQUEUE_WAIT_S)
     if proc.returncode != 0:
         raise JobScriptFailed(f"{path} exited with {proc.returncode}; see the slurm-*.out beside it")
     return 0

@@ -47,6 +47,8 @@ class JobRequest:
     qos: str | None
     array_parallelism: int
     dependency: str | None = None  # e.g. afterok:123_4
+    signal_s: int = 90  # SIGUSR2 this long before the time limit (a training job stops and requeues itself)
+    requeue: bool = False  # the job may be requeued (Slurm --requeue): by itself, a user or a node failure
 
 
 @dataclass

@@ -88,6 +88,7 @@ class SlurmScheduler:
             "ntasks_per_node": 1,  # one launcher per node; torchrun starts the GPU workers
             "array_parallelism": request.array_parallelism,
             "stderr_to_stdout": True,
+            "signal_delay_s": request.signal_s,
         }
         for key in ("cpus_per_task", "mem", "account", "partition", "constraint", "qos"):
             value = getattr(request, key)
@@ -95,8 +96,13 @@ class SlurmScheduler:
                 params[key] = value
         if request.gpus:
             params["gpus_per_node"] = request.gpus
+        additional: dict[str, object] = {}
         if request.dependency:
-            params["additional_parameters"] = {"dependency": request.dependency}
+            additional["dependency"] = request.dependency
+        if request.requeue:
+            additional["requeue"] = True
+        if additional:
+            params["additional_parameters"] = additional
         ex.update_parameters(**params)
         return ex
 
@@ -135,6 +141,8 @@ class SlurmScheduler:
                     out.jobs[rec.job_id] = _info(rec, "sacct")
         except slurm_query.SchedulerQueryError as exc:
             out.stale, out.stale_reason = True, str(exc).splitlines()[0]
+        if not out.stale:
+            _requeued_by_slurm(out, jobs, timeout_s)
         missing = ids if out.stale else sorted({jid.split("_")[0] for jid in jobs if jid not in out.jobs})
         if missing:
             try:
@@ -153,3 +161,28 @@ class SlurmScheduler:
         else:
             _own_records(jobs, out)
         return out
+
+
+#: Ends after which Slurm may requeue a job (--requeue) under the same id.
+_REQUEUE_STATES = frozenset({"NODE_FAIL", "PREEMPTED", "BOOT_FAIL"})
+
+
+def _requeued_by_slurm(out: QueryResult, jobs: Mapping[str, Path], timeout_s: float) -> None:
+    """Replace a node failure or preemption that Slurm has requeued by the job's new state.
+
+    Accounting reports the attempt that ended until the requeued one starts; the controller
+    holds the job again (PENDING), and the run must not be shown, or cached, as ended.
+    """
+    ended = {jid: info for jid, info in out.jobs.items() if jid in jobs and info.state in _REQUEUE_STATES}
+    if not ended:
+        return
+    try:
+        out.calls += 1
+        records = slurm_query.squeue(sorted({jid.split("_")[0] for jid in ended}), timeout_s)
+    except slurm_query.SchedulerQueryError:
+        return
+    for rec in records:
+        if rec.job_id in ended and rec.state not in FINAL_STATES:
+            info = _info(rec, "squeue")
+            info.reason = f"requeued after {ended[rec.job_id].state}" + (f" ({rec.reason})" if rec.reason else "")
+            out.jobs[rec.job_id] = info

@@ -83,11 +83,14 @@ def job_resources(base: dict[str, Any], kind: str) -> tuple[int, int, int | None
 
 def _request(exp: Experiment, base: dict[str, Any], name: str, time: str, dependency: str | None, kind: str) -> JobRequest:
     gpus, nodes, cpus = job_resources(base, kind)
+    res = exp.spec.resources
     return JobRequest(
         name=name, time=time, gpus=gpus, nodes=nodes, cpus_per_task=cpus,
         mem=base.get("mem"), account=base.get("account"), partition=base.get("partition"),
         constraint=base.get("constraint"), qos=base.get("qos"), array_parallelism=int(base["array_parallelism"]),
         dependency=dependency,
+        # Training jobs stop ahead of the limit and requeue themselves to resume (train_supervisor).
+        signal_s=res.stop_before_limit if kind == "train" else JobRequest.signal_s, requeue=kind == "train",
     )
 
 

@@ -90,6 +90,7 @@ def build_job_files(plan: Plan, resources: Resources, exp_dir: str, recipe_texts
         eval_argv=eval_argv,
         setup_lines=env.setup_lines,
         fallback_bin_dir=env.fallback_bin_dir,
+        python=env.python,
         planner_python=env.planner_python,
         # Jobs read local files only; offline mode stops the datasets library from asking a hub.
         env={"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"},

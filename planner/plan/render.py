@@ -124,6 +124,7 @@ class JobFiles:
     fallback_bin_dir: str = ""  # put on PATH when the setup lines leave `tune` unfound
     planner_python: str = ""  # the interpreter that planned: a job's refresh runs the planner with it
     env: dict[str, str] = field(default_factory=dict)
+    python: str = "python"  # the jobs' interpreter (runs eval scripts and the training supervisor)
 
 
 @dataclass

@@ -122,6 +122,11 @@ class ResourcesSpec(_Strict):
     cpus_per_task: int | None = Field(default=None, ge=1)
     mem: str | None = None
     array_parallelism: int | None = Field(default=None, ge=1)
+    # Recovery without a person (docs/spec.md, "Recovery"): the jobs themselves act on these.
+    oom_retries: int = Field(default=3, ge=0, le=16)
+    attempts: int = Field(default=3, ge=1, le=20)
+    resume: bool = True
+    stop_before_limit: int = Field(default=120, ge=0, le=3600)
 
     @field_validator("account", "partition", "constraint", "qos", "mem")
     @classmethod

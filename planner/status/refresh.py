@@ -36,6 +36,7 @@ from planner.status.tables import EVAL_BLOCK, FINETUNE_BLOCK, REFRESH_BLOCK, eva
 
 #: What the summary names as the refresher when a user runs ``status``.
 STATUS_COMMAND = "`plan-experiment status`"
+from planner.jobs.recovery import RECOVERY_FILE, RecoveryState
 
 
 def _cached(data: dict) -> JobInfo:
@@ -124,6 +125,17 @@ def result_notes(exp: Experiment, metrics: dict[str, dict[str, float]] | None = 
     return notes
 
 
+def recovery_states(exp: Experiment) -> dict[str, RecoveryState]:
+    """Each fine-tune run's recovery.json (written by its jobs), where one exists and parses."""
+    out: dict[str, RecoveryState] = {}
+    for run in exp.plan.finetune_runs:
+        try:
+            out[run.name] = RecoveryState.from_json((exp.run_dir(run.name) / RECOVERY_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 def predicted_seconds(exp: Experiment, journal: Journal | None = None) -> dict[str, float]:
     """Predicted job wall time per run, as recorded when it was submitted.
 
@@ -208,7 +220,8 @@ def refresh_locked(exp: Experiment, now: datetime, write_summary: bool = True, t
     cache = exp.read_cache()
     got = collect(exp, journal, cache, timeout_s, schedulers)
     metrics = result_metrics(exp)
-    report = build_report(exp.plan, journal, got.jobs, now, result_notes(exp, metrics), predicted_seconds(exp, journal))
+    report = build_report(exp.plan, journal, got.jobs, now, result_notes(exp, metrics), predicted_seconds(exp, journal),
+                          recovery_states(exp))
     report.experiment, report.path = exp.spec.name, str(exp.path)
     for u in report.units:
         u.metrics = metrics.get(u.unit)

@@ -17,6 +17,7 @@ from planner.spec.states import FINAL_STATES, RETRYABLE_STATES
 from planner.spec.units import clock, prediction_error_pct
 from planner.status.tables import EvalRow, FinetuneRow
 from planner.jobs.scheduler import JobInfo
+from planner.jobs.recovery import RecoveryState, status_note
 
 
 @dataclass
@@ -41,6 +42,8 @@ class UnitStatus:
     predicted_s: float | None = None
     log: str | None = None  # the file that holds a failed job's error (its slurm-*.out, else the scheduler's log)
     metrics: dict[str, float] | None = None  # numbers of an evaluation's results.json
+    attempts: int | None = None  # starts of this job (a requeued job starts again under its id)
+    recovery: str | None = None  # what the job changed on its own, and its attempts
 
     @property
     def final(self) -> bool:
@@ -124,6 +127,7 @@ def build_report(
     refreshed: datetime,
     results: dict[str, str] | None = None,
     predicted: dict[str, float] | None = None,
+    recovery: dict[str, RecoveryState] | None = None,
 ) -> StatusReport:
     """Merge the journal with what the scheduler and job files said.
 
@@ -134,14 +138,21 @@ def build_report(
         refreshed: When this refresh happened.
         results: evaluation key -> a short result note (e.g. accuracy) when results.json exists.
         predicted: run name -> predicted job wall time in seconds, as recorded at submit (for calibration notes).
+        recovery: run name -> its recovery.json (out-of-memory retries, attempts).
     """
     latest = journal.latest()
     results = results or {}
     predicted = predicted or {}
+    recovery = recovery or {}
     units: list[UnitStatus] = []
     for run in plan.finetune_runs:
-        units.append(_unit(run.name, "train", run.name, None, None, latest, jobs))
-        units[-1].predicted_s = predicted.get(run.name)
+        unit = _unit(run.name, "train", run.name, None, None, latest, jobs)
+        unit.predicted_s = predicted.get(run.name)
+        if run.name in recovery and unit.job_id:
+            state = recovery[run.name]
+            unit.attempts = len(state.attempts_of(unit.job_id)) or None
+            unit.recovery = status_note(state, unit.job_id)
+        units.append(unit)
     for ev in plan.evaluations:
         u = _unit(ev.key, "eval", ev.run, ev.task, ev.epoch, latest, jobs)
         if ev.key in results:
@@ -204,9 +215,10 @@ def _notes(u: UnitStatus, base: bool) -> str | None:
         parts.append(f"waiting: {u.reason}")
     if u.failed and u.exit_code not in (None, 0):
         parts.append(f"exit code {u.exit_code}")
-    if u.state == "OUT_OF_MEMORY" and u.kind == "train":
-        # A retry of the same config runs out of memory again: say what to change.
-        parts.append("halve batch_size and double gradient_accumulation_steps in finetune.yaml, then --retry-failed")
+    if u.state == "OUT_OF_MEMORY":
+        # Slurm's OUT_OF_MEMORY is the host's memory limit (CUDA out-of-memory is retried
+        # inside the job with a smaller batch): the same request runs out again.
+        parts.append("host memory ran out: raise resources.mem (or slurm.mem in claude.local.md), then --retry-failed")
     if u.state == "TIMEOUT":
         parts.append("raise the time request (resources.time) or run `plan-experiment estimate`, then --retry-failed")
     if u.state == "CANCELLED" and u.kind == "eval":
@@ -221,6 +233,8 @@ def _notes(u: UnitStatus, base: bool) -> str | None:
             parts.append(f"predicted {clock(u.predicted_s)} ({err:+.0f}%)")
     if u.note:
         parts.append(u.note)
+    if u.recovery:
+        parts.append(u.recovery)
     if u.source in ("squeue", "last refresh"):
         parts.append(f"from {u.source}")
     return "; ".join(parts) or None

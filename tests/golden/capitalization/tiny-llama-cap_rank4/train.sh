@@ -20,9 +20,11 @@ STARTED="$(utc_now)"
 # job-state.json is the job's own record of itself: status falls back on it when the
 # scheduler cannot be asked, and the local executor reads it instead of sacct.
 write_state() {
-  local tmp="$JOB_DIR/.job-state.json.$$"
-  printf '{"state": "%s", "job_id": "%s", "started": "%s", "ended": "%s", "exit_code": %s, "host": "%s"}\n' \
-    "$1" "$JOB_ID" "$STARTED" "$2" "$3" "$(hostname -s 2>/dev/null || echo unknown)" > "$tmp" && mv -f "$tmp" "$JOB_DIR/job-state.json"
+  local tmp="$JOB_DIR/.job-state.json.$$" recovery=""
+  # A training run's recovery record (one line of JSON its supervisor writes) travels along.
+  if [ -s "$JOB_DIR/recovery.json" ]; then recovery=", \"recovery\": $(head -c 1000000 "$JOB_DIR/recovery.json")"; fi
+  printf '{"state": "%s", "job_id": "%s", "started": "%s", "ended": "%s", "exit_code": %s, "host": "%s"%s}\n' \
+    "$1" "$JOB_ID" "$STARTED" "$2" "$3" "$(hostname -s 2>/dev/null || echo unknown)" "$recovery" > "$tmp" && mv -f "$tmp" "$JOB_DIR/job-state.json"
 }
 # As it ends, after its own record is written, the job refreshes the experiment's status
 # tables (docs/commands.md, "Refreshes from jobs"). Fixed command, quoted arguments; it
@@ -46,8 +48,16 @@ refresh_summary() {
   return 0
 }
 write_state RUNNING "" null
+# A job that requeued itself (its command left .requeued) is ended by Slurm with TERM: no failure.
 # After a signal, a shorter lock wait: Slurm kills the job for good KillWait seconds later.
-trap 'FINISHED=1; write_state FAILED "$(utc_now)" 143; refresh_summary --lock-wait 2; exit 143' TERM INT
+on_stop() {
+  FINISHED=1
+  if [ -e "$JOB_DIR/.requeued" ]; then rm -f "$JOB_DIR/.requeued"; write_state REQUEUED "$(utc_now)" 75
+  else write_state FAILED "$(utc_now)" 143; fi
+  refresh_summary --lock-wait 2
+  exit 143
+}
+trap on_stop TERM INT
 # A setup line that ends the script (an `exit`, a failing `module load` under set -e) still
 # leaves the script's own exit code: the scheduler only sees that of its launcher.
 FINISHED=0
@@ -63,11 +73,28 @@ export PYTHONUNBUFFERED=1
 
 # Values go to printf as separate arguments: a quoted name is never inside another string.
 printf 'plan-experiment: training %s (job %s) on %s\n' tiny-llama-cap_rank4 "$JOB_ID" "$(hostname)" | tee -a "$LOG"
-tune run lora_finetune_single_device --config <tmp>/experiments/cap_5L_lora_comparison_demo/tiny-llama-cap_rank4/finetune.yaml 2>&1 | tee -a "$LOG"
+# Recovery without a person (resources.oom_retries, attempts, resume): the supervisor runs
+# the training command, retries a CUDA out-of-memory error with the batch halved and gradient
+# accumulation doubled, resumes from the last saved epoch when the job starts again, and
+# requeues the job when Slurm's --signal (SIGUSR2) warns of the time limit. The shell and
+# tee ignore that signal; the supervisor handles it.
+trap '' USR2
+# The supervisor is part of plan-experiment: when the jobs' python cannot import it, the
+# interpreter that planned this run runs it.
+SUPERVISOR_PYTHON=python
+if ! "$SUPERVISOR_PYTHON" -c 'import planner.jobs.train_supervisor' >/dev/null 2>&1; then
+  SUPERVISOR_PYTHON=<python>
+fi
+"$SUPERVISOR_PYTHON" -m planner.jobs.train_supervisor --run-dir "$JOB_DIR" --job-id "$JOB_ID" \
+  --oom-retries 3 --attempts 3 \
+  -- tune run lora_finetune_single_device --config <tmp>/experiments/cap_5L_lora_comparison_demo/tiny-llama-cap_rank4/finetune.yaml 2>&1 | tee -a "$LOG"
 RC=${PIPESTATUS[0]}
 FINISHED=1
 ENDED="$(utc_now)"
-if [ "$RC" -eq 0 ]; then write_state COMPLETED "$ENDED" 0; else write_state FAILED "$ENDED" "$RC"; fi
+if [ "$RC" -eq 0 ]; then write_state COMPLETED "$ENDED" 0
+# 75: the job requeued itself (it resumes when Slurm starts it again).
+elif [ "$RC" -eq 75 ]; then rm -f "$JOB_DIR/.requeued"; write_state REQUEUED "$ENDED" 75
+else write_state FAILED "$ENDED" "$RC"; fi
 # The record is final: a signal during the refresh must not rewrite it nor change the exit code.
 trap 'exit "$RC"' TERM INT
 refresh_summary
