@@ -233,7 +233,10 @@ def replace_job_command(script: Path, shell: str) -> None:
     lines = script.read_text(encoding="utf-8").splitlines()
     at = next(i for i, ln in enumerate(lines)
               if ln.startswith(("printf 'plan-experiment: training", "printf 'plan-experiment: evaluating")))
-    lines[at + 1] = shell
+    # The command runs from the line after the announcement to the exit-code capture (a
+    # training command is wrapped by the recovery supervisor over several lines).
+    end = next(i for i in range(at + 1, len(lines)) if lines[i].startswith("RC=${PIPESTATUS[0]}"))
+    lines[at + 1:end] = [shell]
     script.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

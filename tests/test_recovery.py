@@ -222,11 +222,11 @@ def test_a_node_failure_slurm_requeued_is_not_reported_as_ended(monkeypatch: pyt
     from planner.jobs import slurm
 
     scheduler = slurm.SlurmScheduler(tmp_path)
-    monkeypatch.setattr(slurm.slurm_query, "sacct", lambda ids, timeout: [_record("12", "NODE_FAIL")])
-    monkeypatch.setattr(slurm.slurm_query, "squeue", lambda ids, timeout: [_record("12", "PENDING", "BeginTime")])
+    monkeypatch.setattr(slurm.slurm_query, "sacct", lambda ids, timeout, wanted=None: [_record("12", "NODE_FAIL")])
+    monkeypatch.setattr(slurm.slurm_query, "squeue", lambda ids, timeout, wanted=None: [_record("12", "PENDING", "BeginTime")])
     got = scheduler.query({"12": tmp_path}, 5)
     assert got.jobs["12"].state == "PENDING"
     assert got.jobs["12"].reason == "requeued after NODE_FAIL (BeginTime)"
     # Not requeued (no --requeue, or attempts used up): the node failure stands.
-    monkeypatch.setattr(slurm.slurm_query, "squeue", lambda ids, timeout: [])
+    monkeypatch.setattr(slurm.slurm_query, "squeue", lambda ids, timeout, wanted=None: [])
     assert scheduler.query({"12": tmp_path}, 5).jobs["12"].state == "NODE_FAIL"
