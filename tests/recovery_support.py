@@ -84,7 +84,7 @@ def job_state(folder: Path) -> dict[str, Any]:
 
 
 def our_processes_outside_slurm(marker: str) -> list[str]:
-    """Processes whose command line names ``marker`` (an experiment folder) and that no slurmstepd started.
+    """Processes whose command line names ``marker`` (an experiment folder) that Slurm did not start.
 
     On the one-node cluster the submitting host is also the compute node: a process of
     ours that Slurm did not start (no slurmstepd among its ancestors) runs on the
@@ -96,7 +96,11 @@ def our_processes_outside_slurm(marker: str) -> list[str]:
             cmdline = " ".join(proc.info["cmdline"] or [])
             if marker not in cmdline or proc.pid == os.getpid():
                 continue
-            if not any(p.name().startswith("slurmstepd") for p in proc.parents()):
+            if any(p.name().startswith("slurmstepd") for p in proc.parents()):
+                continue
+            # While Slurm tears an attempt down (a requeue), a job's srun can outlive its
+            # slurmstepd for a moment; Slurm's environment still marks it as the job's.
+            if "SLURM_JOB_ID" not in proc.environ():
                 found.append(f"{proc.pid}: {cmdline[:200]}")
         except psutil.Error:
             continue
