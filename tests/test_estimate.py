@@ -270,3 +270,22 @@ def test_estimate_from_a_real_torchtune_log() -> None:
     assert job.figure == pytest.approx(est.figure + job.details["startup_s"] + job.details["saves_s"])
     # "tiny-llama" names no size, so the prior cannot be confirmed as the same model.
     assert est.confidence == "scaled"
+
+
+def test_the_same_job_run_before_gives_its_wall_time() -> None:
+    """A finished prior of this very job (same configuration, steps and epochs) is the
+    prediction itself: its wall time held what the parts model can only estimate."""
+    query = seed_query()
+    steps = query.steps_per_epoch()
+    twin = PriorRun(name="exp/runs/cap_rank4/slurm-7.out", model="lora_llama3_2_1b", batch_size=4, it_per_s=4.0,
+                    steps_per_epoch=steps, epoch_seconds=[400.0, 410.0], wall_seconds=1500.0, state="completed")
+    shorter = PriorRun(name="other", model="lora_llama3_2_1b", batch_size=4, it_per_s=4.0, steps_per_epoch=steps // 2,
+                       epoch_seconds=[200.0, 205.0], wall_seconds=700.0, state="completed")
+    loop = training_time(query, [twin, shorter])
+    job = job_time(query, loop, [twin, shorter])
+    assert job.figure == pytest.approx(1500.0)
+    assert "same job run before (cap_rank4 1500s)" in job.basis
+    assert job.details["startup_s"] + job.details["loop_s"] + job.details["saves_s"] == pytest.approx(1500.0)
+    # Only the half-size run: no twin, so the parts model answers.
+    alone = job_time(query, training_time(query, [shorter]), [shorter])
+    assert "same job" not in alone.basis and alone.figure != pytest.approx(700.0)

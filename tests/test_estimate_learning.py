@@ -82,10 +82,9 @@ def test_demo_then_replan_predicts_the_demo_runs_and_calibration_is_stable(tmp_p
     estimates = json.loads((again / exp.name / "estimates.json").read_text())["runs"]
     for run, elapsed in actual.items():
         predicted = estimates[run]["job_seconds"]
-        # Issue 12 asks for 20 %: not met reliably here (the demo's two training jobs share 2 cores
-        # with its evaluations; a fresh-clone run measured 18.8 s predicted for 34 s). What this
-        # checks is that the re-plan rests on the demo's runs (basis below) and is not off by a
-        # factor of 3; the 20 % target stays open in the issue.
-        assert elapsed / 3 <= predicted <= elapsed * 3, (run, predicted, elapsed)
+        # The same job ran in the demo: its wall time is the prediction (sacct's elapsed and
+        # the job's own clock differ by Slurm's prolog and epilog, a second or two).
+        assert predicted == pytest.approx(elapsed, rel=0.2), (run, predicted, elapsed)
         assert str(exp) in estimates[run]["basis"], estimates[run]["basis"]
-        assert re.search(r"median of \d+ finished run\(s\) of this model \(tiny-llama-cap_rank", estimates[run]["job_basis"])
+        assert re.search(r"the same job ran before: median wall time of \d+ finished run\(s\) \(tiny-llama-cap_rank",
+                         estimates[run]["job_basis"]), estimates[run]["job_basis"]

@@ -96,6 +96,7 @@ __all__ = [
     "fallback_eval_time",
     "fallback_training_time",
     "gpu_hours",
+    "identical_jobs",
     "job_time",
     "log_number",
     "model_key",
@@ -468,6 +469,15 @@ def startup_of(p: PriorRun) -> tuple[float, float] | None:
     return max(startup, 0.0), save
 
 
+def identical_jobs(run: RunQuery, pool: PriorPool) -> list[PriorRun]:
+    """Finished priors that ran this very job: same model and recipe kind, distance 0, the
+    same optimizer steps per epoch and epochs, with a measured wall time."""
+    steps = run.steps_per_epoch()
+    return [p for tier, dist, p in pool.ranked(run)
+            if tier == 0 and dist == 0 and p.state == "completed" and p.wall_seconds
+            and p.steps_per_epoch == steps and len(p.epoch_seconds) == run.epochs]
+
+
 def job_time(
     run: RunQuery,
     loop: Estimate,
@@ -539,17 +549,32 @@ def job_time(
     loop_s = loop.figure
     total = startup + loop_s + saves
     calculation = (f"job = start-up {startup:.0f}s + loop {loop_s:.0f}s + saves {saves:.0f}s = {total:.0f}s ≈ {compact_duration(total)}")
+    basis = f"{startup_how}; {save_how}; loop from {loop.basis}"
+    twins = identical_jobs(run, pool)
+    if twins:
+        # The same job ran before, to the step: its measured wall time already holds
+        # everything the parts model estimates (and what it cannot: contention with the
+        # experiment's other jobs, the filesystem). The parts stay in the details, with
+        # start-up taking up the difference.
+        total = statistics.median(p.wall_seconds or 0.0 for p in twins)
+        startup = max(total - loop_s - saves, 0.0)
+        names = ", ".join(f"{_short(p.name)} {p.wall_seconds:.0f}s" for p in twins[:3]) + (" ..." if len(twins) > 3 else "")
+        calculation = f"job = median wall time of {len(twins)} identical finished job(s) = {total:.0f}s ≈ {compact_duration(total)}"
+        basis = f"wall time of the same job run before ({names}); parts: {basis}"
+        startup_how = (f"the same job ran before: median wall time of {len(twins)} finished run(s) ({names}), "
+                       f"start-up {startup:.0f}s is what the loop and saves leave")
+        learned = True
     # The loop decides the confidence: start-up and saves are small beside it on real
     # runs, and the basis says when they are defaults.
-    confidence = loop.confidence
+    confidence = "measured" if twins else loop.confidence
     return Estimate(
         figure=total,
         unit="s",
-        basis=f"{startup_how}; {save_how}; loop from {loop.basis}",
+        basis=basis,
         confidence=confidence,
         calculation=calculation,
-        low=(loop.low + startup + saves) if loop.low is not None else None,
-        high=(loop.high + startup + saves) if loop.high is not None else None,
+        low=None if twins else (loop.low + startup + saves) if loop.low is not None else None,
+        high=None if twins else (loop.high + startup + saves) if loop.high is not None else None,
         details={"startup_s": startup, "loop_s": loop_s, "saves_s": saves, "startup_basis": startup_how,
                  "saves_basis": save_how, "startup_learned": learned},
     )
