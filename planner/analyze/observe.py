@@ -59,6 +59,9 @@ class RunObs:
     peak_memory_gib: float | None = None
 
 
+_UNSEEN: Any = object()
+
+
 @dataclass(frozen=True)
 class EvalObs:
     """One planned evaluation as its folder shows it.
@@ -79,6 +82,15 @@ class EvalObs:
     results: dict[str, Any] | None = None
     outcomes: dict[str, bool] | None = None
     folder: str = ""
+    # Metric values already looked up: every table asks for the same few, 10,000 times over.
+    _values: dict[str, float | None] = field(default_factory=dict, compare=False, repr=False)
+
+    def value(self, metric: str) -> float | None:
+        """``metric_value`` of this evaluation's results (None without results)."""
+        value = self._values.get(metric, _UNSEEN)
+        if value is _UNSEEN:
+            value = self._values[metric] = metric_value(self.results, metric) if self.results is not None else None
+        return value  # type: ignore[return-value]
 
 
 @dataclass

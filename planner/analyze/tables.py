@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from planner.analyze.observe import FAILED, MISSING, PRESENT, EvalObs, Observations, RunObs, config_mismatches, metric_value
+from planner.analyze.observe import FAILED, MISSING, PRESENT, EvalObs, Observations, RunObs, config_mismatches
 from planner.analyze.stats import Summary, mcnemar_exact, summarize, wilson
 from planner.spec.runs import Plan, Run, model_label
 
@@ -217,11 +217,11 @@ EVAL_COLUMNS = [
 ]
 
 
-def _metrics_of(results: dict[str, Any], chosen: str) -> list[str]:
-    names = set()
-    if isinstance(results.get("metrics"), dict):
-        names |= {k for k in results["metrics"] if metric_value(results, k) is not None}
-    if metric_value(results, chosen) is not None:
+def _metrics_of(o: EvalObs, chosen: str) -> list[str]:
+    assert o.results is not None
+    metrics = o.results.get("metrics")
+    names = {k for k in metrics if o.value(k) is not None} if isinstance(metrics, dict) else set()
+    if o.value(chosen) is not None:
         names.add(chosen)
     return sorted(names)
 
@@ -260,8 +260,8 @@ def evals_frame(evals: list[EvalObs], plan: Plan, metric: str) -> Table:
         if isinstance(n, bool) or not isinstance(n, int):
             n = None
         split = res.get("split") or o.split
-        for name in _metrics_of(res, metric) or [metric]:
-            value = metric_value(res, name)
+        for name in _metrics_of(o, metric) or [metric]:
+            value = o.value(name)
             lo, hi = proportion_interval(value, n) if value is not None else (None, None)
             rows.append([ev.run, conditions[ev.run], ev.task, ev.epoch, split, name, o.status, n, value, lo, hi,
                          res.get("duration_s"), res.get("adapter_sha256"), o.folder])
@@ -281,7 +281,7 @@ def build_cells(evals: list[EvalObs], plan: Plan, metric: str) -> list[Cell]:
             cell = cells[key] = Cell(key[0], _label(run.model), run.kind, factor_values(run), ev.task, ev.epoch,
                                      o.split)
         cell.planned.append(ev.run)
-        value = metric_value(o.results, metric) if o.results is not None else None
+        value = o.value(metric)
         if value is not None:
             cell.values.append(value)
             cell.present_runs.append(ev.run)
@@ -354,12 +354,12 @@ def deltas_frame(evals: list[EvalObs], plan: Plan, metric: str, th: Thresholds) 
         base = by_key.get((base_name, ev.task, None)) if base_name else None
         row: dict[str, Any] = {"run": ev.run, "condition": condition_of(run), "seed": run.seed, "task": ev.task,
                                "split": _split(o), "epoch": ev.epoch, "base_run": base_name}
-        value = metric_value(o.results, metric) if o.results else None
+        value = o.value(metric)
         base_value = None
         if base is not None and base.results:
             key = base.evaluation.key
             if key not in base_values:
-                base_values[key] = metric_value(base.results, metric)
+                base_values[key] = base.value(metric)
             base_value = base_values[key]
         row.update(value=value, base_value=base_value)
         if base is None:
@@ -423,12 +423,15 @@ def sweeps_frame(selected: list[tuple[str, Cell]], plan: Plan) -> Table:
     levels_of: dict[str, list[Any]] = {"model": [model_label(m) for m in spec.models], **spec.factors}
     swept = sweep_factors(plan)
     rows = []
+    names = ["model", *spec.paired, *spec.factors]
+    # Each cell's factor levels as text, once: every swept factor groups the cells anew.
+    texts = [{k: repr(cell.factors.get(k)) for k in names} for _, cell in selected]
     for factor in swept:
-        others = [k for k in ["model", *spec.paired, *spec.factors] if k != factor]
+        others = [k for k in names if k != factor]
         groups: dict[tuple[Any, ...], dict[Any, tuple[str, Cell]]] = {}
-        for label, cell in selected:
-            key = (cell.task, label, *(repr(cell.factors.get(k)) for k in others))
-            groups.setdefault(key, {})[repr(cell.factors.get(factor))] = (label, cell)
+        for (label, cell), text in zip(selected, texts):
+            key = (cell.task, label, *[text[k] for k in others])
+            groups.setdefault(key, {})[text[factor]] = (label, cell)
         for key, by_level in groups.items():
             task, label = key[0], key[1]
             fixed = "; ".join(f"{k}={by_level[next(iter(by_level))][1].factors.get(k)}" for k in others)
