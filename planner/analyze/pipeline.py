@@ -29,6 +29,7 @@ from planner.analyze.report import RESULTS_BLOCK, insert_results_section, report
 from planner.analyze.tables import Analysis, EpochChoice, Table, Thresholds, analyze_observations
 from planner.folder.designlog import DesignLog
 from planner.folder.markdown import begin_marker, end_marker, replace_block
+from planner.runtime import gc_paused
 from planner.status.tables import EVAL_BLOCK
 
 ANALYSIS_DIR = "analysis"
@@ -152,8 +153,9 @@ def run_analysis(exp: Experiment, *, metric: str = "accuracy", epoch: EpochChoic
                  thresholds: Thresholds | None = None, make_plots: bool = True, command: str = "plan-experiment analyze",
                  now: Callable[[], datetime] = datetime.now) -> Outcome:
     """Analyse ``exp`` and write its analysis files, Results block and design-log entries."""
-    obs = collect(exp)
-    a = analyze_observations(obs, exp.plan, metric, epoch, thresholds)
+    with gc_paused():
+        obs = collect(exp)
+        a = analyze_observations(obs, exp.plan, metric, epoch, thresholds)
     warnings: list[str] = []
     images: dict[str, bytes] = {}
     if make_plots and plots.available():
@@ -165,7 +167,8 @@ def run_analysis(exp: Experiment, *, metric: str = "accuracy", epoch: EpochChoic
                         "(pip install matplotlib)")
     else:
         plots_note = "no plots: --no-plots"
-    files = build_files(a, exp.spec.name, exp.spec.question, images)
+    with gc_paused():
+        files = build_files(a, exp.spec.name, exp.spec.question, images)
     target = exp.path / ANALYSIS_DIR
     log = DesignLog()
     _log_entries(log, a, obs, command, now, sorted(files), plots_note)

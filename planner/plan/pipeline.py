@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from planner import paths
+from planner.runtime import gc_paused
 from planner.folder.atomic import check_output_root, ensure_absent, filesystem_limits, remove_stale_partials, write_experiment
 from planner.estimate.experiment_index import register, registered
 from planner.estimate.priors import estimate_from_prior_runs
@@ -113,6 +114,12 @@ def prepare(
     now: Callable[[], datetime],
 ) -> PreparedExperiment:
     """Verify and render a plan; raise before anything is written."""
+    with gc_paused():  # tens of thousands of rendered texts and dicts: nothing cyclic to collect
+        return _prepare(spec, spec_dir, settings, settings_path, out_dir, force, argv, now)
+
+
+def _prepare(spec: ExperimentSpec, spec_dir: Path, settings: LocalSettings, settings_path: Path, out_dir: Path | None,
+             force: bool, argv: list[str], now: Callable[[], datetime]) -> PreparedExperiment:
     root = (out_dir or Path(settings.experiments_dir)).expanduser()
     target = (root / spec.name).absolute()
     too_big = plan_size_problems(spec, settings.limits)
