@@ -27,7 +27,7 @@ def test_a_full_disk_is_one_line_exit_3_and_leaves_nothing(example: Path, monkey
     real = atomic._write_one
     calls = {"n": 0}
 
-    def fill_up(folder: Path, rel: str, text: str) -> None:
+    def fill_up(folder: str, rel: str, text: str) -> None:
         calls["n"] += 1
         if calls["n"] > 4:
             raise OSError(errno.ENOSPC, "No space left on device")
@@ -147,7 +147,7 @@ def test_a_large_folder_is_written_whole_or_not_at_all(tmp_path: Path, monkeypat
     real = atomic._write_one
     calls = {"n": 0}
 
-    def fill_up(folder: Path, rel: str, text: str) -> None:
+    def fill_up(folder: str, rel: str, text: str) -> None:
         calls["n"] += 1
         if calls["n"] > 200:
             raise OSError(errno.ENOSPC, "No space left on device")

@@ -15,7 +15,6 @@ import shutil
 import socket
 import stat
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -144,40 +143,30 @@ def _umask() -> int:
     return mask
 
 
-# Threads that write an experiment's files. Writing is kernel time (open, write, close),
-# which runs without the interpreter lock: a few threads keep both cores of a small login
-# node busy, where one thread leaves one idle (benchmarks/plan_scale.py).
-_WRITERS = 4
-
-
-def _write_one(folder: Path, rel: str, text: str) -> None:
+def _write_one(folder: str, rel: str, text: str) -> None:
     # Scripts are created executable (by owner and group, as the umask allows) rather than
     # chmod-ed afterwards: one system call instead of three, on tens of thousands of files.
     mode = 0o774 if rel.endswith(".sh") else 0o664
-    fd = os.open(folder / rel, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
+    fd = os.open(f"{folder}/{rel}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     with os.fdopen(fd, "wb") as handle:
         handle.write(text.encode("utf-8"))
 
 
 def _write_files(folder: Path, files: dict[str, str]) -> None:
-    """Write ``files`` under the new, empty ``folder``: every sub-folder once, then the files."""
-    parents = sorted({str(Path(rel).parent) for rel in files} - {"."})
-    made: set[str] = set()
-    for rel in parents:  # sorted: a parent comes before its children
-        parts = Path(rel).parts
-        for depth in range(1, len(parts) + 1):
-            sub = os.path.join(*parts[:depth])
-            if sub not in made:
-                os.mkdir(folder / sub, 0o777)
-                made.add(sub)
-    items = list(files.items())
-    if len(items) < 64:
-        for rel, text in items:
-            _write_one(folder, rel, text)
-        return
-    with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
-        # list(): the first OSError of any thread is raised here.
-        list(pool.map(lambda item: _write_one(folder, *item), items, chunksize=256))
+    """Write ``files`` under the new, empty ``folder``, each sub-folder made just before its first file.
+
+    In the order given (a run's files together), so that the filesystem keeps each
+    folder's files near it: making every folder first and then the files spreads them
+    out and doubles the kernel's time (benchmarks/plan_scale.py).
+    """
+    root = str(folder)
+    made: set[str] = {""}
+    for rel, text in files.items():
+        parent = rel.rpartition("/")[0]
+        if parent not in made:
+            os.makedirs(f"{root}/{parent}", exist_ok=True)
+            made.add(parent)
+        _write_one(root, rel, text)
 
 
 def write_experiment(target: Path, files: dict[str, str], force: bool, now: datetime) -> Path | None:
