@@ -1,7 +1,7 @@
 """How good are job wall-time estimates? Leave-one-out over 12 real tiny CPU fine-tunes.
 
 Plans 12 runs of the shipped tiny model that vary batch size (4, 8, 16), LoRA rank (4,
-16), and, paired, dataset size (800 / 1,600 samples), max_seq_len (32 / 64) and epochs
+16), and, paired, dataset size (20,000 / 40,000 samples), max_seq_len (32 / 64) and epochs
 (2 / 1); trains each for real, one at a time (so timings do not disturb each other),
 through its own `train.sh` (which writes `job-state.json`, the job's wall time). Then
 estimates every run from the 11 others exactly as `plan-experiment new` and `estimate`
@@ -45,9 +45,9 @@ SPEC = {
     "name": "estimate_accuracy",
     "question": "How accurate are job wall-time estimates?",
     "models": ["tiny-llama-cap"],
-    "dataset": {"path": "words_5L_80P_6000.json"},
+    "dataset": {"path": "words_8L_80P_50000.json"},
     "factors": {"batch_size": [4, 8, 16], "lora_rank": [4, 16]},
-    "paired": {"train_samples": [800, 1600], "max_seq_len": [32, 64], "epochs": [2, 1]},
+    "paired": {"train_samples": [20000, 40000], "max_seq_len": [32, 64], "epochs": [2, 1]},
     "replicates": {"seeds": [42]},
     "base_model_controls": False,
     "controls": {"learning_rate": 3e-3, "num_warmup_steps": 5},
@@ -55,6 +55,8 @@ SPEC = {
     "resources": {"gpus": 0, "time": "auto"},
 }
 MIN_LOOP_S = 30.0
+#: Examples in the generated dataset's train split (80 % of 50,000).
+TRAIN_SPLIT = 40000
 
 
 def _plan(work: Path) -> Path:
@@ -65,8 +67,8 @@ def _plan(work: Path) -> Path:
     settings = (example / "claude.local.md").read_text()
     settings = settings.replace("../../experiments", "experiments").replace("../../tests/fixtures/logs/real", "experiments")
     (example / "claude.local.md").write_text(settings)
-    subprocess.run([sys.executable, str(ROOT / "tasks" / "capitalization" / "generate.py"), "--word-length", "5",
-                    "--train-pct", "80", "--count", "6000", "--out", str(example / "data")], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(ROOT / "tasks" / "capitalization" / "generate.py"), "--word-length", "8",
+                    "--train-pct", "80", "--count", "50000", "--out", str(example / "data")], check=True, capture_output=True)
     (example / "spec.yaml").write_text(yaml.safe_dump(SPEC, sort_keys=False))
     cli = Path(sys.executable).parent / "plan-experiment"
     # A private cache: the benchmark's runs must not become priors of the user's plans.
@@ -99,7 +101,7 @@ def main() -> int:
         actual = job_wall_seconds(run / "job-state.json")
         me = priors[run.name]
         pool = PriorPool([p for name, p in priors.items() if name != run.name])
-        query = RunQuery.from_settings("tiny-llama-cap", me.param_count, setup, 4800)
+        query = RunQuery.from_settings("tiny-llama-cap", me.param_count, setup, TRAIN_SPLIT)
         loop = training_time(query, pool)
         job = job_time(query, loop, pool, checkpoint_gib=me.checkpoint_gib_per_epoch)
         request = slurm_time_seconds(slurm_time(job.figure))

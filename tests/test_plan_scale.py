@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -96,3 +97,32 @@ def test_piecewise_dumping_equals_one_dump_on_random_documents(options: dict[str
         assert loading.dump_yaml(doc, **options) == expected, doc
         assert loading.dump_block_mapping(doc, **options) == expected, doc
         assert loading.dump_block_mapping(doc, **options) == expected, doc  # again, from the cache of pieces
+
+
+def test_rendering_in_several_processes_writes_the_same_files_in_the_same_order(
+        example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large plans render their runs in forked processes: the folder must not change by a byte."""
+    spec_data = load_yaml(example / "experiment.yaml")
+    spec_data.update(factors={"lora_rank": [2, 4, 8], "learning_rate": [1e-4, 3e-4, 1e-3]},
+                     replicates={"seeds": [1, 2]})
+    spec_data["controls"] = {"epochs": 2}
+    monkeypatch.setattr(pipeline, "_usable_cpus", lambda: 2)
+    monkeypatch.setattr(pipeline, "PARALLEL_RENDER_RUNS", 10**9)
+    serial = _prepare(example, spec_data)
+    monkeypatch.setattr(pipeline, "PARALLEL_RENDER_RUNS", 2)
+    pids = example / "renderers.txt"
+    real = pipeline.render_runs
+
+    def render_runs(*args: Any) -> dict[str, str]:
+        with open(pids, "a", encoding="utf-8") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return real(*args)
+
+    monkeypatch.setattr(pipeline, "render_runs", render_runs)
+    parallel = _prepare(example, spec_data)
+    rendered_by = set(pids.read_text().split())
+    assert rendered_by and str(os.getpid()) not in rendered_by  # the runs were rendered in the children
+    for files in (serial, parallel):
+        files["design-experiment.log"] = re.sub(r" in \d+\.\d+s", " in Ns", files["design-experiment.log"])
+    assert list(parallel) == list(serial) and len(serial) > 100
+    assert [name for name in serial if serial[name] != parallel[name]] == []

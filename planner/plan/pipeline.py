@@ -6,6 +6,8 @@ plan can be shown and approved before a single file exists.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,7 +25,7 @@ from planner.folder.compute import ComputeEstimates, EstimatesFile
 from planner.folder.designlog import DesignLog
 from planner.plan.job_files import JobEnvironment, build_job_files
 from planner.spec.localconfig import LocalSettings, SlurmSettings
-from planner.plan.render import RenderInput, make_environment, plural, render_experiment
+from planner.plan.render import RenderInput, make_environment, plural, render_experiment, render_runs, render_summary
 from planner.spec.resources import Resources
 from planner.spec.runs import Plan, expand
 from planner.spec.spec import ExperimentSpec, spec_to_yaml
@@ -162,7 +164,7 @@ def _prepare(spec: ExperimentSpec, spec_dir: Path, settings: LocalSettings, sett
     env = make_environment(paths.TEMPLATES_DIR)
     inp = RenderInput(plan=plan, resources=resources, estimates=estimates, settings=settings, exp_dir=str(target),
                       created=stamp, provenance=prov, jobs=jobs, slurm=slurm)
-    files = render_experiment(inp, env)
+    files = render_files(inp, env)
     files["experiment.yaml"] = (
         f"# Experiment spec as planned by plan-experiment {prov['planner_version']} on {prov['planned_at']}.\n"
         "# The source of truth: submit and status read this file, never the markdown.\n" + spec_to_yaml(recorded)
@@ -179,6 +181,52 @@ def _prepare(spec: ExperimentSpec, spec_dir: Path, settings: LocalSettings, sett
     files["design-experiment.log"] = log.render()
     return PreparedExperiment(target=target, plan=plan, resources=resources, estimates=estimates, files=files, log=log,
                               spec=recorded, removed_partials=removed)
+
+
+#: Plans from this many runs render their files in several processes; below it, starting
+#: them costs more than it saves (benchmarks/plan_scale.py).
+PARALLEL_RENDER_RUNS = 2000
+_RENDERING: tuple[RenderInput, Any] | None = None  # what forked renderers inherit
+
+
+def _render_chunk(start: int, stop: int) -> dict[str, str]:
+    assert _RENDERING is not None
+    return render_runs(*_RENDERING, start, stop)
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # what this process may run on (a login node's cgroup, taskset)
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def render_files(inp: RenderInput, env: Any, min_runs: int | None = None) -> dict[str, str]:
+    """``render_experiment``, split over forked processes for large plans; the same files in the same order.
+
+    Rendering a run's files (Jinja templates, YAML configs) is pure CPU and independent
+    of every other run's: on 10,000 runs it is most of ``new``'s time, and a second core
+    halves it. The children inherit the plan by ``fork`` (nothing is pickled on the way
+    in); each returns its runs' texts, which are joined in plan order.
+    """
+    global _RENDERING
+    runs = len(inp.plan.runs)
+    workers = min(_usable_cpus(), 8)
+    threshold = PARALLEL_RENDER_RUNS if min_runs is None else min_runs
+    if runs < threshold or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return render_experiment(inp, env)
+    chunks = workers * 4
+    bounds = [(runs * i // chunks, runs * (i + 1) // chunks) for i in range(chunks)]
+    _RENDERING = (inp, env)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            pending = pool.starmap_async(_render_chunk, bounds)
+            files = {"experiment_summary.md": render_summary(inp, env)}  # meanwhile, here
+            for part in pending.get():
+                files.update(part)
+    finally:
+        _RENDERING = None
+    return files
 
 
 def write(prepared: PreparedExperiment, force: bool, now: datetime) -> Path | None:

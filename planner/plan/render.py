@@ -328,10 +328,17 @@ def render_experiment(inp: RenderInput, env: jinja2.Environment) -> dict[str, st
     ``experiment.yaml`` and ``design-experiment.log`` are not rendered here: the spec is
     serialised by ``spec_to_yaml`` and the log is written by whoever collected it.
     """
+    files: dict[str, str] = {"experiment_summary.md": render_summary(inp, env)}
+    files.update(render_runs(inp, env, 0, len(inp.plan.runs)))
+    return files
+
+
+def render_runs(inp: RenderInput, env: jinja2.Environment, start: int, stop: int) -> dict[str, str]:
+    """The files of runs ``start`` to ``stop`` (plan order) and of their evaluations."""
     setup_t, finetune_t, train_t = (env.get_template(f"{n}.j2") for n in ("setup_finetune.yaml", "finetune.yaml", "train.sh"))
     eval_config_t, eval_t = env.get_template("eval_config.yaml.j2"), env.get_template("eval.sh.j2")
-    files: dict[str, str] = {"experiment_summary.md": render_summary(inp, env)}
-    for run in inp.plan.runs:
+    files: dict[str, str] = {}
+    for run in inp.plan.runs[start:stop]:
         rdir = run_dir(inp.exp_dir, run)
         model = inp.resources.models[run.model]
         if not run.is_base:
