@@ -59,22 +59,9 @@ class Case:
     spec_arg: Callable[[Path], str] | None = None
 
 
-def with_spec(**changes: Any) -> dict[str, Any]:
-    spec = copy.deepcopy(SPEC)
-    for dotted, value in changes.items():
-        keys = dotted.split("__")
-        node = spec
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-        if value is DROP:
-            node.pop(keys[-1], None)
-        else:
-            node[keys[-1]] = value
-    return spec
-
-
-def with_settings(**changes: Any) -> dict[str, Any]:
-    data = copy.deepcopy(SETTINGS_YAML)
+def _changed(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``base`` with ``a__b=value`` set at ``base[a][b]`` (DROP removes it)."""
+    data = copy.deepcopy(base)
     for dotted, value in changes.items():
         keys = dotted.split("__")
         node = data
@@ -85,6 +72,14 @@ def with_settings(**changes: Any) -> dict[str, Any]:
         else:
             node[keys[-1]] = value
     return data
+
+
+def with_spec(**changes: Any) -> dict[str, Any]:
+    return _changed(SPEC, changes)
+
+
+def with_settings(**changes: Any) -> dict[str, Any]:
+    return _changed(SETTINGS_YAML, changes)
 
 
 DROP = object()

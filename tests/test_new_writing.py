@@ -23,17 +23,22 @@ def _everything(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")} if root.exists() else set()
 
 
-def test_a_full_disk_is_one_line_exit_3_and_leaves_nothing(example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _disk_full_after(files: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills up once ``files`` files of the experiment folder are written."""
     real = atomic._write_one
     calls = {"n": 0}
 
     def fill_up(folder: str, rel: str, text: str) -> None:
         calls["n"] += 1
-        if calls["n"] > 4:
+        if calls["n"] > files:
             raise OSError(errno.ENOSPC, "No space left on device")
         real(folder, rel, text)
 
     monkeypatch.setattr(atomic, "_write_one", fill_up)
+
+
+def test_a_full_disk_is_one_line_exit_3_and_leaves_nothing(example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _disk_full_after(4, monkeypatch)
     result = run_cli("new", "--spec", str(example / "experiment.yaml"), "--yes")
     assert result.exit_code == 3, result.output
     exp = example / "experiments" / "cap_5L_lora_comparison_demo"
@@ -135,8 +140,8 @@ def test_experiment_folders_follow_the_umask(example: Path, mask: int, mode: int
 
 
 def test_a_large_folder_is_written_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hundreds of files go through the writer threads: every file and mode arrives, and a
-    failure in any thread leaves nothing behind."""
+    """Hundreds of files in many folders: every file and mode arrives, and a failure part-way
+    leaves nothing behind."""
     files = {f"runs/r{i:03d}/{name}": f"{i} {name}\n" for i in range(150) for name in ("train.sh", "finetune.yaml")}
     target = tmp_path / "out" / "big"
     assert atomic.write_experiment(target, files, False, datetime(2026, 1, 1)) is None
@@ -144,16 +149,7 @@ def test_a_large_folder_is_written_whole_or_not_at_all(tmp_path: Path, monkeypat
     assert (target / "runs/r149/finetune.yaml").read_text() == "149 finetune.yaml\n"
     assert os.access(target / "runs/r007/train.sh", os.X_OK) and not os.access(target / "runs/r007/finetune.yaml", os.X_OK)
 
-    real = atomic._write_one
-    calls = {"n": 0}
-
-    def fill_up(folder: str, rel: str, text: str) -> None:
-        calls["n"] += 1
-        if calls["n"] > 200:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(folder, rel, text)
-
-    monkeypatch.setattr(atomic, "_write_one", fill_up)
+    _disk_full_after(200, monkeypatch)
     with pytest.raises(OutputError, match="the disk is full; nothing was written"):
         atomic.write_experiment(tmp_path / "out" / "big2", files, False, datetime(2026, 1, 1))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["big"]

@@ -96,7 +96,6 @@ __all__ = [
     "fallback_eval_time",
     "fallback_training_time",
     "gpu_hours",
-    "identical_jobs",
     "job_time",
     "log_number",
     "model_key",
@@ -469,15 +468,6 @@ def startup_of(p: PriorRun) -> tuple[float, float] | None:
     return max(startup, 0.0), save
 
 
-def identical_jobs(run: RunQuery, pool: PriorPool) -> list[PriorRun]:
-    """Finished priors that ran this very job: same model and recipe kind, distance 0, the
-    same optimizer steps per epoch and epochs, with a measured wall time."""
-    steps = run.steps_per_epoch()
-    return [p for tier, dist, p in pool.ranked(run)
-            if tier == 0 and dist == 0 and p.state == "completed" and p.wall_seconds
-            and p.steps_per_epoch == steps and len(p.epoch_seconds) == run.epochs]
-
-
 def job_time(
     run: RunQuery,
     loop: Estimate,
@@ -514,13 +504,17 @@ def job_time(
     same: list[tuple[float, float, PriorRun]] = []
     other: list[tuple[float, float, PriorRun]] = []
     logged: list[float] = []  # save times logged by runs of this model, finished or not
-    for tier, _, p in pool.ranked(run):
+    twins: list[PriorRun] = []  # finished runs of this very job: same model and configuration, steps and epochs
+    steps = run.steps_per_epoch()
+    for tier, dist, p in pool.ranked(run):
         if tier == 0 and p.checkpoint_save_s is not None:
             logged.append(p.checkpoint_save_s)
         parts = startup_of(p)
         if parts is None:
             continue
         (same if tier == 0 else other).append((*parts, p))
+        if tier == 0 and dist == 0 and p.steps_per_epoch == steps and len(p.epoch_seconds) == run.epochs:
+            twins.append(p)
     if same:
         startup = statistics.median(s for s, _, _ in same)
         names = ", ".join(_short(p.name) for _, _, p in same[:3]) + (" ..." if len(same) > 3 else "")
@@ -550,7 +544,8 @@ def job_time(
     total = startup + loop_s + saves
     calculation = (f"job = start-up {startup:.0f}s + loop {loop_s:.0f}s + saves {saves:.0f}s = {total:.0f}s ≈ {compact_duration(total)}")
     basis = f"{startup_how}; {save_how}; loop from {loop.basis}"
-    twins = identical_jobs(run, pool)
+    low = (loop.low + startup + saves) if loop.low is not None else None
+    high = (loop.high + startup + saves) if loop.high is not None else None
     if twins:
         # The same job ran before, to the step: its measured wall time already holds
         # everything the parts model estimates (and what it cannot: contention with the
@@ -564,8 +559,9 @@ def job_time(
         startup_how = (f"the same job ran before: median wall time of {len(twins)} finished run(s) ({names}), "
                        f"start-up {startup:.0f}s is what the loop and saves leave")
         learned = True
-    # The loop decides the confidence: start-up and saves are small beside it on real
-    # runs, and the basis says when they are defaults.
+        low = high = None  # a measurement, not a range
+    # Otherwise the loop decides the confidence: start-up and saves are small beside it on
+    # real runs, and the basis says when they are defaults.
     confidence = "measured" if twins else loop.confidence
     return Estimate(
         figure=total,
@@ -573,8 +569,8 @@ def job_time(
         basis=basis,
         confidence=confidence,
         calculation=calculation,
-        low=None if twins else (loop.low + startup + saves) if loop.low is not None else None,
-        high=None if twins else (loop.high + startup + saves) if loop.high is not None else None,
+        low=low,
+        high=high,
         details={"startup_s": startup, "loop_s": loop_s, "saves_s": saves, "startup_basis": startup_how,
                  "saves_basis": save_how, "startup_learned": learned},
     )

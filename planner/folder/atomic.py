@@ -146,7 +146,7 @@ def _umask() -> int:
 def _write_one(folder: str, rel: str, text: str) -> None:
     # Scripts are created executable (by owner and group, as the umask allows) rather than
     # chmod-ed afterwards: one system call instead of three, on tens of thousands of files.
-    mode = 0o774 if rel.endswith(".sh") else 0o664
+    mode = 0o776 if rel.endswith(".sh") else 0o666
     fd = os.open(f"{folder}/{rel}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     with os.fdopen(fd, "wb") as handle:
         handle.write(text.encode("utf-8"))

@@ -86,19 +86,11 @@ class SlurmSettings(_Strict):
     def _sbatch_value(cls, value: str | None, info: ValidationInfo) -> str | None:
         return slurm_values.check_sbatch_value(str(info.field_name), value)
 
-    @field_validator("time")
+    @field_validator("time", "eval_time")
     @classmethod
-    def _time_format(cls, value: str) -> str:
-        if value == "auto":
+    def _time_format(cls, value: str, info: ValidationInfo) -> str:
+        if value == "auto" and info.field_name == "time":  # evaluations have no estimate to size them
             return value
-        problem = slurm_time_problem(value) or slurm_values.sbatch_value_problem("time", value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-    @field_validator("eval_time")
-    @classmethod
-    def _eval_time_format(cls, value: str) -> str:
         problem = slurm_time_problem(value) or slurm_values.sbatch_value_problem("time", value)
         if problem:
             raise ValueError(problem)
