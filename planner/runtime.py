@@ -1,10 +1,16 @@
-"""Process-level helpers shared by the workflows."""
+"""Process-level helpers shared by the workflows: the garbage collector, CPUs, forked workers."""
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+import os
+import pickle
+import signal
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -24,3 +30,94 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (a login node's cgroup or ``taskset`` may allow fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def can_fork() -> bool:
+    """Whether work can be handed to forked children here (POSIX, and more than one usable CPU)."""
+    return hasattr(os, "fork") and usable_cpus() >= 2
+
+
+class ChildDied(RuntimeError):
+    """A forked child ended without sending a result (killed, or out of memory)."""
+
+
+class Forked(Generic[T]):
+    """``fn()`` running in a forked child; :meth:`result` waits for its value, pickled back through a pipe.
+
+    The child inherits everything by ``fork`` (nothing is pickled on the way in) and leaves
+    by ``os._exit``, so it runs no exit handler and flushes none of the parent's buffers.
+    An exception it raises is raised again by :meth:`result`; :meth:`close` (also on
+    leaving a ``with`` block) kills a child still running and reaps it, so none is left
+    behind when the parent fails first.
+    """
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            os.close(read_end)
+            code = 0
+            try:
+                try:
+                    payload = pickle.dumps((True, fn()), protocol=pickle.HIGHEST_PROTOCOL)
+                except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
+                    code = 1
+                    try:
+                        payload = pickle.dumps((False, exc), protocol=pickle.HIGHEST_PROTOCOL)
+                    except Exception:  # noqa: BLE001 - an exception that cannot be pickled
+                        payload = pickle.dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
+                with open(write_end, "wb") as pipe:
+                    pipe.write(payload)
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        self._pid: int | None = pid
+        self._pipe = open(read_end, "rb")  # noqa: SIM115 - closed by close()
+
+    def result(self) -> T:
+        """The child's return value (waits for it); its exception is raised here.
+
+        Raises:
+            ChildDied: the child ended without a result (killed, out of memory).
+        """
+        try:
+            payload = self._pipe.read()
+        finally:
+            status = self._reap(kill=False)
+        if not payload:
+            raise ChildDied(f"forked worker ended without a result (wait status {status})")
+        ok, value = pickle.loads(payload)
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    def _reap(self, kill: bool) -> int | None:
+        self._pipe.close()
+        if self._pid is None:
+            return None
+        if kill:
+            try:
+                os.kill(self._pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _, status = os.waitpid(self._pid, 0)
+        self._pid = None
+        return status
+
+    def close(self) -> None:
+        """Kill the child if it still runs, and reap it."""
+        self._reap(kill=True)
+
+    def __enter__(self) -> "Forked[T]":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

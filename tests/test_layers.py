@@ -31,6 +31,7 @@ ROLES = ("pure", "edge", "workflow", "cli")
 FLOORS = ("planner", "spec", "folder", "torchtune", "jobs", "estimate", "status", "plan", "analyze")
 
 EDGE = frozenset({
+    "planner.runtime",  # forks workers, pauses the garbage collector
     "planner.spec.local_settings",
     "planner.folder.atomic",
     "planner.folder.experiment",

@@ -106,7 +106,7 @@ def test_rendering_in_several_processes_writes_the_same_files_in_the_same_order(
     spec_data.update(factors={"lora_rank": [2, 4, 8], "learning_rate": [1e-4, 3e-4, 1e-3]},
                      replicates={"seeds": [1, 2]})
     spec_data["controls"] = {"epochs": 2}
-    monkeypatch.setattr(pipeline, "_usable_cpus", lambda: 2)
+    monkeypatch.setattr(pipeline, "usable_cpus", lambda: 2)
     monkeypatch.setattr(pipeline, "PARALLEL_RENDER_RUNS", 10**9)
     serial = _prepare(example, spec_data)
     monkeypatch.setattr(pipeline, "PARALLEL_RENDER_RUNS", 2)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,24 @@ def _read(path: Path | str) -> bytes | None:
     except OSError:
         return None
     try:
-        chunks = []
+        data = os.read(fd, 1 << 16)
         while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
+            data += chunk
+        return data
     finally:
         os.close(fd)
+
+
+def _loads(data: bytes) -> Any:
+    """``json.loads`` of a file's bytes; UTF-8 without a byte-order mark (the usual case) skips the sniffing."""
+    if not data.startswith(b"\xef\xbb\xbf"):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass  # UTF-16/32, or not text at all: json.loads tells
+        else:
+            return json.loads(text)
+    return json.loads(data)
 
 
 def _json_file(path: Path | str) -> Any:
@@ -48,12 +61,12 @@ def _json_file(path: Path | str) -> Any:
     if data is None:
         return None
     try:
-        return json.loads(data)
+        return _loads(data)
     except ValueError:
         return None
 
 
-class _States:
+class JobStates:
     """Job states the status command last saw, by unit (journal + status cache)."""
 
     def __init__(self, exp: Experiment) -> None:
@@ -99,12 +112,9 @@ def newest_metric_log(run_dir: str) -> str | None:
                               os.stat(p).st_mtime_ns))
 
 
-def newest_training_log(run_dir: str) -> str | None:
-    """The newest ``slurm-*.out`` of a run folder (the training log train.sh tees)."""
-    try:
-        logs = [os.path.join(run_dir, n) for n in os.listdir(run_dir) if n.startswith("slurm-") and n.endswith(".out")]
-    except OSError:
-        return None
+def newest_training_log(run_dir: str, names: list[str]) -> str | None:
+    """The newest ``slurm-*.out`` among a run folder's ``names`` (the training log train.sh tees)."""
+    logs = [os.path.join(run_dir, n) for n in names if n.startswith("slurm-") and n.endswith(".out")]
     return max(logs, key=lambda p: (os.stat(p).st_mtime_ns, p)) if logs else None
 
 
@@ -127,18 +137,24 @@ def _train_count(finetune_yaml: str, cache: dict[str, int | None]) -> int | None
     return cache[key]
 
 
-def observe_run(exp: Experiment, run: Run, states: _States, predicted: dict[str, float],
+def observe_run(exp: Experiment, run: Run, states: JobStates, predicted: dict[str, float],
                 counts: dict[str, int | None]) -> RunObs:
     """What one run's folder says."""
     if run.is_base:
         return RunObs(run=run, state="-")
     # Plain strings, not Path objects: this runs once per run, thousands of times in a big sweep.
     rdir = os.path.join(exp.path, run.name)
-    job_state = _json_file(os.path.join(rdir, "job-state.json"))
+    # One listing instead of a failed open per absent file: most folders of a big plan hold few files yet.
+    try:
+        names = os.listdir(rdir)
+    except OSError:
+        names = []
+    listed = set(names)
+    job_state = _json_file(os.path.join(rdir, "job-state.json")) if "job-state.json" in listed else None
     log_config = None
     steps_per_epoch = None
     peak = None
-    log_path = newest_training_log(rdir)
+    log_path = newest_training_log(rdir, names)
     if log_path is not None:
         rec = parse_log_bytes(_read(log_path) or b"", log_path)
         if rec.config_text:
@@ -149,11 +165,12 @@ def observe_run(exp: Experiment, run: Run, states: _States, predicted: dict[str,
                 log_config = None
         steps_per_epoch = rec.steps_per_epoch
         peak = max(rec.peak_memory_gib.values()) if rec.peak_memory_gib else None
-    metric_log = newest_metric_log(rdir)
+    metric_log = newest_metric_log(rdir) if "logs" in listed else None
     loss = parse_metric_log((_read(metric_log) or b"").decode("utf-8", "replace")) if metric_log else []
     return RunObs(
         run=run, state=states.state(run.name, job_state), wall_s=_wall(job_state), predicted_s=predicted.get(run.name),
-        configured_steps=configured_steps(run.settings, _train_count(os.path.join(rdir, "finetune.yaml"), counts)),
+        configured_steps=configured_steps(
+            run.settings, _train_count(os.path.join(rdir, "finetune.yaml"), counts) if "finetune.yaml" in listed else None),
         steps_per_epoch=steps_per_epoch, log_config=log_config, loss=tuple(loss),
         metric_log=os.path.relpath(metric_log, exp.path).replace(os.sep, "/") if metric_log else None,
         peak_memory_gib=peak,
@@ -185,8 +202,12 @@ def _outcomes(path: str) -> dict[str, bool] | None:
     return out
 
 
-def observe_eval(root: str, ev: Evaluation, split: str, states: _States) -> EvalObs:
-    """What one evaluation's folder says; a results.json that is not a JSON object is bad input."""
+def observe_eval(root: str, ev: Evaluation, split: str, states: JobStates, with_outcomes: bool = True) -> EvalObs:
+    """What one evaluation's folder says; a results.json that is not a JSON object is bad input.
+
+    ``with_outcomes`` reads predictions.jsonl too: only McNemar tests against a base-model
+    control use it, so evaluations of a model without one skip the lookup.
+    """
     rel = f"{ev.run}/eval/{ev.name}"
     # Plain strings, not Path objects or os.path.join: this runs 10,000 times in a big sweep.
     folder = f"{root}/{rel}"
@@ -194,27 +215,38 @@ def observe_eval(root: str, ev: Evaluation, split: str, states: _States) -> Eval
     data = _read(path)
     if data is not None:
         try:
-            results = json.loads(data)
+            results = _loads(data)
         except ValueError as exc:
             raise ConfigError(f"{path}: results.json is not valid JSON ({exc}); rerun the evaluation "
                               "(bash eval.sh in its folder) or move the file away") from None
         if not isinstance(results, dict):
             raise ConfigError(f"{path}: results.json holds a {type(results).__name__}, not an object; rerun the "
                               "evaluation (bash eval.sh in its folder) or move the file away")
-        return EvalObs(ev, split, PRESENT, results, _outcomes(f"{folder}/predictions.jsonl"), rel)
+        outcomes = _outcomes(f"{folder}/predictions.jsonl") if with_outcomes else None
+        return EvalObs(ev, split, PRESENT, results, outcomes, rel)
     state = states.state(ev.key, _json_file(f"{folder}/job-state.json"))
     return EvalObs(ev, split, FAILED if state in RETRYABLE_STATES else MISSING, None, None, rel)
 
 
-def collect(exp: Experiment) -> Observations:
-    """Every planned run and evaluation of ``exp``, as observations."""
-    states = _States(exp)
+def collect_runs(exp: Experiment, states: JobStates) -> list[RunObs]:
+    """Every planned run of ``exp``, as observations."""
     estimates = exp.read_estimates()
     predicted = {k: v.train_seconds for k, v in estimates.runs.items()} if estimates else {}
     counts: dict[str, int | None] = {}
+    return [observe_run(exp, r, states, predicted, counts) for r in exp.plan.runs]
+
+
+def collect_evals(exp: Experiment, evaluations: Sequence[Evaluation], states: JobStates) -> list[EvalObs]:
+    """The given planned evaluations of ``exp`` (all, or a slice read in another process), as observations."""
     splits = {t.name: t.split for t in exp.spec.evaluation.tasks}
-    obs = Observations()
-    obs.runs = [observe_run(exp, r, states, predicted, counts) for r in exp.plan.runs]
+    compared = {r.model for r in exp.plan.base_runs}  # models with a base control: McNemar needs outcomes
+    model_of = {r.name: r.model for r in exp.plan.runs}
     root = str(exp.path)
-    obs.evals = [observe_eval(root, ev, splits.get(ev.task, "test"), states) for ev in exp.plan.evaluations]
-    return obs
+    return [observe_eval(root, ev, splits.get(ev.task, "test"), states, model_of[ev.run] in compared)
+            for ev in evaluations]
+
+
+def collect(exp: Experiment) -> Observations:
+    """Every planned run and evaluation of ``exp``, as observations."""
+    states = JobStates(exp)
+    return Observations(collect_runs(exp, states), collect_evals(exp, exp.plan.evaluations, states))

@@ -72,7 +72,8 @@ class EvalObs:
         status: ``present`` (results.json there), ``failed`` (its job failed and left
             none) or ``missing``.
         results: results.json, parsed.
-        outcomes: per-example correctness keyed by input (predictions.jsonl), or None.
+        outcomes: per-example correctness keyed by input (predictions.jsonl), or None; read only
+            for models with a base-model control (the McNemar test is its one use).
         folder: the evaluation folder relative to the experiment.
     """
 

@@ -9,9 +9,8 @@ of the summary stays.
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
-import io
+from functools import partial
 import os
 import shutil
 import tempfile
@@ -23,13 +22,15 @@ from pathlib import Path
 from planner.folder.experiment import SUMMARY, Experiment
 from planner.folder.atomic import atomic_write_text
 from planner.analyze import plots
-from planner.analyze.collect import collect
-from planner.analyze.observe import FAILED, MISSING, PRESENT, Observations
+from planner.analyze.collect import JobStates, collect_evals, collect_runs
+from planner.analyze.observe import FAILED, Observations, RunObs
 from planner.analyze.report import RESULTS_BLOCK, insert_results_section, report_html, results_block
-from planner.analyze.tables import Analysis, EpochChoice, Table, Thresholds, analyze_observations
+from planner.analyze.tables import (
+    Analysis, EpochChoice, EvalPart, Thresholds, analyze_observations, analyze_slice, assemble, slice_bounds,
+)
 from planner.folder.designlog import DesignLog
 from planner.folder.markdown import begin_marker, end_marker, replace_block
-from planner.runtime import gc_paused
+from planner.runtime import ChildDied, Forked, can_fork, gc_paused, usable_cpus
 from planner.status.tables import EVAL_BLOCK
 
 ANALYSIS_DIR = "analysis"
@@ -40,7 +41,7 @@ class Outcome:
     """What one analysis produced."""
 
     analysis: Analysis
-    observations: Observations
+    runs: list[RunObs]
     folder: Path
     files: list[str]
     plots_written: bool
@@ -49,24 +50,70 @@ class Outcome:
     @property
     def missing_or_failed(self) -> list[str]:
         """Planned evaluations without results.json."""
-        return [o.evaluation.key for o in self.observations.evals if o.status in (MISSING, FAILED)]
-
-
-def csv_text(table: Table) -> str:
-    """A table as CSV: '\\n' line ends, floats as Python prints them (shortest exact), empty for none."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(table.columns)
-    writer.writerows(table.rows)  # the csv module writes None as an empty field
-    return buf.getvalue()
+        return self.analysis.missing_or_failed
 
 
 def build_files(a: Analysis, name: str, question: str, images: dict[str, bytes]) -> dict[str, bytes]:
     """Every file of ``analysis/`` by relative path."""
-    files = {f"{name}.csv": csv_text(table).encode() for name, table in a.tables.items()}
+    files = {f"{table}.csv": text.encode() for table, text in a.csv.items()}
     files.update({f"plots/{k}": v for k, v in images.items()})
     files["report.html"] = report_html(a, name, question, images).encode()
     return files
+
+
+#: Plans from this many evaluations are analysed in slices, one per usable CPU, in forked
+#: processes; below it, starting them costs more than it saves (benchmarks/analyze_scale.py).
+PARALLEL_ANALYZE_EVALS = 2000
+
+
+def _slice_part(exp: Experiment, start: int, stop: int, states: JobStates, metric: str, epoch: EpochChoice,
+                th: Thresholds) -> EvalPart:
+    """Read and analyse one slice of the planned evaluations (in a forked worker, or here)."""
+    plan = exp.plan
+    evals = collect_evals(exp, plan.evaluations[start:stop], states)
+    # Every slice compares with the base controls: their few evaluations are read by each.
+    base_names = {r.name for r in plan.base_runs}
+    bases = collect_evals(exp, [ev for ev in plan.evaluations if ev.run in base_names], states)
+    return analyze_slice(evals, plan, metric, epoch, th, bases)
+
+
+def analyze(exp: Experiment, metric: str = "accuracy", epoch: EpochChoice = "last", thresholds: Thresholds | None = None,
+            parallel_from: int | None = None, workers: int | None = None) -> tuple[Analysis, list[RunObs]]:
+    """Read the folders and build every table; large plans in slices over forked workers.
+
+    Each worker reads and analyses a stretch of whole conditions and sends back only its
+    cells, headline and deltas rows, statuses and CSV text; this process reads the runs
+    and analyses the first stretch meanwhile, then builds what needs every cell (sweeps).
+    The files are the same byte for byte as from one process
+    (tests/test_analyze_parallel.py).
+    """
+    th = thresholds or Thresholds()
+    plan = exp.plan
+    threshold = PARALLEL_ANALYZE_EVALS if parallel_from is None else parallel_from
+    n = min(workers or usable_cpus(), 8)
+    bounds = [(0, len(plan.evaluations))]
+    if len(plan.evaluations) >= threshold and n >= 2 and (workers or can_fork()):
+        # This process's stretch is a little larger: a child's part comes back through a pipe (about a
+        # tenth of its time on two CPUs, benchmarks/analyze_scale.py) while this one reads the runs.
+        bounds = slice_bounds(plan, [1.15] + [1.0] * (n - 1))
+    with gc_paused():
+        states = JobStates(exp)
+        if len(bounds) == 1:
+            obs = Observations(collect_runs(exp, states), collect_evals(exp, plan.evaluations, states))
+            return analyze_observations(obs, plan, metric, epoch, th), obs.runs
+        children = [Forked(partial(_slice_part, exp, start, stop, states, metric, epoch, th)) for start, stop in bounds[1:]]
+        try:
+            runs = collect_runs(exp, states)
+            parts = [_slice_part(exp, *bounds[0], states, metric, epoch, th)]
+            for (start, stop), child in zip(bounds[1:], children):
+                try:
+                    parts.append(child.result())
+                except ChildDied:  # killed (out of memory?): this process does its slice instead
+                    parts.append(_slice_part(exp, start, stop, states, metric, epoch, th))
+        finally:
+            for child in children:
+                child.close()
+        return assemble(parts, runs, plan, metric, epoch, th), runs
 
 
 def write_folder(target: Path, files: dict[str, bytes]) -> None:
@@ -112,15 +159,15 @@ def summary_with_results(exp: Experiment, block: str) -> tuple[str | None, str |
     return insert_results_section(text, wrapped, end_marker(EVAL_BLOCK)), None
 
 
-def _log_entries(log: DesignLog, a: Analysis, obs: Observations, command: str, now: Callable[[], datetime],
+def _log_entries(log: DesignLog, a: Analysis, runs: list[RunObs], command: str, now: Callable[[], datetime],
                  files: list[str], plots_note: str) -> None:
-    present = sum(1 for o in obs.evals if o.status == PRESENT)
-    failed = sum(1 for o in obs.evals if o.status == FAILED)
-    trained = sum(1 for o in obs.runs if not o.run.is_base and o.state == "COMPLETED")
-    finetunes = sum(1 for o in obs.runs if not o.run.is_base)
+    present = a.n_present
+    failed = sum(1 for _, _, status in a.statuses if status == FAILED)
+    trained = sum(1 for o in runs if not o.run.is_base and o.state == "COMPLETED")
+    finetunes = sum(1 for o in runs if not o.run.is_base)
     log.add(now(), "ANALYZE_COLLECT", "Reading run folders and results.json files", command=command,
-            result=f"{present} of {len(obs.evals)} planned evaluations have results.json ({failed} failed, "
-                   f"{len(obs.evals) - present - failed} missing); {trained} of {finetunes} fine-tune runs completed",
+            result=f"{present} of {a.n_planned} planned evaluations have results.json ({failed} failed, "
+                   f"{a.n_planned - present - failed} missing); {trained} of {finetunes} fine-tune runs completed",
             explanation="An evaluation counts when its results.json is there, whoever ran it; the rest are listed "
                         "as incomplete")
     n_sweeps = len(set(a.tables["sweeps"].column("sweep")))
@@ -138,8 +185,8 @@ def _log_entries(log: DesignLog, a: Analysis, obs: Observations, command: str, n
                      f"{a.thresholds.mild_pct:g} % improved",
             result=", ".join(f"{k} {counts.get(k, 0)}" for k in ("improved", "none", "mild", "severe")),
             explanation="Relative change of the metric on the same task and split as the base-model control")
-    runs = a.tables["runs"]
-    mismatched = [r for r, m in zip(runs.column("run"), runs.column("config_mismatch")) if m is True]
+    table = a.tables["runs"]
+    mismatched = [r for r, m in zip(table.column("run"), table.column("config_mismatch")) if m is True]
     if mismatched:
         log.add(now(), "ANALYZE_CONFIG", "Comparing each training log's config dump with the plan",
                 result=f"{len(mismatched)} run(s) trained with settings other than planned: {', '.join(mismatched[:10])}",
@@ -151,37 +198,42 @@ def _log_entries(log: DesignLog, a: Analysis, obs: Observations, command: str, n
 
 def run_analysis(exp: Experiment, *, metric: str = "accuracy", epoch: EpochChoice = "last",
                  thresholds: Thresholds | None = None, make_plots: bool = True, command: str = "plan-experiment analyze",
-                 now: Callable[[], datetime] = datetime.now) -> Outcome:
-    """Analyse ``exp`` and write its analysis files, Results block and design-log entries."""
+                 now: Callable[[], datetime] = datetime.now, parallel_from: int | None = None,
+                 workers: int | None = None) -> Outcome:
+    """Analyse ``exp`` and write its analysis files, Results block and design-log entries.
+
+    ``parallel_from`` (evaluations) and ``workers`` override when and over how many
+    processes :func:`analyze` slices the work.
+    """
+    # The collector stays paused throughout: once resumed it would walk every row of the tables at its
+    # next pass (tens of milliseconds) and free nothing; matplotlib's few cycles wait until the end.
     with gc_paused():
-        obs = collect(exp)
-        a = analyze_observations(obs, exp.plan, metric, epoch, thresholds)
-    warnings: list[str] = []
-    images: dict[str, bytes] = {}
-    if make_plots and plots.available():
-        images = plots.all_plots(a)
-        plots_note = f"{len(images)} plots"
-    elif make_plots:
-        plots_note = "no plots: matplotlib is not installed"
-        warnings.append("matplotlib is not installed: tables, report and Results block written without plots "
-                        "(pip install matplotlib)")
-    else:
-        plots_note = "no plots: --no-plots"
-    with gc_paused():
+        a, runs = analyze(exp, metric, epoch, thresholds, parallel_from, workers)
+        warnings: list[str] = []
+        images: dict[str, bytes] = {}
+        if make_plots and plots.available():
+            images = plots.all_plots(a)
+            plots_note = f"{len(images)} plots"
+        elif make_plots:
+            plots_note = "no plots: matplotlib is not installed"
+            warnings.append("matplotlib is not installed: tables, report and Results block written without plots "
+                            "(pip install matplotlib)")
+        else:
+            plots_note = "no plots: --no-plots"
         files = build_files(a, exp.spec.name, exp.spec.question, images)
-    target = exp.path / ANALYSIS_DIR
-    log = DesignLog()
-    _log_entries(log, a, obs, command, now, sorted(files), plots_note)
-    with exp.lock():
-        # The summary is checked before anything is written: broken markers stop the run with nothing changed.
-        summary, problem = summary_with_results(exp, results_block(a))
-        write_folder(target, files)
-        if summary is not None:
-            path = exp.path / SUMMARY
-            if summary != path.read_text(encoding="utf-8"):
-                atomic_write_text(path, summary)
-        if problem:
-            warnings.append(problem)
-        with open(exp.path / "design-experiment.log", "a", encoding="utf-8") as handle:
-            handle.write(log.render())
-    return Outcome(a, obs, target, sorted(files), bool(images), warnings)
+        target = exp.path / ANALYSIS_DIR
+        log = DesignLog()
+        _log_entries(log, a, runs, command, now, sorted(files), plots_note)
+        with exp.lock():
+            # The summary is checked before anything is written: broken markers stop the run with nothing changed.
+            summary, problem = summary_with_results(exp, results_block(a))
+            write_folder(target, files)
+            if summary is not None:
+                path = exp.path / SUMMARY
+                if summary != path.read_text(encoding="utf-8"):
+                    atomic_write_text(path, summary)
+            if problem:
+                warnings.append(problem)
+            with open(exp.path / "design-experiment.log", "a", encoding="utf-8") as handle:
+                handle.write(log.render())
+    return Outcome(a, runs, target, sorted(files), bool(images), warnings)

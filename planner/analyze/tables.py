@@ -7,6 +7,8 @@ described in docs/analysis.md.
 
 from __future__ import annotations
 
+import csv
+import io
 import statistics
 from functools import cached_property, lru_cache
 from collections.abc import Iterable
@@ -93,6 +95,18 @@ class Table:
         return [row[i] for row in self.rows]
 
 
+def csv_body(rows: Iterable[list[Any]]) -> str:
+    """Rows as CSV: '\\n' line ends, floats as Python prints them (shortest exact), None as an empty field."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)  # the csv module writes None as an empty field
+    return buf.getvalue()
+
+
+def csv_text(table: Table) -> str:
+    """A table as a CSV file: its header, then its rows."""
+    return csv_body([table.columns]) + csv_body(table.rows)
+
+
 def _frame(rows: list[dict[str, Any]], columns: list[str]) -> Table:
     template = dict.fromkeys(columns)
     # A copy of the ordered template updated with the row: its values are the row in column order.
@@ -132,19 +146,42 @@ class Cell:
 
 @dataclass
 class Analysis:
-    """Every table of one analysis, plus what the report and the Results block need."""
+    """Every table of one analysis, plus what the report and the Results block need.
+
+    Attributes:
+        tables: the tables held in memory: runs, deltas, sweeps and loss.
+        csv: every table's CSV text, by table name.
+        statuses: ``(evaluation key, run, status)`` of every planned evaluation, in plan order.
+        metrics_present: the metric names evals.csv has for evaluations with results.
+    """
 
     metric: str
     epoch_choice: EpochChoice
     thresholds: Thresholds
     tables: dict[str, "Table"]
+    csv: dict[str, str]
     cell_objs: list[Cell]
     headline: list[dict[str, Any]]
     incomplete: list[str]
     sweep_factors: list[str]
     task_splits: dict[str, str]
-    n_present: int = 0
-    n_planned: int = 0
+    statuses: list[tuple[str, str, str]] = field(default_factory=list)
+    metrics_present: set[str] = field(default_factory=set)
+
+    @property
+    def n_planned(self) -> int:
+        """Planned evaluations."""
+        return len(self.statuses)
+
+    @property
+    def n_present(self) -> int:
+        """Planned evaluations with results.json."""
+        return sum(1 for _, _, status in self.statuses if status == PRESENT)
+
+    @property
+    def missing_or_failed(self) -> list[str]:
+        """Planned evaluations without results.json, by key (for ``--strict``)."""
+        return [key for key, _, status in self.statuses if status in (MISSING, FAILED)]
 
     @property
     def runs(self) -> pd.DataFrame:
@@ -152,14 +189,9 @@ class Analysis:
         return self.tables["runs"].frame
 
     @property
-    def evals(self) -> pd.DataFrame:
-        """evals.csv as a frame."""
-        return self.tables["evals"].frame
-
-    @property
     def cells(self) -> pd.DataFrame:
         """cells.csv as a frame."""
-        return self.tables["cells"].frame
+        return cells_frame(self.cell_objs).frame
 
     @property
     def deltas(self) -> pd.DataFrame:
@@ -270,16 +302,19 @@ def evals_frame(evals: list[EvalObs], plan: Plan, metric: str) -> Table:
 
 def build_cells(evals: list[EvalObs], plan: Plan, metric: str) -> list[Cell]:
     """Group evaluations by condition x task x epoch, in plan order, and summarise the seeds."""
-    runs = {r.name: r for r in plan.runs}
+    runs = {r.name: (r, condition_of(r)) for r in plan.runs}
+    factors: dict[str, dict[str, Any]] = {}  # one dict per condition, shared by its cells (read only)
     cells: dict[tuple[str, str, int | None], Cell] = {}
     for o in evals:
         ev = o.evaluation
-        run = runs[ev.run]
-        key = (condition_of(run), ev.task, ev.epoch)
+        run, condition = runs[ev.run]
+        key = (condition, ev.task, ev.epoch)
         cell = cells.get(key)
         if cell is None:
-            cell = cells[key] = Cell(key[0], _label(run.model), run.kind, factor_values(run), ev.task, ev.epoch,
-                                     o.split)
+            shared = factors.get(condition)
+            if shared is None:
+                shared = factors[condition] = factor_values(run)
+            cell = cells[key] = Cell(condition, _label(run.model), run.kind, shared, ev.task, ev.epoch, o.split)
         cell.planned.append(ev.run)
         value = o.value(metric)
         if value is not None:
@@ -300,16 +335,22 @@ CELL_COLUMNS = [
 def cells_frame(cells: list[Cell]) -> Table:
     """cells.csv (rows built as lists in CELL_COLUMNS order: one per cell, thousands in a big sweep)."""
     rows: list[list[Any]] = []
+    texts: dict[int, str] = {}  # cells of one condition share their factors dict: its text is made once
     for c in cells:
         s = c.summary
-        stats = ([_round(s.mean), _round(s.std), _round(s.sem), _round(s.ci_low), _round(s.ci_high), _round(s.min),
-                  _round(s.max)] if s else [None] * 7)
-        present = set(c.present_runs)
-        rows.append([
-            c.condition, c.kind, c.model, _factor_text({k: v for k, v in c.factors.items() if k != "model"}), c.task,
-            c.split, c.epoch, len(c.planned), len(c.values), *stats, c.complete,
-            "; ".join(r for r in c.planned if r not in present) or None,
-        ])
+        stats = ([round(s.mean, 6), _round(s.std), _round(s.sem), _round(s.ci_low), _round(s.ci_high),
+                  round(s.min, 6), round(s.max, 6)] if s else [None] * 7)
+        text = texts.get(id(c.factors))
+        if text is None:
+            text = texts[id(c.factors)] = _factor_text({k: v for k, v in c.factors.items() if k != "model"})
+        complete = len(c.values) == len(c.planned)
+        if complete:
+            missing = None
+        else:
+            present = set(c.present_runs)
+            missing = "; ".join(r for r in c.planned if r not in present) or None
+        rows.append([c.condition, c.kind, c.model, text, c.task, c.split, c.epoch, len(c.planned), len(c.values),
+                     *stats, complete, missing])
     return Table(CELL_COLUMNS, rows)
 
 
@@ -319,62 +360,66 @@ DELTA_COLUMNS = [
 ]
 
 
-def _mcnemar(ft: EvalObs, base: EvalObs) -> dict[str, Any]:
-    """Exact McNemar on the per-example outcomes, or the reason it is refused."""
+def _mcnemar(ft: EvalObs, base: EvalObs) -> list[Any]:
+    """Exact McNemar on the per-example outcomes, or the reason it is refused.
+
+    Returns:
+        ``[n_pairs, base_only_correct, finetune_only_correct, mcnemar_p, mcnemar_note]``.
+    """
     assert ft.results is not None and base.results is not None
     if ft.results.get("n") != base.results.get("n"):
-        return {"mcnemar_note": f"refused: counts differ ({ft.results.get('n')} vs base {base.results.get('n')})"}
+        return [None, None, None, None,
+                f"refused: counts differ ({ft.results.get('n')} vs base {base.results.get('n')})"]
     if ft.outcomes is None or base.outcomes is None:
-        return {"mcnemar_note": "refused: no per-example outcomes (predictions.jsonl)"}
+        return [None, None, None, None, "refused: no per-example outcomes (predictions.jsonl)"]
     if set(ft.outcomes) != set(base.outcomes):
-        return {"mcnemar_note": "refused: the evaluated inputs differ from the base model's"}
+        return [None, None, None, None, "refused: the evaluated inputs differ from the base model's"]
     b = sum(1 for k, ok in base.outcomes.items() if ok and not ft.outcomes[k])
     c = sum(1 for k, ok in base.outcomes.items() if not ok and ft.outcomes[k])
-    return {"n_pairs": len(base.outcomes), "base_only_correct": b, "finetune_only_correct": c,
-            "mcnemar_p": round(mcnemar_exact(b, c), 6), "mcnemar_note": None}
+    return [len(base.outcomes), b, c, round(mcnemar_exact(b, c), 6), None]
 
 
 def _split(o: EvalObs) -> str:
     return str((o.results or {}).get("split") or o.split)
 
 
-def deltas_frame(evals: list[EvalObs], plan: Plan, metric: str, th: Thresholds) -> Table:
-    """deltas.csv: every fine-tuned evaluation against its model's base control on the same task."""
-    runs = {r.name: r for r in plan.runs}
+def deltas_frame(evals: list[EvalObs], plan: Plan, metric: str, th: Thresholds,
+                 bases: list[EvalObs] | None = None) -> Table:
+    """deltas.csv: every fine-tuned evaluation against its model's base control on the same task.
+
+    ``bases`` are the base controls' evaluations when ``evals`` is a slice that may not
+    hold them (by default they are looked up in ``evals``). Rows are built as lists in
+    DELTA_COLUMNS order (one per fine-tuned evaluation).
+    """
+    runs = {r.name: (r, condition_of(r)) for r in plan.runs}
     base_runs = {r.model: r.name for r in plan.base_runs}
-    by_key = {(o.evaluation.run, o.evaluation.task, o.evaluation.epoch): o for o in evals}
-    base_values: dict[str, float | None] = {}
-    rows = []
+    by_key = {(o.evaluation.run, o.evaluation.task, o.evaluation.epoch): o
+              for o in (evals if bases is None else bases)} if base_runs else {}
+    rows: list[list[Any]] = []
     for o in evals:
         ev = o.evaluation
-        run = runs[ev.run]
+        run, condition = runs[ev.run]
         if run.is_base:
             continue
         base_name = base_runs.get(run.model)
         base = by_key.get((base_name, ev.task, None)) if base_name else None
-        row: dict[str, Any] = {"run": ev.run, "condition": condition_of(run), "seed": run.seed, "task": ev.task,
-                               "split": _split(o), "epoch": ev.epoch, "base_run": base_name}
         value = o.value(metric)
-        base_value = None
-        if base is not None and base.results:
-            key = base.evaluation.key
-            if key not in base_values:
-                base_values[key] = base.value(metric)
-            base_value = base_values[key]
-        row.update(value=value, base_value=base_value)
+        base_value = base.value(metric) if base is not None and base.results else None
+        split = _split(o)
+        # delta, rel_delta_pct, n_pairs, base_only_correct, finetune_only_correct, mcnemar_p, mcnemar_note, flag
+        tail: list[Any]
         if base is None:
-            row["mcnemar_note"] = "no base-model control evaluates this task"
+            tail = [None] * 6 + ["no base-model control evaluates this task", None]
         elif value is None or base_value is None:
-            row["mcnemar_note"] = f"missing: {ev.key if value is None else base.evaluation.key}"
-        elif _split(o) != _split(base):
-            row["mcnemar_note"] = f"refused: splits differ ({_split(o)} vs base {_split(base)})"
+            tail = [None] * 6 + [f"missing: {ev.key if value is None else base.evaluation.key}", None]
+        elif split != _split(base):
+            tail = [None] * 6 + [f"refused: splits differ ({split} vs base {_split(base)})", None]
         else:
-            row.update(delta=round(value - base_value, 6),
-                       rel_delta_pct=round((value - base_value) / abs(base_value) * 100, 3) if base_value else None,
-                       flag=flag_for(base_value, value, th))
-            row.update(_mcnemar(o, base))
-        rows.append(row)
-    return _frame(rows, DELTA_COLUMNS)
+            tail = [round(value - base_value, 6),
+                    round((value - base_value) / abs(base_value) * 100, 3) if base_value else None,
+                    *_mcnemar(o, base), flag_for(base_value, value, th)]
+        rows.append([ev.run, condition, run.seed, ev.task, split, ev.epoch, base_name, base_value, value, *tail])
+    return Table(DELTA_COLUMNS, rows)
 
 
 def select_cells(cells: list[Cell], choice: EpochChoice) -> list[tuple[str, Cell]]:
@@ -421,38 +466,37 @@ def sweeps_frame(selected: list[tuple[str, Cell]], plan: Plan) -> Table:
     """
     spec = plan.spec
     levels_of: dict[str, list[Any]] = {"model": [model_label(m) for m in spec.models], **spec.factors}
-    swept = sweep_factors(plan)
-    rows = []
+    rows: list[list[Any]] = []  # in SWEEP_COLUMNS order
     names = ["model", *spec.paired, *spec.factors]
-    # Each cell's factor levels as text, once: every swept factor groups the cells anew.
-    texts = [{k: repr(cell.factors.get(k)) for k in names} for _, cell in selected]
-    for factor in swept:
-        others = [k for k in names if k != factor]
-        groups: dict[tuple[Any, ...], dict[Any, tuple[str, Cell]]] = {}
-        for (label, cell), text in zip(selected, texts):
-            key = (cell.task, label, *[text[k] for k in others])
-            groups.setdefault(key, {})[text[factor]] = (label, cell)
-        for key, by_level in groups.items():
-            task, label = key[0], key[1]
-            fixed = "; ".join(f"{k}={by_level[next(iter(by_level))][1].factors.get(k)}" for k in others)
+    # Once per cell, not once per swept factor: its levels as text and its columns n_planned .. level_complete.
+    entries = []
+    for label, cell in selected:
+        s = cell.summary
+        ok = bool(cell.values) and len(cell.values) == len(cell.planned)
+        stats = [len(cell.planned), len(cell.values), round(s.mean, 6) if s else None,
+                 _round(s.ci_low) if s else None, _round(s.ci_high) if s else None, ok]
+        epoch = cell.epoch if label in ("last", "best") else label
+        entries.append((label, cell, tuple(repr(cell.factors.get(k)) for k in names), epoch, stats, ok))
+    for factor in sweep_factors(plan):
+        at = names.index(factor)
+        others = names[:at] + names[at + 1:]
+        groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for entry in entries:
+            texts = entry[2]
+            groups.setdefault((entry[1].task, entry[0], texts[:at] + texts[at + 1:]), {})[texts[at]] = entry
+        levels = [(level, repr(level)) for level in levels_of[factor]]
+        for (task, label, _), by_level in groups.items():
+            first = next(iter(by_level.values()))[1]
+            fixed = "; ".join(f"{k}={first.factors.get(k)}" for k in others)
             sweep_id = f"{factor} | {task} | epoch {label} | {fixed}"
-            entries: list[tuple[Any, Cell | None]] = []
-            for level in levels_of[factor]:
-                found = by_level.get(repr(level))
-                entries.append((level, found[1] if found else None))
-            complete = all(c is not None and c.complete and c.values for _, c in entries)
-            for level, level_cell in entries:
-                s = level_cell.summary if level_cell else None
-                rows.append({
-                    "sweep": sweep_id, "factor": factor, "fixed": fixed, "task": task,
-                    "epoch": level_cell.epoch if level_cell is not None and label in ("last", "best") else label,
-                    "level": level, "n_planned": len(level_cell.planned) if level_cell else 0,
-                    "n_seeds": len(level_cell.values) if level_cell else 0, "mean": _round(s.mean) if s else None,
-                    "ci_low": _round(s.ci_low) if s else None, "ci_high": _round(s.ci_high) if s else None,
-                    "level_complete": bool(level_cell is not None and level_cell.complete and level_cell.values),
-                    "sweep_complete": complete,
-                })
-    return _frame(rows, SWEEP_COLUMNS)
+            found = [(level, by_level.get(text)) for level, text in levels]
+            complete = all(e is not None and e[5] for _, e in found)
+            for level, e in found:
+                if e is None:
+                    rows.append([sweep_id, factor, fixed, task, label, level, 0, 0, None, None, None, False, complete])
+                else:
+                    rows.append([sweep_id, factor, fixed, task, e[3], level, *e[4], complete])
+    return Table(SWEEP_COLUMNS, rows)
 
 
 LOSS_COLUMNS = ["run", "step", "epoch", "loss", "lr", "tokens_per_s"]
@@ -489,10 +533,17 @@ def cell_text(c: Cell) -> str:
     return text + ("" if c.complete else f", {len(c.planned) - s.n} missing")
 
 
-def headline_rows(cells: list[Cell], selected: list[tuple[str, Cell]], th: Thresholds,
+def base_rows(cells: list[Cell]) -> list[dict[str, Any]]:
+    """The headline's rows of the base controls (after every selected row)."""
+    return [{"condition": c.condition, "task": c.task, "epoch": None, "selection": "base", "result": cell_text(c),
+             "mean": c.summary.mean if c.summary else None, "base": "-", "delta": None, "rel_delta_pct": None,
+             "flag": None, "best_vs_last": "-"} for c in cells if c.kind == "base"]
+
+
+def selected_rows(cells: list[Cell], selected: list[tuple[str, Cell]], bases: list[Cell], th: Thresholds,
                   task_splits: dict[str, str]) -> list[dict[str, Any]]:
-    """The headline table: each selected condition x task, its base control, delta, flag, best vs last."""
-    base_cells = {(c.model, c.task): c for c in cells if c.kind == "base"}
+    """The headline's rows of the selected cells; ``cells`` holds every epoch of their conditions."""
+    base_cells = {(c.model, c.task): c for c in bases}
     by_group: dict[tuple[str, str], list[Cell]] = {}
     for c in cells:
         if c.kind != "base":
@@ -520,47 +571,124 @@ def headline_rows(cells: list[Cell], selected: list[tuple[str, Cell]], th: Thres
         else:
             row["best_vs_last"] = "-"
         rows.append(row)
-    for c in cells:
-        if c.kind == "base":
-            rows.append({"condition": c.condition, "task": c.task, "epoch": None, "selection": "base",
-                         "result": cell_text(c), "mean": c.summary.mean if c.summary else None, "base": "-",
-                         "delta": None, "rel_delta_pct": None, "flag": None, "best_vs_last": "-"})
     return rows
 
 
-def incomplete_units(runs: list[RunObs], evals: list[EvalObs]) -> list[str]:
+def incomplete_units(runs: list[RunObs], statuses: list[tuple[str, str, str]]) -> list[str]:
     """Evaluations without results.json, then fine-tune runs not completed whose evaluations are not all in.
 
     A run whose every evaluation has results is not listed whatever its job state: the
     evaluations may have been run by hand, and they are what the analysis reads.
     """
-    out = [f"{o.evaluation.key}: {o.status}" for o in evals if o.status != PRESENT]
-    waiting = {o.evaluation.run for o in evals if o.status != PRESENT}
+    out = [f"{key}: {status}" for key, _, status in statuses if status != PRESENT]
+    waiting = {run for _, run, status in statuses if status != PRESENT}
     out += [f"{o.run.name}: training {o.state.lower()}" for o in runs
             if not o.run.is_base and o.state != "COMPLETED" and o.run.name in waiting]
     return out
 
 
-def analyze_observations(obs: Observations, plan: Plan, metric: str = "accuracy", epoch_choice: EpochChoice = "last",
-                         thresholds: Thresholds | None = None) -> Analysis:
-    """Every table of the analysis from what the folders say."""
-    th = thresholds or Thresholds()
-    task_splits = {t.name: t.split for t in plan.spec.evaluation.tasks}
-    cells = build_cells(obs.evals, plan, metric)
+@dataclass
+class EvalPart:
+    """What one slice of the planned evaluations adds to the analysis.
+
+    A slice holds whole conditions (every seed, task and epoch of each), in plan order,
+    so its cells are complete and its rows are a stretch of each table; the slices of a
+    large plan are analysed in parallel where they were read. The part keeps only what
+    the whole analysis still needs, and its rows of evals.csv, cells.csv and deltas.csv
+    as CSV text (no header).
+    """
+
+    cells: list[Cell]
+    selected: list[tuple[str, Cell]]
+    headline: list[dict[str, Any]]
+    deltas: list[list[Any]]
+    statuses: list[tuple[str, str, str]]
+    metrics: set[str]
+    evals_csv: str
+    cells_csv: str
+    deltas_csv: str
+
+
+def analyze_slice(evals: list[EvalObs], plan: Plan, metric: str, epoch_choice: EpochChoice, th: Thresholds,
+                  bases: list[EvalObs]) -> EvalPart:
+    """The part of the analysis one slice of evaluations gives; ``bases`` are the base controls' evaluations."""
+    cells = build_cells(evals, plan, metric)
     selected = select_cells(cells, epoch_choice)
-    tables = {"runs": runs_frame(obs.runs), "evals": evals_frame(obs.evals, plan, metric), "cells": cells_frame(cells),
-              "deltas": deltas_frame(obs.evals, plan, metric, th), "sweeps": sweeps_frame(selected, plan),
-              "loss": loss_frame(obs.runs)}
-    return Analysis(
-        metric=metric, epoch_choice=epoch_choice, thresholds=th, tables=tables, cell_objs=cells, headline=headline_rows(cells, selected, th, task_splits),
-        incomplete=incomplete_units(obs.runs, obs.evals), sweep_factors=sweep_factors(plan), task_splits=task_splits,
-        n_present=sum(1 for o in obs.evals if o.status == PRESENT), n_planned=len(obs.evals),
+    headline = selected_rows(cells, selected, build_cells(bases, plan, metric), th,
+                             {t.name: t.split for t in plan.spec.evaluation.tasks})
+    deltas = deltas_frame(evals, plan, metric, th, bases).rows
+    rows = evals_frame(evals, plan, metric).rows
+    at_metric, at_status = EVAL_COLUMNS.index("metric"), EVAL_COLUMNS.index("status")
+    return EvalPart(
+        cells=cells, selected=selected, headline=headline, deltas=deltas,
+        statuses=[(o.evaluation.key, o.evaluation.run, o.status) for o in evals],
+        metrics={r[at_metric] for r in rows if r[at_status] == PRESENT}, evals_csv=csv_body(rows),
+        cells_csv=csv_body(cells_frame(cells).rows), deltas_csv=csv_body(deltas),
     )
 
 
-def missing_or_failed(evals: Iterable[EvalObs]) -> list[EvalObs]:
-    """Planned evaluations without results (for ``--strict``)."""
-    return [o for o in evals if o.status in (MISSING, FAILED)]
+def slice_bounds(plan: Plan, shares: list[float]) -> list[tuple[int, int]]:
+    """Split ``plan.evaluations`` into stretches of about the given shares, cut only between conditions.
+
+    Returns one ``(start, stop)`` per share (some possibly empty), or a single stretch
+    when a condition's evaluations are not contiguous in the plan.
+    """
+    evals = plan.evaluations
+    condition = {r.name: condition_of(r) for r in plan.runs}
+    names = [condition[ev.run] for ev in evals]
+    cuts = [i for i in range(1, len(names)) if names[i] != names[i - 1]]
+    if len(cuts) + 1 != len(set(names)) or len(shares) < 2:
+        return [(0, len(evals))]
+    total, bounds, start, acc = sum(shares), [], 0, 0.0
+    for share in shares[:-1]:
+        acc += share
+        target = round(len(evals) * acc / total)
+        stop = min((c for c in cuts if c >= target), default=len(evals))
+        stop = max(stop, start)
+        bounds.append((start, stop))
+        start = stop
+    bounds.append((start, len(evals)))
+    return bounds
 
 
-__all__ = ["Analysis", "Cell", "Thresholds", "analyze_observations", "flag_for", "missing_or_failed"]
+def assemble(parts: list[EvalPart], runs: list[RunObs], plan: Plan, metric: str = "accuracy",
+             epoch_choice: EpochChoice = "last", thresholds: Thresholds | None = None) -> Analysis:
+    """The whole analysis from the parts of consecutive slices, in plan order, and the runs."""
+    th = thresholds or Thresholds()
+    task_splits = {t.name: t.split for t in plan.spec.evaluation.tasks}
+    cells = [c for p in parts for c in p.cells]
+    selected = [s for p in parts for s in p.selected]
+    statuses = [s for p in parts for s in p.statuses]
+    tables = {"runs": runs_frame(runs), "deltas": Table(DELTA_COLUMNS, [r for p in parts for r in p.deltas]),
+              "sweeps": sweeps_frame(selected, plan), "loss": loss_frame(runs)}
+    texts = {
+        "runs": csv_text(tables["runs"]),
+        "evals": csv_body([EVAL_COLUMNS]) + "".join(p.evals_csv for p in parts),
+        "cells": csv_body([CELL_COLUMNS]) + "".join(p.cells_csv for p in parts),
+        "deltas": csv_body([DELTA_COLUMNS]) + "".join(p.deltas_csv for p in parts),
+        "sweeps": csv_text(tables["sweeps"]), "loss": csv_text(tables["loss"]),
+    }
+    return Analysis(
+        metric=metric, epoch_choice=epoch_choice, thresholds=th, tables=tables, csv=texts, cell_objs=cells,
+        headline=[r for p in parts for r in p.headline] + base_rows(cells), incomplete=incomplete_units(runs, statuses),
+        sweep_factors=sweep_factors(plan), task_splits=task_splits, statuses=statuses,
+        metrics_present=set().union(*(p.metrics for p in parts)),
+    )
+
+
+def base_evals(evals: list[EvalObs], plan: Plan) -> list[EvalObs]:
+    """The base controls' evaluations among ``evals``."""
+    base = {r.name for r in plan.base_runs}
+    return [o for o in evals if o.evaluation.run in base]
+
+
+def analyze_observations(obs: Observations, plan: Plan, metric: str = "accuracy", epoch_choice: EpochChoice = "last",
+                         thresholds: Thresholds | None = None) -> Analysis:
+    """Every table of the analysis from what the folders say (one slice: everything)."""
+    th = thresholds or Thresholds()
+    part = analyze_slice(obs.evals, plan, metric, epoch_choice, th, base_evals(obs.evals, plan))
+    return assemble([part], obs.runs, plan, metric, epoch_choice, th)
+
+
+__all__ = ["Analysis", "Cell", "EvalPart", "Thresholds", "analyze_observations", "analyze_slice", "assemble",
+           "flag_for", "slice_bounds"]

@@ -72,11 +72,10 @@ def command(experiment: Path, metric: str, epoch: str, mild_drop: float, severe_
     outcome = run_analysis(exp, metric=metric, epoch=epoch,  # type: ignore[arg-type]
                            thresholds=Thresholds(mild_drop, severe_drop), make_plots=not no_plots,
                            command=command_line)
-    evals = outcome.analysis.tables["evals"]
-    present = [m for m, s in zip(evals.column("metric"), evals.column("status")) if s == "present"]
+    present = outcome.analysis.metrics_present
     if present and metric not in present:
         outcome.warnings.append(f"no results.json has the metric {metric!r}; pass --metric with one of "
-                                f"{sorted(set(present))}")
+                                f"{sorted(present)}")
     if as_json:
         click.echo(outcome_json(outcome))
     else:

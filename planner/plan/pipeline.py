@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from planner import paths
-from planner.runtime import gc_paused
+from planner.runtime import gc_paused, usable_cpus
 from planner.folder.atomic import check_output_root, ensure_absent, filesystem_limits, remove_stale_partials, write_experiment
 from planner.estimate.experiment_index import register, registered
 from planner.estimate.priors import estimate_from_prior_runs
@@ -194,13 +194,6 @@ def _render_chunk(start: int, stop: int) -> dict[str, str]:
     return render_runs(*_RENDERING, start, stop)
 
 
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # what this process may run on (a login node's cgroup, taskset)
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def render_files(inp: RenderInput, env: Any, min_runs: int | None = None) -> dict[str, str]:
     """``render_experiment``, split over forked processes for large plans; the same files in the same order.
 
@@ -211,7 +204,7 @@ def render_files(inp: RenderInput, env: Any, min_runs: int | None = None) -> dic
     """
     global _RENDERING
     runs = len(inp.plan.runs)
-    workers = min(_usable_cpus(), 8)
+    workers = min(usable_cpus(), 8)
     threshold = PARALLEL_RENDER_RUNS if min_runs is None else min_runs
     if runs < threshold or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return render_experiment(inp, env)
