@@ -41,8 +41,22 @@ SPEC = {
 
 
 def _fill(exp: Path, plan: Plan) -> None:
-    """Hand-made results with every case the tables treat apart: missing, failed, no predictions, other n."""
+    """Hand-made results with every case the tables treat apart: missing, failed, no predictions, other n.
+
+    Most fine-tune runs also have a job state and a per-step metric log (runs.csv, loss.csv).
+    """
     rnd = random.Random(11)
+    for i, run in enumerate(r for r in plan.runs if not r.is_base):
+        folder = exp / run.name
+        (folder / "logs").mkdir(parents=True, exist_ok=True)
+        state = "FAILED" if i % 11 == 4 else "COMPLETED"
+        (folder / "job-state.json").write_text(json.dumps({
+            "state": state, "started": "2025-01-01T00:00:00+00:00", "ended": f"2025-01-01T00:0{i % 10}:30+00:00"}),
+            encoding="utf-8")
+        if i % 5 != 2:
+            steps = [f"Step {k} | loss:{2.0 / k + rnd.random() / 10:.4f} lr:0.0001 tokens_per_second_per_gpu:{900 + k}"
+                     for k in range(1, 9)]
+            (folder / "logs" / "log_1735689600.txt").write_text("\n".join(steps) + "\n", encoding="utf-8")
     for i, ev in enumerate(plan.evaluations):
         if i % 17 == 5:
             continue  # missing
@@ -87,6 +101,7 @@ def test_slices_over_forked_workers_write_the_same_bytes_as_one_process(wide: Pa
     deltas = one["deltas.csv"].decode()
     assert "refused: counts differ" in deltas and "no per-example outcomes" in deltas and ",mild\n" in deltas
     assert b"failed" in one["evals.csv"] and b"missing" in one["evals.csv"]
+    assert b",FAILED," in one["runs.csv"] and b",COMPLETED," in one["runs.csv"] and one["loss.csv"].count(b"\n") > 100
 
 
 def test_a_child_that_dies_leaves_its_slice_to_this_process(wide: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -147,25 +162,37 @@ def test_a_broken_results_json_in_a_childs_slice_is_the_same_one_line_error(tmp_
 
 def test_slices_are_cut_only_between_conditions_and_cover_the_plan_in_order(wide: Path) -> None:
     plan = load_experiment(wide).plan
+    conditions = [re.sub(r"_seed\d+$", "", r.name) for r in plan.runs]
     for shares in ([1.0, 1.0], [1.15, 1.0], [1.0, 1.0, 1.0, 1.0], [1.0] * 7):
-        bounds = slice_bounds(plan, shares)
-        assert len(bounds) == len(shares)
-        assert bounds[0][0] == 0 and bounds[-1][1] == len(plan.evaluations)
-        assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
-        conditions = [re.sub(r"_seed\d+$", "", ev.run) for ev in plan.evaluations]
-        for start, stop in bounds:
+        pieces = slice_bounds(plan, shares)
+        assert len(pieces) == len(shares)
+        assert pieces[0].runs[0] == pieces[0].evals[0] == 0
+        assert (pieces[-1].runs[1], pieces[-1].evals[1]) == (len(plan.runs), len(plan.evaluations))
+        for a, b in zip(pieces, pieces[1:]):
+            assert a.runs[1] == b.runs[0] and a.evals[1] == b.evals[0]
+        for piece in pieces:
+            start, stop = piece.runs
             if 0 < start < len(conditions):
                 assert conditions[start] != conditions[start - 1], (shares, start)
-    half = slice_bounds(plan, [1.0, 1.0])
-    assert abs(half[0][1] - len(plan.evaluations) / 2) <= 2 * 2 * 3  # one condition: 2 tasks x 2 epochs x 3 seeds
-    assert slice_bounds(plan, [1.0]) == [(0, len(plan.evaluations))]
+            names = {r.name for r in plan.runs[start:stop]}
+            assert {ev.run for ev in plan.evaluations[slice(*piece.evals)]} <= names  # its runs' evaluations
+            assert sum(ev.run in names for ev in plan.evaluations) == piece.evals[1] - piece.evals[0]  # all of them
+    # Two equal shares cut near the middle of the work (a run and each evaluation one unit), at a condition's end.
+    half = slice_bounds(plan, [1.0, 1.0])[0]
+    work = half.runs[1] + half.evals[1]
+    assert abs(work - (len(plan.runs) + len(plan.evaluations)) / 2) <= 3 * (1 + 2 * 2)  # one condition's units
+    assert slice_bounds(plan, [1.0]) == [((0, len(plan.runs)), (0, len(plan.evaluations)))]
 
 
 def test_a_plan_whose_conditions_are_not_contiguous_is_one_slice(wide: Path) -> None:
     plan = load_experiment(wide).plan
-    shuffled = list(plan.evaluations)
-    shuffled[0], shuffled[-1] = shuffled[-1], shuffled[0]
-    assert slice_bounds(dataclasses.replace(plan, evaluations=shuffled), [1.0, 1.0]) == [(0, len(shuffled))]
+    whole = [((0, len(plan.runs)), (0, len(plan.evaluations)))]
+    runs = list(plan.runs)
+    runs[0], runs[-1] = runs[-1], runs[0]
+    assert slice_bounds(dataclasses.replace(plan, runs=runs), [1.0, 1.0]) == whole
+    evals = list(plan.evaluations)
+    evals[0], evals[-1] = evals[-1], evals[0]
+    assert slice_bounds(dataclasses.replace(plan, evaluations=evals), [1.0, 1.0]) == whole
 
 
 # -- the fork helper ------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import yaml
 
 from planner.folder.experiment import Experiment
 from planner.analyze.observe import (
-    FAILED, MISSING, PRESENT, EvalObs, Observations, RunObs, configured_steps, parse_metric_log,
+    FAILED, MISSING, PRESENT, EvalObs, RunObs, configured_steps, parse_metric_log,
 )
 from planner.spec.errors import ConfigError
 from planner.estimate.logparse import YAML_LOADER, parse_log_bytes
@@ -228,12 +228,16 @@ def observe_eval(root: str, ev: Evaluation, split: str, states: JobStates, with_
     return EvalObs(ev, split, FAILED if state in RETRYABLE_STATES else MISSING, None, None, rel)
 
 
-def collect_runs(exp: Experiment, states: JobStates) -> list[RunObs]:
-    """Every planned run of ``exp``, as observations."""
+def predicted_seconds(exp: Experiment) -> dict[str, float]:
+    """Predicted training seconds by run, from estimates.json (none without it)."""
     estimates = exp.read_estimates()
-    predicted = {k: v.train_seconds for k, v in estimates.runs.items()} if estimates else {}
+    return {k: v.train_seconds for k, v in estimates.runs.items()} if estimates else {}
+
+
+def collect_runs(exp: Experiment, runs: Sequence[Run], states: JobStates, predicted: dict[str, float]) -> list[RunObs]:
+    """The given planned runs of ``exp`` (all, or a slice read in another process), as observations."""
     counts: dict[str, int | None] = {}
-    return [observe_run(exp, r, states, predicted, counts) for r in exp.plan.runs]
+    return [observe_run(exp, r, states, predicted, counts) for r in runs]
 
 
 def collect_evals(exp: Experiment, evaluations: Sequence[Evaluation], states: JobStates) -> list[EvalObs]:
@@ -244,9 +248,3 @@ def collect_evals(exp: Experiment, evaluations: Sequence[Evaluation], states: Jo
     root = str(exp.path)
     return [observe_eval(root, ev, splits.get(ev.task, "test"), states, model_of[ev.run] in compared)
             for ev in evaluations]
-
-
-def collect(exp: Experiment) -> Observations:
-    """Every planned run and evaluation of ``exp``, as observations."""
-    states = JobStates(exp)
-    return Observations(collect_runs(exp, states), collect_evals(exp, exp.plan.evaluations, states))

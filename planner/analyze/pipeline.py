@@ -22,12 +22,10 @@ from pathlib import Path
 from planner.folder.experiment import SUMMARY, Experiment
 from planner.folder.atomic import atomic_write_text
 from planner.analyze import plots
-from planner.analyze.collect import JobStates, collect_evals, collect_runs
-from planner.analyze.observe import FAILED, Observations, RunObs
+from planner.analyze.collect import JobStates, collect_evals, collect_runs, predicted_seconds
+from planner.analyze.observe import FAILED
 from planner.analyze.report import RESULTS_BLOCK, insert_results_section, report_html, results_block
-from planner.analyze.tables import (
-    Analysis, EpochChoice, EvalPart, Thresholds, analyze_observations, analyze_slice, assemble, slice_bounds,
-)
+from planner.analyze.tables import Analysis, EpochChoice, Part, Slice, Thresholds, analyze_slice, assemble, slice_bounds
 from planner.folder.designlog import DesignLog
 from planner.folder.markdown import begin_marker, end_marker, replace_block
 from planner.runtime import ChildDied, Forked, can_fork, gc_paused, usable_cpus
@@ -41,7 +39,6 @@ class Outcome:
     """What one analysis produced."""
 
     analysis: Analysis
-    runs: list[RunObs]
     folder: Path
     files: list[str]
     plots_written: bool
@@ -55,7 +52,7 @@ class Outcome:
 
 def build_files(a: Analysis, name: str, question: str, images: dict[str, bytes]) -> dict[str, bytes]:
     """Every file of ``analysis/`` by relative path."""
-    files = {f"{table}.csv": text.encode() for table, text in a.csv.items()}
+    files = {f"{table}.csv": data for table, data in a.csv.items()}
     files.update({f"plots/{k}": v for k, v in images.items()})
     files["report.html"] = report_html(a, name, question, images).encode()
     return files
@@ -66,54 +63,52 @@ def build_files(a: Analysis, name: str, question: str, images: dict[str, bytes])
 PARALLEL_ANALYZE_EVALS = 2000
 
 
-def _slice_part(exp: Experiment, start: int, stop: int, states: JobStates, metric: str, epoch: EpochChoice,
-                th: Thresholds) -> EvalPart:
-    """Read and analyse one slice of the planned evaluations (in a forked worker, or here)."""
+def _slice_part(exp: Experiment, piece: Slice, states: JobStates, predicted: dict[str, float], metric: str,
+                epoch: EpochChoice, th: Thresholds) -> Part:
+    """Read and analyse one slice of the plan (in a forked worker, or here)."""
     plan = exp.plan
-    evals = collect_evals(exp, plan.evaluations[start:stop], states)
+    runs = collect_runs(exp, plan.runs[slice(*piece.runs)], states, predicted)
+    evals = collect_evals(exp, plan.evaluations[slice(*piece.evals)], states)
     # Every slice compares with the base controls: their few evaluations are read by each.
     base_names = {r.name for r in plan.base_runs}
     bases = collect_evals(exp, [ev for ev in plan.evaluations if ev.run in base_names], states)
-    return analyze_slice(evals, plan, metric, epoch, th, bases)
+    return analyze_slice(runs, evals, plan, metric, epoch, th, bases)
 
 
 def analyze(exp: Experiment, metric: str = "accuracy", epoch: EpochChoice = "last", thresholds: Thresholds | None = None,
-            parallel_from: int | None = None, workers: int | None = None) -> tuple[Analysis, list[RunObs]]:
+            parallel_from: int | None = None, workers: int | None = None) -> Analysis:
     """Read the folders and build every table; large plans in slices over forked workers.
 
-    Each worker reads and analyses a stretch of whole conditions and sends back only its
-    cells, headline and deltas rows, statuses and CSV text; this process reads the runs
-    and analyses the first stretch meanwhile, then builds what needs every cell (sweeps).
-    The files are the same byte for byte as from one process
-    (tests/test_analyze_parallel.py).
+    Each worker reads and analyses a stretch of whole conditions (their runs and
+    evaluations) and sends back only what the whole still needs: cells, table rows,
+    statuses and CSV bytes; this process analyses the first stretch meanwhile, then
+    builds what needs every cell (the sweeps). The files are the same byte for byte as
+    from one process (tests/test_analyze_parallel.py).
     """
     th = thresholds or Thresholds()
     plan = exp.plan
     threshold = PARALLEL_ANALYZE_EVALS if parallel_from is None else parallel_from
     n = min(workers or usable_cpus(), 8)
-    bounds = [(0, len(plan.evaluations))]
+    pieces = [Slice((0, len(plan.runs)), (0, len(plan.evaluations)))]
     if len(plan.evaluations) >= threshold and n >= 2 and (workers or can_fork()):
-        # This process's stretch is a little larger: a child's part comes back through a pipe (about a
-        # tenth of its time on two CPUs, benchmarks/analyze_scale.py) while this one reads the runs.
-        bounds = slice_bounds(plan, [1.15] + [1.0] * (n - 1))
+        # This process's stretch is a little larger: a child's part comes back through a pipe
+        # (about a tenth of its time on two CPUs, benchmarks/analyze_scale.py).
+        pieces = slice_bounds(plan, [1.15] + [1.0] * (n - 1))
     with gc_paused():
-        states = JobStates(exp)
-        if len(bounds) == 1:
-            obs = Observations(collect_runs(exp, states), collect_evals(exp, plan.evaluations, states))
-            return analyze_observations(obs, plan, metric, epoch, th), obs.runs
-        children = [Forked(partial(_slice_part, exp, start, stop, states, metric, epoch, th)) for start, stop in bounds[1:]]
+        states, predicted = JobStates(exp), predicted_seconds(exp)
+        children = [Forked(partial(_slice_part, exp, piece, states, predicted, metric, epoch, th))
+                    for piece in pieces[1:]]
         try:
-            runs = collect_runs(exp, states)
-            parts = [_slice_part(exp, *bounds[0], states, metric, epoch, th)]
-            for (start, stop), child in zip(bounds[1:], children):
+            parts = [_slice_part(exp, pieces[0], states, predicted, metric, epoch, th)]
+            for piece, child in zip(pieces[1:], children):
                 try:
                     parts.append(child.result())
                 except ChildDied:  # killed (out of memory?): this process does its slice instead
-                    parts.append(_slice_part(exp, start, stop, states, metric, epoch, th))
+                    parts.append(_slice_part(exp, piece, states, predicted, metric, epoch, th))
         finally:
             for child in children:
                 child.close()
-        return assemble(parts, runs, plan, metric, epoch, th), runs
+        return assemble(parts, plan, metric, epoch, th)
 
 
 def write_folder(target: Path, files: dict[str, bytes]) -> None:
@@ -159,12 +154,12 @@ def summary_with_results(exp: Experiment, block: str) -> tuple[str | None, str |
     return insert_results_section(text, wrapped, end_marker(EVAL_BLOCK)), None
 
 
-def _log_entries(log: DesignLog, a: Analysis, runs: list[RunObs], command: str, now: Callable[[], datetime],
-                 files: list[str], plots_note: str) -> None:
+def _log_entries(log: DesignLog, a: Analysis, command: str, now: Callable[[], datetime], files: list[str],
+                 plots_note: str) -> None:
     present = a.n_present
     failed = sum(1 for _, _, status in a.statuses if status == FAILED)
-    trained = sum(1 for o in runs if not o.run.is_base and o.state == "COMPLETED")
-    finetunes = sum(1 for o in runs if not o.run.is_base)
+    trained = sum(1 for _, is_base, state in a.run_states if not is_base and state == "COMPLETED")
+    finetunes = sum(1 for _, is_base, _ in a.run_states if not is_base)
     log.add(now(), "ANALYZE_COLLECT", "Reading run folders and results.json files", command=command,
             result=f"{present} of {a.n_planned} planned evaluations have results.json ({failed} failed, "
                    f"{a.n_planned - present - failed} missing); {trained} of {finetunes} fine-tune runs completed",
@@ -208,7 +203,7 @@ def run_analysis(exp: Experiment, *, metric: str = "accuracy", epoch: EpochChoic
     # The collector stays paused throughout: once resumed it would walk every row of the tables at its
     # next pass (tens of milliseconds) and free nothing; matplotlib's few cycles wait until the end.
     with gc_paused():
-        a, runs = analyze(exp, metric, epoch, thresholds, parallel_from, workers)
+        a = analyze(exp, metric, epoch, thresholds, parallel_from, workers)
         warnings: list[str] = []
         images: dict[str, bytes] = {}
         if make_plots and plots.available():
@@ -223,7 +218,7 @@ def run_analysis(exp: Experiment, *, metric: str = "accuracy", epoch: EpochChoic
         files = build_files(a, exp.spec.name, exp.spec.question, images)
         target = exp.path / ANALYSIS_DIR
         log = DesignLog()
-        _log_entries(log, a, runs, command, now, sorted(files), plots_note)
+        _log_entries(log, a, command, now, sorted(files), plots_note)
         with exp.lock():
             # The summary is checked before anything is written: broken markers stop the run with nothing changed.
             summary, problem = summary_with_results(exp, results_block(a))
@@ -236,4 +231,4 @@ def run_analysis(exp: Experiment, *, metric: str = "accuracy", epoch: EpochChoic
                 warnings.append(problem)
             with open(exp.path / "design-experiment.log", "a", encoding="utf-8") as handle:
                 handle.write(log.render())
-    return Outcome(a, runs, target, sorted(files), bool(images), warnings)
+    return Outcome(a, target, sorted(files), bool(images), warnings)

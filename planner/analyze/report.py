@@ -28,11 +28,11 @@ def _num(v: Any, spec: str = "+.3f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def headline_table_rows(a: Analysis) -> list[list[Any]]:
-    """The headline table's cells, shared by the summary, the report and the terminal."""
+def headline_table_rows(a: Analysis, limit: int | None = None) -> list[list[Any]]:
+    """The headline table's cells (the first ``limit`` rows), shared by the summary, the report and the terminal."""
     return [[r["condition"], r["task"], "-" if r["epoch"] is None else r["epoch"], r["result"], r["base"],
              _num(r["delta"]), _num(r["rel_delta_pct"], "+.1f"), r["flag"] or "-", r["best_vs_last"]]
-            for r in a.headline]
+            for r in a.headline[:limit]]
 
 
 def headline_headers() -> list[str]:
@@ -104,11 +104,16 @@ def insert_results_section(text: str, block: str, anchor: str) -> str:
     return text[:eol] + "\n" + section + text[eol:]
 
 
-def _table_html(columns: list[str], rows: list[list[Any]], limit: int = 200) -> str:
+_HTML_ROWS = 200  # rows a table of the report shows; the CSV files hold them all
+
+
+def _table_html(columns: list[str], rows: list[list[Any]], total: int | None = None) -> str:
+    """A table of the first rows; ``total`` counts every row when ``rows`` holds only the first ones."""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     body = ["<tr>" + "".join(f"<td>{'' if v is None else html.escape(str(v))}</td>" for v in row) + "</tr>"
-            for row in rows[:limit]]
-    more = f"<p>{len(rows) - limit} more rows in the CSV file.</p>" if len(rows) > limit else ""
+            for row in rows[:_HTML_ROWS]]
+    total = len(rows) if total is None else total
+    more = f"<p>{total - _HTML_ROWS} more rows in the CSV file.</p>" if total > _HTML_ROWS else ""
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
 
 
@@ -128,7 +133,8 @@ def report_html(a: Analysis, name: str, question: str, images: dict[str, bytes])
         f"<h1>{e(name)}</h1>",
         f"<p><strong>Question:</strong> {e(question or '(not stated)')}</p>",
         f"<p>Metric <code>{e(a.metric)}</code>, epoch <code>{e(a.epoch_choice)}</code>.</p>",
-        "<h2>Headline</h2>", _table_html(headline_headers(), headline_table_rows(a)),
+        "<h2>Headline</h2>",
+        _table_html(headline_headers(), headline_table_rows(a, _HTML_ROWS), total=len(a.headline)),
         "<h2>Sweeps</h2>",
         _table_html(sweeps.columns, sweeps.rows) if sweeps.rows else "<p>No factor has two or more levels.</p>",
         "<h2>Deltas against the base model</h2>",

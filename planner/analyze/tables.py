@@ -13,7 +13,7 @@ import statistics
 from functools import cached_property, lru_cache
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import pandas as pd
 
@@ -95,15 +95,15 @@ class Table:
         return [row[i] for row in self.rows]
 
 
-def csv_body(rows: Iterable[list[Any]]) -> str:
-    """Rows as CSV: '\\n' line ends, floats as Python prints them (shortest exact), None as an empty field."""
+def csv_body(rows: Iterable[list[Any]]) -> bytes:
+    """Rows as UTF-8 CSV: '\\n' line ends, floats as Python prints them (shortest exact), None as an empty field."""
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)  # the csv module writes None as an empty field
-    return buf.getvalue()
+    return buf.getvalue().encode()
 
 
-def csv_text(table: Table) -> str:
-    """A table as a CSV file: its header, then its rows."""
+def csv_text(table: Table) -> bytes:
+    """A table as a CSV file's bytes: its header, then its rows."""
     return csv_body([table.columns]) + csv_body(table.rows)
 
 
@@ -150,7 +150,8 @@ class Analysis:
 
     Attributes:
         tables: the tables held in memory: runs, deltas, sweeps and loss.
-        csv: every table's CSV text, by table name.
+        csv: every table's CSV file (UTF-8 bytes), by table name.
+        run_states: ``(run, is a base control, job state)`` of every planned run, in plan order.
         statuses: ``(evaluation key, run, status)`` of every planned evaluation, in plan order.
         metrics_present: the metric names evals.csv has for evaluations with results.
     """
@@ -159,12 +160,13 @@ class Analysis:
     epoch_choice: EpochChoice
     thresholds: Thresholds
     tables: dict[str, "Table"]
-    csv: dict[str, str]
+    csv: dict[str, bytes]
     cell_objs: list[Cell]
     headline: list[dict[str, Any]]
     incomplete: list[str]
     sweep_factors: list[str]
     task_splits: dict[str, str]
+    run_states: list[tuple[str, bool, str]] = field(default_factory=list)
     statuses: list[tuple[str, str, str]] = field(default_factory=list)
     metrics_present: set[str] = field(default_factory=set)
 
@@ -503,18 +505,18 @@ LOSS_COLUMNS = ["run", "step", "epoch", "loss", "lr", "tokens_per_s"]
 
 
 def loss_frame(runs: list[RunObs]) -> Table:
-    """loss.csv: every optimizer step of each run's newest per-step metric log."""
-    rows = []
+    """loss.csv: every optimizer step of each run's newest per-step metric log (rows in LOSS_COLUMNS order)."""
+    rows: list[list[Any]] = []
     for o in runs:
         if not o.loss:
             continue
         per_epoch = o.steps_per_epoch
         if not per_epoch and o.configured_steps:
             per_epoch = o.configured_steps // max(int(o.run.settings.get("epochs") or 1), 1)
-        for p in o.loss:
-            rows.append({"run": o.run.name, "step": p.step, "epoch": (p.step - 1) // per_epoch if per_epoch else None,
-                         "loss": p.loss, "lr": p.lr, "tokens_per_s": p.tokens_per_s})
-    return _frame(rows, LOSS_COLUMNS)
+        name = o.run.name
+        rows += [[name, p.step, (p.step - 1) // per_epoch if per_epoch else None, p.loss, p.lr, p.tokens_per_s]
+                 for p in o.loss]
+    return Table(LOSS_COLUMNS, rows)
 
 
 def _fmt(v: float | None) -> str:
@@ -574,7 +576,7 @@ def selected_rows(cells: list[Cell], selected: list[tuple[str, Cell]], bases: li
     return rows
 
 
-def incomplete_units(runs: list[RunObs], statuses: list[tuple[str, str, str]]) -> list[str]:
+def incomplete_units(run_states: list[tuple[str, bool, str]], statuses: list[tuple[str, str, str]]) -> list[str]:
     """Evaluations without results.json, then fine-tune runs not completed whose evaluations are not all in.
 
     A run whose every evaluation has results is not listed whatever its job state: the
@@ -582,97 +584,121 @@ def incomplete_units(runs: list[RunObs], statuses: list[tuple[str, str, str]]) -
     """
     out = [f"{key}: {status}" for key, _, status in statuses if status != PRESENT]
     waiting = {run for _, run, status in statuses if status != PRESENT}
-    out += [f"{o.run.name}: training {o.state.lower()}" for o in runs
-            if not o.run.is_base and o.state != "COMPLETED" and o.run.name in waiting]
+    out += [f"{name}: training {state.lower()}" for name, is_base, state in run_states
+            if not is_base and state != "COMPLETED" and name in waiting]
     return out
 
 
+class Slice(NamedTuple):
+    """A stretch of whole conditions: planned runs ``runs[0]:runs[1]`` and their evaluations ``evals[0]:evals[1]``."""
+
+    runs: tuple[int, int]
+    evals: tuple[int, int]
+
+
+def slice_bounds(plan: Plan, shares: list[float]) -> list[Slice]:
+    """Split the plan into stretches of whole conditions of about the given shares of the work.
+
+    A run's folder and each of its evaluations count one unit of work each. Returns one
+    slice per share (some possibly empty), or a single one when the plan does not keep a
+    condition's runs together or a run's evaluations in run order.
+    """
+    runs, evals = plan.runs, plan.evaluations
+    whole = [Slice((0, len(runs)), (0, len(evals)))]
+    # Where each run's evaluations start; a plan that interleaves them cannot be cut.
+    first: list[int] = []
+    at = 0
+    for r in runs:
+        first.append(at)
+        while at < len(evals) and evals[at].run == r.name:
+            at += 1
+    conditions = [condition_of(r) for r in runs]
+    cuts = [i for i in range(1, len(runs)) if conditions[i] != conditions[i - 1]]
+    if len(shares) < 2 or at != len(evals) or len(cuts) + 1 != len(set(conditions)):
+        return whole
+    first.append(len(evals))
+    work = [i + first[i] for i in range(len(runs) + 1)]  # units done before run i
+    total, acc, start = sum(shares), 0.0, 0
+    stops: list[int] = []
+    for share in shares[:-1]:
+        acc += share
+        target = work[-1] * acc / total
+        stop = min((c for c in cuts if work[c] >= target), default=len(runs))
+        stops.append(max(stop, start))
+        start = stops[-1]
+    starts = [0, *stops]
+    stops.append(len(runs))
+    return [Slice((a, b), (first[a], first[b])) for a, b in zip(starts, stops)]
+
+
 @dataclass
-class EvalPart:
-    """What one slice of the planned evaluations adds to the analysis.
+class Part:
+    """What one slice of the plan adds to the analysis.
 
     A slice holds whole conditions (every seed, task and epoch of each), in plan order,
     so its cells are complete and its rows are a stretch of each table; the slices of a
     large plan are analysed in parallel where they were read. The part keeps only what
-    the whole analysis still needs, and its rows of evals.csv, cells.csv and deltas.csv
-    as CSV text (no header).
+    the whole analysis still needs, and its stretch of each per-run and per-evaluation
+    CSV file (no header).
     """
 
     cells: list[Cell]
     selected: list[tuple[str, Cell]]
     headline: list[dict[str, Any]]
+    runs: list[list[Any]]
+    loss: list[list[Any]]
     deltas: list[list[Any]]
+    run_states: list[tuple[str, bool, str]]
     statuses: list[tuple[str, str, str]]
     metrics: set[str]
-    evals_csv: str
-    cells_csv: str
-    deltas_csv: str
+    csv: dict[str, bytes]
 
 
-def analyze_slice(evals: list[EvalObs], plan: Plan, metric: str, epoch_choice: EpochChoice, th: Thresholds,
-                  bases: list[EvalObs]) -> EvalPart:
-    """The part of the analysis one slice of evaluations gives; ``bases`` are the base controls' evaluations."""
+def analyze_slice(runs: list[RunObs], evals: list[EvalObs], plan: Plan, metric: str, epoch_choice: EpochChoice,
+                  th: Thresholds, bases: list[EvalObs]) -> Part:
+    """The part of the analysis one slice gives; ``bases`` are the base controls' evaluations."""
     cells = build_cells(evals, plan, metric)
     selected = select_cells(cells, epoch_choice)
     headline = selected_rows(cells, selected, build_cells(bases, plan, metric), th,
                              {t.name: t.split for t in plan.spec.evaluation.tasks})
     deltas = deltas_frame(evals, plan, metric, th, bases).rows
     rows = evals_frame(evals, plan, metric).rows
+    run_rows, loss_rows = runs_frame(runs).rows, loss_frame(runs).rows
     at_metric, at_status = EVAL_COLUMNS.index("metric"), EVAL_COLUMNS.index("status")
-    return EvalPart(
-        cells=cells, selected=selected, headline=headline, deltas=deltas,
+    return Part(
+        cells=cells, selected=selected, headline=headline, runs=run_rows, loss=loss_rows, deltas=deltas,
+        run_states=[(o.run.name, o.run.is_base, o.state) for o in runs],
         statuses=[(o.evaluation.key, o.evaluation.run, o.status) for o in evals],
-        metrics={r[at_metric] for r in rows if r[at_status] == PRESENT}, evals_csv=csv_body(rows),
-        cells_csv=csv_body(cells_frame(cells).rows), deltas_csv=csv_body(deltas),
+        metrics={r[at_metric] for r in rows if r[at_status] == PRESENT},
+        csv={"runs": csv_body(run_rows), "evals": csv_body(rows), "cells": csv_body(cells_frame(cells).rows),
+             "deltas": csv_body(deltas), "loss": csv_body(loss_rows)},
     )
 
 
-def slice_bounds(plan: Plan, shares: list[float]) -> list[tuple[int, int]]:
-    """Split ``plan.evaluations`` into stretches of about the given shares, cut only between conditions.
-
-    Returns one ``(start, stop)`` per share (some possibly empty), or a single stretch
-    when a condition's evaluations are not contiguous in the plan.
-    """
-    evals = plan.evaluations
-    condition = {r.name: condition_of(r) for r in plan.runs}
-    names = [condition[ev.run] for ev in evals]
-    cuts = [i for i in range(1, len(names)) if names[i] != names[i - 1]]
-    if len(cuts) + 1 != len(set(names)) or len(shares) < 2:
-        return [(0, len(evals))]
-    total, bounds, start, acc = sum(shares), [], 0, 0.0
-    for share in shares[:-1]:
-        acc += share
-        target = round(len(evals) * acc / total)
-        stop = min((c for c in cuts if c >= target), default=len(evals))
-        stop = max(stop, start)
-        bounds.append((start, stop))
-        start = stop
-    bounds.append((start, len(evals)))
-    return bounds
+#: Every table of ``analysis/`` and its columns, in the order the files are listed.
+COLUMNS = {"runs": RUN_COLUMNS, "evals": EVAL_COLUMNS, "cells": CELL_COLUMNS, "deltas": DELTA_COLUMNS,
+           "sweeps": SWEEP_COLUMNS, "loss": LOSS_COLUMNS}
 
 
-def assemble(parts: list[EvalPart], runs: list[RunObs], plan: Plan, metric: str = "accuracy",
-             epoch_choice: EpochChoice = "last", thresholds: Thresholds | None = None) -> Analysis:
-    """The whole analysis from the parts of consecutive slices, in plan order, and the runs."""
+def assemble(parts: list[Part], plan: Plan, metric: str = "accuracy", epoch_choice: EpochChoice = "last",
+             thresholds: Thresholds | None = None) -> Analysis:
+    """The whole analysis from the parts of consecutive slices, in plan order."""
     th = thresholds or Thresholds()
     task_splits = {t.name: t.split for t in plan.spec.evaluation.tasks}
     cells = [c for p in parts for c in p.cells]
     selected = [s for p in parts for s in p.selected]
     statuses = [s for p in parts for s in p.statuses]
-    tables = {"runs": runs_frame(runs), "deltas": Table(DELTA_COLUMNS, [r for p in parts for r in p.deltas]),
-              "sweeps": sweeps_frame(selected, plan), "loss": loss_frame(runs)}
-    texts = {
-        "runs": csv_text(tables["runs"]),
-        "evals": csv_body([EVAL_COLUMNS]) + "".join(p.evals_csv for p in parts),
-        "cells": csv_body([CELL_COLUMNS]) + "".join(p.cells_csv for p in parts),
-        "deltas": csv_body([DELTA_COLUMNS]) + "".join(p.deltas_csv for p in parts),
-        "sweeps": csv_text(tables["sweeps"]), "loss": csv_text(tables["loss"]),
-    }
+    run_states = [s for p in parts for s in p.run_states]
+    tables = {"runs": Table(RUN_COLUMNS, [r for p in parts for r in p.runs]),
+              "deltas": Table(DELTA_COLUMNS, [r for p in parts for r in p.deltas]),
+              "sweeps": sweeps_frame(selected, plan), "loss": Table(LOSS_COLUMNS, [r for p in parts for r in p.loss])}
+    texts = {name: csv_text(tables[name]) if name == "sweeps" else
+             csv_body([columns]) + b"".join(p.csv[name] for p in parts) for name, columns in COLUMNS.items()}
     return Analysis(
         metric=metric, epoch_choice=epoch_choice, thresholds=th, tables=tables, csv=texts, cell_objs=cells,
-        headline=[r for p in parts for r in p.headline] + base_rows(cells), incomplete=incomplete_units(runs, statuses),
-        sweep_factors=sweep_factors(plan), task_splits=task_splits, statuses=statuses,
-        metrics_present=set().union(*(p.metrics for p in parts)),
+        headline=[r for p in parts for r in p.headline] + base_rows(cells),
+        incomplete=incomplete_units(run_states, statuses), sweep_factors=sweep_factors(plan), task_splits=task_splits,
+        run_states=run_states, statuses=statuses, metrics_present=set().union(*(p.metrics for p in parts)),
     )
 
 
@@ -686,9 +712,9 @@ def analyze_observations(obs: Observations, plan: Plan, metric: str = "accuracy"
                          thresholds: Thresholds | None = None) -> Analysis:
     """Every table of the analysis from what the folders say (one slice: everything)."""
     th = thresholds or Thresholds()
-    part = analyze_slice(obs.evals, plan, metric, epoch_choice, th, base_evals(obs.evals, plan))
-    return assemble([part], obs.runs, plan, metric, epoch_choice, th)
+    part = analyze_slice(obs.runs, obs.evals, plan, metric, epoch_choice, th, base_evals(obs.evals, plan))
+    return assemble([part], plan, metric, epoch_choice, th)
 
 
-__all__ = ["Analysis", "Cell", "EvalPart", "Thresholds", "analyze_observations", "analyze_slice", "assemble",
+__all__ = ["Analysis", "Cell", "Part", "Slice", "Thresholds", "analyze_observations", "analyze_slice", "assemble",
            "flag_for", "slice_bounds"]
