@@ -5,12 +5,13 @@ Every torchtune detail is behind planner.torchtune.recipes; this module only wal
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from planner.torchtune import recipes
 from planner.plan.render import JobFiles, eval_dir, run_dir
 from planner.spec.resources import Resources
-from planner.spec.runs import Plan
+from planner.spec.runs import Plan, Run
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,25 @@ def device_of(gpus: int, cpu_only: bool = False) -> str:
     return "cpu" if gpus == 0 or cpu_only else "cuda"
 
 
-def build_job_files(plan: Plan, resources: Resources, exp_dir: str, recipe_texts: dict[str, str], env: JobEnvironment) -> JobFiles:
-    """Torchtune configs, training commands, eval configs and eval commands of a plan."""
+def recipe_files_of(plan: Plan, resources: Resources) -> dict[str, str]:
+    """Each fine-tune run's recipe config, as ``recipes/<file>`` (what the summary and the log name)."""
+    gpus, nodes = max(plan.spec.resources.gpus, 1), plan.spec.resources.nodes
+    per_model = {m: f"recipes/{recipes.recipe_file_for(resources.models[m].shape, gpus, nodes)}"
+                 for m in {r.model for r in plan.finetune_runs}}
+    return {r.name: per_model[r.model] for r in plan.finetune_runs}
+
+
+def build_job_files(plan: Plan, resources: Resources, exp_dir: str, recipe_texts: dict[str, str], env: JobEnvironment,
+                    runs: Sequence[Run] | None = None) -> JobFiles:
+    """Torchtune configs, training commands, eval configs and eval commands of a plan's ``runs`` (default: all).
+
+    A large plan builds them chunk by chunk, in the processes that render each chunk's files.
+    """
     spec = plan.spec
     gpus, nodes = spec.resources.gpus, spec.resources.nodes
     device = device_of(gpus, env.cpu_only)
     configs, argv, shell, files, eval_cfgs, eval_argv = {}, {}, {}, {}, {}, {}
-    for run in plan.runs:
+    for run in plan.runs if runs is None else runs:
         model = resources.models[run.model]
         rdir = run_dir(exp_dir, run)
         # Every knob of the run goes to the config builder, which refuses one it does not

@@ -7,7 +7,7 @@ plan can be shown and approved before a single file exists.
 from __future__ import annotations
 
 import multiprocessing
-import os
+from functools import partial
 import sys
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,7 +23,7 @@ from planner.plan.provenance import provenance
 from planner.plan.verify import verify
 from planner.folder.compute import ComputeEstimates, EstimatesFile
 from planner.folder.designlog import DesignLog
-from planner.plan.job_files import JobEnvironment, build_job_files
+from planner.plan.job_files import JobEnvironment, build_job_files, recipe_files_of
 from planner.spec.localconfig import LocalSettings, SlurmSettings
 from planner.plan.render import RenderInput, make_environment, plural, render_experiment, render_runs, render_summary
 from planner.spec.resources import Resources
@@ -150,8 +150,10 @@ def _prepare(spec: ExperimentSpec, spec_dir: Path, settings: LocalSettings, sett
                                                [Path(settings.scratch_dir), Path(settings.experiments_dir), *registered()],
                                                log, now, settings.gpu_memory_gib)
     recipe_texts = {p.name: p.read_text(encoding="utf-8") for p in paths.RECIPES_DIR.glob("*.yaml")}
-    jobs = build_job_files(plan, resources, str(target), recipe_texts, job_environment(settings))
-    for rfile in sorted(set(jobs.recipe_files.values())):
+    # Each run's configs and commands are built where its files are rendered (forked processes for large plans).
+    build_jobs = partial(build_job_files, plan, resources, str(target), recipe_texts, job_environment(settings))
+    recipe_files = recipe_files_of(plan, resources)
+    for rfile in sorted(set(recipe_files.values())):
         log.add(now(), "DECIDE_RECIPE", "Recipe selection", decision=rfile,
                 reasoning=f"{spec.resources.gpus} GPU(s) x {spec.resources.nodes} node(s); model family from config.json",
                 explanation="Adapter-only checkpoints; torchtune config rendered per run as finetune.yaml")
@@ -163,7 +165,7 @@ def _prepare(spec: ExperimentSpec, spec_dir: Path, settings: LocalSettings, sett
     slurm = effective_slurm(spec, settings.slurm, estimates)
     env = make_environment(paths.TEMPLATES_DIR)
     inp = RenderInput(plan=plan, resources=resources, estimates=estimates, settings=settings, exp_dir=str(target),
-                      created=stamp, provenance=prov, jobs=jobs, slurm=slurm)
+                      created=stamp, provenance=prov, recipe_files=recipe_files, build_jobs=build_jobs, slurm=slurm)
     files = render_files(inp, env)
     files["experiment.yaml"] = (
         f"# Experiment spec as planned by plan-experiment {prov['planner_version']} on {prov['planned_at']}.\n"

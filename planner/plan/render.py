@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -138,7 +139,8 @@ class RenderInput:
     exp_dir: str
     created: datetime
     provenance: dict[str, Any]
-    jobs: JobFiles
+    recipe_files: dict[str, str]  # fine-tune run -> recipes/<file>
+    build_jobs: Callable[[Sequence[Run]], JobFiles]  # configs and commands of some runs (chunk by chunk)
     slurm: dict[str, Any]  # effective Slurm request (local settings overridden by resources)
 
 
@@ -296,7 +298,7 @@ def _context(inp: RenderInput) -> dict[str, Any]:
         "first_finetune": plan.finetune_runs[0] if plan.finetune_runs else None,
         "first_eval": plan.evaluations[0] if plan.evaluations else None,
         "eval_dirs": {e.key: eval_dir(inp.exp_dir, e) for e in plan.evaluations},
-        "recipes": sorted(set(inp.jobs.recipe_files.values())),
+        "recipes": sorted(set(inp.recipe_files.values())),
         "describe": _describe_knobs(plan),
         "fixed": _held_fixed(plan),
     }
@@ -338,20 +340,22 @@ def render_runs(inp: RenderInput, env: jinja2.Environment, start: int, stop: int
     setup_t, finetune_t, train_t = (env.get_template(f"{n}.j2") for n in ("setup_finetune.yaml", "finetune.yaml", "train.sh"))
     eval_config_t, eval_t = env.get_template("eval_config.yaml.j2"), env.get_template("eval.sh.j2")
     files: dict[str, str] = {}
-    for run in inp.plan.runs[start:stop]:
+    runs = inp.plan.runs[start:stop]
+    jobs = inp.build_jobs(runs)
+    for run in runs:
         rdir = run_dir(inp.exp_dir, run)
         model = inp.resources.models[run.model]
         if not run.is_base:
             files[f"{run.name}/setup_finetune.yaml"] = setup_t.render(
-                inp=inp, run=run, model=model, run_dir=rdir, slurm=inp.slurm, recipe=inp.jobs.recipe_files[run.name],
+                inp=inp, run=run, model=model, run_dir=rdir, slurm=inp.slurm, recipe=jobs.recipe_files[run.name],
                 version=__version__,
             )
             files[f"{run.name}/finetune.yaml"] = finetune_t.render(
-                inp=inp, run=run, config=inp.jobs.finetune_configs[run.name], run_dir=rdir,
-                recipe=inp.jobs.recipe_files[run.name], argv=inp.jobs.training_argv[run.name], version=__version__,
+                inp=inp, run=run, config=jobs.finetune_configs[run.name], run_dir=rdir,
+                recipe=jobs.recipe_files[run.name], argv=jobs.training_argv[run.name], version=__version__,
             )
             files[f"{run.name}/train.sh"] = train_t.render(
-                inp=inp, run=run, run_dir=rdir, job_dir=rdir, command=inp.jobs.training_shell[run.name], jobs=inp.jobs,
+                inp=inp, run=run, run_dir=rdir, job_dir=rdir, command=jobs.training_shell[run.name], jobs=jobs,
                 nodes=inp.plan.spec.resources.nodes, procs_per_node=max(inp.plan.spec.resources.gpus, 1),
                 world_size=max(inp.plan.spec.resources.gpus, 1) * inp.plan.spec.resources.nodes,
                 version=__version__,
@@ -360,10 +364,10 @@ def render_runs(inp: RenderInput, env: jinja2.Environment, start: int, stop: int
             edir = eval_dir(inp.exp_dir, ev)
             rel = f"{run.name}/eval/{ev.name}"
             files[f"{rel}/eval_config.yaml"] = eval_config_t.render(
-                inp=inp, ev=ev, run=run, config=inp.jobs.eval_configs[ev.key], version=__version__,
+                inp=inp, ev=ev, run=run, config=jobs.eval_configs[ev.key], version=__version__,
             )
             files[f"{rel}/eval.sh"] = eval_t.render(
-                inp=inp, ev=ev, run=run, eval_dir=edir, job_dir=edir, run_dir=rdir, argv=inp.jobs.eval_argv[ev.key], jobs=inp.jobs,
+                inp=inp, ev=ev, run=run, eval_dir=edir, job_dir=edir, run_dir=rdir, argv=jobs.eval_argv[ev.key], jobs=jobs,
                 version=__version__,
             )
     return files
