@@ -93,7 +93,7 @@ def analyze(exp: Experiment, metric: str = "accuracy", epoch: EpochChoice = "las
     if len(plan.evaluations) >= threshold and n >= 2 and (workers or can_fork()):
         # This process's stretch is a little larger: a child's part comes back through a pipe
         # (about a tenth of its time on two CPUs, benchmarks/analyze_scale.py).
-        pieces = slice_bounds(plan, [1.15] + [1.0] * (n - 1))
+        pieces = [p for p in slice_bounds(plan, [1.15] + [1.0] * (n - 1)) if p.runs[0] < p.runs[1]] or pieces
     with gc_paused():
         states, predicted = JobStates(exp), predicted_seconds(exp)
         children = [Forked(partial(_slice_part, exp, piece, states, predicted, metric, epoch, th))
