@@ -6,11 +6,12 @@ import gc
 import os
 import pickle
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 @contextmanager
@@ -40,9 +41,9 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def can_fork() -> bool:
-    """Whether work can be handed to forked children here (POSIX, and more than one usable CPU)."""
-    return hasattr(os, "fork") and usable_cpus() >= 2
+def can_fork(workers: int) -> bool:
+    """Whether work can go to ``workers`` processes here: two or more, on a system that forks."""
+    return hasattr(os, "fork") and workers >= 2
 
 
 class ChildDied(RuntimeError):
@@ -121,3 +122,24 @@ class Forked(Generic[T]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def in_children(calls: Sequence[Callable[[], T]], meanwhile: Callable[[], U]) -> tuple[U, list[T]]:
+    """Run each of ``calls`` in a forked child while ``meanwhile()`` runs here; their results, in order.
+
+    A child that dies without a result (killed, out of memory) has its call run here
+    instead; an exception a call raises is raised here. No child outlives this function.
+    """
+    children = [Forked(call) for call in calls]
+    try:
+        here = meanwhile()
+        results = []
+        for call, child in zip(calls, children):
+            try:
+                results.append(child.result())
+            except ChildDied:
+                results.append(call())
+        return here, results
+    finally:
+        for child in children:
+            child.close()

@@ -94,14 +94,6 @@ class EvalObs:
         return value  # type: ignore[return-value]
 
 
-@dataclass
-class Observations:
-    """Everything analysis reads about one experiment."""
-
-    runs: list[RunObs] = field(default_factory=list)
-    evals: list[EvalObs] = field(default_factory=list)
-
-
 def _number(text: str) -> float | None:
     try:
         value = float(text)

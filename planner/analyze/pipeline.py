@@ -28,7 +28,7 @@ from planner.analyze.report import RESULTS_BLOCK, insert_results_section, report
 from planner.analyze.tables import Analysis, EpochChoice, Part, Slice, Thresholds, analyze_slice, assemble, slice_bounds
 from planner.folder.designlog import DesignLog
 from planner.folder.markdown import begin_marker, end_marker, replace_block
-from planner.runtime import ChildDied, Forked, can_fork, gc_paused, usable_cpus
+from planner.runtime import can_fork, gc_paused, in_children, usable_cpus
 from planner.status.tables import EVAL_BLOCK
 
 ANALYSIS_DIR = "analysis"
@@ -69,9 +69,11 @@ def _slice_part(exp: Experiment, piece: Slice, states: JobStates, predicted: dic
     plan = exp.plan
     runs = collect_runs(exp, plan.runs[slice(*piece.runs)], states, predicted)
     evals = collect_evals(exp, plan.evaluations[slice(*piece.evals)], states)
-    # Every slice compares with the base controls: their few evaluations are read by each.
+    # Every slice compares with the base controls: the few evaluations of theirs it does not hold are read too.
     base_names = {r.name for r in plan.base_runs}
-    bases = collect_evals(exp, [ev for ev in plan.evaluations if ev.run in base_names], states)
+    start, stop = piece.evals
+    outside = [ev for i, ev in enumerate(plan.evaluations) if ev.run in base_names and not start <= i < stop]
+    bases = [o for o in evals if o.evaluation.run in base_names] + collect_evals(exp, outside, states)
     return analyze_slice(runs, evals, plan, metric, epoch, th, bases)
 
 
@@ -90,25 +92,16 @@ def analyze(exp: Experiment, metric: str = "accuracy", epoch: EpochChoice = "las
     threshold = PARALLEL_ANALYZE_EVALS if parallel_from is None else parallel_from
     n = min(workers or usable_cpus(), 8)
     pieces = [Slice((0, len(plan.runs)), (0, len(plan.evaluations)))]
-    if len(plan.evaluations) >= threshold and n >= 2 and (workers or can_fork()):
+    if len(plan.evaluations) >= threshold and can_fork(n):
         # This process's stretch is a little larger: a child's part comes back through a pipe
         # (about a tenth of its time on two CPUs, benchmarks/analyze_scale.py).
         pieces = [p for p in slice_bounds(plan, [1.15] + [1.0] * (n - 1)) if p.runs[0] < p.runs[1]] or pieces
     with gc_paused():
         states, predicted = JobStates(exp), predicted_seconds(exp)
-        children = [Forked(partial(_slice_part, exp, piece, states, predicted, metric, epoch, th))
-                    for piece in pieces[1:]]
-        try:
-            parts = [_slice_part(exp, pieces[0], states, predicted, metric, epoch, th)]
-            for piece, child in zip(pieces[1:], children):
-                try:
-                    parts.append(child.result())
-                except ChildDied:  # killed (out of memory?): this process does its slice instead
-                    parts.append(_slice_part(exp, piece, states, predicted, metric, epoch, th))
-        finally:
-            for child in children:
-                child.close()
-        return assemble(parts, plan, metric, epoch, th)
+        first, rest = in_children([partial(_slice_part, exp, piece, states, predicted, metric, epoch, th)
+                                   for piece in pieces[1:]],
+                                  partial(_slice_part, exp, pieces[0], states, predicted, metric, epoch, th))
+        return assemble([first, *rest], plan, metric, epoch, th)
 
 
 def write_folder(target: Path, files: dict[str, bytes]) -> None:

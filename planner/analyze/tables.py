@@ -17,7 +17,7 @@ from typing import Any, Literal, NamedTuple
 
 import pandas as pd
 
-from planner.analyze.observe import FAILED, MISSING, PRESENT, EvalObs, Observations, RunObs, config_mismatches
+from planner.analyze.observe import FAILED, MISSING, PRESENT, EvalObs, RunObs, config_mismatches
 from planner.analyze.stats import Summary, mcnemar_exact, summarize, wilson
 from planner.spec.runs import Plan, Run, model_label
 
@@ -385,18 +385,15 @@ def _split(o: EvalObs) -> str:
     return str((o.results or {}).get("split") or o.split)
 
 
-def deltas_frame(evals: list[EvalObs], plan: Plan, metric: str, th: Thresholds,
-                 bases: list[EvalObs] | None = None) -> Table:
+def deltas_frame(evals: list[EvalObs], plan: Plan, metric: str, th: Thresholds, bases: list[EvalObs]) -> Table:
     """deltas.csv: every fine-tuned evaluation against its model's base control on the same task.
 
-    ``bases`` are the base controls' evaluations when ``evals`` is a slice that may not
-    hold them (by default they are looked up in ``evals``). Rows are built as lists in
-    DELTA_COLUMNS order (one per fine-tuned evaluation).
+    ``bases`` are the base controls' evaluations (``evals`` may be a slice without them).
+    Rows are built as lists in DELTA_COLUMNS order (one per fine-tuned evaluation).
     """
     runs = {r.name: (r, condition_of(r)) for r in plan.runs}
     base_runs = {r.model: r.name for r in plan.base_runs}
-    by_key = {(o.evaluation.run, o.evaluation.task, o.evaluation.epoch): o
-              for o in (evals if bases is None else bases)} if base_runs else {}
+    by_key = {(o.evaluation.run, o.evaluation.task, o.evaluation.epoch): o for o in bases}
     rows: list[list[Any]] = []
     for o in evals:
         ev = o.evaluation
@@ -702,19 +699,4 @@ def assemble(parts: list[Part], plan: Plan, metric: str = "accuracy", epoch_choi
     )
 
 
-def base_evals(evals: list[EvalObs], plan: Plan) -> list[EvalObs]:
-    """The base controls' evaluations among ``evals``."""
-    base = {r.name for r in plan.base_runs}
-    return [o for o in evals if o.evaluation.run in base]
-
-
-def analyze_observations(obs: Observations, plan: Plan, metric: str = "accuracy", epoch_choice: EpochChoice = "last",
-                         thresholds: Thresholds | None = None) -> Analysis:
-    """Every table of the analysis from what the folders say (one slice: everything)."""
-    th = thresholds or Thresholds()
-    part = analyze_slice(obs.runs, obs.evals, plan, metric, epoch_choice, th, base_evals(obs.evals, plan))
-    return assemble([part], plan, metric, epoch_choice, th)
-
-
-__all__ = ["Analysis", "Cell", "Part", "Slice", "Thresholds", "analyze_observations", "analyze_slice", "assemble",
-           "flag_for", "slice_bounds"]
+__all__ = ["Analysis", "Cell", "Part", "Slice", "Thresholds", "analyze_slice", "assemble", "flag_for", "slice_bounds"]

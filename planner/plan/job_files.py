@@ -47,7 +47,7 @@ def build_job_files(plan: Plan, resources: Resources, exp_dir: str, recipe_texts
     spec = plan.spec
     gpus, nodes = spec.resources.gpus, spec.resources.nodes
     device = device_of(gpus, env.cpu_only)
-    configs, argv, shell, files, eval_cfgs, eval_argv = {}, {}, {}, {}, {}, {}
+    configs, argv, shell, eval_cfgs, eval_argv = {}, {}, {}, {}, {}
     for run in plan.runs if runs is None else runs:
         model = resources.models[run.model]
         rdir = run_dir(exp_dir, run)
@@ -71,7 +71,6 @@ def build_job_files(plan: Plan, resources: Resources, exp_dir: str, recipe_texts
         )
         if not run.is_base:
             configs[run.name] = cfg
-            files[run.name] = f"recipes/{recipe_file}"
             argv[run.name] = recipes.training_argv(f"{rdir}/finetune.yaml", max(gpus, 1), nodes, device)
             shell[run.name] = recipes.training_command(f"{rdir}/finetune.yaml", max(gpus, 1), nodes, device)
         for ev in plan.evaluations_of(run.name):
@@ -98,7 +97,6 @@ def build_job_files(plan: Plan, resources: Resources, exp_dir: str, recipe_texts
         finetune_configs=configs,
         training_argv=argv,
         training_shell=shell,
-        recipe_files=files,
         eval_configs=eval_cfgs,
         eval_argv=eval_argv,
         setup_lines=env.setup_lines,

@@ -6,7 +6,6 @@ plan can be shown and approved before a single file exists.
 
 from __future__ import annotations
 
-import multiprocessing
 from functools import partial
 import sys
 from dataclasses import dataclass, replace
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from planner import paths
-from planner.runtime import gc_paused, usable_cpus
+from planner.runtime import can_fork, gc_paused, in_children, usable_cpus
 from planner.folder.atomic import check_output_root, ensure_absent, filesystem_limits, remove_stale_partials, write_experiment
 from planner.estimate.experiment_index import register, registered
 from planner.estimate.priors import estimate_from_prior_runs
@@ -188,39 +187,28 @@ def _prepare(spec: ExperimentSpec, spec_dir: Path, settings: LocalSettings, sett
 #: Plans from this many runs render their files in several processes; below it, starting
 #: them costs more than it saves (benchmarks/plan_scale.py).
 PARALLEL_RENDER_RUNS = 2000
-_RENDERING: tuple[RenderInput, Any] | None = None  # what forked renderers inherit
-
-
-def _render_chunk(start: int, stop: int) -> dict[str, str]:
-    assert _RENDERING is not None
-    return render_runs(*_RENDERING, start, stop)
 
 
 def render_files(inp: RenderInput, env: Any, min_runs: int | None = None) -> dict[str, str]:
     """``render_experiment``, split over forked processes for large plans; the same files in the same order.
 
-    Rendering a run's files (Jinja templates, YAML configs) is pure CPU and independent
-    of every other run's: on 10,000 runs it is most of ``new``'s time, and a second core
-    halves it. The children inherit the plan by ``fork`` (nothing is pickled on the way
-    in); each returns its runs' texts, which are joined in plan order.
+    Rendering a run's files (its torchtune configs, Jinja templates, YAML) is pure CPU and
+    independent of every other run's: on 10,000 runs it is most of ``new``'s time, and a
+    second core halves it. The children inherit the plan by ``fork`` (nothing is pickled
+    on the way in); each returns its runs' texts, joined here in plan order after the
+    summary, which this process renders meanwhile.
     """
-    global _RENDERING
     runs = len(inp.plan.runs)
     workers = min(usable_cpus(), 8)
     threshold = PARALLEL_RENDER_RUNS if min_runs is None else min_runs
-    if runs < threshold or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    if runs < threshold or not can_fork(workers):
         return render_experiment(inp, env)
-    chunks = workers * 4
-    bounds = [(runs * i // chunks, runs * (i + 1) // chunks) for i in range(chunks)]
-    _RENDERING = (inp, env)
-    try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            pending = pool.starmap_async(_render_chunk, bounds)
-            files = {"experiment_summary.md": render_summary(inp, env)}  # meanwhile, here
-            for part in pending.get():
-                files.update(part)
-    finally:
-        _RENDERING = None
+    bounds = [(runs * i // workers, runs * (i + 1) // workers) for i in range(workers)]
+    summary, parts = in_children([partial(render_runs, inp, env, start, stop) for start, stop in bounds],
+                                 partial(render_summary, inp, env))
+    files = {"experiment_summary.md": summary}
+    for part in parts:
+        files.update(part)
     return files
 
 

@@ -118,7 +118,6 @@ class JobFiles:
     finetune_configs: dict[str, dict[str, Any]]  # run name -> torchtune config
     training_argv: dict[str, list[str]]  # run name -> tune run ...
     training_shell: dict[str, str]  # the same as one shell line ($MASTER_ADDR etc. left to the shell)
-    recipe_files: dict[str, str]  # run name -> recipes/<file>
     eval_configs: dict[str, dict[str, Any]]  # Evaluation.key -> eval config
     eval_argv: dict[str, list[str]]  # Evaluation.key -> python eval.py --config ...
     setup_lines: list[str] = field(default_factory=list)
@@ -347,12 +346,12 @@ def render_runs(inp: RenderInput, env: jinja2.Environment, start: int, stop: int
         model = inp.resources.models[run.model]
         if not run.is_base:
             files[f"{run.name}/setup_finetune.yaml"] = setup_t.render(
-                inp=inp, run=run, model=model, run_dir=rdir, slurm=inp.slurm, recipe=jobs.recipe_files[run.name],
+                inp=inp, run=run, model=model, run_dir=rdir, slurm=inp.slurm, recipe=inp.recipe_files[run.name],
                 version=__version__,
             )
             files[f"{run.name}/finetune.yaml"] = finetune_t.render(
                 inp=inp, run=run, config=jobs.finetune_configs[run.name], run_dir=rdir,
-                recipe=jobs.recipe_files[run.name], argv=jobs.training_argv[run.name], version=__version__,
+                recipe=inp.recipe_files[run.name], argv=jobs.training_argv[run.name], version=__version__,
             )
             files[f"{run.name}/train.sh"] = train_t.render(
                 inp=inp, run=run, run_dir=rdir, job_dir=rdir, command=jobs.training_shell[run.name], jobs=jobs,
