@@ -46,6 +46,23 @@ def can_fork(workers: int) -> bool:
     return hasattr(os, "fork") and workers >= 2
 
 
+def _parent_death_signal() -> Callable[[], None]:
+    """A call that has the kernel kill the calling process when its parent dies (Linux); elsewhere it does nothing."""
+    global _PDEATHSIG
+    if _PDEATHSIG is None:
+        try:
+            import ctypes
+
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+            _PDEATHSIG = lambda: prctl(1, signal.SIGKILL)  # noqa: E731 - PR_SET_PDEATHSIG is 1
+        except (OSError, AttributeError):  # not Linux, or no C library to ask
+            _PDEATHSIG = lambda: None  # noqa: E731
+    return _PDEATHSIG
+
+
+_PDEATHSIG: Callable[[], None] | None = None
+
+
 class ChildDied(RuntimeError):
     """A forked child ended without sending a result (killed, or out of memory)."""
 
@@ -62,11 +79,19 @@ class Forked(Generic[T]):
 
     def __init__(self, fn: Callable[[], T]) -> None:
         read_end, write_end = os.pipe()
+        parent = os.getpid()
+        die_with_parent = _parent_death_signal()
         pid = os.fork()
         if pid == 0:  # the child
             os.close(read_end)
             code = 0
             try:
+                # A child writing files must not outlive a parent killed with -9: the next
+                # `new` removes what that parent left, and must not race a writer.
+                die_with_parent()
+                if os.getppid() != parent:
+                    code = 1
+                    return
                 try:
                     payload = pickle.dumps((True, fn()), protocol=pickle.HIGHEST_PROTOCOL)
                 except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent

@@ -27,7 +27,10 @@ def _prepare(example: Path, spec_data: dict[str, Any]) -> dict[str, str]:
     spec = parse_spec(spec_data, "spec")
     prepared = pipeline.prepare(spec, example, load_local_settings(settings_path), settings_path, None, False,
                                 ["plan-experiment", "new"], lambda: FIXED)
-    return prepared.files
+    try:
+        return pipeline.staged_files(prepared)
+    finally:
+        pipeline.abandon(prepared)
 
 
 def test_fast_yaml_output_equals_the_pure_python_dumper(example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,7 +85,7 @@ def _random_value(rng: random.Random, depth: int) -> Any:
                            "_x", "a-b", "1_000", "0x1F", "1.5", "-5", "inf", "NaN", ".5", "on", "Off", "y", "n",
                            "a/b.c-d_e", "/tmp/x/epoch_0", "12:30", "1:20:00", "tiny-llama-cap_rank4_lr1e-4"])
     if kind in (6, 7):
-        return {f"k{i}" if rng.random() < 0.8 else rng.choice(["a b", "yes", "1", "é", "-x", "on", "null", "a/b", "_k"]): _random_value(rng, depth + 1)
+        return {f"k{i}" if rng.random() < 0.8 else rng.choice(["a b", "yes", "1", "é", "-x", "on", "null", "a/b", "_k", "k" * 122, "k" * 123, "k" * 128, "k" * 129, "k" * 200]): _random_value(rng, depth + 1)
                 for i in range(rng.randrange(4))}
     return [_random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
 
@@ -92,16 +95,31 @@ def _random_value(rng: random.Random, depth: int) -> Any:
 def test_piecewise_dumping_equals_one_dump_on_random_documents(options: dict[str, Any]) -> None:
     rng = random.Random(7)
     for _ in range(400):
-        doc = {f"top{i}": _random_value(rng, 0) for i in range(rng.randrange(1, 6))}
+        # Keys of 128 characters or more are written as "? key" (no longer a simple key).
+        doc = {(f"top{i}" if rng.random() < 0.9 else "t" * rng.choice([122, 123, 128, 129, 300])): _random_value(rng, 0)
+               for i in range(rng.randrange(1, 6))}
         expected = yaml.dump(doc, Dumper=yaml.SafeDumper, **options)
         assert loading.dump_yaml(doc, **options) == expected, doc
         assert loading.dump_block_mapping(doc, **options) == expected, doc
         assert loading.dump_block_mapping(doc, **options) == expected, doc  # again, from the cache of pieces
 
 
-def test_rendering_in_several_processes_writes_the_same_files_in_the_same_order(
+@pytest.mark.parametrize("doc", [
+    # Printable characters that YAML reads as line breaks: quoted text spans lines, indented.
+    {"top": {"k": "\u2028"}}, {"top": {"a": {"k": "x\u2029y"}}}, {"top": ["a\u2028 b"]},
+    # Keys from 123 characters are explicit ("? key") for PyYAML (with their !!str tag), from 129 for libyaml.
+    *({"k" * n: 1.5, "top": {"k" * n: {"x": 1}}} for n in (122, 123, 128, 129)),
+    # Quoted text folds at a space past the wrap width: where its line starts counts.
+    {"top": {"a" * 60: "x y " * 8}}, {"top": {"a" * 60: "'x y'"}}, {"top": {"a" * 90: "a b"}},
+])
+def test_piecewise_dumping_of_line_breaks_long_keys_and_wrapping(doc: dict[str, Any]) -> None:
+    options = dict(sort_keys=False, allow_unicode=True, width=100)
+    assert loading.dump_block_mapping(doc, **options) == yaml.dump(doc, Dumper=yaml.SafeDumper, **options)
+
+
+def test_rendering_in_several_processes_writes_the_same_files(
         example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Large plans render their runs in forked processes: the folder must not change by a byte."""
+    """Large plans render and write their runs in forked processes: the folder must not change by a byte."""
     spec_data = load_yaml(example / "experiment.yaml")
     spec_data.update(factors={"lora_rank": [2, 4, 8], "learning_rate": [1e-4, 3e-4, 1e-3]},
                      replicates={"seeds": [1, 2]})
@@ -125,4 +143,35 @@ def test_rendering_in_several_processes_writes_the_same_files_in_the_same_order(
     for files in (serial, parallel):
         files["design-experiment.log"] = re.sub(r" in \d+\.\d+s", " in Ns", files["design-experiment.log"])
     assert list(parallel) == list(serial) and len(serial) > 100
+    assert [name for name in serial if serial[name] != parallel[name]] == []
+
+
+def test_a_renderer_killed_part_way_has_its_runs_written_again_by_new_itself(
+        example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forked renderer killed after writing some of its runs (out of memory, say): its
+    stretch is rendered and written again by the parent, over what it left, byte for byte."""
+    spec_data = load_yaml(example / "experiment.yaml")
+    spec_data.update(factors={"lora_rank": [2, 4, 8], "learning_rate": [1e-4, 3e-4, 1e-3]})
+    spec_data["controls"] = {"epochs": 2}
+    monkeypatch.setattr(pipeline, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(pipeline, "PARALLEL_RENDER_RUNS", 10**9)
+    serial = _prepare(example, spec_data)
+    monkeypatch.setattr(pipeline, "PARALLEL_RENDER_RUNS", 2)
+    monkeypatch.setattr(pipeline, "WRITE_BATCH_RUNS", 2)
+    parent = os.getpid()
+    real = pipeline.write_files
+    killed = example / "killed.txt"
+
+    def write_files(folder: Path, files: dict[str, str]) -> None:
+        real(folder, files)
+        if os.getpid() != parent and any(name.startswith("tiny-llama-cap_rank8") for name in files):
+            killed.write_text(str(os.getpid()))  # the second child, after its first runs are on disk
+            os.kill(os.getpid(), 9)
+
+    monkeypatch.setattr(pipeline, "write_files", write_files)
+    parallel = _prepare(example, spec_data)
+    assert killed.exists()
+    for files in (serial, parallel):
+        files["design-experiment.log"] = re.sub(r" in \d+\.\d+s", " in Ns", files["design-experiment.log"])
+    assert list(parallel) == list(serial) and len(serial) > 50
     assert [name for name in serial if serial[name] != parallel[name]] == []

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from planner import paths
 from planner.folder.experiment import load_experiment
 from planner.spec.local_settings import load_local_settings
-from planner.plan.pipeline import prepare, write
+from planner.plan.pipeline import abandon, prepare, write
 from planner.jobs.submitting import submit
 from planner.status.refresh import refresh
 from planner.spec.commands import command_line
@@ -53,7 +53,10 @@ def command(out_dir: Path, executor: str, timeout_s: float) -> None:
         shutil.rmtree(target)  # the demo starts clean every time; it is not user data
     console.print(f"[bold]1/5 plan[/bold] {spec_path} -> {target}")
     prepared = prepare(spec, spec_path.parent, settings, settings_path, out_dir, False, ["plan-experiment", *sys.argv[1:]], datetime.now)
-    write(prepared, False, datetime.now())
+    try:
+        write(prepared, False, datetime.now())
+    finally:
+        abandon(prepared)
     exp = load_experiment(target)
     ex = make_executor(executor, exp)
     console.print(f"[bold]2/5 submit[/bold] on the {ex.kind} executor")

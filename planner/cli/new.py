@@ -12,7 +12,7 @@ from rich.table import Table
 
 from planner.cli.common import make_console
 from planner.spec.local_settings import find_local_settings, load_local_settings
-from planner.plan.pipeline import PreparedExperiment, prepare, write
+from planner.plan.pipeline import PreparedExperiment, abandon, prepare, write
 from planner.plan.prompts import Prompter, run_wizard
 from planner.spec.errors import ConfigError, PlannerError
 from planner.plan.render import plural
@@ -94,13 +94,16 @@ def command(spec_path: Path | None, yes: bool, out_dir: Path | None, force: bool
         spec = parse_spec(data, "wizard answers")
         spec_dir = Path.cwd()
     prepared = prepare(spec, spec_dir, settings, settings_path, out_dir, force, ["plan-experiment", *sys.argv[1:]], datetime.now)
-    for stale in prepared.removed_partials:
-        console.print(f"Removed {stale}: left by an earlier `new` that was killed while writing")
-    show_plan(console, prepared)
-    if not yes:
-        if not Prompter(console).confirm("Write this experiment?", True):
-            raise PlannerError("not approved: nothing was written")
-    backup = write(prepared, force, datetime.now())
+    try:
+        for stale in prepared.removed_partials:
+            console.print(f"Removed {stale}: left by an earlier `new` that was killed while writing")
+        show_plan(console, prepared)
+        if not yes:
+            if not Prompter(console).confirm("Write this experiment?", True):
+                raise PlannerError("not approved: nothing was written")
+        backup = write(prepared, force, datetime.now())
+    finally:
+        abandon(prepared)  # declined, interrupted or failed: the staged folder goes (after write: nothing to do)
     if backup is not None:
         console.print(f"Replaced the old folder; it is kept at {backup}", markup=False, highlight=False)
     console.print(f"Wrote {prepared.target}", markup=False, highlight=False)

@@ -1,13 +1,18 @@
-"""The planning pipeline of ``new``: verify, estimate, build job files, render, write.
+"""The planning pipeline of ``new``: verify, estimate, build job files, render, stage, commit.
 
-Everything before ``write`` is side-effect free apart from reading the filesystem, so the
-plan can be shown and approved before a single file exists.
+``prepare`` writes the whole folder, but hidden: into a temporary sibling of the
+experiment folder (``planner.folder.atomic.stage``), so that a 10,000-run plan is written
+by the processes that render it, while they render. The plan is shown and approved
+before ``write`` renames that folder into place; ``discard`` removes it when the plan is
+declined or anything fails. Until then no experiment folder exists.
 """
 
 from __future__ import annotations
 
-from functools import partial
+import os
+import shutil
 import sys
+from functools import partial
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +20,18 @@ from typing import Any, Callable
 
 from planner import paths
 from planner.runtime import can_fork, gc_paused, in_children, usable_cpus
-from planner.folder.atomic import check_output_root, ensure_absent, filesystem_limits, remove_stale_partials, write_experiment
+from planner.folder.atomic import (
+    Staged,
+    check_output_root,
+    commit,
+    discard,
+    ensure_absent,
+    filesystem_limits,
+    output_error,
+    remove_stale_partials,
+    stage,
+    write_files,
+)
 from planner.estimate.experiment_index import register, registered
 from planner.estimate.priors import estimate_from_prior_runs
 from planner.plan.provenance import provenance
@@ -24,7 +40,7 @@ from planner.folder.compute import ComputeEstimates, EstimatesFile
 from planner.folder.designlog import DesignLog
 from planner.plan.job_files import JobEnvironment, build_job_files, recipe_files_of
 from planner.spec.localconfig import LocalSettings, SlurmSettings
-from planner.plan.render import RenderInput, make_environment, plural, render_experiment, render_runs, render_summary
+from planner.plan.render import RenderInput, make_environment, plural, render_runs, render_summary
 from planner.spec.resources import Resources
 from planner.spec.runs import Plan, expand
 from planner.spec.spec import ExperimentSpec, spec_to_yaml
@@ -38,13 +54,13 @@ from planner.jobs.time_request import format_slurm_time, is_explicit, train_time
 
 @dataclass
 class PreparedExperiment:
-    """A verified, estimated and rendered plan that has not been written yet."""
+    """A verified, estimated plan, written to a hidden staging folder; ``write`` makes it the experiment."""
 
     target: Path
     plan: Plan
     resources: Resources
     estimates: ComputeEstimates
-    files: dict[str, str]
+    staged: Staged
     log: DesignLog
     spec: ExperimentSpec
     removed_partials: list[Path]
@@ -165,55 +181,103 @@ def _prepare(spec: ExperimentSpec, spec_dir: Path, settings: LocalSettings, sett
     env = make_environment(paths.TEMPLATES_DIR)
     inp = RenderInput(plan=plan, resources=resources, estimates=estimates, settings=settings, exp_dir=str(target),
                       created=stamp, provenance=prov, recipe_files=recipe_files, build_jobs=build_jobs, slurm=slurm)
-    files = render_files(inp, env)
-    files["experiment.yaml"] = (
-        f"# Experiment spec as planned by plan-experiment {prov['planner_version']} on {prov['planned_at']}.\n"
-        "# The source of truth: submit and status read this file, never the markdown.\n" + spec_to_yaml(recorded)
-    )
-    files["estimates.json"] = EstimatesFile.of(estimates).to_json()
-    n_run_files = sum(1 for f in files if f.endswith("setup_finetune.yaml"))
-    log.add(now(), "CREATE_SUMMARY", "Writing experiment plan", command=f"Created {target / 'experiment_summary.md'}",
-            result=f"File created with {len(plan.runs)} runs ({len(plan.finetune_runs)} fine-tuned + {plural(len(plan.base_runs), 'control')}); "
-                   f"{n_run_files} setup_finetune.yaml + finetune.yaml, {len(plan.evaluations)} eval configs",
-            explanation="Comprehensive experiment plan with all configurations and status tracking")
-    log.add(now(), "COMPLETE", "Experiment design finished", status="Ready for review and submission",
-            next_steps=f"review experiment_summary.md, then `{command_line('plan-experiment', 'submit', target)}`",
-            explanation="Planning phase complete, documented in summary and this log")
-    files["design-experiment.log"] = log.render()
-    return PreparedExperiment(target=target, plan=plan, resources=resources, estimates=estimates, files=files, log=log,
+    try:
+        staged = stage(target)
+    except OSError as exc:
+        raise output_error(target, exc) from None
+    def experiment_files() -> None:
+        # The experiment's own files, written while the run files are (by other processes, for large plans).
+        files = {"experiment_summary.md": render_summary(inp, env)}
+        files["experiment.yaml"] = (
+            f"# Experiment spec as planned by plan-experiment {prov['planner_version']} on {prov['planned_at']}.\n"
+            "# The source of truth: submit and status read this file, never the markdown.\n" + spec_to_yaml(recorded)
+        )
+        files["estimates.json"] = EstimatesFile.of(estimates).to_json()
+        log.add(now(), "CREATE_SUMMARY", "Writing experiment plan", command=f"Created {target / 'experiment_summary.md'}",
+                result=f"File created with {len(plan.runs)} runs ({len(plan.finetune_runs)} fine-tuned + {plural(len(plan.base_runs), 'control')}); "
+                       f"{len(plan.finetune_runs)} setup_finetune.yaml + finetune.yaml, {len(plan.evaluations)} eval configs",
+                explanation="Comprehensive experiment plan with all configurations and status tracking")
+        log.add(now(), "COMPLETE", "Experiment design finished", status="Ready for review and submission",
+                next_steps=f"review experiment_summary.md, then `{command_line('plan-experiment', 'submit', target)}`",
+                explanation="Planning phase complete, documented in summary and this log")
+        files["design-experiment.log"] = log.render()
+        write_files(staged.folder, files)
+
+    try:
+        render_files(inp, env, staged.folder, experiment_files)
+    except OSError as exc:
+        discard(staged)
+        raise output_error(target, exc) from None
+    except BaseException:
+        discard(staged)
+        raise
+    return PreparedExperiment(target=target, plan=plan, resources=resources, estimates=estimates, staged=staged, log=log,
                               spec=recorded, removed_partials=removed)
 
 
 #: Plans from this many runs render their files in several processes; below it, starting
 #: them costs more than it saves (benchmarks/plan_scale.py).
 PARALLEL_RENDER_RUNS = 2000
+#: Runs rendered before their files are written: a process holds this many runs' texts at a time.
+WRITE_BATCH_RUNS = 250
 
 
-def render_files(inp: RenderInput, env: Any, min_runs: int | None = None) -> dict[str, str]:
-    """``render_experiment``, split over forked processes for large plans; the same files in the same order.
+def render_files(inp: RenderInput, env: Any, folder: Path, meanwhile: Callable[[], None], min_runs: int | None = None) -> None:
+    """Render every run's files and write them under ``folder``, running ``meanwhile()`` (the summary) here.
 
     Rendering a run's files (its torchtune configs, Jinja templates, YAML) is pure CPU and
-    independent of every other run's: on 10,000 runs it is most of ``new``'s time, and a
-    second core halves it. The children inherit the plan by ``fork`` (nothing is pickled
-    on the way in); each returns its runs' texts, joined here in plan order after the
-    summary, which this process renders meanwhile.
+    independent of every other run's; writing them is mostly the kernel's time. On 10,000
+    runs both are most of ``new``'s time, so large plans split the runs over forked
+    processes, one per usable CPU, each rendering and writing its stretch of runs (the
+    children inherit the plan by ``fork``: nothing is pickled either way) while this
+    process writes the experiment's own files. Small plans do both in this process.
     """
     runs = len(inp.plan.runs)
     workers = min(usable_cpus(), 8)
     threshold = PARALLEL_RENDER_RUNS if min_runs is None else min_runs
     if runs < threshold or not can_fork(workers):
-        return render_experiment(inp, env)
+        meanwhile()
+        write_runs(inp, env, folder, 0, runs)
+        return
     bounds = [(runs * i // workers, runs * (i + 1) // workers) for i in range(workers)]
-    summary, parts = in_children([partial(render_runs, inp, env, start, stop) for start, stop in bounds],
-                                 partial(render_summary, inp, env))
-    files = {"experiment_summary.md": summary}
-    for part in parts:
-        files.update(part)
-    return files
+    in_children([partial(write_runs, inp, env, folder, start, stop) for start, stop in bounds], meanwhile)
+
+
+def write_runs(inp: RenderInput, env: Any, folder: Path, start: int, stop: int) -> int:
+    """Render runs ``start`` to ``stop`` (plan order) and write their files under ``folder``; return how many.
+
+    A few hundred runs at a time, so that no process holds a whole plan's texts. When a
+    forked child died part-way, this process does its stretch again: whatever the child
+    left of those runs is removed first (files are only ever created new).
+    """
+    for run in inp.plan.runs[start:stop]:
+        left = folder / run.name
+        if os.path.lexists(left):
+            if left.is_dir() and not left.is_symlink():
+                shutil.rmtree(left)
+            else:
+                left.unlink()
+    written = 0
+    for low in range(start, stop, WRITE_BATCH_RUNS):
+        files = render_runs(inp, env, low, min(low + WRITE_BATCH_RUNS, stop))
+        write_files(folder, files)
+        written += len(files)
+    return written
+
+
+def staged_files(prepared: PreparedExperiment) -> dict[str, str]:
+    """The files ``prepared`` will make the experiment folder, by relative path (sorted): what reviews and tests read."""
+    root = prepared.staged.folder
+    return {str(p.relative_to(root)): p.read_text(encoding="utf-8") for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def write(prepared: PreparedExperiment, force: bool, now: datetime) -> Path | None:
-    """Write the prepared folder atomically and register it for learning; return the backup of a replaced folder."""
-    backup = write_experiment(prepared.target, prepared.files, force, now)
+    """Make the staged folder the experiment (one rename) and register it for learning; return the backup of a replaced folder."""
+    backup = commit(prepared.staged, force, now)
     register(prepared.target)  # its runs, once finished, are priors for the next plan
     return backup
+
+
+def abandon(prepared: PreparedExperiment) -> None:
+    """Remove what ``prepare`` staged, unless ``write`` has made it the experiment (then: nothing)."""
+    discard(prepared.staged)

@@ -6,6 +6,7 @@ Python filter or a value prepared here, so templates stay readable and testable.
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 from collections.abc import Callable, Sequence
@@ -145,12 +146,19 @@ class RenderInput:
 
 def run_dir(exp_dir: str, run: Run) -> str:
     """Folder of a run inside the experiment."""
-    return str(Path(exp_dir) / run.name)
+    return f"{_folder(exp_dir)}/{run.name}"
 
 
 def eval_dir(exp_dir: str, ev: Evaluation) -> str:
     """Folder of an evaluation."""
-    return str(Path(exp_dir) / ev.run / "eval" / ev.name)
+    return f"{_folder(exp_dir)}/{ev.run}/eval/{ev.name}"
+
+
+@functools.lru_cache(maxsize=16)
+def _folder(exp_dir: str) -> str:
+    # Normalised once (as pathlib would); run and evaluation names are single path
+    # components (spec validation), so joining them with "/" is what pathlib would give.
+    return str(Path(exp_dir)).rstrip("/")
 
 
 def _variables(plan: Plan) -> list[tuple[str, str]]:
@@ -321,17 +329,6 @@ def plural(count: int, word: str) -> str:
 def render_summary(inp: RenderInput, env: jinja2.Environment) -> str:
     """experiment_summary.md."""
     return env.get_template("experiment_summary.md.j2").render(inp=inp, ctx=_context(inp), version=__version__)
-
-
-def render_experiment(inp: RenderInput, env: jinja2.Environment) -> dict[str, str]:
-    """Every generated file of an experiment folder, keyed by path relative to it.
-
-    ``experiment.yaml`` and ``design-experiment.log`` are not rendered here: the spec is
-    serialised by ``spec_to_yaml`` and the log is written by whoever collected it.
-    """
-    files: dict[str, str] = {"experiment_summary.md": render_summary(inp, env)}
-    files.update(render_runs(inp, env, 0, len(inp.plan.runs)))
-    return files
 
 
 def render_runs(inp: RenderInput, env: jinja2.Environment, start: int, stop: int) -> dict[str, str]:

@@ -47,6 +47,10 @@ def short_repr(value: Any) -> str:
 # Text libyaml's emitter writes exactly as PyYAML's does: printable characters only. Line
 # breaks, tabs and other control characters are quoted and folded differently by the two.
 _EMITTED_ALIKE = re.compile("^[\x20-\x7e\xa0-\ud7ff\ue000-\ufefe\uff00-\ufffd]*$")
+# PyYAML writes a string key as an explicit "? key" entry from 123 characters (the key and
+# its "!!str" tag reach 128); libyaml only from 129. Keys in between take PyYAML's emitter.
+_SIMPLE_KEY = 123
+_LIBYAML_SIMPLE_KEY = 129
 
 
 def _emitted_alike(value: Any) -> bool:
@@ -57,6 +61,8 @@ def _emitted_alike(value: Any) -> bool:
             if not _EMITTED_ALIKE.fullmatch(item):
                 return False
         elif isinstance(item, dict):
+            if any(isinstance(k, str) and _SIMPLE_KEY <= len(k) < _LIBYAML_SIMPLE_KEY for k in item):
+                return False
             stack.extend(item.keys())
             stack.extend(item.values())
         elif isinstance(item, (list, tuple)):
@@ -75,6 +81,8 @@ def dump_yaml(value: Any, **options: Any) -> str:
 
 
 _PIECES: dict[tuple[Any, ...], str] = {}
+# Printable, yet line breaks to YAML: a quoted scalar holding one spans lines, indented.
+_UNICODE_BREAK = re.compile("[\x85\u2028\u2029]")
 _SHORT_TEXT = 40  # strings this short cannot reach the wrap width (100) at the depths split below
 
 
@@ -85,7 +93,8 @@ def _short_strings(value: Any, depth: int = 0) -> bool:
     if isinstance(value, str):
         # One line, never wrapped: PyYAML folds printable text only at spaces, so a long
         # path without spaces stays whole at any indentation.
-        return bool(_EMITTED_ALIKE.fullmatch(value)) and (len(value) <= _SHORT_TEXT or " " not in value)
+        return (bool(_EMITTED_ALIKE.fullmatch(value)) and not _UNICODE_BREAK.search(value)
+                and (len(value) <= _SHORT_TEXT or " " not in value))
     if isinstance(value, dict):
         return all(_short_strings(k, depth) and _short_strings(v, depth + 1) for k, v in value.items())
     if isinstance(value, list):
@@ -98,10 +107,126 @@ _PLAIN_TEXT = re.compile(r"[A-Za-z0-9_/][A-Za-z0-9_./-]*")
 _RESOLVER = yaml.resolver.Resolver()
 
 
+_PLAIN_SEEN: dict[str, bool] = {}
+
+
 def _plain(value: Any) -> bool:
     """A string PyYAML writes as is: path-like characters, and read back as a string (not 1e-5, yes, null)."""
-    return (isinstance(value, str) and bool(_PLAIN_TEXT.fullmatch(value))
-            and _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) == "tag:yaml.org,2002:str")
+    if not isinstance(value, str) or not _PLAIN_TEXT.fullmatch(value):
+        return False
+    if value[0] == "/":  # no implicit type (number, bool, null, date) starts with a slash
+        return True
+    known = _PLAIN_SEEN.get(value)
+    if known is None:
+        if len(_PLAIN_SEEN) > 100_000:
+            _PLAIN_SEEN.clear()
+        known = _PLAIN_SEEN[value] = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) == "tag:yaml.org,2002:str"
+    return known
+
+
+def _scalar_text(item: Any, options: dict[str, Any], opts: str) -> str:
+    """A scalar value's text after ``key: `` (newline included), dumped once per distinct value."""
+    # The type keeps 1, 1.0 and true apart; repr keeps 0.0 and -0.0 apart.
+    scalar = (type(item), repr(item), opts)
+    text = _SCALARS.get(scalar)
+    if text is None:
+        if len(_SCALARS) > 100_000:
+            _SCALARS.clear()
+        text = _SCALARS[scalar] = dump_yaml({"k": item}, **options)[len("k: "):]
+    return text
+
+
+_SCALAR_TYPES = (str, int, float, bool, type(None))
+# (options, indentation, key, type, value) -> the entry's line, or "" where PyYAML must decide.
+_LINES: dict[tuple[Any, ...], str] = {}
+
+
+def _fast_block(mapping: dict[Any, Any], pad: str, options: dict[str, Any], opts: str, width: int) -> str | None:
+    """The block-style text of ``mapping``'s entries at indentation ``pad``, or None where PyYAML must decide.
+
+    Written directly: plain keys; plain strings, numbers, booleans and nulls; nested
+    mappings; lists of those scalars. A quoted string is taken from PyYAML once per value
+    and used only where its line cannot reach the wrap width. Anything else (long keys,
+    double-quoted or folding text, lists of mappings) returns None, and the caller dumps
+    the whole entry the slow way. 10,000 run configs differ in a few values per section:
+    each scalar entry's line is made once per distinct value and indentation.
+    """
+    out: list[str] = []
+    lines = _LINES
+    for key, item in mapping.items():
+        kind = type(item)
+        if kind in _SCALAR_TYPES:
+            # The type keeps 1, 1.0 and true apart; repr keeps 0.0 and -0.0 apart.
+            ident = (opts, pad, key, kind, repr(item) if kind is float else item)
+            line = lines.get(ident)
+            if line is None:
+                text = _fast_scalar(item, len(pad) + len(key) + 2, options, opts, width) if _simple_key(key) else None
+                line = "" if text is None else f"{pad}{key}: {text}"
+                if len(lines) > 200_000:
+                    lines.clear()
+                lines[ident] = line
+            if not line:
+                return None
+            out.append(line)
+        elif not _simple_key(key):
+            return None
+        elif kind is dict:
+            if not item:
+                out.append(f"{pad}{key}: {{}}\n")
+                continue
+            body = _fast_block(item, pad + "  ", options, opts, width)
+            if body is None:
+                return None
+            out.append(f"{pad}{key}:\n")
+            out.append(body)
+        elif kind is list:
+            if not item:
+                out.append(f"{pad}{key}: []\n")
+                continue
+            out.append(f"{pad}{key}:\n")
+            for element in item:
+                # A block sequence under a mapping key is not indented ("indentless").
+                text = _fast_scalar(element, len(pad) + 2, options, opts, width)
+                if text is None:
+                    return None
+                out.append(f"{pad}- {text}")
+        else:
+            return None
+    return "".join(out)
+
+
+_SIMPLE_KEYS: dict[Any, bool] = {}
+
+
+def _simple_key(key: Any) -> bool:
+    """A key PyYAML writes as ``key:``: a plain string shorter than its explicit-key length."""
+    known = _SIMPLE_KEYS.get(key) if type(key) is str else False
+    if known is None:
+        if len(_SIMPLE_KEYS) > 100_000:
+            _SIMPLE_KEYS.clear()
+        known = _SIMPLE_KEYS[key] = len(key) < _SIMPLE_KEY and _plain(key)
+    return known
+
+
+def _fast_scalar(item: Any, column: int, options: dict[str, Any], opts: str, width: int) -> str | None:
+    """A scalar's text (with its newline) starting at ``column``; None if PyYAML might break or escape it."""
+    kind = type(item)
+    if kind is int:
+        return f"{item}\n"
+    if kind is str:
+        if _plain(item):
+            return f"{item}\n"  # no spaces: PyYAML never folds it, at any column
+        if not _EMITTED_ALIKE.fullmatch(item) or _UNICODE_BREAK.search(item):
+            return None  # line breaks and control characters
+        text = _scalar_text(item, options, opts)
+        # Single-quoted or plain text folds only at a space past the wrap width: a line that
+        # ends before it stays whole. Double-quoted text (escapes) may break anywhere.
+        if text.startswith('"') or text.count("\n") != 1 or column + len(text) - 1 > width:
+            return None
+        return text
+    if kind is float or kind is bool or item is None:
+        return _scalar_text(item, options, opts)
+    return None
 
 
 def _entry(key: str, item: Any, opts: str, options: dict[str, Any], depth: int) -> str:
@@ -122,17 +247,14 @@ def _entry(key: str, item: Any, opts: str, options: dict[str, Any], depth: int) 
     piece = _PIECES.get(ident)
     if piece is not None:
         return piece
-    if _plain(key):
+    if len(key) < _SIMPLE_KEY and _plain(key):
         if _plain(item) or (isinstance(item, int) and not isinstance(item, bool)):
             piece = f"{key}: {item}\n"  # what the emitter writes for a plain key and plain value
         elif item is None or isinstance(item, (bool, float)):
             # Written the same after any plain key: dumped once per distinct value.
-            scalar = (type(item), repr(item), opts)
-            text = _SCALARS.get(scalar)
-            if text is None:
-                text = _SCALARS[scalar] = dump_yaml({"k": item}, **options)[len("k: "):]
-            piece = f"{key}: {text}"
+            piece = f"{key}: {_scalar_text(item, options, opts)}"
     if (piece is None and isinstance(item, dict) and item and depth < 5 and options.get("allow_unicode") is True
+            and len(key) < _SIMPLE_KEY
             and all(isinstance(k, str) for k in item) and _short_strings(item)):
         head = dump_yaml({key: {}}, **options)
         if head.endswith(" {}\n"):
@@ -156,11 +278,19 @@ def dump_block_mapping(value: dict[str, Any], **options: Any) -> str:
     A block mapping's text is its entries' texts one after another, so each entry is
     dumped once per distinct value: 10,000 run configs share most of their sections.
     """
-    if (options.get("default_flow_style") not in (None, False) or set(options) - _PIECEWISE_OPTIONS
-            or not value or not all(isinstance(k, str) for k in value)):
+    if (options.get("default_flow_style", False) is not False or options.get("sort_keys", True) is not False
+            or set(options) - _PIECEWISE_OPTIONS or not value or not all(isinstance(k, str) for k in value)):
+        # Sorted keys, or flow style for leaf collections (None): PyYAML's own order and layout.
         return dump_yaml(value, **options)
     opts = json.dumps(options, sort_keys=True, default=str)
-    return "".join(_entry(key, item, opts, options, 0) for key, item in value.items())
+    width = options.get("width") or 80
+    width = width if width > 4 else 80  # PyYAML's best_width: the given width if over twice the indent
+    fast = options.get("allow_unicode") is True
+    pieces: list[str] = []
+    for key, item in value.items():
+        piece = _fast_block({key: item}, "", options, opts, width) if fast else None
+        pieces.append(piece if piece is not None else _entry(key, item, opts, options, 0))
+    return "".join(pieces)
 
 
 class _CheckedLoader(_BaseLoader):  # type: ignore[misc,valid-type]
