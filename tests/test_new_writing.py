@@ -153,3 +153,23 @@ def test_a_large_folder_is_written_whole_or_not_at_all(tmp_path: Path, monkeypat
     with pytest.raises(OutputError, match="the disk is full; nothing was written"):
         atomic.write_experiment(tmp_path / "out" / "big2", files, False, datetime(2026, 1, 1))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["big"]
+
+
+def test_declining_or_interrupting_the_approval_leaves_the_folder_as_it_was(example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`new` writes the plan hidden before it asks; a no, or Ctrl-C at the question, removes it all."""
+    out = example / "experiments"
+    out.mkdir()
+    (out / "notes.md").write_text("mine\n")
+    result = run_cli("new", "--spec", str(example / "experiment.yaml"), input="n\n")
+    assert result.exit_code == 1 and result.stderr == "error: not approved: nothing was written\n"
+    assert _everything(out) == {"notes.md"}
+
+    from planner.cli import new as new_command
+
+    def interrupted(*args: Any, **kwargs: Any) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(new_command.Prompter, "confirm", interrupted)
+    result = run_cli("new", "--spec", str(example / "experiment.yaml"))
+    assert result.exit_code != 0
+    assert _everything(out) == {"notes.md"}

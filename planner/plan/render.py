@@ -54,7 +54,12 @@ def shjoin(argv: list[Any]) -> str:
 def yaml_scalar(value: Any) -> str:
     """One YAML scalar, safely quoted, on one line (newlines kept as escapes)."""
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # JSON strings are valid YAML scalars
+        text = _STRINGS.get(value)
+        if text is None:
+            if len(_STRINGS) > 100_000:
+                _STRINGS.clear()
+            text = _STRINGS[value] = json.dumps(value, ensure_ascii=False)  # JSON strings are valid YAML scalars
+        return text
     if isinstance(value, (bool, int, float)) or value is None:
         # Cached: 10,000 runs repeat a few values. The key is type and repr, because 1, 1.0
         # and true, or 0.0 and -0.0, are equal as keys but print differently.
@@ -67,6 +72,7 @@ def yaml_scalar(value: Any) -> str:
 
 
 _NUMBERS: dict[tuple[str, str], str] = {}
+_STRINGS: dict[str, str] = {}
 
 
 def to_yaml(value: Any) -> str:

@@ -286,8 +286,11 @@ def dump_block_mapping(value: dict[str, Any], **options: Any) -> str:
     width = options.get("width") or 80
     width = width if width > 4 else 80  # PyYAML's best_width: the given width if over twice the indent
     fast = options.get("allow_unicode") is True
+    whole = _fast_block(value, "", options, opts, width) if fast else None
+    if whole is not None:
+        return whole
     pieces: list[str] = []
-    for key, item in value.items():
+    for key, item in value.items():  # entry by entry: only those PyYAML must decide take the slow way
         piece = _fast_block({key: item}, "", options, opts, width) if fast else None
         pieces.append(piece if piece is not None else _entry(key, item, opts, options, 0))
     return "".join(pieces)
