@@ -173,3 +173,20 @@ def test_declining_or_interrupting_the_approval_leaves_the_folder_as_it_was(exam
     result = run_cli("new", "--spec", str(example / "experiment.yaml"))
     assert result.exit_code != 0
     assert _everything(out) == {"notes.md"}
+
+
+def test_a_disk_that_fills_while_forked_renderers_write_leaves_nothing(example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large plan's runs are written by forked processes: a full disk there is the same one-line error."""
+    from planner.plan import pipeline
+
+    monkeypatch.setattr(pipeline, "usable_cpus", lambda: 2)
+    spec = write_spec(example, name="wide", factors={"lora_rank": list(range(1, 11)), "learning_rate": [i * 1e-5 for i in range(1, 21)]},
+                      controls={"epochs": 1})
+    _disk_full_after(100, monkeypatch)  # in each renderer: some runs are on disk when the disk fills
+    result = run_cli("new", "--spec", str(spec), "--yes")
+    assert result.exit_code == 3, result.output
+    assert result.stderr == (
+        f"error: cannot write the experiment folder {example / 'experiments' / 'wide'}: the disk is full; nothing was written. "
+        "Free space or choose another folder with --out\n"
+    )
+    assert _everything(example / "experiments") == set()
