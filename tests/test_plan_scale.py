@@ -91,7 +91,10 @@ def _random_value(rng: random.Random, depth: int) -> Any:
 
 
 @pytest.mark.parametrize("options", [dict(sort_keys=False, allow_unicode=True, width=100),
-                                     dict(sort_keys=False, default_flow_style=False, allow_unicode=True)])
+                                     dict(sort_keys=False, default_flow_style=False, allow_unicode=True),
+                                     # PyYAML's own order and leaf layout: dumped whole.
+                                     dict(allow_unicode=True, width=100),
+                                     dict(sort_keys=False, default_flow_style=None, allow_unicode=True)])
 def test_piecewise_dumping_equals_one_dump_on_random_documents(options: dict[str, Any]) -> None:
     rng = random.Random(7)
     for _ in range(400):

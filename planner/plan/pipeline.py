@@ -130,7 +130,7 @@ def prepare(
     argv: list[str],
     now: Callable[[], datetime],
 ) -> PreparedExperiment:
-    """Verify and render a plan; raise before anything is written."""
+    """Verify, estimate and render a plan into a hidden staging folder (nothing is written before verification passes)."""
     with gc_paused():  # tens of thousands of rendered texts and dicts: nothing cyclic to collect
         return _prepare(spec, spec_dir, settings, settings_path, out_dir, force, argv, now)
 
