@@ -15,6 +15,8 @@ import shutil
 import socket
 import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -278,19 +280,30 @@ def write_experiment(target: Path, files: dict[str, str], force: bool, now: date
         OutputError: when the disk is full or the folder cannot be written; nothing is left.
     """
     ensure_absent(target, force)
+    with staging(target) as staged:
+        write_files(staged.folder, files)
+    return commit(staged, force, now)
+
+
+@contextmanager
+def staging(target: Path) -> Iterator[Staged]:
+    """:func:`stage` the folder of ``target`` for the block to write into; a failure in the block removes it.
+
+    A block that ends normally keeps it, for :func:`commit`. An ``OSError`` (a full disk)
+    becomes the one-line :class:`OutputError`; anything else is raised as it is.
+    """
     try:
         staged = stage(target)
     except OSError as exc:
         raise output_error(target, exc) from None
     try:
-        write_files(staged.folder, files)
+        yield staged
     except OSError as exc:
         discard(staged)
         raise output_error(target, exc) from None
     except BaseException:
         discard(staged)
         raise
-    return commit(staged, force, now)
 
 
 def atomic_write_text(path: Path, text: str, durable: bool = True) -> None:

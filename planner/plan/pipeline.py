@@ -27,9 +27,8 @@ from planner.folder.atomic import (
     discard,
     ensure_absent,
     filesystem_limits,
-    output_error,
     remove_stale_partials,
-    stage,
+    staging,
     write_files,
 )
 from planner.estimate.experiment_index import register, registered
@@ -181,11 +180,8 @@ def _prepare(spec: ExperimentSpec, spec_dir: Path, settings: LocalSettings, sett
     env = make_environment(paths.TEMPLATES_DIR)
     inp = RenderInput(plan=plan, resources=resources, estimates=estimates, settings=settings, exp_dir=str(target),
                       created=stamp, provenance=prov, recipe_files=recipe_files, build_jobs=build_jobs, slurm=slurm)
-    try:
-        staged = stage(target)
-    except OSError as exc:
-        raise output_error(target, exc) from None
-    def experiment_files() -> None:
+
+    def experiment_files(folder: Path) -> None:
         # The experiment's own files, written while the run files are (by other processes, for large plans).
         files = {"experiment_summary.md": render_summary(inp, env)}
         files["experiment.yaml"] = (
@@ -201,16 +197,10 @@ def _prepare(spec: ExperimentSpec, spec_dir: Path, settings: LocalSettings, sett
                 next_steps=f"review experiment_summary.md, then `{command_line('plan-experiment', 'submit', target)}`",
                 explanation="Planning phase complete, documented in summary and this log")
         files["design-experiment.log"] = log.render()
-        write_files(staged.folder, files)
+        write_files(folder, files)
 
-    try:
-        render_files(inp, env, staged.folder, experiment_files)
-    except OSError as exc:
-        discard(staged)
-        raise output_error(target, exc) from None
-    except BaseException:
-        discard(staged)
-        raise
+    with staging(target) as staged:
+        render_files(inp, env, staged.folder, partial(experiment_files, staged.folder))
     return PreparedExperiment(target=target, plan=plan, resources=resources, estimates=estimates, staged=staged, log=log,
                               spec=recorded, removed_partials=removed)
 
