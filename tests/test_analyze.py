@@ -23,7 +23,8 @@ from analyze_support import (
 from submit_support import copy_example, plan
 
 from planner.analyze.stats import mcnemar_exact, summarize, t_quantile, wilson
-from planner.analyze.tables import Thresholds, flag_for
+from planner.analyze.findings import Finding, MetricInfo, Policy, verdict
+from planner.analyze.inference import Tested as Claim
 
 # --- acceptance 1: the arithmetic ------------------------------------------------------
 
@@ -147,45 +148,66 @@ FORGET = {
 }
 
 
-def test_drops_of_8_and_27_percent_are_flagged_mild_and_severe(tmp_path: Path) -> None:
+def test_only_a_significant_drop_is_flagged_and_the_noise_is_no_detectable_change(tmp_path: Path) -> None:
     exp = tmp_path / "forgetting"
     make_experiment(exp, FORGET)
     base = [i < 100 for i in range(200)]  # 100 of 200 right
     write_result(exp, "m_base", "qa", base)
-    # rank 8: 92 right (-8 %): the base's first 100 minus 10, plus 2 it got wrong.
+    # rank 8: 92 right (-8 %): the base's first 100 minus 10, plus 2 it got wrong (McNemar p = 0.0386).
     write_result(exp, "m_rank8", "qa_epoch0", [(i < 90) or (100 <= i < 102) for i in range(200)], epoch=0)
-    # rank 16: 73 right (-27 %).
+    # rank 16: 73 right (-27 %): 27 discordant pairs, all one way.
     write_result(exp, "m_rank16", "qa_epoch0", [i < 73 for i in range(200)], epoch=0)
-    # rank 32: 103 right (+3 %).
+    # rank 32: 103 right (+3 %): 3 discordant pairs.
     write_result(exp, "m_rank32", "qa_epoch0", [i < 103 for i in range(200)], epoch=0)
     proc = analyze_cli(exp, "--no-plots")
     assert proc.returncode == 0, proc.stderr
     deltas = {d["run"]: d for d in read_csv(exp / "analysis" / "deltas.csv")}
+    # Holm over the table's three tests: 0.0386 x 2 is not below 0.05; the -27 % drop is.
     assert {r: (d["rel_delta_pct"], d["flag"]) for r, d in deltas.items()} == {
-        "m_rank8": ("-8.0", "mild"), "m_rank16": ("-27.0", "severe"), "m_rank32": ("3.0", "none")}
+        "m_rank8": ("-8.0", "no detectable change"), "m_rank16": ("-27.0", "severe"),
+        "m_rank32": ("3.0", "no detectable change")}
     r8 = deltas["m_rank8"]
     assert (r8["n_pairs"], r8["base_only_correct"], r8["finetune_only_correct"]) == ("200", "10", "2")
-    assert float(r8["mcnemar_p"]) == pytest.approx(0.0386, abs=5e-5)
+    assert r8["test"] == "exact McNemar"
+    assert float(r8["p"]) == pytest.approx(0.0386, abs=5e-5)
+    assert float(r8["p_adjusted"]) == pytest.approx(2 * 0.038574, abs=5e-5)
+    findings = read_csv(exp / "analysis" / "findings.csv")
+    # 3 against base, 3 pairwise rank contrasts and one trend over the ranks: one family of 7.
+    assert Counter(f["kind"] for f in findings) == {"vs base": 3, "contrast": 3, "trend": 1}
+    by = {(f["kind"], f["a"], f["b"]): f for f in findings}
+    r16 = by[("vs base", "m_rank16", "m_base")]
+    assert r16["verdict"] == "severe" and float(r16["effect"]) == pytest.approx(-0.135)
+    assert float(r16["ci_low"]) < -0.135 < float(r16["ci_high"]) < 0
+    assert by[("vs base", "m_rank8", "m_base")]["verdict"] == "no detectable change"
     block = results_block((exp / "experiment_summary.md").read_text(encoding="utf-8"))
-    assert "| m_rank16 | qa | 0 | 0.365 (1 seed) | 0.500 (1 seed) | -0.135 | -27.0 | severe |" in block
-    assert "Every fine-tuned evaluation against its base model (3): improved 0, none 1, mild 1, severe 1." in block
-    assert "- severe: `m_rank16/qa` epoch 0: 0.365 against 0.500 (-27.0 %, McNemar p = " in block
-    assert "- mild: `m_rank8/qa` epoch 0: 0.460 against 0.500 (-8.0 %, McNemar p = 0.0386)" in block
+    assert block.startswith("<!-- plan-experiment:begin results -->\n**Question:**")
+    assert "| m_rank16 | qa | 0 | 0.365 [" in block and "| severe |" in block
+    assert "fine-tuning against the base model (3): no detectable change 2, severe 1:" in block
+    assert ("`m_rank16` vs `m_base` (`qa`, epoch last (0)): 0.365 vs 0.500, Δ -0.135 [95 % CI " in block)
     # The design log gets the analysis in seed 002's format.
     log = (exp / "design-experiment.log").read_text(encoding="utf-8")
-    assert re.search(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] ANALYZE_FORGETTING: Flagging each fine-tuned evaluation "
-                     r"against its base model\nDecision: drop >= 5 % mild, >= 20 % severe; gain >= 5 % improved\n"
-                     r"Result: improved 0, none 1, mild 1, severe 1\nExplanation: ", log, re.M)
+    assert re.search(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] ANALYZE_FINDINGS: Testing each finding", log, re.M)
+    assert "Decision: holm correction over the 7 tested findings at alpha 0.05" in log
     assert [ln.split("] ")[1].split(":")[0] for ln in log.splitlines() if ln.startswith("[")] == [
-        "ANALYZE_COLLECT", "ANALYZE_STATISTICS", "ANALYZE_FORGETTING", "ANALYZE_WRITE"]
+        "ANALYZE_COLLECT", "ANALYZE_STATISTICS", "ANALYZE_FINDINGS", "ANALYZE_WRITE"]
 
 
-def test_seed_004_changes_are_mild_and_severe_under_the_defaults() -> None:
-    th = Thresholds()
-    assert flag_for(2.6565, 2.4430, th) == "mild"  # -8.0 %
-    assert flag_for(2.0357, 1.4924, th) == "severe"  # -26.7 %
-    assert flag_for(0.5, 0.6, th) == "improved" and flag_for(0.5, 0.49, th) == "none"
-    assert flag_for(0.0, 0.0, th) == "none" and flag_for(0.0, 0.1, th) == "improved"
+def _finding(effect: float, base: float, p_adj: float, higher: bool = True) -> Finding:
+    tested = Claim(effect, effect - 0.1, effect + 0.1, "seeds x examples", p_adj, "t", 80, 1)
+    return Finding("vs base", "fine-tuning", "mt", "last", "ft", "base", "", base + effect, base, tested, None,
+                   MetricInfo("score", higher), p_adj)
+
+
+def test_seed_004_changes_are_mild_and_severe_only_when_significant() -> None:
+    policy = Policy()
+    assert verdict(_finding(2.4430 - 2.6565, 2.6565, 0.01), policy) == "mild"  # -8.0 %
+    assert verdict(_finding(1.4924 - 2.0357, 2.0357, 0.01), policy) == "severe"  # -26.7 %
+    assert verdict(_finding(1.4924 - 2.0357, 2.0357, 0.2), policy) == "no detectable change"
+    assert verdict(_finding(0.1, 0.5, 0.01), policy) == "improved"
+    assert verdict(_finding(0.01, 0.5, 0.01), policy) == "negligible"
+    # Lower is better (a loss): a drop is an improvement, a rise is forgetting.
+    assert verdict(_finding(-0.44, 1.28, 0.001, higher=False), policy) == "improved"
+    assert verdict(_finding(+0.44, 1.28, 0.001, higher=False), policy) == "severe"
 
 
 def test_mcnemar_is_refused_with_a_reason_when_splits_or_counts_differ(tmp_path: Path) -> None:
@@ -196,11 +218,12 @@ def test_mcnemar_is_refused_with_a_reason_when_splits_or_counts_differ(tmp_path:
     write_result(exp, "m_rank16", "qa_epoch0", [i < 40 for i in range(100)], epoch=0, split="validation")
     write_result(exp, "m_rank32", "qa_epoch0", [i < 40 for i in range(100)], epoch=0, predictions=False)
     assert analyze_cli(exp, "--no-plots").returncode == 0
-    notes = {d["run"]: (d["mcnemar_note"], d["mcnemar_p"], d["flag"]) for d in read_csv(exp / "analysis" / "deltas.csv")}
+    notes = {d["run"]: (d["test_note"], d["p"], d["flag"]) for d in read_csv(exp / "analysis" / "deltas.csv")}
+    # No test, no claim: a refused comparison carries no flag.
     assert notes == {
-        "m_rank8": ("refused: counts differ (90 vs base 100)", "", "mild"),
+        "m_rank8": ("refused: counts differ (90 vs base 100)", "", ""),
         "m_rank16": ("refused: splits differ (validation vs base test)", "", ""),
-        "m_rank32": ("refused: no per-example outcomes (predictions.jsonl)", "", "severe"),
+        "m_rank32": ("refused: no per-example outcomes (predictions.jsonl)", "", ""),
     }
 
 
@@ -329,8 +352,8 @@ def test_no_plots_and_no_matplotlib_still_write_tables_report_and_block(tmp_path
     assert proc.returncode == 0, proc.stderr
     assert "warning: matplotlib is not installed" in proc.stderr
     assert sorted(p.name for p in (exp / "analysis").iterdir()) == [
-        "cells.csv", "deltas.csv", "evals.csv", "loss.csv", "report.html", "runs.csv", "sweeps.csv"]
-    assert "| m_rank8 | qa | 0 | 0.400 (1 seed) |" in results_block((exp / "experiment_summary.md").read_text())
+        "cells.csv", "deltas.csv", "evals.csv", "findings.csv", "loss.csv", "report.html", "runs.csv", "sweeps.csv"]
+    assert "| m_rank8 | qa | 0 | 0.400 [0.309, 0.500] (1 seed, test set only) |" in results_block((exp / "experiment_summary.md").read_text())
 
 
 @pytest.mark.parametrize(("content", "problem"), [
@@ -362,7 +385,7 @@ def test_bad_options_and_folders_are_one_line_errors(tmp_path: Path) -> None:
                                                     "severe, e.g. --mild-drop 5 --severe-drop 20\n")
 
 
-def test_json_output_and_best_epoch_on_a_planned_experiment_with_status_after(tmp_path: Path) -> None:
+def test_json_output_on_a_planned_experiment_with_status_after(tmp_path: Path) -> None:
     """A folder planned by `new` (real summary, real status blocks); results written by hand."""
     spec_path = copy_example(tmp_path / "src", one_epoch=False)
     exp = plan(spec_path, tmp_path / "out")
@@ -373,17 +396,55 @@ def test_json_output_and_best_epoch_on_a_planned_experiment_with_status_after(tm
                 write_result(exp, run, f"{task}_epoch{epoch}", accuracy=acc, n=50, task=task, epoch=epoch)
     for task in ("capitalization", "retention"):
         write_result(exp, "tiny-llama-cap_base", task, accuracy=0.5, n=50, task=task)
-    proc = analyze_cli(exp, "--epoch", "best", "--json")
+    proc = analyze_cli(exp, "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     head = {(r["condition"], r["task"]): r for r in out["headline"]}
-    assert head[("tiny-llama-cap_rank16", "capitalization")]["epoch"] == 0
-    assert head[("tiny-llama-cap_rank4", "capitalization")]["epoch"] == 1
     assert head[("tiny-llama-cap_rank16", "retention")]["best_vs_last"] == (
         "best epoch 0: 0.700 (selected on the test split); last epoch 1: 0.500")
-    assert out["flags"] == {"improved": 4, "none": 2, "severe": 2}
+    # Without predictions.jsonl nothing can be paired: no claim is made, and the reason is given.
+    assert out["flags"] == {"untested": 4}
+    assert {f["note"] for f in out["findings"]} == {"untested: no per-example outcomes (predictions.jsonl)"}
+    assert (out["alpha"], out["correction"]) == (0.05, "holm")
     block = results_block((exp / "experiment_summary.md").read_text(encoding="utf-8"))
     status = subprocess.run([sys.executable, "-m", "planner.cli.main", "status", str(exp)],
                             capture_output=True, text=True, timeout=120)
     assert status.returncode == 0, status.stderr
     assert results_block((exp / "experiment_summary.md").read_text(encoding="utf-8")) == block
+
+
+BEST = {
+    "name": "best", "question": "Which epoch?", "models": ["m"], "dataset": {"path": "data.json"},
+    "factors": {"lora_rank": [4, 16]}, "replicates": {"seeds": [42]}, "base_model_controls": False,
+    "controls": {"epochs": 3},
+    "evaluation": {"tasks": [{"name": "qa", "script": "tasks/qa/eval.py"},
+                             {"name": "qa_val", "script": "tasks/qa/eval.py", "split": "validation"}],
+                   "epochs": "all"},
+}
+
+
+def test_best_epoch_is_chosen_on_the_validation_split_and_reported_on_the_test_split(tmp_path: Path) -> None:
+    exp = tmp_path / "best"
+    make_experiment(exp, BEST)
+    # Validation says epoch 1 for both ranks; the test split alone would pick epoch 2 (rank 4) and 0 (rank 16).
+    val = {"m_rank4": (0.5, 0.8, 0.6), "m_rank16": (0.4, 0.9, 0.3)}
+    test = {"m_rank4": (0.2, 0.5, 0.9), "m_rank16": (0.9, 0.6, 0.1)}
+    for run in val:
+        for e in range(3):
+            write_result(exp, run, f"qa_val_epoch{e}", accuracy=val[run][e], n=50, task="qa_val", epoch=e,
+                         split="validation")
+            write_result(exp, run, f"qa_epoch{e}", accuracy=test[run][e], n=50, task="qa", epoch=e)
+    proc = analyze_cli(exp, "--epoch", "best", "--json", "--no-plots")
+    assert proc.returncode == 0, proc.stderr
+    head = {(r["condition"], r["task"]): r["epoch"] for r in json.loads(proc.stdout)["headline"]}
+    assert head == {("m_rank4", "qa"): 1, ("m_rank16", "qa"): 1, ("m_rank4", "qa_val"): 1, ("m_rank16", "qa_val"): 1}
+
+
+def test_best_epoch_without_a_validation_task_is_a_one_line_error(tmp_path: Path) -> None:
+    exp = tmp_path / "forgetting"
+    make_experiment(exp, FORGET)
+    write_result(exp, "m_base", "qa", [i < 50 for i in range(100)])
+    proc = analyze_cli(exp, "--epoch", "best", "--no-plots")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: --epoch best chooses the epoch on a validation split, and no task")
+    assert "Traceback" not in proc.stderr and not (exp / "analysis").exists()

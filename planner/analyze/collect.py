@@ -8,6 +8,7 @@ else from the last status refresh, else from the journal.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ import yaml
 
 from planner.folder.experiment import Experiment
 from planner.analyze.observe import (
-    FAILED, MISSING, PRESENT, EvalObs, RunObs, configured_steps, parse_metric_log,
+    FAILED, MISSING, PRESENT, EvalObs, Examples, RunObs, configured_steps, parse_metric_log,
 )
 from planner.spec.errors import ConfigError
 from planner.estimate.logparse import YAML_LOADER, parse_log_bytes
@@ -177,12 +178,19 @@ def observe_run(exp: Experiment, run: Run, states: JobStates, predicted: dict[st
     )
 
 
-def _outcomes(path: str) -> dict[str, bool] | None:
-    """Per-example correctness keyed by input; a repeated input gets ``#2``, ``#3`` ... in order."""
+def _examples(path: str) -> Examples | None:
+    """predictions.jsonl as per-example records; None when it is absent or not one JSON object per line.
+
+    A bad file is not an error: the evaluation's results.json still counts, and its tests are
+    refused with the reason.
+    """
     data = _read(path)
     if data is None:
         return None
-    out: dict[str, bool] = {}
+    ids: list[str] = []
+    texts: list[str] = []
+    columns: dict[str, list[float]] = {}
+    n = 0
     for line in data.decode("utf-8", "replace").splitlines():
         if not line.strip():
             continue
@@ -190,23 +198,30 @@ def _outcomes(path: str) -> dict[str, bool] | None:
             rec = json.loads(line)
         except ValueError:
             return None
-        if not isinstance(rec, dict) or "input" not in rec or not isinstance(rec.get("correct"), bool):
+        if not isinstance(rec, dict):
             return None
-        key = str(rec["input"])
-        if key in out:
-            i = 2
-            while f"{key}#{i}" in out:
-                i += 1
-            key = f"{key}#{i}"
-        out[key] = rec["correct"]
-    return out
+        if "id" in rec and rec["id"] is not None:
+            ids.append(str(rec["id"]))
+        texts.append(f"{rec.get('input')}\x1f{rec.get('target')}")
+        for key, value in rec.items():
+            if isinstance(value, bool):
+                value = float(value)
+            elif not isinstance(value, (int, float)) or key == "id" or not math.isfinite(value):
+                continue
+            columns.setdefault(key, [math.nan] * n).append(float(value))
+        n += 1
+        for column in columns.values():
+            if len(column) < n:
+                column.append(math.nan)
+    # A field is a per-example metric only when every record has it.
+    values = {k: tuple(v) for k, v in columns.items() if not any(math.isnan(x) for x in v)}
+    return Examples(tuple(ids) if len(ids) == n and n else None, tuple(texts), values)
 
 
 def observe_eval(root: str, ev: Evaluation, split: str, states: JobStates, with_outcomes: bool = True) -> EvalObs:
     """What one evaluation's folder says; a results.json that is not a JSON object is bad input.
 
-    ``with_outcomes`` reads predictions.jsonl too: only McNemar tests against a base-model
-    control use it, so evaluations of a model without one skip the lookup.
+    ``with_outcomes`` reads predictions.jsonl too (the paired tests and intervals use it).
     """
     rel = f"{ev.run}/eval/{ev.name}"
     # Plain strings, not Path objects or os.path.join: this runs 10,000 times in a big sweep.
@@ -222,8 +237,8 @@ def observe_eval(root: str, ev: Evaluation, split: str, states: JobStates, with_
         if not isinstance(results, dict):
             raise ConfigError(f"{path}: results.json holds a {type(results).__name__}, not an object; rerun the "
                               "evaluation (bash eval.sh in its folder) or move the file away")
-        outcomes = _outcomes(f"{folder}/predictions.jsonl") if with_outcomes else None
-        return EvalObs(ev, split, PRESENT, results, outcomes, rel)
+        examples = _examples(f"{folder}/predictions.jsonl") if with_outcomes else None
+        return EvalObs(ev, split, PRESENT, results, examples, rel)
     state = states.state(ev.key, _json_file(f"{folder}/job-state.json"))
     return EvalObs(ev, split, FAILED if state in RETRYABLE_STATES else MISSING, None, None, rel)
 
@@ -243,8 +258,5 @@ def collect_runs(exp: Experiment, runs: Sequence[Run], states: JobStates, predic
 def collect_evals(exp: Experiment, evaluations: Sequence[Evaluation], states: JobStates) -> list[EvalObs]:
     """The given planned evaluations of ``exp`` (all, or a slice read in another process), as observations."""
     splits = {t.name: t.split for t in exp.spec.evaluation.tasks}
-    compared = {r.model for r in exp.plan.base_runs}  # models with a base control: McNemar needs outcomes
-    model_of = {r.name: r.model for r in exp.plan.runs}
     root = str(exp.path)
-    return [observe_eval(root, ev, splits.get(ev.task, "test"), states, model_of[ev.run] in compared)
-            for ev in evaluations]
+    return [observe_eval(root, ev, splits.get(ev.task, "test"), states) for ev in evaluations]

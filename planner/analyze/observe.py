@@ -63,6 +63,72 @@ _UNSEEN: Any = object()
 
 
 @dataclass(frozen=True)
+class Examples:
+    """The per-example records of one evaluation (predictions.jsonl), for paired tests.
+
+    Attributes:
+        ids: each record's ``id`` when every record has one (the pairing key of choice), else None.
+        texts: each record's input and target joined, the key of last resort.
+        values: per-example numbers by field name (``correct`` as 0/1, and any other numeric field).
+    """
+
+    ids: tuple[str, ...] | None
+    texts: tuple[str, ...]
+    values: dict[str, tuple[float, ...]]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def metric(self, name: str, aggregate: float | None) -> tuple[float, ...] | None:
+        """Per-example values of the metric ``name``: its own field, else ``correct`` when it averages to it.
+
+        ``aggregate`` is the evaluation's value of the metric (results.json): ``correct``
+        stands for a metric only when its mean is that value, so an ``f1`` or ``bleu``
+        headline is never tested on exact-match outcomes.
+        """
+        own = self.values.get(name)
+        if own is not None:
+            return own
+        correct = self.values.get("correct")
+        if correct is None or aggregate is None or not correct:
+            return None
+        return correct if abs(sum(correct) / len(correct) - aggregate) <= 1e-9 else None
+
+
+def align(a: Examples, b: Examples) -> tuple[list[int], list[int], str] | str:
+    """Pair the examples of two evaluations: by id, else by position, else by input and target.
+
+    Returns:
+        ``(indices into a, indices into b, how)``, or the reason they cannot be paired.
+    """
+    if a.ids is not None and b.ids is not None:
+        if len(set(a.ids)) != len(a.ids) or len(set(b.ids)) != len(b.ids):
+            return "refused: repeated example ids in predictions.jsonl"
+        if set(a.ids) != set(b.ids):
+            return f"refused: the example ids differ ({len(set(a.ids) ^ set(b.ids))} not in both)"
+        at = {k: i for i, k in enumerate(b.ids)}
+        return list(range(len(a.ids))), [at[k] for k in a.ids], "id"
+    if a.texts == b.texts:
+        return list(range(len(a))), list(range(len(b))), "position"
+    # The same examples in another order: the k-th occurrence of an input and target pairs with its k-th.
+    slots: dict[str, list[int]] = {}
+    for i, t in enumerate(b.texts):
+        slots.setdefault(t, []).append(i)
+    seen: dict[str, int] = {}
+    ib: list[int] = []
+    for t in a.texts:
+        k = seen.get(t, 0)
+        where = slots.get(t)
+        if where is None or k >= len(where):
+            return "refused: the evaluated inputs differ"
+        ib.append(where[k])
+        seen[t] = k + 1
+    if len(ib) != len(b.texts):
+        return "refused: the evaluated inputs differ"
+    return list(range(len(a))), ib, "input and target"
+
+
+@dataclass(frozen=True)
 class EvalObs:
     """One planned evaluation as its folder shows it.
 
@@ -72,8 +138,7 @@ class EvalObs:
         status: ``present`` (results.json there), ``failed`` (its job failed and left
             none) or ``missing``.
         results: results.json, parsed.
-        outcomes: per-example correctness keyed by input (predictions.jsonl), or None; read only
-            for models with a base-model control (the McNemar test is its one use).
+        examples: per-example records (predictions.jsonl), or None without a readable one.
         folder: the evaluation folder relative to the experiment.
     """
 
@@ -81,7 +146,7 @@ class EvalObs:
     split: str = "test"
     status: str = MISSING
     results: dict[str, Any] | None = None
-    outcomes: dict[str, bool] | None = None
+    examples: Examples | None = None
     folder: str = ""
     # Metric values already looked up: every table asks for the same few, 10,000 times over.
     _values: dict[str, float | None] = field(default_factory=dict, compare=False, repr=False)

@@ -160,19 +160,29 @@ def _log_entries(log: DesignLog, a: Analysis, command: str, now: Callable[[], da
                         "as incomplete")
     n_sweeps = len(set(a.tables["sweeps"].column("sweep")))
     log.add(now(), "ANALYZE_STATISTICS", f"Summarising {a.metric} over replicate seeds",
-            calculation="per condition x task x epoch: mean, sample std, standard error, Student-t 95 % interval; "
-                        "Wilson 95 % interval per evaluation; exact McNemar test on per-example outcomes against "
-                        "the base model",
+            calculation="per condition x task x epoch: mean, sample std, and a 95 % interval from seeds and "
+                        "examples (hierarchical bootstrap over predictions.jsonl; else Student t over seeds plus "
+                        "the binomial variance, or Wilson for one seed); Wilson 95 % interval per evaluation",
             result=f"{len(a.cell_objs)} cells ({sum(not c.complete for c in a.cell_objs)} incomplete), "
                    f"{n_sweeps} sweeps over {', '.join(a.sweep_factors) or 'no factor'}, "
                    f"{len(a.tables['deltas'].rows)} deltas",
             explanation=f"Headline epoch choice: {a.epoch_choice}")
-    counts = Counter(f for f in a.tables["deltas"].column("flag") if f is not None)
-    log.add(now(), "ANALYZE_FORGETTING", "Flagging each fine-tuned evaluation against its base model",
-            decision=f"drop >= {a.thresholds.mild_pct:g} % mild, >= {a.thresholds.severe_pct:g} % severe; gain >= "
-                     f"{a.thresholds.mild_pct:g} % improved",
-            result=", ".join(f"{k} {counts.get(k, 0)}" for k in ("improved", "none", "mild", "severe")),
-            explanation="Relative change of the metric on the same task and split as the base-model control")
+    th = a.thresholds
+    counts = Counter(f.verdict for f in a.findings)
+    tested = sum(1 for f in a.findings if f.tested is not None)
+    kinds = Counter(f.kind for f in a.findings)
+    log.add(now(), "ANALYZE_FINDINGS", "Testing each finding: fine-tunes against base, contrasts between levels, "
+            "trends",
+            calculation="paired per example (by id, else position, else input and target): exact McNemar for a "
+                        "binary metric with one seed, else the paired sign-flip permutation test on per-example "
+                        "differences averaged over seeds; 95 % interval by hierarchical bootstrap (seeds, then "
+                        "examples)",
+            decision=f"{th.correction} correction over the {tested} tested findings at alpha {th.alpha:g}; verdicts "
+                     f"need an adjusted p below alpha, then a change >= {th.mild_pct:g} % (improved, mild) or >= "
+                     f"{th.severe_pct:g} % (severe) of the base value",
+            result=(", ".join(f"{k} {n}" for k, n in kinds.items()) or "no finding") + "; verdicts: "
+                   + (", ".join(f"{k} {n}" for k, n in sorted(counts.items())) or "none"),
+            explanation="Flags on point estimates fire on noise; a verdict is a tested claim (docs/analysis.md)")
     table = a.tables["runs"]
     mismatched = [r for r, m in zip(table.column("run"), table.column("config_mismatch")) if m is True]
     if mismatched:
@@ -214,7 +224,7 @@ def run_analysis(exp: Experiment, *, metric: str = "accuracy", epoch: EpochChoic
         _log_entries(log, a, command, now, sorted(files), plots_note)
         with exp.lock():
             # The summary is checked before anything is written: broken markers stop the run with nothing changed.
-            summary, problem = summary_with_results(exp, results_block(a))
+            summary, problem = summary_with_results(exp, results_block(a, exp.spec.question))
             write_folder(target, files)
             if summary is not None:
                 path = exp.path / SUMMARY

@@ -10,15 +10,17 @@ import base64
 import html
 from typing import Any
 
+from planner.analyze.findings import Finding, question_factors
+from planner.analyze.inference import CORRECTION_NAMES
 from planner.analyze.tables import Analysis
 from planner.folder.markdown import md_code, md_table
 
 RESULTS_BLOCK = "results"
 
-ANALYSIS_FILES = ("runs.csv", "evals.csv", "cells.csv", "deltas.csv", "sweeps.csv", "loss.csv")
+ANALYSIS_FILES = ("runs.csv", "evals.csv", "cells.csv", "deltas.csv", "findings.csv", "sweeps.csv", "loss.csv")
 
-_HEADLINE_HEADERS = ["Condition", "Task", "Epoch", "mean ± std [95 % CI] (n seeds)", "Base", "Δ", "Δ %", "Flag",
-                     "Best vs last epoch"]
+_HEADLINE_HEADERS = ["Condition", "Task", "Epoch", "mean [95 % CI]", "Base", "Δ [95 % CI]", "Δ %", "p (adj.)",
+                     "Verdict", "Best vs last epoch"]
 
 #: How many incomplete units the summary lists before it counts the rest.
 MAX_LISTED = 20
@@ -31,8 +33,113 @@ def _num(v: Any, spec: str = "+.3f") -> str:
 def headline_table_rows(a: Analysis, limit: int | None = None) -> list[list[Any]]:
     """The headline table's cells (the first ``limit`` rows), shared by the summary, the report and the terminal."""
     return [[r["condition"], r["task"], "-" if r["epoch"] is None else r["epoch"], r["result"], r["base"],
-             _num(r["delta"]), _num(r["rel_delta_pct"], "+.1f"), r["flag"] or "-", r["best_vs_last"]]
+             r.get("effect_ci") or _num(r["delta"]), _num(r["rel_delta_pct"], "+.1f"), _p(r.get("p_adjusted")),
+             r["flag"] or "-", r["best_vs_last"]]
             for r in a.headline[:limit]]
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _finding_line(f: Finding) -> str:
+    """``A vs B: effect [CI] (rel %), p, adjusted p: verdict`` in words a reader can quote."""
+    t = f.tested
+    where = f"{md_code(f.task)}, epoch {f.epoch}" + (f", {f.fixed}" if f.fixed else "")
+    if t is None:
+        return f"{md_code(f.a)} vs {md_code(f.b)} ({where}): {f.verdict} ({f.note})"
+    rel = "" if f.rel_pct is None or f.kind == "trend" else f" ({f.rel_pct:+.1f} %)"
+    scale = f" {f.scale}" if f.kind == "trend" else ""
+    basis = "" if t.n_seeds > 1 else ", 1 seed: test-set interval"
+    return (f"{md_code(f.a)} vs {md_code(f.b)} ({where}): {_fmt3(f.a_mean)} vs {_fmt3(f.b_mean)}, "
+            f"Δ {t.effect:+.3f}{scale} [95 % CI {t.ci_low:+.3f}, {t.ci_high:+.3f}]{rel}, {t.test} p = {_p(t.p)}, "
+            f"adjusted p = {_p(f.p_adjusted)}{basis}: **{f.verdict}**")
+
+
+def _fmt3(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+#: How many findings of one kind the Results block lists before it points to findings.csv.
+MAX_FINDINGS = 12
+
+
+def answer_lines(a: Analysis, question: str) -> list[str]:
+    """The answer to the spec's question: its factors' contrasts and trends, then fine-tuning against base."""
+    th = a.thresholds
+    factors, named = question_factors(question, a.sweep_factors)
+    tested = sum(1 for f in a.findings if f.tested is not None)
+    lines = [f"**Question:** {question or '(not stated in the spec)'}", "",
+             f"**Answer** ({a.metric}; each claim is a paired test, adjusted over the {tested} tested findings of "
+             f"this analysis by {CORRECTION_NAMES[th.correction]} at alpha = {th.alpha:g}):"]
+    if not a.findings:
+        return lines + ["- no finding can be made yet: no evaluation has results (see Incomplete units)"]
+    for factor in factors:
+        rows = [f for f in a.findings if f.factor == factor and f.kind in ("contrast", "trend")]
+        if not rows:
+            continue
+        lines.append(f"- {md_code(factor)}" + ("" if named else " (the question names no factor; every swept one)")
+                     + ":")
+        for task in dict.fromkeys(f.task for f in rows):
+            of_task = [f for f in rows if f.task == task]
+            best = _best_level(of_task, a)
+            if best:
+                lines.append(f"  - {best}")
+            for f in sorted(of_task, key=lambda f: (f.p_adjusted is None, f.p_adjusted or 1.0))[:MAX_FINDINGS]:
+                lines.append(f"  - {_finding_line(f)}")
+            if len(of_task) > MAX_FINDINGS:
+                lines.append(f"  - ... and {len(of_task) - MAX_FINDINGS} more (analysis/findings.csv)")
+    base = [f for f in a.findings if f.kind == "vs base"]
+    if base:
+        counts = {v: sum(f.verdict == v for f in base) for v in
+                  ("improved", "negligible", "no detectable change", "mild", "severe", "untested")}
+        lines.append(f"- fine-tuning against the base model ({len(base)}): "
+                     + ", ".join(f"{k} {n}" for k, n in counts.items() if n) + ":")
+        order = {"severe": 0, "mild": 1, "improved": 2, "negligible": 3, "no detectable change": 4, "untested": 5}
+        for f in sorted(base, key=lambda f: order.get(f.verdict, 9))[:MAX_FINDINGS]:
+            lines.append(f"  - {_finding_line(f)}")
+        if len(base) > MAX_FINDINGS:
+            lines.append(f"  - ... and {len(base) - MAX_FINDINGS} more (analysis/findings.csv)")
+    lines += ["", f"Verdicts: `improved`, `mild` and `severe` need an adjusted p below {th.alpha:g} *and* a change of "
+              f"at least {th.mild_pct:g} % (`severe`: {th.severe_pct:g} %) of the base value; a significant smaller "
+              "change is `negligible`; otherwise `no detectable change`: the data cannot tell, which is not "
+              "evidence of no effect. Methods: the planner's docs/analysis.md."]
+    return lines
+
+
+def _best_level(rows: list[Finding], a: Analysis) -> str | None:
+    """``best: X (mean), margin over the runner-up ...`` from the pairwise contrasts of one task."""
+    contrasts = [f for f in rows if f.kind == "contrast" and f.a_mean is not None and f.b_mean is not None]
+    if not contrasts:
+        return None
+    hib = contrasts[0].metric.higher_is_better
+    means: dict[str, float] = {}
+    for f in contrasts:
+        means.setdefault(f.a, f.a_mean)  # type: ignore[arg-type]
+        means.setdefault(f.b, f.b_mean)  # type: ignore[arg-type]
+    # Among one fixed combination of the other factors at a time; the first such group in plan order.
+    fixed = contrasts[0].fixed
+    group = [f for f in contrasts if f.fixed == fixed]
+    means = {}
+    for f in group:
+        means.setdefault(f.a, f.a_mean)  # type: ignore[arg-type]
+        means.setdefault(f.b, f.b_mean)  # type: ignore[arg-type]
+    ranked = sorted(means, key=lambda k: means[k], reverse=hib)
+    if len(ranked) < 2:
+        return None
+    top, second = ranked[0], ranked[1]
+    pair = next((f for f in group if {f.a, f.b} == {top, second}), None)
+    where = f" ({fixed})" if fixed else ""
+    if pair is None or pair.tested is None:
+        return f"best {md_code(top)}{where}: {means[top]:.3f}; runner-up {md_code(second)}: {means[second]:.3f} (untested)"
+    t = pair.tested
+    sign = 1 if pair.a == top else -1
+    lo, hi = sorted((sign * t.ci_low, sign * t.ci_high))
+    sig = "significant" if pair.p_adjusted is not None and pair.p_adjusted < a.thresholds.alpha else "not significant"
+    return (f"best {md_code(top)}{where}: {means[top]:.3f}; margin over the runner-up {md_code(second)} "
+            f"{sign * t.effect:+.3f} [95 % CI {lo:+.3f}, {hi:+.3f}], adjusted p = {_p(pair.p_adjusted)}: {sig}")
 
 
 def headline_headers() -> list[str]:
@@ -49,38 +156,18 @@ def _incomplete_lines(a: Analysis) -> list[str]:
     return lines
 
 
-def _flag_lines(a: Analysis) -> list[str]:
-    """Flag counts over every fine-tuned evaluation, and the forgetting ones by name."""
-    deltas = a.tables["deltas"]
-    rows = [dict(zip(deltas.columns, r)) for r in deltas.rows if r[deltas.columns.index("flag")] is not None]
-    if not rows:
-        return []
-    counts = ", ".join(f"{f} {sum(r['flag'] == f for r in rows)}" for f in ("improved", "none", "mild", "severe"))
-    lines = [f"Every fine-tuned evaluation against its base model ({len(rows)}): {counts}."]
-    worst = sorted((r for r in rows if r["flag"] in ("mild", "severe")), key=lambda r: r["rel_delta_pct"] or 0.0)
-    for r in worst[:MAX_LISTED]:
-        p = "" if r["mcnemar_p"] is None else f", McNemar p = {r['mcnemar_p']:.3g}"
-        lines.append(f"- {r['flag']}: {md_code(r['run'] + '/' + r['task'])} epoch {r['epoch']}: "
-                     f"{r['value']:.3f} against {r['base_value']:.3f} ({r['rel_delta_pct']:+.1f} %{p})")
-    if len(worst) > MAX_LISTED:
-        lines.append(f"- ... and {len(worst) - MAX_LISTED} more (see analysis/deltas.csv)")
-    return ["", *lines]
-
-
-def results_block(a: Analysis) -> str:
-    """The inside of the Results block."""
-    th = a.thresholds
+def results_block(a: Analysis, question: str = "") -> str:
+    """The inside of the Results block: the answer first, then the headline table and what is missing."""
     lines = [
-        f"Metric {md_code(a.metric)}, epoch {md_code(a.epoch_choice)}; {a.n_present} of {a.n_planned} planned "
-        f"evaluations have results. Tables, plots and `report.html` are in `analysis/`; every column is described "
-        "in the planner's docs/analysis.md.",
+        *answer_lines(a, question),
+        "",
+        f"Metric {md_code(a.metric)}, epoch {md_code(a.epoch_choice)}"
+        + (" (chosen on the validation split)" if a.epoch_choice == "best" else "")
+        + f"; {a.n_present} of {a.n_planned} planned evaluations have results. Intervals combine seed-to-seed and "
+        "test-set variance. Tables, plots and `report.html` are in `analysis/`; every column is described in the "
+        "planner's docs/analysis.md.",
         "",
         md_table(headline_headers(), headline_table_rows(a)),
-        "",
-        f"Flags compare the mean with the base model on the same task: a drop of {th.mild_pct:g} % or more is "
-        f"`mild` forgetting, {th.severe_pct:g} % or more `severe`; a gain of {th.mild_pct:g} % or more is `improved`. "
-        "Per-evaluation deltas with exact McNemar tests are in `analysis/deltas.csv`.",
-        *_flag_lines(a),
         "",
         "**Incomplete units:**",
         *_incomplete_lines(a),

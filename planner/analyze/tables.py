@@ -9,49 +9,41 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
 from functools import cached_property, lru_cache
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
+import numpy as np
 import pandas as pd
 
-from planner.analyze.observe import FAILED, MISSING, PRESENT, EvalObs, RunObs, config_mismatches
-from planner.analyze.stats import Summary, mcnemar_exact, summarize, wilson
+from planner.analyze.findings import Finding, MetricInfo, Policy, Side, compare, lower_is_better, settle, trend, verdict
+from planner.analyze.inference import Tested, adjust, mean_interval, paired_test
+from planner.analyze.observe import FAILED, MISSING, PRESENT, EvalObs, Examples, RunObs, align, config_mismatches
+from planner.analyze.stats import Summary, summarize, t_quantile, wilson
+from planner.spec.errors import ConfigError
 from planner.spec.runs import Plan, Run, model_label
 
 EpochChoice = Literal["last", "best", "all"]
 Flag = Literal["improved", "none", "mild", "severe"]
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """Relative changes (percent of the base value) that set a delta's flag.
+def metric_infos(plan: Plan, metric: str) -> dict[str, MetricInfo]:
+    """Each task's reading of ``metric``: declared in the spec's task entry, else by the metric's name."""
+    out: dict[str, MetricInfo] = {}
+    for t in plan.spec.evaluation.tasks:
+        declared = t.metrics.get(metric)
+        if declared is not None:
+            out[t.name] = MetricInfo(metric, declared.higher_is_better, declared.kind != "unbounded")
+        else:
+            out[t.name] = MetricInfo(metric, not lower_is_better(metric), not lower_is_better(metric))
+    return out
 
-    A drop of at least ``mild_pct`` is ``mild`` forgetting, of at least ``severe_pct``
-    ``severe``; a gain of at least ``mild_pct`` is ``improved``; anything smaller is
-    ``none``. The defaults put a -8.0 % drop at mild and a -26.7 % drop at severe.
-    """
 
-    mild_pct: float = 5.0
-    severe_pct: float = 20.0
-
-
-def flag_for(base: float, value: float, th: Thresholds) -> Flag:
-    """The flag of one change from ``base`` to ``value`` (higher is better)."""
-    if base == 0:
-        # No relative change exists from zero; any gain counts, nothing can be lost.
-        return "improved" if value > 0 else "none"
-    # Rounded so that a drop of exactly the threshold (0.4 against 0.5) is not lost to 1e-15.
-    rel = round((value - base) / abs(base) * 100, 9)
-    if rel <= -th.severe_pct:
-        return "severe"
-    if rel <= -th.mild_pct:
-        return "mild"
-    if rel >= th.mild_pct:
-        return "improved"
-    return "none"
+#: The practical bar, the level and the correction of findings (kept under its old name for callers).
+Thresholds = Policy
 
 
 def condition_of(run: Run) -> str:
@@ -132,6 +124,9 @@ class Cell:
     values: list[float] = field(default_factory=list)
     present_runs: list[str] = field(default_factory=list)
     summary: Summary | None = None
+    seeds: list[Any] = field(default_factory=list)
+    examples: list[Examples | None] = field(default_factory=list)
+    ci: tuple[float | None, float | None, str | None] = (None, None, None)
 
     @property
     def complete(self) -> bool:
@@ -158,7 +153,7 @@ class Analysis:
 
     metric: str
     epoch_choice: EpochChoice
-    thresholds: Thresholds
+    thresholds: Policy
     tables: dict[str, "Table"]
     csv: dict[str, bytes]
     cell_objs: list[Cell]
@@ -169,6 +164,8 @@ class Analysis:
     run_states: list[tuple[str, bool, str]] = field(default_factory=list)
     statuses: list[tuple[str, str, str]] = field(default_factory=list)
     metrics_present: set[str] = field(default_factory=set)
+    findings: list[Finding] = field(default_factory=list)
+    best: dict[str, tuple[int | None, str]] = field(default_factory=dict)
 
     @property
     def n_planned(self) -> int:
@@ -302,11 +299,49 @@ def evals_frame(evals: list[EvalObs], plan: Plan, metric: str) -> Table:
     return Table(EVAL_COLUMNS, rows)
 
 
+def cell_interval(cell: Cell, info: MetricInfo, n_examples: int | None) -> tuple[float | None, float | None, str | None]:
+    """A cell's 95 % interval from both seed-to-seed and test-set variance (docs/analysis.md).
+
+    With every seed's per-example values: a hierarchical bootstrap (seeds, then examples).
+    Without them: for a share of ``n`` examples, Student's t over seeds on a variance that
+    adds the binomial variance of one seed's mean, so two equal seeds do not give a zero-width
+    interval; one seed gets the Wilson interval. Shares stay inside [0, 1].
+    """
+    s = cell.summary
+    if s is None:
+        return None, None, None
+    key = f"cell|{cell.condition}|{cell.task}|{cell.epoch}"
+    rows = []
+    for ex, value in zip(cell.examples, cell.values):
+        per = ex.metric(info.name, value) if ex is not None else None
+        if per is None or (rows and len(per) != len(rows[0])):
+            rows = []
+            break
+        rows.append(per)
+    bounded = info.bounded and all(0.0 <= v <= 1.0 for v in cell.values)
+    if rows and len(rows[0]):
+        lo, hi, method = mean_interval(np.array(rows, dtype=float), key, bounded)
+        return round(lo, 6), round(hi, 6), method
+    n = n_examples
+    if bounded and isinstance(n, int) and n > 0:
+        if s.n < 2:
+            wlo, whi = _wilson_of(s.mean, n) if abs(round(s.mean * n) - s.mean * n) < 1e-9 else (None, None)
+            if wlo is not None:
+                return wlo, whi, "Wilson (1 seed, test set only)"
+        var = (s.std or 0.0) ** 2 / s.n + s.mean * (1 - s.mean) / n
+        half = (t_quantile(0.975, s.n - 1) if s.n > 1 else 1.959964) * var ** 0.5
+        return round(max(0.0, s.mean - half), 6), round(min(1.0, s.mean + half), 6), "t over seeds + binomial"
+    if s.n < 2:
+        return None, None, "none: 1 seed and no per-example values"
+    return _round(s.ci_low), _round(s.ci_high), "Student t over seeds"
+
+
 def build_cells(evals: list[EvalObs], plan: Plan, metric: str) -> list[Cell]:
     """Group evaluations by condition x task x epoch, in plan order, and summarise the seeds."""
     runs = {r.name: (r, condition_of(r)) for r in plan.runs}
     factors: dict[str, dict[str, Any]] = {}  # one dict per condition, shared by its cells (read only)
     cells: dict[tuple[str, str, int | None], Cell] = {}
+    sizes: dict[tuple[str, str, int | None], int | None] = {}
     for o in evals:
         ev = o.evaluation
         run, condition = runs[ev.run]
@@ -322,15 +357,21 @@ def build_cells(evals: list[EvalObs], plan: Plan, metric: str) -> list[Cell]:
         if value is not None:
             cell.values.append(value)
             cell.present_runs.append(ev.run)
+            cell.seeds.append(run.seed)
+            cell.examples.append(o.examples)
             cell.split = str(o.results.get("split") or o.split) if o.results else o.split
-    for cell in cells.values():
+            n = o.results.get("n") if o.results else None
+            sizes.setdefault(key, n if isinstance(n, int) and not isinstance(n, bool) else None)
+    infos = metric_infos(plan, metric)
+    for key, cell in cells.items():
         cell.summary = summarize(cell.values) if cell.values else None
+        cell.ci = cell_interval(cell, infos.get(cell.task, MetricInfo(metric)), sizes.get(key))
     return list(cells.values())
 
 
 CELL_COLUMNS = [
     "condition", "kind", "model", "factors", "task", "split", "epoch", "n_planned", "n_seeds", "mean", "std",
-    "sem", "ci_low", "ci_high", "min", "max", "complete", "missing_runs",
+    "sem", "ci_low", "ci_high", "ci_method", "min", "max", "complete", "missing_runs",
 ]
 
 
@@ -340,8 +381,8 @@ def cells_frame(cells: list[Cell]) -> Table:
     texts: dict[int, str] = {}  # cells of one condition share their factors dict: its text is made once
     for c in cells:
         s = c.summary
-        stats = ([round(s.mean, 6), _round(s.std), _round(s.sem), _round(s.ci_low), _round(s.ci_high),
-                  round(s.min, 6), round(s.max, 6)] if s else [None] * 7)
+        stats = ([round(s.mean, 6), _round(s.std), _round(s.sem), c.ci[0], c.ci[1], c.ci[2],
+                  round(s.min, 6), round(s.max, 6)] if s else [None] * 8)
         text = texts.get(id(c.factors))
         if text is None:
             text = texts[id(c.factors)] = _factor_text({k: v for k, v in c.factors.items() if k != "model"})
@@ -358,27 +399,35 @@ def cells_frame(cells: list[Cell]) -> Table:
 
 DELTA_COLUMNS = [
     "run", "condition", "seed", "task", "split", "epoch", "base_run", "base_value", "value", "delta", "rel_delta_pct",
-    "n_pairs", "base_only_correct", "finetune_only_correct", "mcnemar_p", "mcnemar_note", "flag",
+    "n_pairs", "base_only_correct", "finetune_only_correct", "test", "p", "p_adjusted", "test_note", "flag",
 ]
 
 
-def _mcnemar(ft: EvalObs, base: EvalObs) -> list[Any]:
-    """Exact McNemar on the per-example outcomes, or the reason it is refused.
+def _row_test(ft: EvalObs, base: EvalObs, metric: str, key: str) -> list[Any]:
+    """The paired test of one fine-tuned evaluation against its base model's, or the reason it is refused.
 
     Returns:
-        ``[n_pairs, base_only_correct, finetune_only_correct, mcnemar_p, mcnemar_note]``.
+        ``[n_pairs, base_only_correct, finetune_only_correct, test, p, test_note]``.
     """
     assert ft.results is not None and base.results is not None
+    refused: list[Any] = [None, None, None, None, None]
     if ft.results.get("n") != base.results.get("n"):
-        return [None, None, None, None,
-                f"refused: counts differ ({ft.results.get('n')} vs base {base.results.get('n')})"]
-    if ft.outcomes is None or base.outcomes is None:
-        return [None, None, None, None, "refused: no per-example outcomes (predictions.jsonl)"]
-    if set(ft.outcomes) != set(base.outcomes):
-        return [None, None, None, None, "refused: the evaluated inputs differ from the base model's"]
-    b = sum(1 for k, ok in base.outcomes.items() if ok and not ft.outcomes[k])
-    c = sum(1 for k, ok in base.outcomes.items() if not ok and ft.outcomes[k])
-    return [len(base.outcomes), b, c, round(mcnemar_exact(b, c), 6), None]
+        return refused + [f"refused: counts differ ({ft.results.get('n')} vs base {base.results.get('n')})"]
+    if ft.examples is None or base.examples is None:
+        return refused + ["refused: no per-example outcomes (predictions.jsonl)"]
+    paired = align(base.examples, ft.examples)
+    if isinstance(paired, str):
+        return refused + [paired + " from the base model's"]
+    ib, ia, how = paired
+    a = ft.examples.metric(metric, ft.value(metric))
+    b = base.examples.metric(metric, base.value(metric))
+    if a is None or b is None:
+        return refused + [f"refused: no per-example values of {metric!r} in predictions.jsonl"]
+    ma = np.array([[a[i] for i in ia]], dtype=float)
+    mb = np.array([[b[i] for i in ib]], dtype=float)
+    t = paired_test(ma, mb, key, True, interval=False)
+    b_only, a_only = t.discordant if t.discordant else (None, None)
+    return [t.n_examples, b_only, a_only, t.test, round(t.p, 6), None if how == "position" else f"paired by {how}"]
 
 
 def _split(o: EvalObs) -> str:
@@ -408,40 +457,74 @@ def deltas_frame(evals: list[EvalObs], plan: Plan, metric: str, th: Thresholds, 
         # delta, rel_delta_pct, n_pairs, base_only_correct, finetune_only_correct, mcnemar_p, mcnemar_note, flag
         tail: list[Any]
         if base is None:
-            tail = [None] * 6 + ["no base-model control evaluates this task", None]
+            tail = [None] * 8 + ["no base-model control evaluates this task", None]
         elif value is None or base_value is None:
-            tail = [None] * 6 + [f"missing: {ev.key if value is None else base.evaluation.key}", None]
+            tail = [None] * 8 + [f"missing: {ev.key if value is None else base.evaluation.key}", None]
         elif split != _split(base):
-            tail = [None] * 6 + [f"refused: splits differ ({split} vs base {_split(base)})", None]
+            tail = [None] * 8 + [f"refused: splits differ ({split} vs base {_split(base)})", None]
         else:
+            test = _row_test(o, base, metric, f"delta|{ev.key}")
+            # p_adjusted and the flag are set over the whole table's family (assemble).
             tail = [round(value - base_value, 6),
                     round((value - base_value) / abs(base_value) * 100, 3) if base_value else None,
-                    *_mcnemar(o, base), flag_for(base_value, value, th)]
+                    *test[:5], None, test[5], None]
         rows.append([ev.run, condition, run.seed, ev.task, split, ev.epoch, base_name, base_value, value, *tail])
     return Table(DELTA_COLUMNS, rows)
 
 
-def select_cells(cells: list[Cell], choice: EpochChoice) -> list[tuple[str, Cell]]:
+def best_epochs(cells: list[Cell], plan: Plan, metric: str) -> dict[str, tuple[int | None, str]]:
+    """``--epoch best``: each condition's epoch with the best mean on a validation-split task.
+
+    The epoch is chosen on the validation split and then reported on every task, so the
+    test split never chooses what it reports. A task evaluated on the validation split with
+    the same script as the reported one is preferred; here the first such task in the spec.
+
+    Returns:
+        condition -> (epoch, the task it was chosen on).
+
+    Raises:
+        ConfigError: when no task is evaluated on a validation split.
+    """
+    val_tasks = [t.name for t in plan.spec.evaluation.tasks if t.split == "validation"]
+    if not val_tasks:
+        raise ConfigError("--epoch best chooses the epoch on a validation split, and no task of this experiment is "
+                          "evaluated on one; add a task with `split: validation` to the spec (docs/analysis.md) or "
+                          "use --epoch last or --epoch all")
+    infos = metric_infos(plan, metric)
+    out: dict[str, tuple[int | None, str]] = {}
+    for task in val_tasks:
+        sign = 1.0 if infos[task].higher_is_better else -1.0
+        for c in cells:
+            if c.kind == "base" or c.task != task or c.summary is None or c.condition in out:
+                continue
+            group = [g for g in cells if g.condition == c.condition and g.task == task and g.summary is not None]
+            best = max(group, key=lambda g: (sign * g.summary.mean if g.summary else 0.0, -(g.epoch or 0)))
+            out[c.condition] = (best.epoch, task)
+    return out
+
+
+def select_cells(cells: list[Cell], choice: EpochChoice,
+                 best: dict[str, tuple[int | None, str]] | None = None) -> list[tuple[str, Cell]]:
     """The fine-tuned cells a headline shows: ``(epoch label, cell)`` per condition x task.
 
-    ``last`` is the highest evaluated epoch, ``best`` the epoch with the highest mean
-    (selected on the evaluated split), ``all`` every epoch.
+    ``last`` is the highest evaluated epoch, ``best`` the epoch :func:`best_epochs` chose on
+    the validation split (the last one where it chose none), ``all`` every epoch.
     """
     groups: dict[tuple[str, str], list[Cell]] = {}
     for c in cells:
         if c.kind != "base":
             groups.setdefault((c.condition, c.task), []).append(c)
     out: list[tuple[str, Cell]] = []
-    for group in groups.values():
+    for (condition, _), group in groups.items():
         group = sorted(group, key=lambda c: -1 if c.epoch is None else c.epoch)
         if choice == "all":
             out.extend((str(c.epoch), c) for c in group)
         elif choice == "last":
             out.append(("last", group[-1]))
         else:
-            scored = [c for c in group if c.summary is not None]
-            best = max(scored, key=lambda c: (c.summary.mean if c.summary else 0.0, -(c.epoch or 0))) if scored else group[-1]
-            out.append(("best", best))
+            chosen = (best or {}).get(condition)
+            match = [c for c in group if chosen is not None and c.epoch == chosen[0]]
+            out.append(("best", match[0] if match else group[-1]))
     return out
 
 
@@ -473,7 +556,7 @@ def sweeps_frame(selected: list[tuple[str, Cell]], plan: Plan) -> Table:
         s = cell.summary
         ok = bool(cell.values) and len(cell.values) == len(cell.planned)
         stats = [len(cell.planned), len(cell.values), round(s.mean, 6) if s else None,
-                 _round(s.ci_low) if s else None, _round(s.ci_high) if s else None, ok]
+                 cell.ci[0] if s else None, cell.ci[1] if s else None, ok]
         epoch = cell.epoch if label in ("last", "best") else label
         entries.append((label, cell, tuple(repr(cell.factors.get(k)) for k in names), epoch, stats, ok))
     for factor in sweep_factors(plan):
@@ -521,25 +604,23 @@ def _fmt(v: float | None) -> str:
 
 
 def cell_text(c: Cell) -> str:
-    """``mean ± std [95 % CI] (n seeds)`` of a cell, or what is missing."""
+    """``mean [95 % CI] (n seeds, sd)`` of a cell, or what is missing; the interval counts seeds and examples."""
     s = c.summary
     if s is None:
         return f"missing (0 of {len(c.planned)} seeds)"
-    if s.n < 2:
-        text = f"{s.mean:.3f} (1 seed)"
-    else:
-        text = f"{s.mean:.3f} ± {s.std:.3f} [{_fmt(s.ci_low)}, {_fmt(s.ci_high)}] ({s.n} seeds)"
-    return text + ("" if c.complete else f", {len(c.planned) - s.n} missing")
+    ci = "" if c.ci[0] is None else f" [{_fmt(c.ci[0])}, {_fmt(c.ci[1])}]"
+    seeds = "1 seed, test set only" if s.n < 2 else f"{s.n} seeds, sd {s.std:.3f}"
+    return f"{s.mean:.3f}{ci} ({seeds})" + ("" if c.complete else f", {len(c.planned) - s.n} missing")
 
 
 def base_rows(cells: list[Cell]) -> list[dict[str, Any]]:
     """The headline's rows of the base controls (after every selected row)."""
     return [{"condition": c.condition, "task": c.task, "epoch": None, "selection": "base", "result": cell_text(c),
              "mean": c.summary.mean if c.summary else None, "base": "-", "delta": None, "rel_delta_pct": None,
-             "flag": None, "best_vs_last": "-"} for c in cells if c.kind == "base"]
+             "flag": None, "effect_ci": None, "p_adjusted": None, "best_vs_last": "-"} for c in cells if c.kind == "base"]
 
 
-def selected_rows(cells: list[Cell], selected: list[tuple[str, Cell]], bases: list[Cell], th: Thresholds,
+def selected_rows(cells: list[Cell], selected: list[tuple[str, Cell]], bases: list[Cell],
                   task_splits: dict[str, str]) -> list[dict[str, Any]]:
     """The headline's rows of the selected cells; ``cells`` holds every epoch of their conditions."""
     base_cells = {(c.model, c.task): c for c in bases}
@@ -553,12 +634,11 @@ def selected_rows(cells: list[Cell], selected: list[tuple[str, Cell]], bases: li
         row: dict[str, Any] = {"condition": c.condition, "task": c.task, "epoch": c.epoch, "selection": label,
                                "result": cell_text(c), "mean": c.summary.mean if c.summary else None,
                                "base": cell_text(base) if base else "-", "delta": None, "rel_delta_pct": None,
-                               "flag": None}
+                               "flag": None, "effect_ci": None, "p_adjusted": None}
         if base is not None and base.summary is not None and c.summary is not None:
             row["delta"] = round(c.summary.mean - base.summary.mean, 6)
             if base.summary.mean:
                 row["rel_delta_pct"] = round((c.summary.mean - base.summary.mean) / abs(base.summary.mean) * 100, 3)
-            row["flag"] = flag_for(base.summary.mean, c.summary.mean, th)
         scored = [g for g in by_group[(c.condition, c.task)] if g.summary is not None]
         if len(scored) > 1:
             best = max(scored, key=lambda g: (g.summary.mean if g.summary else 0.0, -(g.epoch or 0)))
@@ -649,14 +729,16 @@ class Part:
     statuses: list[tuple[str, str, str]]
     metrics: set[str]
     csv: dict[str, bytes]
+    best: dict[str, tuple[int | None, str]] = field(default_factory=dict)
 
 
 def analyze_slice(runs: list[RunObs], evals: list[EvalObs], plan: Plan, metric: str, epoch_choice: EpochChoice,
-                  th: Thresholds, bases: list[EvalObs]) -> Part:
+                  th: Policy, bases: list[EvalObs]) -> Part:
     """The part of the analysis one slice gives; ``bases`` are the base controls' evaluations."""
     cells = build_cells(evals, plan, metric)
-    selected = select_cells(cells, epoch_choice)
-    headline = selected_rows(cells, selected, build_cells(bases, plan, metric), th,
+    best = best_epochs(cells, plan, metric) if epoch_choice == "best" else None
+    selected = select_cells(cells, epoch_choice, best)
+    headline = selected_rows(cells, selected, build_cells(bases, plan, metric),
                              {t.name: t.split for t in plan.spec.evaluation.tasks})
     deltas = deltas_frame(evals, plan, metric, th, bases).rows
     rows = evals_frame(evals, plan, metric).rows
@@ -668,35 +750,156 @@ def analyze_slice(runs: list[RunObs], evals: list[EvalObs], plan: Plan, metric: 
         statuses=[(o.evaluation.key, o.evaluation.run, o.status) for o in evals],
         metrics={r[at_metric] for r in rows if r[at_status] == PRESENT},
         csv={"runs": csv_body(run_rows), "evals": csv_body(rows), "cells": csv_body(cells_frame(cells).rows),
-             "deltas": csv_body(deltas), "loss": csv_body(loss_rows)},
+             "loss": csv_body(loss_rows)},
+        best=best or {},
     )
+
+
+FINDING_COLUMNS = [
+    "kind", "factor", "task", "epoch", "fixed", "a", "b", "a_mean", "b_mean", "effect", "ci_low", "ci_high",
+    "ci_basis", "rel_pct", "test", "n_examples", "n_seeds", "p", "p_adjusted", "verdict", "note",
+]
+
+
+def _side(cell: Cell, label: str) -> Side:
+    return Side(label, cell.summary.mean if cell.summary else None, cell.seeds, cell.examples, cell.values)
+
+
+def _epoch_label(label: str, cell: Cell) -> str:
+    return f"{label} ({cell.epoch})" if label in ("last", "best") else label
+
+
+def _numeric(levels: list[Any]) -> list[float] | None:
+    if len(levels) < 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels):
+        return None
+    return [float(v) for v in levels]
+
+
+def build_findings(selected: list[tuple[str, Cell]], cells: list[Cell], plan: Plan, metric: str,
+                   policy: Policy) -> list[Finding]:
+    """Every finding the report shows (vs base, contrasts, trends), adjusted together."""
+    infos = metric_infos(plan, metric)
+    bases = {(c.model, c.task): c for c in cells if c.kind == "base"}
+    out: list[Finding] = []
+    for label, c in selected:
+        base = bases.get((c.model, c.task))
+        if base is None or c.summary is None or base.summary is None:
+            continue
+        ep = _epoch_label(label, c)
+        out.append(compare("vs base", "fine-tuning", c.task, ep, _side(c, c.condition), _side(base, base.condition),
+                           "", infos[c.task], f"finding|base|{c.condition}|{c.task}|{ep}"))
+    spec = plan.spec
+    levels_of: dict[str, list[Any]] = {"model": [model_label(m) for m in spec.models], **spec.factors}
+    names = ["model", *spec.paired, *spec.factors]
+    for factor in sweep_factors(plan):
+        others = [k for k in names if k != factor]
+        groups: dict[tuple[Any, ...], dict[str, Cell]] = {}
+        for label, c in selected:
+            if c.summary is None:
+                continue
+            key = (c.task, label, tuple(repr(c.factors.get(k)) for k in others))
+            groups.setdefault(key, {})[repr(c.factors.get(factor))] = c
+        for (task, label, _), by_level in groups.items():
+            present = [(lv, by_level[repr(lv)]) for lv in levels_of[factor] if repr(lv) in by_level]
+            if len(present) < 2:
+                continue
+            first = present[0][1]
+            fixed = "; ".join(f"{k}={first.factors.get(k)}" for k in others)
+            ep = _epoch_label(label, first)
+            for i in range(len(present)):
+                for j in range(i + 1, len(present)):
+                    (lb, cb), (la, ca) = present[i], present[j]
+                    out.append(compare("contrast", factor, task, ep, _side(ca, f"{factor}={la}"),
+                                       _side(cb, f"{factor}={lb}"), fixed, infos[task],
+                                       f"finding|contrast|{factor}|{task}|{ep}|{fixed}|{la}|{lb}"))
+            xs = _numeric([lv for lv, _ in present])
+            if xs is not None:
+                out.append(trend(factor, task, ep, [(x, _side(cell, f"{factor}={lv}")) for x, (lv, cell)
+                                                    in zip(xs, present)], fixed, infos[task],
+                                 f"finding|trend|{factor}|{task}|{ep}|{fixed}"))
+    return settle(out, policy)
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None or v != v else round(v, 6)
+
+
+def findings_frame(findings: list[Finding]) -> Table:
+    """findings.csv: one row per tested claim."""
+    rows = []
+    for f in findings:
+        t = f.tested
+        rows.append([f.kind, f.factor, f.task, f.epoch, f.fixed, f.a, f.b, _r(f.a_mean), _r(f.b_mean),
+                     _r(t.effect) if t else None, _r(t.ci_low) if t else None, _r(t.ci_high) if t else None,
+                     t.ci_basis if t else None, _r(f.rel_pct), t.test if t else None, t.n_examples if t else None,
+                     t.n_seeds if t else None, _r(t.p) if t else None, _r(f.p_adjusted), f.verdict, f.note])
+    return Table(FINDING_COLUMNS, rows)
+
+
+def settle_deltas(table: Table, plan: Plan, metric: str, policy: Policy) -> None:
+    """Adjust the per-seed deltas' p over their own family and flag each row (in place)."""
+    col = {c: i for i, c in enumerate(table.columns)}
+    infos = metric_infos(plan, metric)
+    testable = [r for r in table.rows if r[col["p"]] is not None]
+    for r, p in zip(testable, adjust([r[col["p"]] for r in testable], policy.correction)):
+        r[col["p_adjusted"]] = round(p, 6)
+    for r in table.rows:
+        if r[col["p"]] is None:
+            continue
+        base = r[col["base_value"]]
+        f = Finding("vs base", "fine-tuning", r[col["task"]], str(r[col["epoch"]]), r[col["run"]], r[col["base_run"]],
+                    "", r[col["value"]], base, Tested(r[col["delta"]], math.nan, math.nan, "", r[col["p"]], "", 0, 1),
+                    None, infos.get(r[col["task"]], MetricInfo(metric)), r[col["p_adjusted"]])
+        r[col["flag"]] = verdict(f, policy)
 
 
 #: Every table of ``analysis/`` and its columns, in the order the files are listed.
 COLUMNS = {"runs": RUN_COLUMNS, "evals": EVAL_COLUMNS, "cells": CELL_COLUMNS, "deltas": DELTA_COLUMNS,
-           "sweeps": SWEEP_COLUMNS, "loss": LOSS_COLUMNS}
+           "findings": FINDING_COLUMNS, "sweeps": SWEEP_COLUMNS, "loss": LOSS_COLUMNS}
+
+
+def _effect_text(f: Finding) -> str | None:
+    t = f.tested
+    if t is None:
+        return None
+    return f"{t.effect:+.3f} [{t.ci_low:+.3f}, {t.ci_high:+.3f}]"
 
 
 def assemble(parts: list[Part], plan: Plan, metric: str = "accuracy", epoch_choice: EpochChoice = "last",
-             thresholds: Thresholds | None = None) -> Analysis:
+             thresholds: Policy | None = None) -> Analysis:
     """The whole analysis from the parts of consecutive slices, in plan order."""
-    th = thresholds or Thresholds()
+    th = thresholds or Policy()
     task_splits = {t.name: t.split for t in plan.spec.evaluation.tasks}
     cells = [c for p in parts for c in p.cells]
     selected = [s for p in parts for s in p.selected]
     statuses = [s for p in parts for s in p.statuses]
     run_states = [s for p in parts for s in p.run_states]
-    tables = {"runs": Table(RUN_COLUMNS, [r for p in parts for r in p.runs]),
-              "deltas": Table(DELTA_COLUMNS, [r for p in parts for r in p.deltas]),
+    findings = build_findings(selected, cells, plan, metric, th)
+    deltas = Table(DELTA_COLUMNS, [r for p in parts for r in p.deltas])
+    settle_deltas(deltas, plan, metric, th)
+    tables = {"runs": Table(RUN_COLUMNS, [r for p in parts for r in p.runs]), "deltas": deltas,
+              "findings": findings_frame(findings),
               "sweeps": sweeps_frame(selected, plan), "loss": Table(LOSS_COLUMNS, [r for p in parts for r in p.loss])}
-    texts = {name: csv_text(tables[name]) if name == "sweeps" else
+    # Per-run and per-evaluation tables come as each slice wrote them; the rest need every slice.
+    whole = ("deltas", "findings", "sweeps")
+    texts = {name: csv_text(tables[name]) if name in whole else
              csv_body([columns]) + b"".join(p.csv[name] for p in parts) for name, columns in COLUMNS.items()}
+    headline = [r for p in parts for r in p.headline]
+    vs_base = {(f.a, f.task, f.epoch): f for f in findings if f.kind == "vs base"}
+    for row, (label, c) in zip(headline, selected):
+        f = vs_base.get((c.condition, c.task, _epoch_label(label, c)))
+        if f is not None:
+            row["flag"], row["effect_ci"], row["p_adjusted"] = f.verdict, _effect_text(f), f.p_adjusted
+    best: dict[str, tuple[int | None, str]] = {}
+    for p in parts:
+        best.update(p.best)
     return Analysis(
         metric=metric, epoch_choice=epoch_choice, thresholds=th, tables=tables, csv=texts, cell_objs=cells,
-        headline=[r for p in parts for r in p.headline] + base_rows(cells),
+        headline=headline + base_rows(cells),
         incomplete=incomplete_units(run_states, statuses), sweep_factors=sweep_factors(plan), task_splits=task_splits,
         run_states=run_states, statuses=statuses, metrics_present=set().union(*(p.metrics for p in parts)),
+        findings=findings, best=best,
     )
 
 
-__all__ = ["Analysis", "Cell", "Part", "Slice", "Thresholds", "analyze_slice", "assemble", "flag_for", "slice_bounds"]
+__all__ = ["Analysis", "Cell", "Part", "Slice", "Thresholds", "analyze_slice", "assemble", "slice_bounds"]

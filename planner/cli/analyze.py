@@ -24,10 +24,10 @@ from planner.spec.errors import ConfigError, JobsFailedError
 def headline_table(outcome: Outcome) -> Table:
     """The headline table for the terminal (the base column and best-vs-last are in the summary and report)."""
     table = Table(title=f"{outcome.analysis.metric} (epoch {outcome.analysis.epoch_choice})")
-    for h in ("Condition", "Task", "Epoch", "mean ± std [95 % CI] (n seeds)", "Δ % vs base", "Flag"):
+    for h in ("Condition", "Task", "Epoch", "mean [95 % CI]", "Δ [95 % CI] vs base", "p (adj.)", "Verdict"):
         table.add_column(h, overflow="fold")
     for row in headline_table_rows(outcome.analysis):
-        table.add_row(*(str(row[i]) for i in (0, 1, 2, 3, 6, 7)))
+        table.add_row(*(str(row[i]) for i in (0, 1, 2, 3, 5, 7, 8)))
     return table
 
 
@@ -41,7 +41,9 @@ def outcome_json(outcome: Outcome) -> str:
     return json.dumps({
         "metric": a.metric, "epoch": a.epoch_choice, "folder": str(outcome.folder), "files": outcome.files,
         "headline": [{k: _json_value(v) for k, v in r.items()} for r in a.headline],
-        "flags": dict(Counter(f for f in a.tables["deltas"].column("flag") if f is not None)),
+        "flags": dict(Counter(r["flag"] for r in a.headline if r["flag"] is not None)),
+        "findings": [dict(zip(a.tables["findings"].columns, row)) for row in a.tables["findings"].rows],
+        "alpha": a.thresholds.alpha, "correction": a.thresholds.correction,
         "config_mismatch": [r for r, m in zip(a.tables["runs"].column("run"), a.tables["runs"].column("config_mismatch"))
                             if m is True],
         "incomplete": a.incomplete, "warnings": outcome.warnings,
@@ -58,19 +60,30 @@ def outcome_json(outcome: Outcome) -> str:
               help="Relative drop against the base model (percent) flagged as mild forgetting.")
 @click.option("--severe-drop", type=float, default=20.0, show_default=True,
               help="Relative drop against the base model (percent) flagged as severe forgetting.")
+@click.option("--alpha", type=float, default=None,
+              help="Level of every finding (after the correction). Default: analysis.alpha of claude.local.md, else 0.05.")
+@click.option("--correction", type=click.Choice(["holm", "bh"]), default=None,
+              help="Multiple-comparison correction over the findings: holm (family-wise) or bh (false discovery "
+                   "rate). Default: analysis.correction of claude.local.md, else holm.")
 @click.option("--json", "as_json", is_flag=True, help="Print the headline and what was written as JSON.")
 @click.option("--no-plots", is_flag=True, help="Write tables, report and Results block without plots.")
 @click.option("--strict", is_flag=True, help="Exit 6 when a planned evaluation is missing or failed.")
-def command(experiment: Path, metric: str, epoch: str, mild_drop: float, severe_drop: float, as_json: bool,
-            no_plots: bool, strict: bool) -> None:
+def command(experiment: Path, metric: str, epoch: str, mild_drop: float, severe_drop: float, alpha: float | None,
+            correction: str | None, as_json: bool, no_plots: bool, strict: bool) -> None:
     """Tables, statistics, plots and a report from the experiment's results."""
     if not 0 < mild_drop < severe_drop:
         raise ConfigError(f"--mild-drop {mild_drop:g} and --severe-drop {severe_drop:g}: need 0 < mild < severe, "
                           "e.g. --mild-drop 5 --severe-drop 20")
     exp = load_experiment(experiment)
+    settings = exp.recorded_analysis()
+    alpha = settings.alpha if alpha is None else alpha
+    if not 0 < alpha < 1:
+        raise ConfigError(f"--alpha {alpha:g}: need 0 < alpha < 1, e.g. --alpha 0.05")
     command_line = shlex.join(["plan-experiment", "analyze", *sys.argv[2:]]) if len(sys.argv) > 1 else "plan-experiment analyze"
     outcome = run_analysis(exp, metric=metric, epoch=epoch,  # type: ignore[arg-type]
-                           thresholds=Thresholds(mild_drop, severe_drop), make_plots=not no_plots,
+                           thresholds=Thresholds(mild_drop, severe_drop, alpha,
+                                                 correction or settings.correction),  # type: ignore[arg-type]
+                           make_plots=not no_plots,
                            command=command_line)
     present = outcome.analysis.metrics_present
     if present and metric not in present:

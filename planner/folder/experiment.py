@@ -21,7 +21,7 @@ from planner.folder.journal import Journal
 from planner.folder.markdown import SummaryFormatError, begin_marker, end_marker, replace_block
 from planner.spec.runs import Plan, expand
 from planner.spec.spec import ExperimentSpec, load_spec_text
-from planner.spec.localconfig import SLURM_TIME, SlurmSettings
+from planner.spec.localconfig import SLURM_TIME, AnalysisSettings, SlurmSettings
 
 SUMMARY = "experiment_summary.md"
 JOURNAL = "journal.json"
@@ -95,6 +95,20 @@ class Experiment:
             where = ".".join(str(p) for p in first["loc"])
             raise ConfigError(
                 f"{self.path / 'experiment.yaml'}: provenance.local_settings.slurm.{where}: {first['msg']}; "
+                "fix that value in experiment.yaml (it was recorded from claude.local.md)"
+            ) from None
+
+    def recorded_analysis(self) -> AnalysisSettings:
+        """The ``analysis:`` settings of the claude.local.md the experiment was planned with (defaults without)."""
+        recorded = (self.spec.provenance or {}).get("local_settings")
+        section = recorded.get("analysis") if isinstance(recorded, dict) else None
+        try:
+            return AnalysisSettings.model_validate(section or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(
+                f"{self.path / 'experiment.yaml'}: provenance.local_settings.analysis.{where}: {first['msg']}; "
                 "fix that value in experiment.yaml (it was recorded from claude.local.md)"
             ) from None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import posixpath
 import re
 from pathlib import PurePath
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -119,6 +119,14 @@ class LimitSettings(_Strict):
     max_spec_values: int = Field(default=200_000, ge=1, description="values in a spec, aliases counted as expanded")
 
 
+class AnalysisSettings(_Strict):
+    """How ``analyze`` decides a finding (docs/analysis.md); the command's options override them."""
+
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="level of a finding, after the correction")
+    correction: Literal["holm", "bh"] = Field(
+        default="holm", description="holm: family-wise error rate; bh: Benjamini-Hochberg false discovery rate")
+
+
 class LocalSettings(_Strict):
     """The program-readable part of ``claude.local.md``."""
 
@@ -130,6 +138,7 @@ class LocalSettings(_Strict):
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
     environment: EnvironmentSettings = Field(default_factory=EnvironmentSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
 
     def resolved(self, base_dir: str) -> "LocalSettings":
         """Return a copy whose relative directories are taken relative to ``base_dir``.

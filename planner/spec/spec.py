@@ -53,6 +53,13 @@ class DatasetSpec(_Strict):
     output_column: str = "output"
 
 
+class MetricSpec(_Strict):
+    """How ``analyze`` reads one metric of a task (docs/analysis.md)."""
+
+    higher_is_better: bool = True
+    kind: Literal["binary", "bounded", "unbounded"] = "bounded"  # bounded: a share in [0, 1]
+
+
 class TaskSpec(_Strict):
     """One evaluation task: a folder under tasks/ or any script implementing tasks/README.md."""
 
@@ -65,6 +72,7 @@ class TaskSpec(_Strict):
     max_new_tokens: int = Field(default=32, gt=0)
     runs: list[str] | None = None  # restrict to these runs (selective evaluation matrix)
     base_model: bool = True  # evaluate base-model controls on this task
+    metrics: dict[str, MetricSpec] = Field(default_factory=dict)  # direction and range of metrics (analyze)
 
     @field_validator("name")
     @classmethod
@@ -312,4 +320,8 @@ def spec_to_yaml(spec: ExperimentSpec) -> str:
     data = spec.model_dump(mode="json", exclude_none=False)
     if data.get("provenance") is None:
         data.pop("provenance", None)
+    for task in data.get("evaluation", {}).get("tasks", []):
+        # Written only when declared: plans made before metrics could be declared read the same.
+        if not task.get("metrics"):
+            task.pop("metrics", None)
     return dump_yaml(data, sort_keys=False, allow_unicode=True, width=100)
