@@ -99,7 +99,11 @@ def test_slices_over_forked_workers_write_the_same_bytes_as_one_process(wide: Pa
         assert many[name] == one[name], name
     # The fixture holds what the slices must get right across their seams.
     deltas = one["deltas.csv"].decode()
-    assert "refused: counts differ" in deltas and "no per-example outcomes" in deltas and ",mild\n" in deltas
+    # Every result is noise (60 % right at random): no verdict may claim a change.
+    assert "refused: counts differ" in deltas and "no per-example outcomes" in deltas
+    assert ",no detectable change\n" in deltas and ",mild\n" not in deltas and ",severe\n" not in deltas
+    # Contrasts between models pair conditions that different slices read.
+    assert ",contrast,model," not in one["findings.csv"].decode() and "\ncontrast,model," in one["findings.csv"].decode()
     assert b"failed" in one["evals.csv"] and b"missing" in one["evals.csv"]
     assert b",FAILED," in one["runs.csv"] and b",COMPLETED," in one["runs.csv"] and one["loss.csv"].count(b"\n") > 100
 

@@ -6,7 +6,7 @@ import re
 
 from planner.cli.main import cli
 from planner.spec.knobs import KNOBS
-from planner.spec.localconfig import EnvironmentSettings, LimitSettings, LocalSettings, SlurmSettings
+from planner.spec.localconfig import AnalysisSettings, EnvironmentSettings, LimitSettings, LocalSettings, SlurmSettings
 from planner.spec.spec import ExperimentSpec, ResourcesSpec, TaskSpec
 from tests.conftest import ROOT
 
@@ -38,10 +38,11 @@ def test_every_local_setting_is_documented() -> None:
     doc = (ROOT / "docs" / "local-settings.md").read_text()
     example = (ROOT / "claude.local.md.example").read_text()
     for key in LocalSettings.model_fields:
-        if key in ("slurm", "environment", "limits"):
+        if key in ("slurm", "environment", "limits", "analysis"):
             continue
         assert f"| `{key}` |" in doc, key
         assert f"{key}:" in example, key
-    for prefix, model in (("slurm", SlurmSettings), ("environment", EnvironmentSettings), ("limits", LimitSettings)):
+    for prefix, model in (("slurm", SlurmSettings), ("environment", EnvironmentSettings), ("limits", LimitSettings),
+                          ("analysis", AnalysisSettings)):
         for key in model.model_fields:
             assert f"| `{prefix}.{key}` |" in doc, key

@@ -187,34 +187,29 @@ def _examples(path: str) -> Examples | None:
     data = _read(path)
     if data is None:
         return None
-    ids: list[str] = []
-    texts: list[str] = []
+    lines = [ln for ln in data.decode("utf-8", "replace").splitlines() if ln.strip()]
+    try:
+        # One parse of the whole file as a JSON array: several times faster than a loads per line.
+        records = json.loads("[" + ",".join(lines) + "]")
+    except ValueError:
+        return None
+    if not all(isinstance(rec, dict) for rec in records):
+        return None
+    n = len(records)
+    ids = [str(rec["id"]) for rec in records if rec.get("id") is not None]
+    texts = [f"{rec.get('input')}\x1f{rec.get('target')}" for rec in records]
     columns: dict[str, list[float]] = {}
-    n = 0
-    for line in data.decode("utf-8", "replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            return None
-        if not isinstance(rec, dict):
-            return None
-        if "id" in rec and rec["id"] is not None:
-            ids.append(str(rec["id"]))
-        texts.append(f"{rec.get('input')}\x1f{rec.get('target')}")
-        for key, value in rec.items():
-            if isinstance(value, bool):
-                value = float(value)
-            elif not isinstance(value, (int, float)) or key == "id" or not math.isfinite(value):
-                continue
-            columns.setdefault(key, [math.nan] * n).append(float(value))
-        n += 1
-        for column in columns.values():
-            if len(column) < n:
-                column.append(math.nan)
-    # A field is a per-example metric only when every record has it.
-    values = {k: tuple(v) for k, v in columns.items() if not any(math.isnan(x) for x in v)}
+    for key in {k for k, v in records[0].items() if isinstance(v, (bool, int, float)) and k != "id"} if n else ():
+        column = []
+        for rec in records:
+            value = rec.get(key)
+            if not isinstance(value, (bool, int, float)) or not math.isfinite(value):
+                break
+            column.append(float(value))
+        else:
+            columns[key] = column
+    # A field is a per-example metric only when every record has it (the loop above breaks otherwise).
+    values = {k: tuple(v) for k, v in columns.items()}
     return Examples(tuple(ids) if len(ids) == n and n else None, tuple(texts), values)
 
 
