@@ -193,3 +193,63 @@ def test_fine_tunes_that_change_nothing_are_almost_never_flagged_and_real_effect
     assert null.flagged / null.findings <= 0.05 and null.delta_flagged / null.delta_rows <= 0.05, null
     # A real 10-point gain at n = 200 and 3 seeds (power about 80 % in the full benchmark).
     assert real.found / real.real >= 0.6, real
+
+
+# --- seed 004: MT-Bench before and after ------------------------------------------------
+
+def _mt_bench(exp: Path, run: str, name: str, epoch: int | None, scores: list[float]) -> None:
+    folder = exp / run / "eval" / name
+    folder.mkdir(parents=True)
+    (folder / "predictions.jsonl").write_text("".join(
+        json.dumps({"id": f"mt{i + 81}", "input": f"question {i}", "target": None, "mt_bench": v}) + "\n"
+        for i, v in enumerate(scores)), encoding="utf-8")
+    (folder / "results.json").write_text(json.dumps({
+        "task": "mt_bench", "run": run, "epoch": epoch, "n": len(scores),
+        "metrics": {"mt_bench": sum(scores) / len(scores)}}), encoding="utf-8")
+
+
+def _scores(mean: float, n: int, rnd: random.Random) -> list[float]:
+    """n per-question scores in [1, 10] averaging exactly ``mean``."""
+    raw = [min(10.0, max(1.0, rnd.gauss(mean, 1.2))) for _ in range(n)]
+    shift = mean - sum(raw) / n
+    out = [v + shift for v in raw]
+    out[-1] += mean * n - sum(out)
+    return out
+
+
+@pytest.mark.parametrize(("before", "after", "spread", "expected"), [
+    (2.0357, 1.4924, 1.0, "severe"),
+    (2.6565, 2.4430, 1.0, "mild"),
+    # The same -8 % lost on three questions alone: three paired differences cannot tell it from chance.
+    (2.6565, 2.4430, 9.0, "no detectable change"),
+])
+def test_seed_004_forgetting_gets_a_verdict_with_an_interval(tmp_path: Path, before: float, after: float,
+                                                             spread: float, expected: str) -> None:
+    """Seed 004's two experiments, 80 questions each; ``spread`` is the most one question loses."""
+    spec = {"name": "sft", "question": "Does the fine-tune forget MT-Bench?", "models": ["m"],
+            "dataset": {"path": "data.json"}, "factors": {"lora_rank": [8]}, "replicates": {"seeds": [1]},
+            "base_model_controls": True, "controls": {"epochs": 1},
+            "evaluation": {"tasks": [{"name": "mt_bench", "script": "eval.py",
+                                      "metrics": {"mt_bench": {"higher_is_better": True, "kind": "unbounded"}}}],
+                           "epochs": "last"}}
+    exp = tmp_path / "sft"
+    make_experiment(exp, spec)
+    rnd = random.Random(4)
+    base = _scores(before, 80, rnd)
+    # The fine-tune loses on some questions (down to the minimum, 1.0) and keeps the others.
+    fine = base[:]
+    lost = (before - after) * 80
+    for i in sorted(range(80), key=lambda i: -base[i]):
+        if lost <= 1e-12:
+            break
+        drop = min(base[i] - 1.0, lost, spread)
+        fine[i] = base[i] - drop
+        lost -= drop
+    _mt_bench(exp, "m_base", "mt_bench", None, base)
+    _mt_bench(exp, "m_rank8", "mt_bench_epoch0", 0, fine)
+    assert analyze_cli(exp, "--no-plots", "--metric", "mt_bench").returncode == 0
+    f = {(r["kind"], r["a"]): r for r in read_csv(exp / "analysis" / "findings.csv")}[("vs base", "m_rank8")]
+    assert f["verdict"] == expected
+    assert float(f["effect"]) == pytest.approx(after - before, abs=1e-6)
+    assert float(f["ci_low"]) < after - before < float(f["ci_high"]) <= 0
+    assert f["test"] == "paired sign-flip permutation" and f["ci_basis"] == "examples only (1 seed)"
