@@ -80,10 +80,10 @@ def answer_lines(a: Analysis, question: str) -> list[str]:
         rows = [f for f in a.findings if f.factor == factor and f.kind in ("contrast", "trend")]
         if not rows:
             continue
-        lines.append(f"- {md_code(factor)}" + ("" if named else " (the question names no factor; every swept one)")
-                     + ":")
+        note = "" if named else " (the question names no factor: every swept one is shown)"
         for task in dict.fromkeys(f.task for f in rows):
             of_task = [f for f in rows if f.task == task]
+            lines.append(f"- {md_code(factor)} on {md_code(task)}{note}:")
             best = _best_level(of_task, a)
             if best:
                 lines.append(f"  - {best}")
@@ -115,10 +115,6 @@ def _best_level(rows: list[Finding], a: Analysis) -> str | None:
     if not contrasts:
         return None
     hib = contrasts[0].metric.higher_is_better
-    means: dict[str, float] = {}
-    for f in contrasts:
-        means.setdefault(f.a, f.a_mean)  # type: ignore[arg-type]
-        means.setdefault(f.b, f.b_mean)  # type: ignore[arg-type]
     # Among one fixed combination of the other factors at a time; the first such group in plan order.
     fixed = contrasts[0].fixed
     group = [f for f in contrasts if f.fixed == fixed]
@@ -132,6 +128,9 @@ def _best_level(rows: list[Finding], a: Analysis) -> str | None:
     top, second = ranked[0], ranked[1]
     pair = next((f for f in group if {f.a, f.b} == {top, second}), None)
     where = f" ({fixed})" if fixed else ""
+    if means[top] == means[second]:
+        tied = [k for k in ranked if means[k] == means[top]]
+        return f"no level is best{where}: {', '.join(md_code(k) for k in tied)} all {means[top]:.3f}"
     if pair is None or pair.tested is None:
         return f"best {md_code(top)}{where}: {means[top]:.3f}; runner-up {md_code(second)}: {means[second]:.3f} (untested)"
     t = pair.tested
