@@ -59,7 +59,8 @@ def markdown_html(lines: Iterable[str]) -> str:
                 open_item[-1] = False
 
     for raw in lines:
-        line = raw.replace("\r", "").rstrip("\n")
+        # A newline inside one line (a level or a question that holds one) stays inside its item.
+        line = re.sub(r"[\r\n]+", " ", raw).rstrip()
         m = _ITEM.match(line)
         if m is None:
             close_to(0)

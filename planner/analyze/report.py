@@ -256,6 +256,17 @@ def _figure_order(name: str) -> tuple[int, str]:
     return next((i for i, p in enumerate(_KEY_FIGURES) if name.startswith(p)), len(_KEY_FIGURES)), name
 
 
+#: Pixels per inch of the embedded PNGs and of a screen: a figure shows at the size it was drawn, not blown up.
+_PNG_DPI, _SCREEN_DPI = 200, 100
+
+
+def _png_width(png: bytes) -> int | None:
+    """Width in pixels from a PNG's header (IHDR), or None for anything else."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or len(png) < 24:
+        return None
+    return int.from_bytes(png[16:20], "big")
+
+
 def _figures_html(names: list[str], images: dict[str, bytes]) -> str:
     e = html.escape
     parts = []
@@ -263,7 +274,9 @@ def _figures_html(names: list[str], images: dict[str, bytes]) -> str:
         data = base64.b64encode(images[fname]).decode("ascii")
         svg = fname[:-4] + ".svg"
         link = f" (<a href=\"plots/{e(svg, quote=True)}\">SVG</a>)" if svg in images else ""
-        parts.append(f"<figure><img alt=\"{e(fname, quote=True)}\" src=\"data:image/png;base64,{data}\">"
+        px = _png_width(images[fname])
+        width = f" width=\"{px * _SCREEN_DPI // _PNG_DPI}\"" if px else ""
+        parts.append(f"<figure><img alt=\"{e(fname, quote=True)}\"{width} src=\"data:image/png;base64,{data}\">"
                      f"<figcaption>{e(fname)}{link}</figcaption></figure>")
     return "\n".join(parts)
 
