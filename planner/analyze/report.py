@@ -193,53 +193,195 @@ def insert_results_section(text: str, block: str, anchor: str) -> str:
 _HTML_ROWS = 200  # rows a table of the report shows; the CSV files hold them all
 
 
-def _table_html(columns: list[str], rows: list[list[Any]], total: int | None = None) -> str:
-    """A table of the first rows; ``total`` counts every row when ``rows`` holds only the first ones."""
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = ["<tr>" + "".join(f"<td>{'' if v is None else html.escape(str(v))}</td>" for v in row) + "</tr>"
-            for row in rows[:_HTML_ROWS]]
+def verdict_class(verdict: Any) -> str:
+    """The CSS class of a verdict: forgetting red or orange, a gain green, no claim grey."""
+    v = str(verdict or "")
+    if v == "severe":
+        return "v-severe"
+    if v in ("mild", "worse with higher levels"):
+        return "v-mild"
+    if v == "improved" or v.endswith(" better") or v == "better with higher levels":
+        return "v-good"
+    return "v-none"
+
+
+_VERDICT_TD = ' class="verdict"'
+
+
+def _table_html(columns: list[str], rows: list[list[Any]], total: int | None = None,
+                row_classes: list[str] | None = None, verdict_col: int | None = None) -> str:
+    """A table of the first rows inside a horizontal scroll box (wide tables scroll, never get cut).
+
+    ``total`` counts every row when ``rows`` holds only the first ones; ``row_classes``
+    gives each row a CSS class, and the cell at ``verdict_col`` is marked as its verdict.
+    Every value is escaped.
+    """
+    e = html.escape
+    head = "".join(f"<th scope=\"col\">{e(str(c))}</th>" for c in columns)
+    body = []
+    for i, row in enumerate(rows[:_HTML_ROWS]):
+        cls = f" class=\"{e(row_classes[i])}\"" if row_classes and i < len(row_classes) else ""
+        cells = [f"<td{_VERDICT_TD if j == verdict_col else ''}>{'' if v is None else e(str(v))}</td>"
+                 for j, v in enumerate(row)]
+        body.append(f"<tr{cls}>{''.join(cells)}</tr>")
     total = len(rows) if total is None else total
     more = f"<p>{total - _HTML_ROWS} more rows in the CSV file.</p>" if total > _HTML_ROWS else ""
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+    return (f"<div class=\"scroll\"><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+            f"{more}")
 
 
-_CSS = """body{font-family:sans-serif;margin:2em;max-width:80em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:0.9em}th,td{border:1px solid #bbb;padding:0.25em 0.5em;
-text-align:left}th{background:#eee}img{max-width:100%;border:1px solid #ddd;margin:0.5em 0}
-.severe{color:#b00}.mild{color:#c60}.improved{color:#070}"""
+_CSS = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em auto;max-width:82em;
+padding:0 1.5em;color:#222;line-height:1.45}
+h1{margin:0.2em 0 0.3em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:0.15em}
+p,li,figcaption{overflow-wrap:anywhere}code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;
+font-size:0.9em;background:#f1f1f1;padding:0 0.2em;border-radius:3px}
+.question{font-size:1.1em}.answer{background:#f5f8fc;border-left:4px solid #3a6fb0;padding:0.4em 1em;margin:0.8em 0}
+.answer ul{padding-left:1.3em;margin:0.3em 0}.meta{color:#555;font-size:0.92em}
+.scroll{overflow-x:auto;max-width:100%;margin:0.6em 0}
+table{border-collapse:collapse;font-size:0.88em}th,td{border:1px solid #bbb;padding:0.25em 0.5em;text-align:left;
+vertical-align:top}th{background:#eee}
+tr.v-severe td{background:#fbe3e3}tr.v-mild td{background:#fdf0dc}tr.v-good td{background:#e4f4e8}
+tr.v-none td{color:#666}td.verdict{font-weight:bold}tr.v-severe td.verdict{color:#a00}
+tr.v-mild td.verdict{color:#b25e00}tr.v-good td.verdict{color:#176b2c}
+figure{margin:1em 0}img{max-width:100%;height:auto;border:1px solid #ddd}figcaption{font-size:0.9em;color:#555}
+details{margin:0.8em 0;border:1px solid #e3e3e3;border-radius:4px;padding:0.3em 0.8em}
+summary{cursor:pointer;font-weight:bold}"""
+
+#: Figures the report shows right after the verdicts, by name prefix; the rest fold away.
+_KEY_FIGURES = ("scaling_", "best_learning_rate", "sweep_", "deltas")
+
+
+def _figure_order(name: str) -> tuple[int, str]:
+    return next((i for i, p in enumerate(_KEY_FIGURES) if name.startswith(p)), len(_KEY_FIGURES)), name
+
+
+#: Pixels per inch of the embedded PNGs and of a screen: a figure shows at the size it was drawn, not blown up.
+_PNG_DPI, _SCREEN_DPI = 200, 100
+
+
+def _png_width(png: bytes) -> int | None:
+    """Width in pixels from a PNG's header (IHDR), or None for anything else."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or len(png) < 24:
+        return None
+    return int.from_bytes(png[16:20], "big")
+
+
+def _figures_html(names: list[str], images: dict[str, bytes]) -> str:
+    e = html.escape
+    parts = []
+    for fname in names:
+        data = base64.b64encode(images[fname]).decode("ascii")
+        svg = fname[:-4] + ".svg"
+        link = f" (<a href=\"plots/{e(svg, quote=True)}\">SVG</a>)" if svg in images else ""
+        px = _png_width(images[fname])
+        width = f" width=\"{px * _SCREEN_DPI // _PNG_DPI}\"" if px else ""
+        parts.append(f"<figure><img alt=\"{e(fname, quote=True)}\"{width} src=\"data:image/png;base64,{data}\">"
+                     f"<figcaption>{e(fname)}{link}</figcaption></figure>")
+    return "\n".join(parts)
+
+
+def _verdict_table(a: Analysis) -> str:
+    rows = headline_table_rows(a, _HTML_ROWS)
+    at = _HEADLINE_HEADERS.index("Verdict")
+    return _table_html(headline_headers(), rows, total=len(a.headline), row_classes=[verdict_class(r[at]) for r in rows],
+                       verdict_col=at)
+
+
+_FINDING_HEADERS = ["Kind", "Factor", "Task", "Epoch", "Fixed", "A", "B", "mean A", "mean B", "Δ [95 % CI]", "p (adj.)",
+                    "Verdict"]
+
+
+def _findings_rows(a: Analysis) -> tuple[list[list[Any]], list[str]]:
+    rows, classes = [], []
+    for f in a.findings:
+        if f.kind not in ("contrast", "trend"):
+            continue
+        t = f.tested
+        effect = "-" if t is None else f"{t.effect:+.3f}{' ' + f.scale if f.scale else ''} [{t.ci_low:+.3f}, {t.ci_high:+.3f}]"
+        rows.append([f.kind, f.factor, f.task, f.epoch, f.fixed or "-", f.a, f.b, _fmt3(f.a_mean), _fmt3(f.b_mean),
+                     effect, _p(f.p_adjusted), f.verdict])
+        classes.append(verdict_class(f.verdict))
+    return rows, classes
+
+
+def _best_lr_html(a: Analysis) -> str:
+    from planner.analyze.plots import best_levels, level_text
+
+    rows = best_levels(a)
+    if not rows:
+        return ""
+    body = [[r.task, level_text("model", r.by), r.fixed or "-", level_text("learning_rate", r.level),
+             f"{r.mean:.3f}" + ("" if r.ci_low is None else f" [{r.ci_low:.3f}, {r.ci_high:.3f}]"), r.n_seeds,
+             "-" if r.runner_up is None else f"{level_text('learning_rate', r.runner_up)}: {_fmt3(r.runner_up_mean)}"]
+            for r in rows]
+    return ("<h2>Best learning rate per model size</h2><p class=\"meta\">The level with the best mean; its 95 % "
+            "interval combines seeds and test set. Whether it beats the runner-up is a contrast below.</p>"
+            + _table_html(["Task", "Model", "Other factors", "Best learning rate", "mean [95 % CI]", "Seeds",
+                           "Runner-up"], body))
+
+
+def _details(title: str, inner: str, open_: bool = False) -> str:
+    return f"<details{' open' if open_ else ''}><summary>{html.escape(title)}</summary>{inner}</details>"
 
 
 def report_html(a: Analysis, name: str, question: str, images: dict[str, bytes]) -> str:
-    """One self-contained page: question, headline, sweeps, deltas, incomplete units, plots, files."""
+    """One self-contained page that leads with the answer.
+
+    Order: title, question, the answer (the Results block's answer lines), the verdict
+    table, the key figures, the contrasts, then every other table and figure folded in
+    ``<details>``. Every value from the spec, the run folders or results files is escaped.
+    """
+    from planner.analyze.escape import markdown_html
+
     e = html.escape
     sweeps, deltas = a.tables["sweeps"], a.tables["deltas"]
+    lines = answer_lines(a, question)
+    if lines and lines[0].startswith("**Question:**"):
+        asked, lines = lines[0], lines[1:]
+    else:
+        asked = f"**Question:** {question or '(not stated in the spec)'}"
+    pngs = sorted((f for f in images if f.endswith(".png")), key=_figure_order)
+    key = [f for f in pngs if _figure_order(f)[0] < len(_KEY_FIGURES)]
+    rest = [f for f in pngs if f not in key]
+    if not key:
+        key, rest = rest, []
+    contrasts, contrast_classes = _findings_rows(a)
     parts = [
         "<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
         f"<title>{e(name)}: analysis</title><style>{_CSS}</style></head><body>",
         f"<h1>{e(name)}</h1>",
-        f"<p><strong>Question:</strong> {e(question or '(not stated)')}</p>",
-        f"<p>Metric <code>{e(a.metric)}</code>, epoch <code>{e(a.epoch_choice)}</code>.</p>",
-        "<h2>Headline</h2>",
-        _table_html(headline_headers(), headline_table_rows(a, _HTML_ROWS), total=len(a.headline)),
-        "<h2>Sweeps</h2>",
-        _table_html(sweeps.columns, sweeps.rows) if sweeps.rows else "<p>No factor has two or more levels.</p>",
-        "<h2>Deltas against the base model</h2>",
-        _table_html(deltas.columns, deltas.rows) if deltas.rows else
-        "<p>No fine-tuned evaluation has a base-model control.</p>",
-        "<h2>Incomplete units</h2>",
-        "<ul>" + "".join(f"<li><code>{e(u)}</code></li>" for u in a.incomplete) + "</ul>"
-        if a.incomplete else "<p>None: every planned run and evaluation has its results.</p>",
-        "<h2>Plots</h2>",
+        f"<div class=\"question\">{markdown_html([asked])}</div>",
+        f"<section id=\"answer\" class=\"answer\">{markdown_html(lines)}</section>",
+        f"<p class=\"meta\">Metric <code>{e(a.metric)}</code>, epoch <code>{e(a.epoch_choice)}</code>; "
+        f"{a.n_present} of {a.n_planned} planned evaluations have results.</p>",
+        "<h2 id=\"verdicts\">Verdicts</h2>",
+        _verdict_table(a),
+        "<h2 id=\"figures\">Figures</h2>",
+        _figures_html(key, images) if key else
+        "<p>No plots: matplotlib is not installed, --no-plots was given, or nothing has results yet.</p>",
+        _best_lr_html(a),
+        "<h2 id=\"contrasts\">Contrasts between levels</h2>",
+        _table_html(_FINDING_HEADERS, contrasts, row_classes=contrast_classes, verdict_col=len(_FINDING_HEADERS) - 1)
+        if contrasts else
+        "<p>No factor has two levels with results to compare.</p>",
+        "<h2 id=\"more\">More</h2>",
     ]
-    if images:
-        for fname, png in sorted(images.items()):
-            data = base64.b64encode(png).decode("ascii")
-            parts.append(f"<figure><img alt=\"{e(fname)}\" src=\"data:image/png;base64,{data}\">"
-                         f"<figcaption>{e(fname)}</figcaption></figure>")
-    else:
-        parts.append("<p>No plots: matplotlib is not installed or --no-plots was given.</p>")
-    parts.append("<h2>Files</h2><ul>")
-    parts += [f"<li><a href=\"{f}\">{f}</a></li>" for f in ANALYSIS_FILES]
-    parts += [f"<li><a href=\"plots/{e(f)}\">plots/{e(f)}</a></li>" for f in sorted(images)]
+    if rest:
+        parts.append(_details(f"More figures ({len(rest)})", _figures_html(rest, images)))
+    parts += [
+        _details(f"Sweeps ({len(sweeps.rows)} rows, sweeps.csv)",
+                 _table_html(sweeps.columns, sweeps.rows) if sweeps.rows else "<p>No factor has two or more levels.</p>"),
+        _details(f"Deltas against the base model ({len(deltas.rows)} rows, deltas.csv)",
+                 _table_html(deltas.columns, deltas.rows) if deltas.rows else
+                 "<p>No fine-tuned evaluation has a base-model control.</p>"),
+        _details(f"Incomplete units ({len(a.incomplete)})",
+                 "<ul>" + "".join(f"<li><code>{e(u)}</code></li>" for u in a.incomplete) + "</ul>"
+                 if a.incomplete else "<p>None: every planned run and evaluation has its results.</p>",
+                 open_=bool(a.incomplete) and len(a.incomplete) <= MAX_LISTED),
+        "<h2 id=\"files\">Files</h2><ul>",
+    ]
+    parts += [f"<li><a href=\"{e(f, quote=True)}\">{e(f)}</a></li>" for f in ANALYSIS_FILES]
+    parts += [f"<li><a href=\"plots/{e(f, quote=True)}\">plots/{e(f)}</a></li>" for f in sorted(images)]
     parts.append("</ul></body></html>")
     return "\n".join(parts) + "\n"

@@ -87,10 +87,19 @@ class Table:
         return [row[i] for row in self.rows]
 
 
+#: How a text cell must not start: a spreadsheet would run it as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def csv_body(rows: Iterable[list[Any]]) -> bytes:
-    """Rows as UTF-8 CSV: '\\n' line ends, floats as Python prints them (shortest exact), None as an empty field."""
+    """Rows as UTF-8 CSV: '\\n' line ends, floats as Python prints them (shortest exact), None as an empty field.
+
+    Text that starts like a formula (``=``, ``+``, ``-``, ``@``, tab, carriage return) gets a
+    leading ``'``, which spreadsheets show as text; numbers (negative ones too) stay numbers.
+    """
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)  # the csv module writes None as an empty field
+    safe = ([("'" + v) if v.__class__ is str and v.startswith(_FORMULA_START) else v for v in row] for row in rows)
+    csv.writer(buf, lineterminator="\n").writerows(safe)  # the csv module writes None as an empty field
     return buf.getvalue().encode()
 
 
@@ -541,6 +550,14 @@ def sweep_factors(plan: Plan) -> list[str]:
     return names + [k for k, levels in spec.factors.items() if len(levels) >= 2]
 
 
+def shown_null(factor: str) -> str:
+    """How a null level reads: the knob's documented default (``all`` for ``train_samples``), else ``none``."""
+    from planner.spec.knobs import KNOBS
+
+    knob = KNOBS.get(factor)
+    return (knob.shown_default if knob is not None and knob.shown_default else "none").strip("`")
+
+
 def sweeps_frame(selected: list[tuple[str, Cell]], plan: Plan) -> Table:
     """sweeps.csv: for each swept factor, one sweep per combination of the other factors' levels.
 
@@ -566,10 +583,12 @@ def sweeps_frame(selected: list[tuple[str, Cell]], plan: Plan) -> Table:
         for entry in entries:
             texts = entry[2]
             groups.setdefault((entry[1].task, entry[0], texts[:at] + texts[at + 1:]), {})[texts[at]] = entry
-        levels = [(level, repr(level)) for level in levels_of[factor]]
+        # A null level is the knob's default as the docs show it: `train_samples: null` is `all`, never empty.
+        levels = [(level if level is not None else shown_null(factor), repr(level)) for level in levels_of[factor]]
         for (task, label, _), by_level in groups.items():
             first = next(iter(by_level.values()))[1]
-            fixed = "; ".join(f"{k}={first.factors.get(k)}" for k in others)
+            fixed = "; ".join(f"{k}={shown_null(k) if first.factors.get(k) is None else first.factors.get(k)}"
+                              for k in others)
             sweep_id = f"{factor} | {task} | epoch {label} | {fixed}"
             found = [(level, by_level.get(text)) for level, text in levels]
             complete = all(e is not None and e[5] for _, e in found)

@@ -19,7 +19,7 @@ from planner.spec.errors import PlannerError
 
 
 def md_cell(value: Any) -> str:
-    """Render a value as one table cell: pipes escaped, newlines folded, empty as '-'."""
+    """Render a value as one table cell: pipes escaped, newlines folded, a tag's ``<`` as ``&lt;``, empty as '-'."""
     if value is None or value == "":
         return "-"
     text = str(value)
@@ -27,6 +27,10 @@ def md_cell(value: Any) -> str:
         text = text.replace("\\", "\\\\").replace("|", "\\|")
     if "\n" in text or "\r" in text:  # the regex only when needed: status tables render thousands of cells
         text = re.sub(r"[\r\n]+", " ", text)
+    if "<" in text:
+        # A name like <script> must read as text where the summary is rendered; only a '<' that can open a
+        # tag or comment is escaped, so "< 0.001" stays as written for a reader of the raw file.
+        text = re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text)
     return text
 
 
