@@ -71,8 +71,6 @@ def test_summary_table_rows_stay_one_row_and_tags_stay_text(hostile: Path) -> No
     assert any("m&lt;i>\\|x_sys1_rank4" in r for r in rows)
 
 
-@pytest.mark.xfail(reason="the answer lines print the fixed levels and the question outside code spans "
-                          "(report.py _finding_line, _best_level, answer_lines)", strict=False)
 def test_summary_answer_lines_keep_names_in_code_spans(hostile: Path) -> None:
     block = results_block((hostile.parent / "experiment_summary.md").read_text(encoding="utf-8"))
     outside = "".join(part for i, part in enumerate(block.split("`")) if i % 2 == 0)

@@ -13,7 +13,7 @@ from typing import Any
 from planner.analyze.findings import Finding, question_factors
 from planner.analyze.inference import CORRECTION_NAMES
 from planner.analyze.tables import Analysis
-from planner.folder.markdown import md_code, md_table
+from planner.folder.markdown import md_cell, md_code, md_table
 
 RESULTS_BLOCK = "results"
 
@@ -47,7 +47,7 @@ def _p(p: float | None) -> str:
 def _finding_line(f: Finding) -> str:
     """``A vs B: effect [CI] (rel %), p, adjusted p: verdict`` in words a reader can quote."""
     t = f.tested
-    where = f"{md_code(f.task)}, epoch {f.epoch}" + (f", {f.fixed}" if f.fixed else "")
+    where = f"{md_code(f.task)}, epoch {f.epoch}" + (f", {md_code(f.fixed)}" if f.fixed else "")
     if t is None:
         return f"{md_code(f.a)} vs {md_code(f.b)} ({where}): {f.verdict} ({f.note})"
     rel = "" if f.rel_pct is None or f.kind == "trend" else f" ({f.rel_pct:+.1f} %)"
@@ -71,7 +71,8 @@ def answer_lines(a: Analysis, question: str) -> list[str]:
     th = a.thresholds
     factors, named = question_factors(question, a.sweep_factors)
     tested = sum(1 for f in a.findings if f.tested is not None)
-    lines = [f"**Question:** {question or '(not stated in the spec)'}", "",
+    # md_cell: a question is one line, and a '<' in it never opens a tag or a block marker.
+    lines = [f"**Question:** {md_cell(question) if question else '(not stated in the spec)'}", "",
              f"**Answer** ({a.metric}; each claim is a paired test, adjusted over the {tested} tested findings of "
              f"this analysis by {CORRECTION_NAMES[th.correction]} at alpha = {th.alpha:g}):"]
     if not a.findings:
@@ -127,7 +128,7 @@ def _best_level(rows: list[Finding], a: Analysis) -> str | None:
         return None
     top, second = ranked[0], ranked[1]
     pair = next((f for f in group if {f.a, f.b} == {top, second}), None)
-    where = f" ({fixed})" if fixed else ""
+    where = f" ({md_code(fixed)})" if fixed else ""
     if means[top] == means[second]:
         tied = [k for k in ranked if means[k] == means[top]]
         return f"no level is best{where}: {', '.join(md_code(k) for k in tied)} all {means[top]:.3f}"

@@ -224,8 +224,13 @@ RUN_COLUMNS = [
 ]
 
 
+def level_text(factor: str, value: Any) -> str:
+    """A factor level as text: a null level reads as its documented meaning (``all`` for ``train_samples``)."""
+    return shown_null(factor) if value is None else str(value)
+
+
 def _factor_text(factors: dict[str, Any]) -> str:
-    return "; ".join(f"{k}={v}" for k, v in factors.items())
+    return "; ".join(f"{k}={level_text(k, v)}" for k, v in factors.items())
 
 
 def runs_frame(runs: list[RunObs]) -> Table:
@@ -823,17 +828,17 @@ def build_findings(selected: list[tuple[str, Cell]], cells: list[Cell], plan: Pl
             if len(present) < 2:
                 continue
             first = present[0][1]
-            fixed = "; ".join(f"{k}={first.factors.get(k)}" for k in others)
+            fixed = "; ".join(f"{k}={level_text(k, first.factors.get(k))}" for k in others)
             ep = _epoch_label(label, first)
             for i in range(len(present)):
                 for j in range(i + 1, len(present)):
                     (lb, cb), (la, ca) = present[i], present[j]
-                    out.append(compare("contrast", factor, task, ep, _side(ca, f"{factor}={la}"),
-                                       _side(cb, f"{factor}={lb}"), fixed, infos[task],
+                    out.append(compare("contrast", factor, task, ep, _side(ca, f"{factor}={level_text(factor, la)}"),
+                                       _side(cb, f"{factor}={level_text(factor, lb)}"), fixed, infos[task],
                                        f"finding|contrast|{factor}|{task}|{ep}|{fixed}|{la}|{lb}"))
             xs = _numeric([lv for lv, _ in present])
             if xs is not None:
-                out.append(trend(factor, task, ep, [(x, _side(cell, f"{factor}={lv}")) for x, (lv, cell)
+                out.append(trend(factor, task, ep, [(x, _side(cell, f"{factor}={level_text(factor, lv)}")) for x, (lv, cell)
                                                     in zip(xs, present)], fixed, infos[task],
                                  f"finding|trend|{factor}|{task}|{ep}|{fixed}"))
     return settle(out, policy)
