@@ -65,7 +65,8 @@ def run_estimate(exp: Experiment, settings: LocalSettings, extra_dirs: list[Path
             "already submitted keep the prediction they were submitted with in journal.json; status and "
             "`estimate --calibrate` compare with those."
         )
-    block = estimates_block(estimates, exp.spec.resources.gpus, make_environment(paths.TEMPLATES_DIR), exp.spec.resources.nodes)
+    block = estimates_block(estimates, exp.spec.resources.gpus, make_environment(paths.TEMPLATES_DIR), exp.spec.resources.nodes,
+                            exp.spec.resources.stop_before_limit)
     blocks = {ESTIMATES_BLOCK: block}
     with exp.lock():
         # Summaries planned before the All Runs table was a marked block keep their table as is.

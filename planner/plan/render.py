@@ -25,7 +25,8 @@ from planner.spec.localconfig import LocalSettings
 from planner.folder.markdown import begin_marker, end_marker, md_cell, md_code, md_table, wrap_block
 from planner.spec.resources import Resources
 from planner.spec.runs import Evaluation, Plan, Run
-from planner.spec.units import duration, size
+from planner.jobs.time_request import signal_note
+from planner.spec.units import duration, size, slurm_time_seconds
 from planner.status.tables import (
     EVAL_BLOCK,
     FINETUNE_BLOCK,
@@ -259,17 +260,19 @@ def _evaluation_matrix(inp: RenderInput) -> str:
     return md_table(["Run Name"] + tasks + ["Notes"], rows)
 
 
-def estimates_block(estimates: ComputeEstimates, gpus: int, env: jinja2.Environment, nodes: int = 1) -> str:
+def estimates_block(estimates: ComputeEstimates, gpus: int, env: jinja2.Environment, nodes: int = 1,
+                    stop_before_limit: int = 120) -> str:
     """The Compute Estimates block: rendered on its own so ``estimate`` can refresh it.
 
-    ``gpus`` is the spec's GPUs per node (0: CPU jobs), as given, not rounded up.
+    ``gpus`` is the spec's GPUs per node (0: CPU jobs), as given, not rounded up;
+    ``stop_before_limit`` is the spec's ``resources.stop_before_limit``.
     """
-    ctx = estimates_context(estimates, gpus, nodes)
+    ctx = estimates_context(estimates, gpus, nodes, stop_before_limit)
     return env.get_template("compute_estimates.md.j2").render(est=estimates, ctx=ctx).strip()
 
 
-def estimates_context(est: ComputeEstimates, gpus: int, nodes: int = 1) -> dict[str, Any]:
-    """Per-model training totals and GPU hours, as the Compute Estimates block shows them."""
+def estimates_context(est: ComputeEstimates, gpus: int, nodes: int = 1, stop_before_limit: int = 120) -> dict[str, Any]:
+    """Per-model training totals, GPU hours and the time-limit warning, as the Compute Estimates block shows them."""
     per_model = []
     for model, runs in est.by_model().items():
         each = max(r.train_seconds for r in runs)
@@ -289,14 +292,20 @@ def estimates_context(est: ComputeEstimates, gpus: int, nodes: int = 1) -> dict[
                 "job_basis": sorted({r.job_basis for r in runs if r.job_basis}),
             }
         )
-    return {"per_model": per_model, "compute_hours": est.compute_hours(gpus, nodes)}
+    requests = sorted({r.time_request for r in est.runs if r.time_request}, key=slurm_time_seconds)
+    return {
+        "per_model": per_model,
+        "compute_hours": est.compute_hours(gpus, nodes),
+        "signal_notes": list(dict.fromkeys(signal_note(t, stop_before_limit) for t in requests)),
+    }
 
 
 def _context(inp: RenderInput) -> dict[str, Any]:
     plan = inp.plan
     ft_rows, ev_rows = initial_rows(plan)
     return {
-        **estimates_context(inp.estimates, plan.spec.resources.gpus, plan.spec.resources.nodes),
+        **estimates_context(inp.estimates, plan.spec.resources.gpus, plan.spec.resources.nodes,
+                            plan.spec.resources.stop_before_limit),
         "design_type": _design_type(plan),
         "name_pattern": _name_pattern(plan),
         "estimates_begin": begin_marker(ESTIMATES_BLOCK),
