@@ -31,7 +31,7 @@ from planner.folder.atomic import (
     staging,
     write_files,
 )
-from planner.estimate.experiment_index import register, registered
+from planner.estimate.experiment_index import register, registered_report, skipped_folders
 from planner.estimate.priors import estimate_from_prior_runs
 from planner.plan.provenance import provenance
 from planner.plan.verify import verify
@@ -171,9 +171,10 @@ def _prepare(spec: ExperimentSpec, spec_dir: Path, settings: LocalSettings, sett
     resources = verify(spec, settings, spec_dir, paths.PROJECT_ROOT, root, log, now)
     # The same estimation as `plan-experiment estimate`: prior logs first (the user's folders and
     # every experiment planned before, wherever it was written), fallback ranges otherwise.
+    index = registered_report()
     _, _, estimates = estimate_from_prior_runs(plan, resources,
-                                               [Path(settings.scratch_dir), Path(settings.experiments_dir), *registered()],
-                                               log, now, settings.gpu_memory_gib)
+                                               [Path(settings.scratch_dir), Path(settings.experiments_dir), *index.folders],
+                                               log, now, settings.gpu_memory_gib, gone=skipped_folders(index))
     recipe_texts = {p.name: p.read_text(encoding="utf-8") for p in paths.RECIPES_DIR.glob("*.yaml")}
     # Each run's configs and commands are built where its files are rendered (forked processes for large plans).
     build_jobs = partial(build_job_files, plan, resources, str(target), recipe_texts, job_environment(settings))
