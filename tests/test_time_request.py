@@ -77,7 +77,7 @@ def test_precedence_spec_then_local_settings_then_auto(spec: str | None, local: 
         ("00:08:00", 120, 120),  # exactly a quarter: as asked
         ("02:00:00", 120, 120),  # a normal limit: stop_before_limit as asked
         ("1-00:00:00", 3600, 3600),
-        ("00:10:00", 0, 0),  # 0: warned at the limit, as asked
+        ("00:10:00", 0, 0),  # 0: as asked
         ("00:00:30", 120, 15),  # below a minute Slurm still holds one minute
     ],
 )

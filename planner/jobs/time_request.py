@@ -77,7 +77,7 @@ def signal_offset(time: str, stop_before_limit: int) -> int:
 
     Args:
         time: the job's ``--time`` (a Slurm time).
-        stop_before_limit: ``resources.stop_before_limit``, seconds (0: warned at the limit).
+        stop_before_limit: ``resources.stop_before_limit`` in seconds (0 is kept as asked).
 
     Returns:
         Seconds, never more than a quarter of the limit (15 s for a one-minute limit).
