@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planner.estimate.experiment_index import index_path, registered
+from planner.estimate.experiment_index import index_path, registered, registered_report
 from submit_support import EXAMPLE, cli, journal, ok, status_json
 from tests.conftest import run_cli
 
@@ -31,6 +31,40 @@ def test_new_registers_each_planned_folder_and_the_index_drops_deleted_ones(exam
     shutil.rmtree(first / name)
     assert registered() == [second / name]
     assert json.loads(index_path().read_text()) == [str(second / name)]  # rewritten, not just filtered
+
+
+def test_a_deleted_experiment_is_skipped_dropped_and_named_by_estimate(example: Path, tmp_path: Path) -> None:
+    """A planned experiment deleted since: estimate searches what is left and says what it skipped, and why."""
+    spec = example / "experiment.yaml"
+    name = yaml.safe_load(spec.read_text())["name"]
+    gone, kept, moved = tmp_path / "gone" / name, tmp_path / "kept" / name, tmp_path / "moved" / name
+    for exp in (gone, kept, moved):
+        result = run_cli("new", "--spec", str(spec), "--yes", "--out", str(exp.parent))
+        assert result.exit_code == 0, result.stderr
+    shutil.rmtree(gone)
+    (moved / "experiment.yaml").unlink()  # a folder left without its experiment
+    report = registered_report()
+    assert report.folders == [kept]
+    assert [(str(p), why) for p, why in report.dropped] == [
+        (str(gone), "the folder no longer exists"), (str(moved), "it holds no experiment.yaml any more")]
+    assert json.loads(index_path().read_text()) == [str(kept)]  # dropped on this write
+    assert registered_report().dropped == []  # and said once: the index no longer holds them
+
+    # estimate names what it could not search: an index entry gone while it ran, a --logs typo.
+    index_path().write_text(json.dumps([str(kept), str(gone)]))
+    missing_logs = tmp_path / "no-such-logs"
+    result = run_cli("estimate", str(kept), "--logs", str(missing_logs), "--json")
+    assert result.exit_code == 0, result.stderr
+    skipped = {s["path"]: s["reason"] for s in json.loads(result.stdout)["skipped_folders"]}
+    assert skipped[str(gone)] == "planned experiment: the folder no longer exists (dropped from the index)"
+    assert skipped[str(missing_logs)] == "the folder does not exist"
+    log = (kept / "design-experiment.log").read_text()
+    assert f"SKIP_FOLDER: Not searched: {gone}" in log and f"SKIP_FOLDER: Not searched: {missing_logs}" in log
+    index_path().write_text(json.dumps([str(kept), str(gone)]))
+    text = run_cli("estimate", str(kept)).stdout
+    assert f"skipped {gone}: planned experiment: the folder no longer exists (dropped from the index)" in text
+    searched = next(line for line in text.splitlines() if line.startswith("searched "))
+    assert str(gone) not in searched
 
 
 def test_a_damaged_index_is_rebuilt_not_an_error(example: Path, tmp_path: Path) -> None:

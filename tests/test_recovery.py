@@ -196,6 +196,75 @@ def test_train_sh_runs_the_supervisor_with_the_specs_limits(example: Path) -> No
     subprocess.run(["bash", "-n", "-c", script], check=True)
 
 
+_CHILD = """
+import os, pathlib, sys, time
+here = pathlib.Path(sys.argv[1])
+(here / "child.pid").write_text(str(os.getpid()))
+while not (here / "go").exists():
+    time.sleep(0.02)
+print("trained")
+"""
+
+
+def _wait_for(path: Path, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def test_the_time_limit_warning_kills_neither_supervisor_nor_training(tmp_path: Path) -> None:
+    """Slurm sends SIGUSR2 to every process of the job, maybe as it starts: nothing of ours dies of it.
+
+    The supervisor starts with the signal ignored (train.sh's trap), is warned before the
+    training exists and again while it runs, with the training warned too; with nothing
+    saved yet requeuing would not help, so the training goes on and completes.
+    """
+    import signal
+    import subprocess
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "finetune.yaml").write_text("epochs: 1\nbatch_size: 2\n")
+    (tmp_path / "child.py").write_text(_CHILD)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "planner.jobs.train_supervisor", "--run-dir", str(run), "--job-id", "7", "--",
+         sys.executable, str(tmp_path / "child.py"), str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGUSR2, signal.SIG_IGN))  # as train.sh starts it
+    try:
+        os.kill(proc.pid, signal.SIGUSR2)  # before the training exists
+        _wait_for(tmp_path / "child.pid")
+        child = int((tmp_path / "child.pid").read_text())
+        os.kill(proc.pid, signal.SIGUSR2)
+        os.kill(child, signal.SIGUSR2)
+        time.sleep(0.3)
+        (tmp_path / "go").touch()
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert "trained" in text and "requeuing would not help; training on" in text
+    state = json.loads((run / "recovery.json").read_text())
+    assert [a["outcome"] for a in state["attempts"]] == ["COMPLETED"]
+
+
+def test_job_scripts_ignore_the_time_limit_warning(example: Path) -> None:
+    """train.sh and eval.sh ignore SIGUSR2 from their first line on: only the supervisor acts on it."""
+    from conftest import run_cli, write_spec
+
+    spec = write_spec(example, resources={"gpus": 0, "time": "00:10:00"})
+    assert run_cli("new", "--spec", str(spec), "--yes").exit_code == 0
+    exp = example / "experiments" / "cap_5L_lora_comparison_demo"
+    for script in (exp / "tiny-llama-cap_rank4" / "train.sh", exp / "tiny-llama-cap_base" / "eval" / "capitalization" / "eval.sh"):
+        lines = script.read_text().splitlines()
+        code = [line for line in lines if line and not line.startswith("#")]
+        assert code[:2] == ["set -uo pipefail", "trap '' USR2"], (script.name, code[:3])
+
+
 def test_why_the_previous_attempt_ended_comes_from_sacct_duplicates() -> None:
     from planner.jobs.recovery import interruption
 

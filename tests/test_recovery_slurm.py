@@ -156,6 +156,36 @@ def test_time_limit_stops_requeues_and_resumes(cluster: None, cleanup: list[Path
     assert len(list(epoch0.glob("slurm-*.out"))) == 1 and (epoch0 / "results.json").is_file()
 
 
+@pytest.mark.parametrize(("limit", "resources", "warned_at"), [
+    ("00:01:00", {}, 15),  # the default stop_before_limit (120 s) is twice the limit
+    ("00:02:00", {"stop_before_limit": 600, "eval_time": "00:01:00"}, 30),  # evaluations warned too
+])
+def test_a_limit_shorter_than_its_warning_trains_to_completed(cluster: None, cleanup: list[Path], tmp_path: Path,
+                                                               limit: str, resources: dict, warned_at: int) -> None:
+    """The warning comes a quarter of the limit before it at most, and kills nothing of ours.
+
+    Slurm may send it up to a minute early, so with these limits it may come as the job
+    starts: the supervisor, the training and the job scripts ignore it or decide on it,
+    and the tiny model trains to COMPLETED within the limit (or after its own requeue).
+    """
+    exp = plan_one_run(tmp_path, f"rec_short_{warned_at}", epochs=2, resources={"time": limit, **resources})
+    cleanup.append(exp)
+    submit(exp, "slurm")
+    job, run = _train_job(exp), run_folder(exp)
+    sub = next(s for s in journal(exp)["submissions"] if s["kind"] == "train")
+    (script,) = list((exp / ".plan-experiment").rglob(f"{sub['job_id']}_submission.sh"))
+    assert f"#SBATCH --signal=USR2@{warned_at}\n" in script.read_text()
+    report = _wait_watching(exp, 600)
+    unit = train_unit(report)
+    log = (run / f"slurm-{job}.out").read_text(encoding="utf-8", errors="replace")
+    assert unit["state"] == "COMPLETED", (unit, log[-3000:])
+    outcomes = [a["outcome"] for a in job_state(run)["recovery"]["attempts"]]
+    assert outcomes[-1] == "COMPLETED" and set(outcomes) <= {"REQUEUED", "COMPLETED"}, outcomes
+    assert (run / "epoch_1" / "adapter_model.pt").is_file()
+    if "eval_time" in resources:
+        assert {u["state"] for u in report["units"]} == {"COMPLETED"}, report["units"]
+
+
 NODE_FAIL_ENV = "PLAN_EXPERIMENT_TEST_NODE_FAIL"
 
 

@@ -20,7 +20,14 @@ from slurm_support import require_slurm, scancel
 from submit_support import cli, copy_example, journal, ok, plan
 
 from planner.jobs import slurm_query
-from planner.jobs.time_request import parse_partition_max_time, train_time_request
+from planner.jobs.time_request import (
+    AUTO_MIN_SECONDS,
+    auto_floor_seconds,
+    parse_partition_max_time,
+    signal_offset,
+    slurm_limit_minutes,
+    train_time_request,
+)
 
 SCONTROL_PARTITIONS = """PartitionName=debug
    AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL
@@ -58,6 +65,40 @@ def test_precedence_spec_then_local_settings_then_auto(spec: str | None, local: 
     assert got.time == want
     assert source in got.source
     assert got.capped == (source == "capped")
+
+
+@pytest.mark.parametrize(
+    ("time", "stop", "want"),
+    [
+        ("00:01:00", 120, 15),  # the default warning is longer than the limit: a quarter of it
+        ("00:01:30", 120, 15),  # Slurm holds whole minutes: one minute, so 15 s
+        ("00:05:00", 600, 75),  # stop_before_limit longer than the limit itself
+        ("00:06:00", 120, 90),  # 120 s would leave the job less than three quarters
+        ("00:08:00", 120, 120),  # exactly a quarter: as asked
+        ("02:00:00", 120, 120),  # a normal limit: stop_before_limit as asked
+        ("1-00:00:00", 3600, 3600),
+        ("00:10:00", 0, 0),  # 0: as asked
+        ("00:00:30", 120, 15),  # below a minute Slurm still holds one minute
+    ],
+)
+def test_the_warning_is_always_well_inside_the_limit(time: str, stop: int, want: int) -> None:
+    got = signal_offset(time, stop)
+    assert got == want
+    assert got <= slurm_limit_minutes(time) * 60 // 4
+
+
+def test_auto_requests_never_go_below_the_floor() -> None:
+    assert AUTO_MIN_SECONDS == 15 * 60 and auto_floor_seconds(120) == 15 * 60 and auto_floor_seconds(600) == 40 * 60
+    # An estimates.json holding less (written by hand, or by an older version) is raised.
+    got = train_time_request("auto", "auto", "00:05:00", None, 120)
+    assert got.time == "00:15:00" and "raised to the shortest auto request" in got.source
+    # A long stop_before_limit raises the floor, so that its warning is never cut.
+    assert train_time_request("auto", "auto", "00:15:00", None, 600).time == "00:40:00"
+    # MaxTime still wins: a request above it is refused.
+    capped = train_time_request("auto", "auto", "00:05:00", 600, 120)
+    assert capped.time == "00:10:00" and capped.capped
+    # An explicit time is never changed, however short.
+    assert train_time_request("00:01:00", "auto", "00:05:00", None, 120).time == "00:01:00"
 
 
 def test_partition_max_time_from_scontrol_output() -> None:
@@ -112,9 +153,26 @@ def test_explicit_time_reaches_summary_and_dry_run(tmp_path: Path) -> None:
     assert "time=00:01:00" in summary
     # The estimate (minutes of start-up at least) is longer than one minute: the summary warns.
     assert "likely to hit the time limit" in summary
+    # The default stop_before_limit (120 s) is longer than the limit: the warning is a quarter of it.
+    assert "--signal=USR2@15 (resources.stop_before_limit 120 s is more than a quarter of the 1-minute limit)" in summary
+    log = (exp / "design-experiment.log").read_text()
+    assert "DECIDE_TIME_REQUEST: Time request and warning before the limit" in log
+    assert "Decision: --time=00:01:00, --signal=USR2@15" in log
     env = _fake_scontrol(tmp_path / "bin")  # the preview needs no cluster
     dry = ok(cli("submit", exp, "--dry-run", "--executor", "slurm", env=env))
     assert re.findall(r"#SBATCH --time=(\d+)", dry)[0] == "1"
+    train_script = dry.split("#!/bin/bash")[1]
+    assert "#SBATCH --signal=USR2@15\n" in train_script and "--requeue" in train_script
+
+
+def test_evaluation_jobs_are_warned_inside_their_limit_too(tmp_path: Path) -> None:
+    spec = copy_example(tmp_path / "src", {"resources": {"gpus": 0, "time": "02:00:00", "eval_time": "00:02:00"}})
+    exp = plan(spec, tmp_path / "out")
+    dry = ok(cli("submit", exp, "--dry-run", "--executor", "slurm", env=_fake_scontrol(tmp_path / "bin")))
+    signals = re.findall(r"#SBATCH --signal=USR2@(\d+)", dry)
+    times = re.findall(r"#SBATCH --time=(\d+)", dry)
+    assert times[0] == "120" and signals[0] == "120"  # training: stop_before_limit as asked
+    assert set(times[1:]) == {"2"} and set(signals[1:]) == {"30"}  # evaluations: a quarter of two minutes
 
 
 def test_local_settings_time_when_the_spec_gives_none(tmp_path: Path) -> None:

@@ -50,15 +50,18 @@ def command(experiment: Path, logs: tuple[Path, ...], as_json: bool, calibrate: 
         payload: dict[str, Any] = written.model_dump() if written else {}
         payload["priors_used"] = len(out.priors)
         payload["skipped_logs"] = [{"path": p, "reason": r} for p, r in out.scan.skipped]
+        payload["skipped_folders"] = [{"path": p, "reason": r} for p, r in out.scan.skipped_folders]
         if calibrate:
             payload["calibration"] = rows
         payload["new_since_submit"] = [{"run": run, "submitted_job_seconds": round(old, 1), "new_job_seconds": round(new, 1)}
                                        for run, old, new in changed]
         click.echo(json.dumps(payload, indent=2))
         return
-    console.print(f"searched {', '.join(str(d) for d in out.dirs) or 'nothing'}: {len(out.priors)} usable prior run(s), "
-                  f"{len(out.scan.skipped)} log(s) skipped")
-    for path, reason in out.scan.skipped[:10]:
+    console.print(f"searched {', '.join(out.scan.folders) or 'nothing'}: {len(out.priors)} usable prior run(s), "
+                  f"{len(out.scan.skipped)} log(s) skipped"
+                  + (f", {len(out.scan.skipped_folders)} folder(s) not searched" if out.scan.skipped_folders else ""),
+                  markup=False, highlight=False)
+    for path, reason in [*out.scan.skipped_folders, *out.scan.skipped][:10]:
         console.print(f"  skipped {path}: {reason}", markup=False, highlight=False)
     table = Table(title="Training estimates per run")
     for col in ("Run", "Steps/epoch", "Loop", "Job wall time", "Confidence", "Auto time", "Time request", "Basis"):

@@ -4,7 +4,9 @@
 default experiments_dir) in a small index in the user's cache folder, beside the
 prior-run scan cache. Estimates search the registered folders for finished runs, so
 the next plan learns from every run the user made. Folders that no longer hold an
-experiment are dropped from the index whenever it is read, so it stays as the disk is.
+experiment (deleted, or left without their ``experiment.yaml``) are skipped and dropped
+from the index whenever it is read, so it stays as the disk is; the read says which
+were dropped and why (:class:`IndexRead`), and ``estimate`` and ``new`` log them.
 
 The index is a JSON list of absolute paths, written atomically under a file lock (two
 ``new`` commands may finish together). An unreadable or damaged index is treated as
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -50,11 +53,42 @@ def _write(path: Path, folders: list[str]) -> None:
             pass
 
 
-def _is_experiment(folder: str) -> bool:
-    return os.path.isfile(os.path.join(folder, "experiment.yaml"))
+@dataclass(frozen=True)
+class IndexRead:
+    """What one read of the index found.
+
+    Attributes:
+        folders: experiment folders that still hold an experiment, oldest first.
+        dropped: ``(folder, why)`` for each entry that no longer does, in index order.
+        written: whether the index could be rewritten without them (False: a read-only or
+            busy cache folder keeps them, to be dropped by a later read).
+    """
+
+    folders: list[Path] = field(default_factory=list)
+    dropped: list[tuple[Path, str]] = field(default_factory=list)
+    written: bool = True
 
 
-def _update(add: Path | None) -> list[Path]:
+def _gone(folder: str) -> str | None:
+    """Why a registered folder is no experiment any more, or None while it is one."""
+    if os.path.isfile(os.path.join(folder, "experiment.yaml")):
+        return None
+    return "it holds no experiment.yaml any more" if os.path.isdir(folder) else "the folder no longer exists"
+
+
+def _sorted_out(known: list[str]) -> tuple[list[str], list[tuple[Path, str]]]:
+    kept: list[str] = []
+    dropped: list[tuple[Path, str]] = []
+    for folder in dict.fromkeys(known):
+        why = _gone(folder)
+        if why is None:
+            kept.append(folder)
+        else:
+            dropped.append((Path(folder), why))
+    return kept, dropped
+
+
+def _update(add: Path | None) -> IndexRead:
     """Read the index, drop folders that are gone, add ``add``, write it back if it changed."""
     path = index_path()
     try:
@@ -63,17 +97,18 @@ def _update(add: Path | None) -> list[Path]:
         lock.acquire()
     except (OSError, Timeout):
         # A read-only or busy cache folder: estimates go on with what can be read.
-        return [Path(p) for p in _read(path) if _is_experiment(p)]
+        kept, dropped = _sorted_out(_read(path))
+        return IndexRead([Path(p) for p in kept], dropped, written=False)
     try:
         known = _read(path)
-        kept = [p for p in dict.fromkeys(known) if _is_experiment(p)]
+        kept, dropped = _sorted_out(known)
         if add is not None:
             new = str(add.absolute())
             if new not in kept:
                 kept.append(new)
         if kept != known:
             _write(path, kept)
-        return [Path(p) for p in kept]
+        return IndexRead([Path(p) for p in kept], dropped)
     finally:
         lock.release()
 
@@ -83,6 +118,17 @@ def register(folder: Path) -> None:
     _update(folder)
 
 
+def registered_report() -> IndexRead:
+    """Experiment folders planned so far that still exist, and those dropped by this read."""
+    return _update(None)
+
+
 def registered() -> list[Path]:
     """Experiment folders planned so far that still exist, oldest first."""
-    return _update(None)
+    return registered_report().folders
+
+
+def skipped_folders(read: IndexRead) -> list[tuple[Path, str]]:
+    """The dropped folders of a read as a prior search reports them: ``(folder, why)``."""
+    where = "dropped from the index" if read.written else "left in the index, which could not be rewritten"
+    return [(folder, f"planned experiment: {why} ({where})") for folder, why in read.dropped]

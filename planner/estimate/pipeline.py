@@ -14,7 +14,7 @@ from typing import Callable
 from planner import paths
 from planner.folder.experiment import Experiment
 from planner.folder.atomic import atomic_write_text
-from planner.estimate.experiment_index import registered
+from planner.estimate.experiment_index import registered_report, skipped_folders
 from planner.plan.pipeline import apply_time_requests
 from planner.estimate.priors import estimate_from_prior_runs
 from planner.estimate.prior_scan import ScanResult
@@ -51,12 +51,15 @@ def run_estimate(exp: Experiment, settings: LocalSettings, extra_dirs: list[Path
     """Scan prior runs, re-estimate, rewrite Compute Estimates, estimates.json and the log."""
     # The experiment itself comes first: its finished runs are the best priors for its other runs.
     # Then every experiment the user planned (the index new keeps), wherever it was written.
-    dirs = [exp.path, Path(settings.scratch_dir), Path(settings.experiments_dir), *extra_dirs, *registered()]
+    index = registered_report()
+    # A folder asked for by name that is not there is worth saying (a typo, an unmounted disk).
+    missing = [(d, "the folder does not exist") for d in extra_dirs if not d.exists()]
+    dirs = [exp.path, Path(settings.scratch_dir), Path(settings.experiments_dir), *extra_dirs, *index.folders]
     log = DesignLog()
     spec_dir = Path((exp.spec.provenance or {}).get("spec_dir") or exp.path)
     resources = verify(exp.spec, settings, spec_dir, paths.PROJECT_ROOT, exp.path.parent, DesignLog(), now)
     result, priors, estimates = estimate_from_prior_runs(exp.plan, resources, dirs, log, now, settings.gpu_memory_gib,
-                                                         use_cache)
+                                                         use_cache, [*missing, *skipped_folders(index)])
     estimates = apply_time_requests(exp.spec, settings.slurm, estimates, log, now)
     submitted = exp.read_journal().recorded_predictions()
     if submitted:
@@ -65,7 +68,8 @@ def run_estimate(exp: Experiment, settings: LocalSettings, extra_dirs: list[Path
             "already submitted keep the prediction they were submitted with in journal.json; status and "
             "`estimate --calibrate` compare with those."
         )
-    block = estimates_block(estimates, exp.spec.resources.gpus, make_environment(paths.TEMPLATES_DIR), exp.spec.resources.nodes)
+    block = estimates_block(estimates, exp.spec.resources.gpus, make_environment(paths.TEMPLATES_DIR), exp.spec.resources.nodes,
+                            exp.spec.resources.stop_before_limit)
     blocks = {ESTIMATES_BLOCK: block}
     with exp.lock():
         # Summaries planned before the All Runs table was a marked block keep their table as is.

@@ -140,6 +140,9 @@ class ScanResult:
             declaration order (see :meth:`priors`).
         skipped: ``(path, reason)`` for logs that were empty, unreadable, garbage or
             not training logs.
+        folders: the folders walked.
+        skipped_folders: ``(folder, reason)`` for search folders not walked (missing, or
+            a planned experiment deleted since).
         parsed: how many files were read and parsed this time.
         cached: how many files' results came from the cache unchanged.
         seconds: wall time of the scan.
@@ -148,6 +151,8 @@ class ScanResult:
     summaries: dict[str, tuple] = field(default_factory=dict)
     records: LazyRecords = field(init=False)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+    skipped_folders: list[tuple[str, str]] = field(default_factory=list)
     parsed: int = 0
     cached: int = 0
     seconds: float = 0.0

@@ -43,22 +43,45 @@ def estimate_from_prior_runs(
     now: Callable[[], datetime],
     gpu_memory_gib: float,
     use_cache: bool = True,
+    gone: Sequence[tuple[Path, str]] = (),
 ) -> tuple[ScanResult, list[PriorRun], ComputeEstimates]:
     """The estimation ``new`` and ``estimate`` share: scan ``dirs`` for prior runs, ask
     Slurm the wall time of those the estimates rest on, estimate the plan.
 
+    Args:
+        gone: search folders already known to be gone, and why (see :func:`gather_priors`).
+
     Returns:
         The scan, the usable prior runs and the plan's estimates.
     """
-    result, priors = gather_priors(dirs, log, now, use_cache)
+    result, priors = gather_priors(dirs, log, now, use_cache, gone)
     scheduler_wall_times(chosen_priors(plan, resources, priors), log, now)
     return result, priors, estimate_plan(plan, resources, log, now, gpu_memory_gib, priors)
 
 
-def gather_priors(dirs: list[Path], log: DesignLog, now: Callable[[], datetime], use_cache: bool = True) -> tuple[ScanResult, list[PriorRun]]:
-    """Scan ``dirs`` for slurm-*.out, log the search, return the usable prior runs."""
-    dirs = [d for i, d in enumerate(dirs) if d.exists() and d not in dirs[:i]]
+def gather_priors(dirs: list[Path], log: DesignLog, now: Callable[[], datetime], use_cache: bool = True,
+                  gone: Sequence[tuple[Path, str]] = ()) -> tuple[ScanResult, list[PriorRun]]:
+    """Scan ``dirs`` for slurm-*.out, log the search, return the usable prior runs.
+
+    Args:
+        dirs: folders to search; missing ones are skipped.
+        log: the design log (SEARCH_PRIOR_RUNS, then SKIP_LOG and SKIP_FOLDER entries).
+        now: clock for log entries.
+        use_cache: use the user's scan cache.
+        gone: folders the caller could not search, and why (planned experiments deleted
+            since they were registered, a ``--logs`` folder that does not exist): logged
+            and returned as ``skipped_folders``.
+
+    Returns:
+        The scan (``folders`` walked, ``skipped_folders`` with reasons) and the usable priors.
+    """
+    skipped = list(dict.fromkeys((str(d), why) for d, why in gone))
+    # Other missing folders pass silently: experiments_dir before the first plan, a
+    # scratch_dir not made yet are no news.
+    dirs = [d for d in dict.fromkeys(dirs) if d.exists()]
     result = scan(dirs, cache_path() if use_cache else None)
+    result.folders = [str(d) for d in dirs]
+    result.skipped_folders = skipped
     usable = result.priors()
     names = ", ".join(Path(p.name).parent.name for p in usable[:5]) + (" ..." if len(usable) > 5 else "")
     log.add(now(), "SEARCH_PRIOR_RUNS", "Looking for prior runs with training logs",
@@ -69,6 +92,9 @@ def gather_priors(dirs: list[Path], log: DesignLog, now: Callable[[], datetime],
             explanation="Prior SLURM logs give measured speed, memory and checkpoint sizes for the estimates")
     for path, reason in result.skipped[:20]:
         log.add(now(), "SKIP_LOG", f"Not used: {path}", result=reason, explanation="Unreadable, empty, garbage or not a training log")
+    for folder, reason in skipped[:20]:
+        log.add(now(), "SKIP_FOLDER", f"Not searched: {folder}", result=reason,
+                explanation="Searched for prior runs but gone: no estimate rests on it")
     return result, usable
 
 

@@ -47,7 +47,9 @@ class JobRequest:
     qos: str | None
     array_parallelism: int
     dependency: str | None = None  # e.g. afterok:123_4
-    signal_s: int = 90  # SIGUSR2 this long before the time limit (a training job stops and requeues itself)
+    # SIGUSR2 this long before the time limit (a training job stops and requeues itself); submit
+    # sets it from the limit (planner.jobs.time_request.signal_offset), never over a quarter of it.
+    signal_s: int = 90
     requeue: bool = False  # the job may be requeued (Slurm --requeue): by itself, a user or a node failure
 
 

@@ -26,7 +26,7 @@ from planner.jobs.scheduler import JobInfo, JobRequest, QueryResult, job_name
 from planner.spec.errors import ConfigError
 from planner.spec.slurm_values import path_problem, sbatch_value_problem
 from planner.spec.states import FINAL_STATES
-from planner.spec.units import slurm_time_seconds
+from planner.jobs.time_request import slurm_limit_minutes
 
 
 def _info(rec: JobRecord, source: str) -> JobInfo:
@@ -83,7 +83,7 @@ class SlurmScheduler:
         ex = submitit.SlurmExecutor(folder=self.folder / "%j", max_num_timeout=0)
         params: dict[str, object] = {
             "job_name": job_name(request.name),
-            "time": max(1, slurm_time_seconds(request.time) // 60),
+            "time": slurm_limit_minutes(request.time),
             "nodes": request.nodes,
             "ntasks_per_node": 1,  # one launcher per node; torchrun starts the GPU workers
             "array_parallelism": request.array_parallelism,

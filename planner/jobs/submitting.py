@@ -25,7 +25,7 @@ from planner.jobs import slurm_query
 from planner.jobs.reconcile import reconcile
 from planner.spec.errors import PlannerError, SchedulerError, StateWriteError
 from planner.folder.journal import Journal, Submission, TaskEntry
-from planner.jobs.time_request import TimeRequest, is_explicit, train_time_request
+from planner.jobs.time_request import EVAL_SIGNAL_SECONDS, TimeRequest, is_explicit, signal_offset, train_time_request
 
 
 @dataclass
@@ -49,7 +49,8 @@ def run_time_requests(exp: Experiment, runs: list[Run], executor: Scheduler, par
     auto = {k: v.slurm_time for k, v in estimates.runs.items()} if estimates else {}
     spec_time, local_time = exp.spec.resources.time, exp.recorded_slurm().time
     max_time_s = None if is_explicit(spec_time, local_time) else executor.max_time_seconds(partition)
-    return {r.name: train_time_request(spec_time, local_time, auto.get(r.name), max_time_s) for r in runs}
+    stop = exp.spec.resources.stop_before_limit
+    return {r.name: train_time_request(spec_time, local_time, auto.get(r.name), max_time_s, stop) for r in runs}
 
 
 #: What the journal keeps of a run's estimate at submit time.
@@ -89,8 +90,10 @@ def _request(exp: Experiment, base: dict[str, Any], name: str, time: str, depend
         mem=base.get("mem"), account=base.get("account"), partition=base.get("partition"),
         constraint=base.get("constraint"), qos=base.get("qos"), array_parallelism=int(base["array_parallelism"]),
         dependency=dependency,
-        # Training jobs stop ahead of the limit and requeue themselves to resume (train_supervisor).
-        signal_s=res.stop_before_limit if kind == "train" else JobRequest.signal_s, requeue=kind == "train",
+        # Training jobs stop ahead of the limit and requeue themselves to resume (train_supervisor);
+        # the warning always falls well inside the limit, whatever the limit.
+        signal_s=signal_offset(time, res.stop_before_limit if kind == "train" else EVAL_SIGNAL_SECONDS),
+        requeue=kind == "train",
     )
 
 

@@ -8,7 +8,11 @@ Precedence (documented in docs/spec.md):
    MaxTime when Slurm can tell it.
 
 An explicit value is never changed: the user may know better than the estimate, and a
-request above MaxTime is Slurm's to refuse with its own message.
+request above MaxTime is Slurm's to refuse with its own message. An auto request is never
+shorter than :func:`auto_floor_seconds` (then capped by MaxTime all the same).
+
+The warning a job gets ahead of its limit (``--signal=USR2@N``) is decided here too, from
+the limit Slurm will hold (:func:`signal_offset`): every submit and dry run sends the same.
 """
 
 from __future__ import annotations
@@ -21,6 +25,13 @@ from planner.spec.units import slurm_time_seconds
 AUTO = "auto"
 # What auto asks for when no estimate exists at all (estimates.json missing a run).
 FALLBACK_TIME = "01:00:00"
+#: The shortest auto request: start-up alone can take minutes on a busy node.
+AUTO_MIN_SECONDS = 15 * 60
+#: The warning comes at most this share of the limit before it (a quarter): the rest of the
+#: limit is the job's to work in. Slurm limits are whole minutes, so it is 15 s at least.
+SIGNAL_SHARE = 0.25
+#: What evaluation jobs are warned with (they only end on it): submitit's own default.
+EVAL_SIGNAL_SECONDS = 90
 
 _MAX_TIME = re.compile(r"\bMaxTime=(\S+)")
 _NAME = re.compile(r"^PartitionName=(\S+)", re.MULTILINE)
@@ -48,12 +59,57 @@ def format_slurm_time(seconds: int) -> str:
     return f"{d}-{h:02d}:{m:02d}:{s:02d}" if d else f"{h:02d}:{m:02d}:{s:02d}"
 
 
+def slurm_limit_minutes(time: str) -> int:
+    """The limit Slurm holds for a ``--time``, in whole minutes (at least one).
+
+    The batch script asks for minutes, and seconds of a request are dropped:
+    ``00:01:30`` is one minute. Every figure derived from the limit starts here.
+    """
+    return max(1, slurm_time_seconds(time) // 60)
+
+
+def signal_offset(time: str, stop_before_limit: int) -> int:
+    """Seconds before the limit at which Slurm warns the job (``--signal=USR2@N``).
+
+    ``stop_before_limit`` as asked, unless that is more than a quarter of the limit Slurm
+    holds: a warning due before the job has had three quarters of its time would stop the
+    training as it starts (a one-minute limit with the default 120 s was warned at once).
+
+    Args:
+        time: the job's ``--time`` (a Slurm time).
+        stop_before_limit: ``resources.stop_before_limit`` in seconds (0 is kept as asked).
+
+    Returns:
+        Seconds, never more than a quarter of the limit (15 s for a one-minute limit).
+    """
+    return min(int(stop_before_limit), int(slurm_limit_minutes(time) * 60 * SIGNAL_SHARE))
+
+
+def signal_note(time: str, stop_before_limit: int) -> str:
+    """How the warning of a ``--time`` was decided, for the summary and the design log."""
+    offset = signal_offset(time, stop_before_limit)
+    if offset == stop_before_limit:
+        return f"--signal=USR2@{offset} (resources.stop_before_limit)"
+    return (f"--signal=USR2@{offset} (resources.stop_before_limit {stop_before_limit} s is more than a quarter of "
+            f"the {slurm_limit_minutes(time)}-minute limit)")
+
+
+def auto_floor_seconds(stop_before_limit: int) -> int:
+    """The shortest auto request: 15 minutes, or four times ``stop_before_limit`` when longer.
+
+    Four times, so that the warning of an auto request is never cut to a quarter of its
+    limit: the training gets all the time it was told to stop in.
+    """
+    return max(AUTO_MIN_SECONDS, 4 * int(stop_before_limit))
+
+
 def is_explicit(spec_time: str | None, local_time: str) -> bool:
     """True when the spec or claude.local.md decides the time (no estimate, no cap)."""
     return spec_time not in (None, AUTO) or (spec_time is None and local_time != AUTO)
 
 
-def train_time_request(spec_time: str | None, local_time: str, auto_time: str | None, max_time_s: int | None) -> TimeRequest:
+def train_time_request(spec_time: str | None, local_time: str, auto_time: str | None, max_time_s: int | None,
+                       stop_before_limit: int = 0) -> TimeRequest:
     """Decide a fine-tune job's ``--time``.
 
     Args:
@@ -61,6 +117,9 @@ def train_time_request(spec_time: str | None, local_time: str, auto_time: str | 
         local_time: ``slurm.time`` of claude.local.md: ``auto`` or a Slurm time.
         auto_time: the estimate's Slurm time (estimate x 1.5, rounded up), None when there is none.
         max_time_s: the partition's MaxTime in seconds, None when unknown or unlimited.
+        stop_before_limit: ``resources.stop_before_limit``; an auto request is at least
+            :func:`auto_floor_seconds` of it (an estimates.json written by hand or by an older
+            version may hold less).
     """
     if is_explicit(spec_time, local_time):
         if spec_time not in (None, AUTO):
@@ -68,9 +127,15 @@ def train_time_request(spec_time: str | None, local_time: str, auto_time: str | 
             return TimeRequest(spec_time, "resources.time in the spec")
         return TimeRequest(local_time, "slurm.time in claude.local.md")
     wanted = auto_time or FALLBACK_TIME
+    source = "estimate" if auto_time else "no estimate: the default"
+    floor = auto_floor_seconds(stop_before_limit)
+    if slurm_time_seconds(wanted) < floor:
+        source = f"estimate {wanted}, raised to the shortest auto request"
+        wanted = format_slurm_time(floor)
     if max_time_s is not None and slurm_time_seconds(wanted) > max_time_s:
+        # MaxTime wins over the floor: a request above it is refused or pends forever.
         return TimeRequest(format_slurm_time(max_time_s), f"estimate {wanted}, capped by the partition's MaxTime", capped=True)
-    return TimeRequest(wanted, "estimate" if auto_time else "no estimate: the default")
+    return TimeRequest(wanted, source)
 
 
 def parse_partition_max_time(scontrol_show_partition: str, partition: str | None) -> int | None:

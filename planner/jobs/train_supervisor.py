@@ -330,8 +330,11 @@ class Supervisor:
             _say(f"{OOM_ENV} is set: running the recipe with injected CUDA out-of-memory errors")
             argv = [sys.executable, "-m", "planner.jobs.fault_injection", *argv[1:]]
         _say("running " + " ".join(argv))
-        # Its own process group: a stop reaches torchrun's workers too.
-        self.child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        # Its own process group: a stop reaches torchrun's workers too. The child ignores the
+        # time-limit warning, which Slurm sends to every process of the job: this supervisor
+        # alone decides what it means (a training it killed would end the job FAILED).
+        self.child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                      preexec_fn=_ignore_stop_warning)
         tail = b""
         assert self.child.stdout is not None
         out = sys.stdout.buffer
@@ -370,6 +373,11 @@ class Supervisor:
         return recovery.REQUEUED_EXIT
 
 
+def _ignore_stop_warning() -> None:
+    """In the forked child, before the training command starts: ignore SIGUSR2 (kept across exec)."""
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+
+
 def _previous_attempt_end(job_id: str) -> str:
     """Why Slurm ended this job's previous run (sacct keeps one record per run with -D)."""
     if not os.environ.get("SLURM_JOB_ID"):
@@ -401,6 +409,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m planner.jobs.train_supervisor``."""
+    # Until the supervisor can act on the time-limit warning, it must not end the job: Slurm
+    # may send it up to a minute early (train.sh ignores it too; this covers a start by hand).
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         oom_threshold(os.environ)

@@ -31,7 +31,7 @@ from planner.folder.atomic import (
     staging,
     write_files,
 )
-from planner.estimate.experiment_index import register, registered
+from planner.estimate.experiment_index import register, registered_report, skipped_folders
 from planner.estimate.priors import estimate_from_prior_runs
 from planner.plan.provenance import provenance
 from planner.plan.verify import verify
@@ -48,7 +48,7 @@ from planner.plan.limits import name_length_problems, plan_size_problems
 from planner.jobs import slurm_query
 from planner.spec.commands import command_line
 from planner.spec.units import slurm_time_seconds
-from planner.jobs.time_request import format_slurm_time, is_explicit, train_time_request
+from planner.jobs.time_request import format_slurm_time, is_explicit, signal_note, train_time_request
 
 
 @dataclass
@@ -81,7 +81,7 @@ def effective_slurm(spec: ExperimentSpec, slurm: SlurmSettings, estimates: Compu
     if requests:
         out["time"] = max(requests, key=slurm_time_seconds)
     else:
-        out["time"] = train_time_request(res.time, slurm.time, None, None).time
+        out["time"] = train_time_request(res.time, slurm.time, None, None, res.stop_before_limit).time
     return out
 
 
@@ -93,7 +93,7 @@ def apply_time_requests(spec: ExperimentSpec, slurm: SlurmSettings, estimates: C
     runs = []
     capped = []
     for r in estimates.runs:
-        req = train_time_request(spec.resources.time, slurm.time, r.slurm_time, max_time_s)
+        req = train_time_request(spec.resources.time, slurm.time, r.slurm_time, max_time_s, spec.resources.stop_before_limit)
         runs.append(replace(r, time_request=req.time, time_source=req.source))
         if req.capped:
             capped.append(r)
@@ -104,6 +104,17 @@ def apply_time_requests(spec: ExperimentSpec, slurm: SlurmSettings, estimates: C
                        + ", ".join(f"{r.run} {r.slurm_time}" for r in capped[:5]) + (" ..." if len(capped) > 5 else ""),
                 decision=f"ask for {format_slurm_time(max_time_s or 0)}",
                 explanation="A job asking for more than MaxTime is refused or pends forever; it may now hit its time limit")
+    stop = spec.resources.stop_before_limit
+    requests = sorted({r.time_request for r in runs}, key=slurm_time_seconds)
+    if requests:
+        sources = sorted({r.time_source for r in runs})
+        log.add(now(), "DECIDE_TIME_REQUEST", "Time request and warning before the limit",
+                decision="; ".join(f"--time={t}, {signal_note(t, stop)}" for t in requests),
+                reasoning=f"the time from {'; '.join(sources)}",
+                explanation="Slurm warns a training job this long before its limit (and may do so up to a minute "
+                            "early): the job stops and requeues itself to resume from its last saved epoch. The "
+                            "warning is resources.stop_before_limit, at most a quarter of the limit, so it never "
+                            "comes as the training starts")
     over = [r for r in runs if r.over_request]
     if over:
         log.add(now(), "WARNING", "Estimate longer than the time request",
@@ -160,9 +171,10 @@ def _prepare(spec: ExperimentSpec, spec_dir: Path, settings: LocalSettings, sett
     resources = verify(spec, settings, spec_dir, paths.PROJECT_ROOT, root, log, now)
     # The same estimation as `plan-experiment estimate`: prior logs first (the user's folders and
     # every experiment planned before, wherever it was written), fallback ranges otherwise.
+    index = registered_report()
     _, _, estimates = estimate_from_prior_runs(plan, resources,
-                                               [Path(settings.scratch_dir), Path(settings.experiments_dir), *registered()],
-                                               log, now, settings.gpu_memory_gib)
+                                               [Path(settings.scratch_dir), Path(settings.experiments_dir), *index.folders],
+                                               log, now, settings.gpu_memory_gib, gone=skipped_folders(index))
     recipe_texts = {p.name: p.read_text(encoding="utf-8") for p in paths.RECIPES_DIR.glob("*.yaml")}
     # Each run's configs and commands are built where its files are rendered (forked processes for large plans).
     build_jobs = partial(build_job_files, plan, resources, str(target), recipe_texts, job_environment(settings))

@@ -25,7 +25,8 @@ from planner.spec.localconfig import LocalSettings
 from planner.folder.markdown import begin_marker, end_marker, md_cell, md_code, md_table, wrap_block
 from planner.spec.resources import Resources
 from planner.spec.runs import Evaluation, Plan, Run
-from planner.spec.units import duration, size
+from planner.jobs.time_request import signal_note
+from planner.spec.units import duration, size, slurm_time_seconds
 from planner.status.tables import (
     EVAL_BLOCK,
     FINETUNE_BLOCK,
@@ -259,17 +260,50 @@ def _evaluation_matrix(inp: RenderInput) -> str:
     return md_table(["Run Name"] + tasks + ["Notes"], rows)
 
 
-def estimates_block(estimates: ComputeEstimates, gpus: int, env: jinja2.Environment, nodes: int = 1) -> str:
+def estimates_block(estimates: ComputeEstimates, gpus: int, env: jinja2.Environment, nodes: int = 1,
+                    stop_before_limit: int = 120) -> str:
     """The Compute Estimates block: rendered on its own so ``estimate`` can refresh it.
 
-    ``gpus`` is the spec's GPUs per node (0: CPU jobs), as given, not rounded up.
+    ``gpus`` is the spec's GPUs per node (0: CPU jobs), as given, not rounded up;
+    ``stop_before_limit`` is the spec's ``resources.stop_before_limit``.
     """
-    ctx = estimates_context(estimates, gpus, nodes)
+    ctx = estimates_context(estimates, gpus, nodes, stop_before_limit)
     return env.get_template("compute_estimates.md.j2").render(est=estimates, ctx=ctx).strip()
 
 
-def estimates_context(est: ComputeEstimates, gpus: int, nodes: int = 1) -> dict[str, Any]:
-    """Per-model training totals and GPU hours, as the Compute Estimates block shows them."""
+def basis_lines(named: Sequence[tuple[str, str, str]]) -> list[tuple[str | None, str]]:
+    """One line per distinct basis, each with the runs it applies to, in plan order.
+
+    Args:
+        named: ``(run, model, basis)`` of every fine-tune run; an empty basis is left out.
+
+    Returns:
+        ``(applies_to, basis)`` pairs; ``applies_to`` is None when every run shares the basis,
+        the models when the basis covers all of their runs, else the runs (a few by name).
+    """
+    runs_of: dict[str, list[str]] = {}
+    for run, model, _ in named:
+        runs_of.setdefault(model, []).append(run)
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for run, model, basis in named:
+        if basis:
+            groups.setdefault(basis, []).append((run, model))
+    if len(groups) == 1 and len(next(iter(groups.values()))) == len(named):
+        return [(None, next(iter(groups)))]
+    out: list[tuple[str | None, str]] = []
+    for basis, members in groups.items():
+        models = list(dict.fromkeys(model for _, model in members))
+        if sum(len(runs_of[m]) for m in models) == len(members):  # whole models
+            label = ", ".join(Path(m).name for m in models)
+        else:
+            runs = [run for run, _ in members]
+            label = ", ".join(runs[:3]) + (f" and {plural(len(runs) - 3, 'more run')}" if len(runs) > 3 else "")
+        out.append((label, basis))
+    return out
+
+
+def estimates_context(est: ComputeEstimates, gpus: int, nodes: int = 1, stop_before_limit: int = 120) -> dict[str, Any]:
+    """Per-model training totals, GPU hours, the bases and the time-limit warning, as the block shows them."""
     per_model = []
     for model, runs in est.by_model().items():
         each = max(r.train_seconds for r in runs)
@@ -281,22 +315,29 @@ def estimates_context(est: ComputeEstimates, gpus: int, nodes: int = 1) -> dict[
                 "low": low,
                 "count": len(runs),
                 "total": sum(r.train_seconds for r in runs),
-                "basis": sorted({r.basis for r in runs}),
                 "confidence": sorted({r.confidence for r in runs}),
                 "job_each": max(r.job_seconds or r.train_seconds for r in runs),
                 "startup": max(r.startup_seconds for r in runs),
                 "saves": max(r.saves_seconds for r in runs),
-                "job_basis": sorted({r.job_basis for r in runs if r.job_basis}),
             }
         )
-    return {"per_model": per_model, "compute_hours": est.compute_hours(gpus, nodes)}
+    requests = sorted({r.time_request for r in est.runs if r.time_request}, key=slurm_time_seconds)
+    return {
+        "per_model": per_model,
+        "compute_hours": est.compute_hours(gpus, nodes),
+        # One line per distinct basis: a sweep of many runs mostly shares one.
+        "basis_lines": basis_lines([(r.run, r.model, r.basis) for r in est.runs]),
+        "job_basis_lines": basis_lines([(r.run, r.model, r.job_basis) for r in est.runs]),
+        "signal_notes": list(dict.fromkeys(signal_note(t, stop_before_limit) for t in requests)),
+    }
 
 
 def _context(inp: RenderInput) -> dict[str, Any]:
     plan = inp.plan
     ft_rows, ev_rows = initial_rows(plan)
     return {
-        **estimates_context(inp.estimates, plan.spec.resources.gpus, plan.spec.resources.nodes),
+        **estimates_context(inp.estimates, plan.spec.resources.gpus, plan.spec.resources.nodes,
+                            plan.spec.resources.stop_before_limit),
         "design_type": _design_type(plan),
         "name_pattern": _name_pattern(plan),
         "estimates_begin": begin_marker(ESTIMATES_BLOCK),

@@ -2,6 +2,11 @@
 # Train run tiny-llama-cap_rank4 of experiment cap_5L_lora_comparison_demo.
 # Written by plan-experiment <version>. Run by hand on a node with:  bash train.sh
 set -uo pipefail
+# Slurm's warning ahead of the time limit (--signal=USR2) reaches every process of the job,
+# and may come up to a minute early. Only the training supervisor acts on it (train.sh);
+# this shell and all it starts ignore it (an ignored signal stays ignored across exec), so
+# no warning ends a job: the limit itself does.
+trap '' USR2
 
 JOB_DIR=<tmp>/experiments/cap_5L_lora_comparison_demo/tiny-llama-cap_rank4
 cd "$JOB_DIR" || { echo "plan-experiment: cannot enter $JOB_DIR" >&2; exit 1; }
@@ -76,9 +81,8 @@ printf 'plan-experiment: training %s (job %s) on %s\n' tiny-llama-cap_rank4 "$JO
 # Recovery without a person (resources.oom_retries, attempts, resume): the supervisor runs
 # the training command, retries a CUDA out-of-memory error with the batch halved and gradient
 # accumulation doubled, resumes from the last saved epoch when the job starts again, and
-# requeues the job when Slurm's --signal (SIGUSR2) warns of the time limit. The shell and
-# tee ignore that signal; the supervisor handles it.
-trap '' USR2
+# requeues the job when Slurm's --signal (SIGUSR2) warns of the time limit. The shell, tee
+# and the training command ignore that signal; the supervisor handles it.
 # The supervisor is part of plan-experiment: when the jobs' python cannot import it, the
 # interpreter that planned this run runs it.
 SUPERVISOR_PYTHON=python

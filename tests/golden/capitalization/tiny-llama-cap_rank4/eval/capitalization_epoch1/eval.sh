@@ -2,6 +2,11 @@
 # Evaluate tiny-llama-cap_rank4/capitalization_epoch1 (task capitalization, epoch 1) of experiment cap_5L_lora_comparison_demo.
 # Written by plan-experiment <version>. Run by hand with:  bash eval.sh
 set -uo pipefail
+# Slurm's warning ahead of the time limit (--signal=USR2) reaches every process of the job,
+# and may come up to a minute early. Only the training supervisor acts on it (train.sh);
+# this shell and all it starts ignore it (an ignored signal stays ignored across exec), so
+# no warning ends a job: the limit itself does.
+trap '' USR2
 
 JOB_DIR=<tmp>/experiments/cap_5L_lora_comparison_demo/tiny-llama-cap_rank4/eval/capitalization_epoch1
 cd "$JOB_DIR" || { echo "plan-experiment: cannot enter $JOB_DIR" >&2; exit 1; }
