@@ -114,20 +114,6 @@ class Finding:
         return self.tested.effect / abs(self.b_mean) * 100
 
 
-def _matrix(side: Side, metric: str, order: list[int] | None = None) -> np.ndarray | str:
-    rows = []
-    for ex, agg in zip(side.examples, side.aggregates):
-        if ex is None:
-            return "no per-example outcomes (predictions.jsonl)"
-        values = ex.metric(metric, agg)
-        if values is None:
-            return f"no per-example values of {metric!r} in predictions.jsonl"
-        rows.append(values)
-    if not rows:
-        return "no results"
-    return np.array(rows, dtype=float)
-
-
 def _paired(a: Side, b: Side, metric: str) -> tuple[np.ndarray, np.ndarray, bool, str] | str:
     """A's and B's per-example matrices on the same examples in the same order, or why not."""
     if any(e is None for e in a.examples + b.examples):
@@ -135,7 +121,8 @@ def _paired(a: Side, b: Side, metric: str) -> tuple[np.ndarray, np.ndarray, bool
     first = b.examples[0]
     assert first is not None
     how = set()
-    rows_a, rows_b = [], []
+    rows_a: list[list[float]] = []
+    rows_b: list[list[float]] = []
     for side, rows in ((a, rows_a), (b, rows_b)):
         for ex, agg in zip(side.examples, side.aggregates):
             assert ex is not None

@@ -119,7 +119,7 @@ def _best_level(rows: list[Finding], a: Analysis) -> str | None:
     # Among one fixed combination of the other factors at a time; the first such group in plan order.
     fixed = contrasts[0].fixed
     group = [f for f in contrasts if f.fixed == fixed]
-    means = {}
+    means: dict[str, float] = {}
     for f in group:
         means.setdefault(f.a, f.a_mean)  # type: ignore[arg-type]
         means.setdefault(f.b, f.b_mean)  # type: ignore[arg-type]
@@ -306,7 +306,7 @@ def _findings_rows(a: Analysis) -> tuple[list[list[Any]], list[str]]:
 
 
 def _best_lr_html(a: Analysis) -> str:
-    from planner.analyze.plots import best_levels, level_text
+    from planner.analyze.views import best_levels, level_text
 
     rows = best_levels(a)
     if not rows:

@@ -325,7 +325,7 @@ def cell_interval(cell: Cell, info: MetricInfo, n_examples: int | None) -> tuple
     if s is None:
         return None, None, None
     key = f"cell|{cell.condition}|{cell.task}|{cell.epoch}"
-    rows = []
+    rows: list[tuple[float, ...]] = []
     for ex, value in zip(cell.examples, cell.values):
         per = ex.metric(info.name, value) if ex is not None else None
         if per is None or (rows and len(per) != len(rows[0])):
