@@ -12,7 +12,7 @@ import io
 import math
 import statistics
 from functools import cached_property, lru_cache
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -98,9 +98,19 @@ def csv_body(rows: Iterable[list[Any]]) -> bytes:
     leading ``'``, which spreadsheets show as text; numbers (negative ones too) stay numbers.
     """
     buf = io.StringIO()
-    safe = ([("'" + v) if v.__class__ is str and v.startswith(_FORMULA_START) else v for v in row] for row in rows)
-    csv.writer(buf, lineterminator="\n").writerows(safe)  # the csv module writes None as an empty field
+    csv.writer(buf, lineterminator="\n").writerows(_formula_safe(rows))  # None is written as an empty field
     return buf.getvalue().encode()
+
+
+def _formula_safe(rows: Iterable[list[Any]]) -> Iterator[list[Any]]:
+    # Rows pass through as they are; only one holding such a text is copied (tens of thousands of rows).
+    for row in rows:
+        for v in row:
+            if v.__class__ is str and v.startswith(_FORMULA_START):
+                yield [("'" + x) if x.__class__ is str and x.startswith(_FORMULA_START) else x for x in row]
+                break
+        else:
+            yield row
 
 
 def csv_text(table: Table) -> bytes:
@@ -799,6 +809,18 @@ def _numeric(levels: list[Any]) -> list[float] | None:
     return [float(v) for v in levels]
 
 
+#: Up to this many levels a factor gets every pairwise contrast; beyond, each level against the next
+#: (in the spec's order) and, when numeric, the trend: 50 learning rates would be 1,225 pairs per
+#: combination of the other factors, a family no correction leaves any power to.
+MAX_PAIRWISE_LEVELS = 6
+
+
+def _pairs(k: int) -> list[tuple[int, int]]:
+    if k <= MAX_PAIRWISE_LEVELS:
+        return [(i, j) for i in range(k) for j in range(i + 1, k)]
+    return [(i, i + 1) for i in range(k - 1)]
+
+
 def build_findings(selected: list[tuple[str, Cell]], cells: list[Cell], plan: Plan, metric: str,
                    policy: Policy) -> list[Finding]:
     """Every finding the report shows (vs base, contrasts, trends), adjusted together."""
@@ -830,12 +852,11 @@ def build_findings(selected: list[tuple[str, Cell]], cells: list[Cell], plan: Pl
             first = present[0][1]
             fixed = "; ".join(f"{k}={level_text(k, first.factors.get(k))}" for k in others)
             ep = _epoch_label(label, first)
-            for i in range(len(present)):
-                for j in range(i + 1, len(present)):
-                    (lb, cb), (la, ca) = present[i], present[j]
-                    out.append(compare("contrast", factor, task, ep, _side(ca, f"{factor}={level_text(factor, la)}"),
-                                       _side(cb, f"{factor}={level_text(factor, lb)}"), fixed, infos[task],
-                                       f"finding|contrast|{factor}|{task}|{ep}|{fixed}|{la}|{lb}"))
+            for i, j in _pairs(len(present)):
+                (lb, cb), (la, ca) = present[i], present[j]
+                out.append(compare("contrast", factor, task, ep, _side(ca, f"{factor}={level_text(factor, la)}"),
+                                   _side(cb, f"{factor}={level_text(factor, lb)}"), fixed, infos[task],
+                                   f"finding|contrast|{factor}|{task}|{ep}|{fixed}|{la}|{lb}"))
             xs = _numeric([lv for lv, _ in present])
             if xs is not None:
                 out.append(trend(factor, task, ep, [(x, _side(cell, f"{factor}={level_text(factor, lv)}")) for x, (lv, cell)
