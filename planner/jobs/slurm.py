@@ -8,15 +8,16 @@ while accounting does not yet is answered from that file (provisionally).
 
 The dry-run preview calls submitit's private ``_make_sbatch_string``: submitit is pinned
 to a tested range in pyproject.toml, and ``tests/test_scheduler.py`` checks its output.
+
+submitit is imported where a job is submitted or previewed, not with this module:
+``status`` only queries, and submitit (with asyncio under it) is a fifth of its start-up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-
-import submitit
-from submitit.slurm.slurm import _make_sbatch_string
+from typing import TYPE_CHECKING
 
 from planner.jobs import slurm_query
 from planner.jobs.executors import job_file_info
@@ -27,6 +28,9 @@ from planner.spec.errors import ConfigError
 from planner.spec.slurm_values import path_problem, sbatch_value_problem
 from planner.spec.states import FINAL_STATES
 from planner.spec.units import slurm_time_seconds
+
+if TYPE_CHECKING:
+    import submitit
 
 
 def _info(rec: JobRecord, source: str) -> JobInfo:
@@ -80,6 +84,8 @@ class SlurmScheduler:
 
     def _executor(self, request: JobRequest) -> submitit.SlurmExecutor:
         check_request(request, self.folder)
+        import submitit
+
         ex = submitit.SlurmExecutor(folder=self.folder / "%j", max_num_timeout=0)
         params: dict[str, object] = {
             "job_name": job_name(request.name),
@@ -122,6 +128,8 @@ class SlurmScheduler:
 
     def preview(self, scripts: list[Path], request: JobRequest) -> str:
         """The sbatch script submitit would write."""
+        from submitit.slurm.slurm import _make_sbatch_string
+
         ex = self._executor(request)
         params = dict(ex.parameters)
         if len(scripts) > 1:
