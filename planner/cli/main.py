@@ -34,8 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class PlannerGroup(click.Group):
-    """A click group whose commands are imported on first use, and that prints PlannerErrors
-    as one-line messages with their exit code."""
+    """A click group that imports its commands on first use and prints PlannerErrors as one-line messages.
+
+    A PlannerError ends the command with its class's exit code.
+    """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         """Every command, sorted as click sorts them, without importing any."""
