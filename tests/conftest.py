@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -79,14 +80,8 @@ USER_POINTERS = ("PLAN_EXPERIMENT_LOCAL", "MPLCONFIGDIR", "HF_HOME", "HF_DATASET
                  "TRITON_CACHE_DIR", "PIP_CACHE_DIR")
 
 
-@pytest.fixture(autouse=True)
-def _private_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Give each test its own home, cache and config folders; return its private user folder.
-
-    Set in ``os.environ``, so subprocesses, submitit's local processes and Slurm jobs the
-    test starts get them too.
-    """
-    user = tmp_path_factory.mktemp("user")
+def _isolate(user: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point HOME and the XDG folders into ``user`` and unset the user's pointers; return ``user``."""
     for name, rel in PRIVATE_FOLDERS.items():
         folder = user / rel
         folder.mkdir(parents=True, exist_ok=True)
@@ -94,6 +89,32 @@ def _private_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     for name in USER_POINTERS:
         monkeypatch.delenv(name, raising=False)
     return user
+
+
+# One fixture per scope: a module-scoped fixture (a planned experiment several tests
+# share) is set up before any function-scoped one, so it needs private folders of its own.
+@pytest.fixture(scope="session", autouse=True)
+def _private_home_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Private folders for session-scoped fixtures."""
+    with pytest.MonkeyPatch.context() as mp:
+        yield _isolate(tmp_path_factory.mktemp("user-session"), mp)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _private_home_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Private folders for the module-scoped fixtures of each test module."""
+    with pytest.MonkeyPatch.context() as mp:
+        yield _isolate(tmp_path_factory.mktemp("user-module"), mp)
+
+
+@pytest.fixture(autouse=True)
+def _private_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Give each test its own home, cache and config folders; return its private user folder.
+
+    Set in ``os.environ``, so subprocesses, submitit's local processes and Slurm jobs the
+    test starts get them too.
+    """
+    return _isolate(tmp_path_factory.mktemp("user"), monkeypatch)
 
 
 def original_user_file(*xdg_config_parts: str) -> Path:

@@ -12,8 +12,10 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from conftest import ORIGINAL_ENV, PRIVATE_FOLDERS
 from submit_support import copy_example, plan
 
@@ -58,3 +60,26 @@ def test_new_leaves_the_real_users_index_and_cache_alone(tmp_path: Path) -> None
     # new did register the experiment and scan for priors: in the test's own cache folder.
     assert json.loads(mine_index.read_text(encoding="utf-8")) == [str(exp.absolute())]
     assert mine_cache.parent == mine_index.parent and mine_index.parent.is_dir()
+
+
+@pytest.fixture(scope="module")
+def shared_plan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, bool, Path]]:
+    """An experiment planned once for the module, as module-scoped fixtures do, before any test's own folders.
+
+    Yields:
+        The experiment, whether the real user's cache folder was unchanged by planning it,
+        and the index this fixture's environment points at.
+    """
+    real_index, _ = _user_files(ORIGINAL_ENV)
+    before = _snapshot(real_index.parent)
+    root = tmp_path_factory.mktemp("shared")
+    exp = plan(copy_example(root / "src"), root / "out")
+    yield exp, _snapshot(real_index.parent) == before, _user_files(dict(os.environ))[0]
+
+
+def test_module_scoped_fixtures_plan_in_private_folders_too(shared_plan: tuple[Path, bool, Path]) -> None:
+    exp, unchanged, index = shared_plan
+    assert unchanged, "a module-scoped fixture changed the real user's cache folder"
+    assert json.loads(index.read_text(encoding="utf-8")) == [str(exp.absolute())]
+    # The test itself has folders of its own again, apart from the module's.
+    assert Path(os.environ["XDG_CACHE_HOME"]) not in index.parents
