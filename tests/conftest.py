@@ -1,8 +1,17 @@
-"""Shared fixtures: a copy of the shipped example and a CLI runner that returns full output."""
+"""Shared fixtures: a copy of the shipped example, a CLI runner that returns full output, and
+a private home and cache folder for every test.
+
+No test may read or write the real user's files: every test runs with its own ``HOME`` and
+XDG folders (the prior-run scan cache and the index of planned experiments live in the
+XDG cache folder), and the commands, local jobs and Slurm jobs it starts inherit them
+(Slurm sends the submitting environment to a job unless told otherwise).
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,10 +61,66 @@ def run_cli(*args: str, cwd: Path | None = None, input: str | None = None) -> Re
         return runner.invoke(cli, list(args), input=input, catch_exceptions=False)
 
 
+#: The environment the test session started in, before any fixture changed it: where the
+#: real user's files are, so that a test can check they were left alone.
+ORIGINAL_ENV: dict[str, str] = dict(os.environ)
+
+#: Each test's own home and XDG folders, relative to its private user folder.
+PRIVATE_FOLDERS = {
+    "HOME": "home",
+    "XDG_CACHE_HOME": "home/.cache",
+    "XDG_CONFIG_HOME": "home/.config",
+    "XDG_DATA_HOME": "home/.local/share",
+    "XDG_STATE_HOME": "home/.local/state",
+}
+#: Set by a user to point tools at folders of their own; unset, each tool falls back on the
+#: private folders above. PLAN_EXPERIMENT_LOCAL would make every command read the user's
+#: claude.local.md instead of the test's.
+USER_POINTERS = ("PLAN_EXPERIMENT_LOCAL", "MPLCONFIGDIR", "HF_HOME", "HF_DATASETS_CACHE", "TORCH_HOME",
+                 "TRITON_CACHE_DIR", "PIP_CACHE_DIR")
+
+
+def _isolate(user: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point HOME and the XDG folders into ``user`` and unset the user's pointers; return ``user``."""
+    for name, rel in PRIVATE_FOLDERS.items():
+        folder = user / rel
+        folder.mkdir(parents=True, exist_ok=True)
+        monkeypatch.setenv(name, str(folder))
+    for name in USER_POINTERS:
+        monkeypatch.delenv(name, raising=False)
+    return user
+
+
+# One fixture per scope: a module-scoped fixture (a planned experiment several tests
+# share) is set up before any function-scoped one, so it needs private folders of its own.
+@pytest.fixture(scope="session", autouse=True)
+def _private_home_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Private folders for session-scoped fixtures."""
+    with pytest.MonkeyPatch.context() as mp:
+        yield _isolate(tmp_path_factory.mktemp("user-session"), mp)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _private_home_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Private folders for the module-scoped fixtures of each test module."""
+    with pytest.MonkeyPatch.context() as mp:
+        yield _isolate(tmp_path_factory.mktemp("user-module"), mp)
+
+
 @pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the prior-run scan cache of each test private."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+def _private_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Give each test its own home, cache and config folders; return its private user folder.
+
+    Set in ``os.environ``, so subprocesses, submitit's local processes and Slurm jobs the
+    test starts get them too.
+    """
+    return _isolate(tmp_path_factory.mktemp("user"), monkeypatch)
+
+
+def original_user_file(*xdg_config_parts: str) -> Path:
+    """A file in the real user's XDG config folder (``$XDG_CONFIG_HOME``, else ``~/.config``), read-only."""
+    base = ORIGINAL_ENV.get("XDG_CONFIG_HOME") or str(Path(ORIGINAL_ENV.get("HOME", "/nonexistent")) / ".config")
+    return Path(base, *xdg_config_parts)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

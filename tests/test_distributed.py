@@ -31,8 +31,8 @@ def _plan(tmp_path: Path, resources: dict, cpu_only: bool = True) -> Path:
 
 
 def _sbatch_lines(exp: Path) -> list[str]:
-    """The #SBATCH lines of the training job a submit would send."""
-    preview = ok(cli("submit", exp, "--dry-run"))
+    """The #SBATCH lines of the training job a submit would send (rendered with or without Slurm here)."""
+    preview = ok(cli("submit", exp, "--dry-run", "--executor", "slurm"))
     first = preview.split("#!/bin/bash")[1]
     return re.findall(r"^#SBATCH (.*)$", first, re.MULTILINE)
 

@@ -39,3 +39,19 @@ def test_auto_runs_locally_where_there_is_no_slurm(tmp_path: Path) -> None:
     proc = cli("submit", exp, "--dry-run", env={**os.environ, "PATH": str(empty)})
     assert proc.returncode == 0, proc.stderr
     assert "# local executor" in proc.stdout
+
+
+def test_a_slurm_dry_run_needs_no_slurm_and_a_real_submit_does(tmp_path: Path) -> None:
+    """A laptop reviews what a cluster would be sent; it cannot send it."""
+    exp = plan(copy_example(tmp_path / "src"), tmp_path / "out")
+    empty = tmp_path / "no-slurm"
+    empty.mkdir()
+    env = {**os.environ, "PATH": str(empty)}
+    proc = cli("submit", exp, "--dry-run", "--executor", "slurm", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("#!/bin/bash\n") and "#SBATCH --job-name=" in proc.stdout
+    assert "--dependency=afterok:DRYRUN1_0" in proc.stdout  # the evaluations wait for their run
+    assert "Slurm cannot take jobs here (sbatch, sacct, scontrol not on PATH)" in proc.stderr
+    proc = cli("submit", exp, "--executor", "slurm", env=env)
+    assert proc.returncode == 5 and "--executor slurm: Slurm cannot take jobs" in proc.stderr
+    assert not (exp / "journal.json").exists()

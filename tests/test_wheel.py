@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLE, ROOT, load_yaml
+from tests.conftest import EXAMPLE, ROOT, load_yaml, original_user_file
 
 # What a source tree holds that is not source: never copied into the build.
 NOT_SOURCE = shutil.ignore_patterns(
@@ -44,6 +44,11 @@ def run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subp
 def test_installed_wheel_plans_the_shipped_example_from_another_directory(tmp_path: Path) -> None:
     # No PYTHONPATH: the new venv must import the installed wheel, never this checkout.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    # The test's home is its own: pip would not see the index the user configured in theirs.
+    # pip only reads that file (its cache is the test's).
+    pip_conf = original_user_file("pip", "pip.conf")
+    if "PIP_CONFIG_FILE" not in env and pip_conf.is_file():
+        env["PIP_CONFIG_FILE"] = str(pip_conf)
     src, dist, venv, elsewhere, out = (tmp_path / n for n in ("src", "dist", "venv", "elsewhere", "out"))
     # A copy of the sources: an in-tree build would leave build/ and *.egg-info in the checkout.
     shutil.copytree(ROOT, src, ignore=NOT_SOURCE)

@@ -8,21 +8,26 @@ import math
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from planner.folder.experiment import load_experiment
-from planner.analyze.pipeline import Outcome, run_analysis
-from planner.analyze.report import headline_table_rows
-from planner.analyze.tables import Thresholds
 from planner.spec.errors import ConfigError, JobsFailedError
+
+if TYPE_CHECKING:
+    from planner.analyze.pipeline import Outcome
+
+# planner.analyze is imported inside the functions below: its tables load pandas (half a
+# second), which ``analyze --help`` and a bad option must not wait for.
 
 
 def headline_table(outcome: Outcome) -> Table:
     """The headline table for the terminal (the base column and best-vs-last are in the summary and report)."""
+    from planner.analyze.report import headline_table_rows
+
     table = Table(title=f"{outcome.analysis.metric} (epoch {outcome.analysis.epoch_choice})")
     for h in ("Condition", "Task", "Epoch", "mean [95 % CI]", "Δ [95 % CI] vs base", "p (adj.)", "Verdict"):
         table.add_column(h, overflow="fold")
@@ -74,6 +79,9 @@ def command(experiment: Path, metric: str, epoch: str, mild_drop: float, severe_
     if not 0 < mild_drop < severe_drop:
         raise ConfigError(f"--mild-drop {mild_drop:g} and --severe-drop {severe_drop:g}: need 0 < mild < severe, "
                           "e.g. --mild-drop 5 --severe-drop 20")
+    from planner.analyze.pipeline import run_analysis
+    from planner.analyze.tables import Thresholds
+
     exp = load_experiment(experiment)
     settings = exp.recorded_analysis()
     alpha = settings.alpha if alpha is None else alpha

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import click
 from rich.console import Console
 from rich.table import Table
 
@@ -35,11 +36,19 @@ def make_console() -> Console:
     return console
 
 
-def make_executor(kind: str, exp: Experiment) -> Scheduler:
+def make_executor(kind: str, exp: Experiment, dry_run: bool = False) -> Scheduler:
     """``auto`` picks Slurm where Slurm is installed and local processes only where there is none.
 
     On a login node whose controller is down, running training locally would be wrong, so
-    ``auto`` stops there (exit 5) with the reason rather than fall back.
+    ``auto`` stops there (exit 5) with the reason rather than fall back, even for a dry run
+    (which executor it would pick is the question). An explicit ``--executor slurm`` dry
+    run needs no Slurm at all: the sbatch script is rendered here, and a laptop may review
+    what a cluster would be sent.
+
+    Args:
+        kind: ``auto``, ``slurm`` or ``local``.
+        exp: The experiment; the schedulers keep their files in its internal folder.
+        dry_run: Only previews will be asked of the scheduler, nothing submitted.
     """
     folder = exp.internal / "submitit"
     if kind == "auto":
@@ -48,9 +57,13 @@ def make_executor(kind: str, exp: Experiment) -> Scheduler:
             raise SchedulerError(f"--executor auto: Slurm is installed here but cannot take jobs "
                                  f"({slurm_query.controller_problem()}); start or reach its controller, or pass "
                                  "--executor local to run on this machine")
-    if kind == "slurm" and not slurm_query.slurm_available():
-        raise SchedulerError(f"--executor slurm: Slurm cannot take jobs ({slurm_query.controller_problem()}); "
-                             "use --executor local or start Slurm")
+    elif kind == "slurm" and not slurm_query.slurm_available():
+        problem = slurm_query.controller_problem()
+        if not dry_run:
+            raise SchedulerError(f"--executor slurm: Slurm cannot take jobs ({problem}); "
+                                 "use --executor local or start Slurm")
+        click.echo(f"note: Slurm cannot take jobs here ({problem}); the sbatch scripts below are rendered "
+                   "without it", err=True)
     return kinds.schedulers(folder)[kind]
 
 

@@ -23,7 +23,6 @@ from planner.plan.pipeline import abandon, prepare, write
 from planner.jobs.submitting import submit
 from planner.status.refresh import refresh
 from planner.spec.commands import command_line
-from planner.analyze.pipeline import run_analysis
 from planner.cli.analyze import headline_table
 from planner.cli.common import make_console, make_executor, print_report
 from planner.spec.errors import ConfigError, JobsFailedError, PlannerError
@@ -83,6 +82,8 @@ def command(out_dir: Path, executor: str, timeout_s: float) -> None:
     if report.any_failed:
         raise JobsFailedError("demo: some jobs failed; see the table above and the slurm-*.out files in their folders")
     console.print("[bold]5/5 analyze[/bold]")
+    from planner.analyze.pipeline import run_analysis  # pandas: loaded only once jobs are done
+
     outcome = run_analysis(exp, command=command_line("plan-experiment", "analyze", target))
     console.print(headline_table(outcome))
     for w in outcome.warnings:

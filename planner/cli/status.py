@@ -7,7 +7,6 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from rich.live import Live
 
 from planner.folder.experiment import load_experiment
 from planner.status.refresh import refresh
@@ -47,6 +46,8 @@ def command(experiment: Path, watch: bool, interval: float, timeout_s: float | N
             report, _ = refresh(exp, datetime.now(), write_summary=not no_write)
         watch = False
     if watch:
+        from rich.live import Live  # only a terminal that is watched redraws
+
         deadline = time.monotonic() + timeout_s if timeout_s else None
         with Live(status_table(report), console=console, refresh_per_second=1, transient=as_json) as live:
             while not report.all_final and (deadline is None or time.monotonic() < deadline):

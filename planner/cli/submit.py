@@ -26,7 +26,7 @@ def command(experiment: Path, executor: str, dry_run: bool, retry_failed: bool, 
     """Submit an experiment's fine-tune and evaluation jobs (idempotent)."""
     exp = load_experiment(experiment)
     only_set = check_only(exp.plan, list(only)) if only else None
-    ex = make_executor(executor, exp)
+    ex = make_executor(executor, exp, dry_run=dry_run)
     runner = DryRun(ex) if dry_run else ex
     result = submit(exp, runner, only_set, retry_failed, datetime.now())
     if dry_run:

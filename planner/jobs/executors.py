@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import psutil
-
 from planner.folder.job_state import JOB_STATE, JobStateFile
 from planner.jobs.scheduler import JobInfo, JobRequest, QueryResult, Scheduler
 from planner.spec.errors import ConfigError
@@ -103,6 +101,8 @@ def job_file_info(folder: Path, job_id: str, alive: bool | None, warnings: list[
 
 def local_pid_alive(job_id: str) -> bool:
     """Whether a local job's controller process still runs (zombies count as ended)."""
+    import psutil  # only local jobs need it; a Slurm status never does
+
     try:
         proc = psutil.Process(int(job_id.removeprefix("local-")))
         return proc.status() != psutil.STATUS_ZOMBIE

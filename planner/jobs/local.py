@@ -10,8 +10,6 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-import submitit
-
 from planner.jobs.executors import job_file_info, local_pid_alive
 from planner.jobs.jobrunner import run_job
 from planner.jobs.scheduler import JobInfo, JobRequest, QueryResult
@@ -45,6 +43,9 @@ class LocalScheduler:
                 f"nodes: {request.nodes} needs Slurm, the local executor runs on this machine only; "
                 "submit to a cluster, or set resources.nodes: 1 (several processes on one node work locally)"
             )
+        # Imported here: ``status`` builds this scheduler to query, and never needs submitit.
+        import submitit
+
         ex = submitit.LocalExecutor(folder=self.folder / "local")
         ex.update_parameters(timeout_min=max(1, slurm_time_seconds(request.time) // 60))
         ids = []

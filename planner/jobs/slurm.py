@@ -8,15 +8,18 @@ while accounting does not yet is answered from that file (provisionally).
 
 The dry-run preview calls submitit's private ``_make_sbatch_string``: submitit is pinned
 to a tested range in pyproject.toml, and ``tests/test_scheduler.py`` checks its output.
+The preview is rendered without any Slurm command: it works where Slurm is not installed.
+
+submitit is imported where a job is submitted or previewed, not with this module:
+``status`` only queries, and submitit (with asyncio under it) is a fifth of its start-up.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
-
-import submitit
-from submitit.slurm.slurm import _make_sbatch_string
+from typing import TYPE_CHECKING
 
 from planner.jobs import slurm_query
 from planner.jobs.executors import job_file_info
@@ -27,6 +30,9 @@ from planner.spec.errors import ConfigError
 from planner.spec.slurm_values import path_problem, sbatch_value_problem
 from planner.spec.states import FINAL_STATES
 from planner.jobs.time_request import slurm_limit_minutes
+
+if TYPE_CHECKING:
+    import submitit
 
 
 def _info(rec: JobRecord, source: str) -> JobInfo:
@@ -70,6 +76,24 @@ def _own_records(jobs: Mapping[str, Path], out: QueryResult) -> None:
             info.exit_code = own.exit_code
 
 
+@functools.cache
+def _preview_executor_class() -> type[submitit.SlurmExecutor]:
+    """submitit's SlurmExecutor that does not look for ``srun`` on PATH.
+
+    submitit refuses to build its executor where ``srun`` is missing, although the script
+    it renders needs srun only when the job runs on a node. A preview (``--dry-run``) is
+    text for the user to read: it must render on a laptop with no Slurm at all.
+    """
+    import submitit
+
+    class PreviewExecutor(submitit.SlurmExecutor):
+        @classmethod
+        def affinity(cls) -> int:
+            return 2  # what submitit's own check answers where srun exists
+
+    return PreviewExecutor
+
+
 class SlurmScheduler:
     """Submits through submitit's SlurmExecutor; job logs go under ``folder``."""
 
@@ -78,9 +102,12 @@ class SlurmScheduler:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def _executor(self, request: JobRequest) -> submitit.SlurmExecutor:
+    def _executor(self, request: JobRequest, preview: bool = False) -> submitit.SlurmExecutor:
         check_request(request, self.folder)
-        ex = submitit.SlurmExecutor(folder=self.folder / "%j", max_num_timeout=0)
+        import submitit
+
+        executor_class = _preview_executor_class() if preview else submitit.SlurmExecutor
+        ex = executor_class(folder=self.folder / "%j", max_num_timeout=0)
         params: dict[str, object] = {
             "job_name": job_name(request.name),
             "time": slurm_limit_minutes(request.time),
@@ -121,8 +148,10 @@ class SlurmScheduler:
         return [str(j.job_id) for j in jobs]
 
     def preview(self, scripts: list[Path], request: JobRequest) -> str:
-        """The sbatch script submitit would write."""
-        ex = self._executor(request)
+        """The sbatch script submitit would write, rendered without asking Slurm anything."""
+        from submitit.slurm.slurm import _make_sbatch_string
+
+        ex = self._executor(request, preview=True)
         params = dict(ex.parameters)
         if len(scripts) > 1:
             params["map_count"] = len(scripts)
