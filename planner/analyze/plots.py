@@ -36,6 +36,9 @@ MAX_BARS = 40
 #: Factor pairs that get a heatmap, and tasks per heatmap figure.
 MAX_HEATMAPS = 6
 MAX_HEATMAP_TASKS = 4
+#: Heatmap cells that get their value written in them, and levels a heatmap's axis may have.
+MAX_ANNOTATED = 150
+MAX_HEATMAP_LEVELS = 12
 #: PNG resolution: print quality for a paper's column width.
 DPI = 200
 _FLAG_COLOURS = {"improved": "#2a7", "none": "#888", "mild": "#e90", "severe": "#c22",
@@ -177,13 +180,18 @@ def _draw_cells(ax: Any, xs: Sequence[float], cells: Sequence[Cell], colour: Any
     means = [c.summary.mean if c.summary else math.nan for c in cells]
     line = ax.errorbar(xs, means, yerr=_err(cells), color=colour, linestyle=linestyle, linewidth=1.3, capsize=3,
                        marker="none", label=label, zorder=2)
-    for x, c, m in zip(xs, cells, means):
-        one = c.summary is not None and c.summary.n < 2
-        ax.plot([x], [m], marker="o", markersize=5, color=colour, markerfacecolor="white" if one else colour,
-                markeredgewidth=1.3, linestyle="none", zorder=3)
-        if seed_offsets and len(c.values) > 1:
-            ax.plot([x] * len(c.values), c.values, marker=".", markersize=4, linestyle="none", color=colour,
-                    alpha=0.45, zorder=4)
+    # One artist per kind of mark, not per cell: a sweep of 2,000 runs drew 6,000 artists and took 40 s.
+    one = [c.summary is not None and c.summary.n < 2 for c in cells]
+    for hollow in (False, True):
+        pts = [(x, m) for x, m, o in zip(xs, means, one) if o == hollow]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=5, color=colour,
+                    markerfacecolor="white" if hollow else colour, markeredgewidth=1.3, linestyle="none", zorder=3)
+    if seed_offsets:
+        sx = [x for x, c in zip(xs, cells) if len(c.values) > 1 for _ in c.values]
+        sy = [v for c in cells if len(c.values) > 1 for v in c.values]
+        if sx:
+            ax.plot(sx, sy, marker=".", markersize=4, linestyle="none", color=colour, alpha=0.45, zorder=4)
     return line
 
 
@@ -616,9 +624,17 @@ def heatmaps(a: Analysis) -> dict[str, bytes]:
     plt = _plt()
     tasks = sorted({c.task for c in cells}, key=_natural)[:MAX_HEATMAP_TASKS]
     out: dict[str, bytes] = {}
+    means: dict[tuple[str, str, str], list[float]] = {}
+    for c in cells:
+        if c.summary is not None:
+            for fy, fx in pairs:
+                means.setdefault((c.task, f"{fy}={c.factors.get(fy)!r}", f"{fx}={c.factors.get(fx)!r}"), []).append(
+                    c.summary.mean)
     for fy, fx in pairs:
         ylv = sorted_levels(fy, [c.factors.get(fy) for c in cells])
         xlv = sorted_levels(fx, [c.factors.get(fx) for c in cells])
+        if max(len(ylv), len(xlv)) > MAX_HEATMAP_LEVELS:
+            continue  # a 50-column heatmap is a wall of colour: sweeps.csv and the sweep plots show it
         with plt.rc_context(_RC):
             fig, axes = plt.subplots(1, len(tasks), figsize=((0.8 * len(xlv) + 2.0) * len(tasks) + 1.2,
                                                              0.5 * len(ylv) + 1.8), squeeze=False)
@@ -626,15 +642,15 @@ def heatmaps(a: Analysis) -> dict[str, bytes]:
                 grid = np.full((len(ylv), len(xlv)), np.nan)
                 for yi, yv in enumerate(ylv):
                     for xi, xv in enumerate(xlv):
-                        ms = [c.summary.mean for c in cells if c.task == task and c.summary
-                              and repr(c.factors.get(fy)) == repr(yv) and repr(c.factors.get(fx)) == repr(xv)]
+                        ms = means.get((task, f"{fy}={yv!r}", f"{fx}={xv!r}"))
                         if ms:
                             grid[yi, xi] = sum(ms) / len(ms)
                 finite = grid[np.isfinite(grid)]
                 lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
                 im = ax.imshow(grid, cmap="viridis", aspect="auto", vmin=lo, vmax=hi if hi > lo else lo + 1e-9,
                                origin="lower")
-                for yi in range(len(ylv)):
+                # Numbers only where they can be read: past MAX_ANNOTATED cells the colour bar tells.
+                for yi in range(len(ylv) if grid.size <= MAX_ANNOTATED else 0):
                     for xi in range(len(xlv)):
                         v = grid[yi, xi]
                         if np.isfinite(v):
