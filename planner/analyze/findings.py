@@ -17,7 +17,7 @@ adjusted p below alpha; the relative-change thresholds are a *practical* bar on 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -213,15 +213,6 @@ def settle(findings: list[Finding], policy: Policy) -> list[Finding]:
     return findings
 
 
-@dataclass
-class Answer:
-    """What the Results block opens with: the question's factors and what the findings say of them."""
-
-    factors: list[str]
-    named: bool
-    lines: list[str] = field(default_factory=list)
-
-
 _WORDS = {"model": ("model", "models", "size", "sizes", "scale"), "learning_rate": ("learning", "lr", "rate"),
           "lora_rank": ("rank", "ranks"), "train_samples": ("samples", "data", "dataset", "examples"),
           "epochs": ("epoch", "epochs")}
@@ -239,5 +230,5 @@ def question_factors(question: str, factors: list[str]) -> tuple[list[str], bool
     return (named, True) if named else (list(factors), False)
 
 
-__all__ = ["Answer", "Finding", "MetricInfo", "Policy", "Side", "compare", "lower_is_better", "question_factors",
+__all__ = ["Finding", "MetricInfo", "Policy", "Side", "compare", "lower_is_better", "question_factors",
            "settle", "trend", "verdict"]

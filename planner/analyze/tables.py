@@ -27,7 +27,6 @@ from planner.spec.errors import ConfigError
 from planner.spec.runs import Plan, Run, model_label
 
 EpochChoice = Literal["last", "best", "all"]
-Flag = Literal["improved", "none", "mild", "severe"]
 
 
 def metric_infos(plan: Plan, metric: str) -> dict[str, MetricInfo]:
