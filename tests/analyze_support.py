@@ -133,7 +133,7 @@ def check_demo_analysis(exp: Path, stdout: str | None) -> None:
     answer = block.split("| Condition | Task |")[0]
     assert "**Question:** Does LoRA rank change capitalization accuracy" in answer
     assert "`lora_rank=16` vs `lora_rank=4`" in answer and "fine-tuning against the base model (4)" in answer
-    assert "adjusted p = " in answer and "95 % CI" in answer
+    assert "adjusted p " in answer and "95 % CI" in answer
     findings = read_csv(analysis / "findings.csv")
     assert {(f["kind"], f["task"]) for f in findings} >= {("contrast", "capitalization"), ("vs base", "retention")}
     # A second analyze gives byte-identical files; a later status leaves the block alone.

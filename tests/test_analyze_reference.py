@@ -88,6 +88,7 @@ def test_every_number_matches_an_independent_reference(tmp_path: Path, case: int
         assert float(f["effect"]) == pytest.approx(float((a - np.array(base, dtype=float)).mean()), abs=1e-6)
         assert float(f["ci_low"]) <= float(f["effect"]) <= float(f["ci_high"])
     done = [f for f in findings if f["p"] != ""]
-    assert [float(f["p_adjusted"]) for f in done] == pytest.approx(_holm([float(f["p"]) for f in done]), abs=1e-5)  # p is written to 6 decimals; m x its rounding
+    # p is written to 6 decimals: the adjusted one may differ by m times its rounding.
+    assert [float(f["p_adjusted"]) for f in done] == pytest.approx(_holm([float(f["p"]) for f in done]), abs=1e-5)
     assert all(f["verdict"] == "untested" for f in findings if f["p"] == "")
     json.dumps(findings)  # plain text all the way

@@ -253,3 +253,28 @@ def test_seed_004_forgetting_gets_a_verdict_with_an_interval(tmp_path: Path, bef
     assert float(f["effect"]) == pytest.approx(after - before, abs=1e-6)
     assert float(f["ci_low"]) < after - before < float(f["ci_high"]) <= 0
     assert f["test"] == "paired sign-flip permutation" and f["ci_basis"] == "examples only (1 seed)"
+
+
+# --- factorial designs: main effects and interactions -------------------------------------
+
+def test_a_two_by_two_design_gets_main_effects_and_its_interaction(tmp_path: Path) -> None:
+    spec = {"name": "fact", "question": "Do LoRA rank and learning rate interact?", "models": ["m"],
+            "dataset": {"path": "data.json"}, "factors": {"lora_rank": [4, 16], "learning_rate": [1e-4, 1e-3]},
+            "replicates": {"seeds": [1]}, "base_model_controls": False, "controls": {"epochs": 1},
+            "evaluation": {"tasks": [{"name": "qa", "script": "eval.py"}], "epochs": "last"}}
+    exp = tmp_path / "fact"
+    make_experiment(exp, spec)
+    # Rank 16 helps only at the higher learning rate: 60 more of 200 right there, nothing elsewhere.
+    for run in ("m_rank4_lr1e-4", "m_rank16_lr1e-4", "m_rank4_lr0.001"):
+        write_result(exp, run, "qa_epoch0", [i < 100 for i in range(200)], epoch=0)
+    write_result(exp, "m_rank16_lr0.001", "qa_epoch0", [i < 160 for i in range(200)], epoch=0)
+    assert analyze_cli(exp, "--no-plots").returncode == 0
+    found = {(f["kind"], f["factor"]): f for f in read_csv(exp / "analysis" / "findings.csv")}
+    main = found[("main effect", "lora_rank")]
+    assert (main["a"], main["b"], main["verdict"]) == ("lora_rank=16", "lora_rank=4", "lora_rank=16 better")
+    assert float(main["effect"]) == pytest.approx(0.15) and main["ci_basis"] == "examples (seed means)"
+    inter = found[("interaction", "lora_rank x learning_rate")]
+    assert inter["verdict"] == "interaction" and float(inter["effect"]) == pytest.approx(0.3)
+    assert float(inter["ci_low"]) > 0 and inter["rel_pct"] == ""
+    block = (exp / "experiment_summary.md").read_text(encoding="utf-8")
+    assert "- interactions (does one factor's effect depend on another's level?):" in block

@@ -17,7 +17,7 @@ adjusted p below alpha; the relative-change thresholds are a *practical* bar on 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -25,7 +25,7 @@ import numpy as np
 from planner.analyze.inference import ALPHA, CORRECTION, Correction, Tested, adjust, paired_test
 from planner.analyze.observe import Examples, align
 
-Kind = Literal["vs base", "contrast", "trend"]
+Kind = Literal["vs base", "contrast", "trend", "main effect", "interaction"]
 
 #: Metric names whose smaller values are better, when a task does not declare its metrics.
 LOWER_IS_BETTER = ("loss", "perplexity", "ppl", "error", "wer", "cer", "nll", "ece")
@@ -109,7 +109,7 @@ class Finding:
     @property
     def rel_pct(self) -> float | None:
         """The effect in percent of B's mean (None when B's mean is 0 or unknown)."""
-        if self.tested is None or not self.b_mean:
+        if self.tested is None or not self.b_mean or self.kind in ("trend", "interaction"):
             return None
         return self.tested.effect / abs(self.b_mean) * 100
 
@@ -174,8 +174,55 @@ def trend(factor: str, task: str, epoch: str, levels: list[tuple[float, Side]], 
             return base
         per_level.append(paired[0].mean(axis=0))  # per example, seeds averaged
     t = (c[:, None] * np.array(per_level)).sum(axis=0) / float((c * c).sum())
-    base.tested = paired_test(t[None, :], np.zeros((1, len(t))), key, True)
+    base.tested = paired_test(t[None, :], np.zeros((1, len(t))), key, True, mcnemar=False)
     return base
+
+
+def per_example(side: Side, ref: Examples, metric: str) -> np.ndarray | str:
+    """A side's per-example values averaged over its seeds, in ``ref``'s example order; or why not."""
+    rows = []
+    for ex, agg in zip(side.examples, side.aggregates):
+        if ex is None:
+            return "no per-example outcomes (predictions.jsonl)"
+        paired = align(ref, ex)
+        if isinstance(paired, str):
+            return paired
+        values = ex.metric(metric, agg)
+        if values is None:
+            return f"no per-example values of {metric!r} in predictions.jsonl"
+        rows.append([values[i] for i in paired[1]])
+    if not rows:
+        return "no results"
+    return np.array(rows, dtype=float).mean(axis=0)
+
+
+def factorial(kind: Kind, factor: str, task: str, epoch: str, a: str, b: str, a_mean: float | None,
+              b_mean: float | None, terms: list[tuple[float, list[Side]]], metric: MetricInfo, key: str) -> Finding:
+    """A main effect or interaction: the per-example sum of ``weight x mean of the sides``, tested against 0.
+
+    Each term's sides are conditions (one per combination of the other factors) whose
+    seed-averaged per-example values are averaged, so the interval is over examples of
+    seed means.
+    """
+    f = Finding(kind, factor, task, epoch, a, b, "averaged over the other factors", a_mean, b_mean, None, None,
+                metric)
+    ref = next((s.examples[0] for _, sides in terms for s in sides if s.examples and s.examples[0] is not None), None)
+    if ref is None:
+        f.note = "untested: no per-example outcomes (predictions.jsonl)"
+        return f
+    total = np.zeros(len(ref))
+    for weight, sides in terms:
+        vectors = []
+        for s in sides:
+            v = per_example(s, ref, metric.name)
+            if isinstance(v, str):
+                f.note = v if v.startswith("refused") else f"untested: {v}"
+                return f
+            vectors.append(v)
+        total += weight * np.mean(vectors, axis=0)
+    tested = paired_test(total[None, :], np.zeros((1, len(total))), key, True, mcnemar=False)
+    f.tested = replace(tested, ci_basis="examples (seed means)", n_seeds=len(terms[0][1][0].seeds))
+    return f
 
 
 def verdict(f: Finding, policy: Policy) -> str:
@@ -184,7 +231,11 @@ def verdict(f: Finding, policy: Policy) -> str:
         return "untested"
     effect = f.tested.effect
     better = effect > 0 if f.metric.higher_is_better else effect < 0
-    if f.kind == "contrast":
+    if f.kind == "interaction":
+        if f.p_adjusted >= policy.alpha or effect == 0:
+            return "no detectable interaction"
+        return "interaction"
+    if f.kind in ("contrast", "main effect"):
         if f.p_adjusted >= policy.alpha or effect == 0:
             return "no detectable difference"
         return f"{f.a if better else f.b} better"

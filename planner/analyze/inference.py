@@ -135,7 +135,8 @@ def _is_binary(x: np.ndarray) -> bool:
     return bool(np.all((x == 0) | (x == 1)))
 
 
-def paired_test(a: np.ndarray, b: np.ndarray, key: str, same_seeds: bool, interval: bool = True) -> Tested:
+def paired_test(a: np.ndarray, b: np.ndarray, key: str, same_seeds: bool, interval: bool = True,
+                mcnemar: bool = True) -> Tested:
     """Test A against B on paired examples.
 
     Args:
@@ -145,6 +146,8 @@ def paired_test(a: np.ndarray, b: np.ndarray, key: str, same_seeds: bool, interv
         same_seeds: A's and B's rows are the same seeds (pair them seed by seed); else each
             side is averaged over its own seeds first.
         interval: compute the bootstrap interval (per-seed rows of deltas.csv need only p).
+        mcnemar: allow the exact McNemar test for 0/1 values (not for contrasts of contrasts,
+            whose values only happen to be 0 or 1).
     """
     rng = rng_for(key)
     if same_seeds and a.shape == b.shape:
@@ -156,7 +159,7 @@ def paired_test(a: np.ndarray, b: np.ndarray, key: str, same_seeds: bool, interv
     lo, hi = bootstrap_mean_ci(d, rng) if n > 0 and interval else (math.nan, math.nan)
     basis = "seeds x examples" if s > 1 else "examples only (1 seed)"
     binary = _is_binary(a) and _is_binary(b)
-    if binary and s == 1 and b.shape[0] == 1:
+    if mcnemar and binary and s == 1 and b.shape[0] == 1:
         b_only = int(np.count_nonzero((b[0] == 1) & (a[0] == 0)))
         a_only = int(np.count_nonzero((b[0] == 0) & (a[0] == 1)))
         return Tested(effect, lo, hi, basis, mcnemar_exact(b_only, a_only), "exact McNemar", n, s, (b_only, a_only))

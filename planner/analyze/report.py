@@ -52,10 +52,16 @@ def _finding_line(f: Finding) -> str:
         return f"{md_code(f.a)} vs {md_code(f.b)} ({where}): {f.verdict} ({f.note})"
     rel = "" if f.rel_pct is None or f.kind == "trend" else f" ({f.rel_pct:+.1f} %)"
     scale = f" {f.scale}" if f.kind == "trend" else ""
-    basis = "" if t.n_seeds > 1 else ", 1 seed: test-set interval"
+    basis = "" if t.n_seeds > 1 or t.ci_basis != "examples only (1 seed)" else ", 1 seed: test-set interval"
     return (f"{md_code(f.a)} vs {md_code(f.b)} ({where}): {_fmt3(f.a_mean)} vs {_fmt3(f.b_mean)}, "
-            f"Δ {t.effect:+.3f}{scale} [95 % CI {t.ci_low:+.3f}, {t.ci_high:+.3f}]{rel}, {t.test} p = {_p(t.p)}, "
-            f"adjusted p = {_p(f.p_adjusted)}{basis}: **{f.verdict}**")
+            f"Δ {t.effect:+.3f}{scale} [95 % CI {t.ci_low:+.3f}, {t.ci_high:+.3f}]{rel}, {t.test} p {_p_is(t.p)}, "
+            f"adjusted p {_p_is(f.p_adjusted)}{basis}: **{f.verdict}**")
+
+
+def _p_is(p: float | None) -> str:
+    """``= 0.012`` or ``< 0.001``: a p-value after its relation."""
+    text = _p(p)
+    return text if text.startswith("<") else f"= {text}"
 
 
 def _fmt3(v: float | None) -> str:
@@ -78,7 +84,7 @@ def answer_lines(a: Analysis, question: str) -> list[str]:
     if not a.findings:
         return lines + ["- no finding can be made yet: no evaluation has results (see Incomplete units)"]
     for factor in factors:
-        rows = [f for f in a.findings if f.factor == factor and f.kind in ("contrast", "trend")]
+        rows = [f for f in a.findings if f.factor == factor and f.kind in ("main effect", "contrast", "trend")]
         if not rows:
             continue
         note = "" if named else " (the question names no factor: every swept one is shown)"
@@ -92,6 +98,11 @@ def answer_lines(a: Analysis, question: str) -> list[str]:
                 lines.append(f"  - {_finding_line(f)}")
             if len(of_task) > MAX_FINDINGS:
                 lines.append(f"  - ... and {len(of_task) - MAX_FINDINGS} more (analysis/findings.csv)")
+    inter = [f for f in a.findings if f.kind == "interaction" and any(p in factors for p in f.factor.split(" x "))]
+    if inter:
+        lines.append("- interactions (does one factor's effect depend on another's level?):")
+        for f in sorted(inter, key=lambda f: (f.p_adjusted is None, f.p_adjusted or 1.0))[:MAX_FINDINGS]:
+            lines.append(f"  - {md_code(f.factor)}: {_finding_line(f)}")
     base = [f for f in a.findings if f.kind == "vs base"]
     if base:
         counts = {v: sum(f.verdict == v for f in base) for v in
@@ -112,7 +123,9 @@ def answer_lines(a: Analysis, question: str) -> list[str]:
 
 def _best_level(rows: list[Finding], a: Analysis) -> str | None:
     """``best: X (mean), margin over the runner-up ...`` from the pairwise contrasts of one task."""
-    contrasts = [f for f in rows if f.kind == "contrast" and f.a_mean is not None and f.b_mean is not None]
+    # The marginal means (main effects) when the design has them, else the first group of contrasts.
+    mains = [f for f in rows if f.kind == "main effect" and f.a_mean is not None and f.b_mean is not None]
+    contrasts = mains or [f for f in rows if f.kind == "contrast" and f.a_mean is not None and f.b_mean is not None]
     if not contrasts:
         return None
     hib = contrasts[0].metric.higher_is_better
@@ -139,7 +152,7 @@ def _best_level(rows: list[Finding], a: Analysis) -> str | None:
     lo, hi = sorted((sign * t.ci_low, sign * t.ci_high))
     sig = "significant" if pair.p_adjusted is not None and pair.p_adjusted < a.thresholds.alpha else "not significant"
     return (f"best {md_code(top)}{where}: {means[top]:.3f}; margin over the runner-up {md_code(second)} "
-            f"{sign * t.effect:+.3f} [95 % CI {lo:+.3f}, {hi:+.3f}], adjusted p = {_p(pair.p_adjusted)}: {sig}")
+            f"{sign * t.effect:+.3f} [95 % CI {lo:+.3f}, {hi:+.3f}], adjusted p {_p_is(pair.p_adjusted)}: {sig}")
 
 
 def headline_headers() -> list[str]:
@@ -295,7 +308,7 @@ _FINDING_HEADERS = ["Kind", "Factor", "Task", "Epoch", "Fixed", "A", "B", "mean 
 def _findings_rows(a: Analysis) -> tuple[list[list[Any]], list[str]]:
     rows, classes = [], []
     for f in a.findings:
-        if f.kind not in ("contrast", "trend"):
+        if f.kind not in ("main effect", "contrast", "trend", "interaction"):
             continue
         t = f.tested
         effect = "-" if t is None else f"{t.effect:+.3f}{' ' + f.scale if f.scale else ''} [{t.ci_low:+.3f}, {t.ci_high:+.3f}]"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import statistics
 from functools import cached_property, lru_cache
@@ -19,7 +20,9 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
-from planner.analyze.findings import Finding, MetricInfo, Policy, Side, compare, lower_is_better, settle, trend, verdict
+from planner.analyze.findings import (
+    Finding, MetricInfo, Policy, Side, compare, factorial, lower_is_better, settle, trend, verdict,
+)
 from planner.analyze.inference import Tested, adjust, mean_interval, paired_test
 from planner.analyze.observe import FAILED, MISSING, PRESENT, EvalObs, Examples, RunObs, align, config_mismatches
 from planner.analyze.stats import Summary, summarize, t_quantile, wilson
@@ -861,7 +864,73 @@ def build_findings(selected: list[tuple[str, Cell]], cells: list[Cell], plan: Pl
                 out.append(trend(factor, task, ep, [(x, _side(cell, f"{factor}={level_text(factor, lv)}")) for x, (lv, cell)
                                                     in zip(xs, present)], fixed, infos[task],
                                  f"finding|trend|{factor}|{task}|{ep}|{fixed}"))
+    out += factorial_findings(selected, plan, infos)
     return settle(out, policy)
+
+
+def factorial_findings(selected: list[tuple[str, Cell]], plan: Plan, infos: dict[str, MetricInfo]) -> list[Finding]:
+    """Main effects of each factor and interactions of each pair, when two or more factors are swept.
+
+    A main effect compares two levels of a factor averaged over every combination of the
+    others (pairs as for contrasts); an interaction compares the effect of one factor's
+    extreme levels (first and last in the spec) at the other's extreme levels: (a1 b1 - a0
+    b1) - (a1 b0 - a0 b0), averaged over any further factors. Both need every combination.
+    """
+    factors = sweep_factors(plan)
+    if len(factors) < 2:
+        return []
+    spec = plan.spec
+    levels_of: dict[str, list[Any]] = {"model": [model_label(m) for m in spec.models], **spec.factors}
+    groups: dict[tuple[str, str], dict[tuple[str, ...], Cell]] = {}
+    for label, c in selected:
+        if c.summary is not None:
+            groups.setdefault((c.task, label), {})[tuple(repr(c.factors.get(f)) for f in factors)] = c
+    out: list[Finding] = []
+    for (task, label), by in groups.items():
+        first = next(iter(by.values()))
+        ep = _epoch_label(label, first)
+
+        def sides(fixed: dict[str, Any]) -> list[Side] | None:
+            # Every combination of the factors not fixed, in plan order; None when one is missing.
+            free = [f for f in factors if f not in fixed]
+            found: list[Side] = []
+            for combo in itertools.product(*(levels_of[f] for f in free)):
+                values = {**fixed, **dict(zip(free, combo))}
+                cell = by.get(tuple(repr(values[f]) for f in factors))
+                if cell is None:
+                    return None
+                found.append(_side(cell, cell.condition))
+            return found
+
+        def mean(ss: list[Side]) -> float | None:
+            ms = [s.mean for s in ss if s.mean is not None]
+            return sum(ms) / len(ms) if len(ms) == len(ss) else None
+
+        for f in factors:
+            lv = levels_of[f]
+            for i, j in _pairs(len(lv)):
+                a, b = sides({f: lv[j]}), sides({f: lv[i]})
+                if a is None or b is None:
+                    continue
+                out.append(factorial("main effect", f, task, ep, f"{f}={level_text(f, lv[j])}",
+                                     f"{f}={level_text(f, lv[i])}", mean(a), mean(b), [(1.0, a), (-1.0, b)],
+                                     infos[task], f"finding|main|{f}|{task}|{ep}|{lv[j]}|{lv[i]}"))
+        for x, f in enumerate(factors):
+            for g in factors[x + 1:]:
+                f0, f1, g0, g1 = levels_of[f][0], levels_of[f][-1], levels_of[g][0], levels_of[g][-1]
+                terms = [(w, sides({f: fl, g: gl})) for w, fl, gl in
+                         ((1.0, f1, g1), (-1.0, f0, g1), (-1.0, f1, g0), (1.0, f0, g0))]
+                if any(t[1] is None for t in terms):
+                    continue
+                hi = [m for m in (mean(terms[0][1] or []), mean(terms[1][1] or [])) if m is not None]
+                lo = [m for m in (mean(terms[2][1] or []), mean(terms[3][1] or [])) if m is not None]
+                out.append(factorial(
+                    "interaction", f"{f} x {g}", task, ep,
+                    f"{f}={level_text(f, f1)} - {f}={level_text(f, f0)} at {g}={level_text(g, g1)}",
+                    f"at {g}={level_text(g, g0)}", hi[0] - hi[1] if len(hi) == 2 else None,
+                    lo[0] - lo[1] if len(lo) == 2 else None, [(w, s) for w, s in terms if s is not None],
+                    infos[task], f"finding|interaction|{f}|{g}|{task}|{ep}"))
+    return out
 
 
 def _r(v: float | None) -> float | None:
