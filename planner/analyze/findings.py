@@ -140,13 +140,18 @@ def _paired(a: Side, b: Side, metric: str) -> tuple[np.ndarray, np.ndarray, bool
     return np.array(rows_a, dtype=float), np.array(rows_b, dtype=float), same, ", ".join(sorted(how)) or "position"
 
 
+def _note(reason: str) -> str:
+    """A finding's note for why it is not tested: a refusal as it is, anything else as ``untested: ...``."""
+    return reason if reason.startswith("refused") else f"untested: {reason}"
+
+
 def compare(kind: Kind, factor: str, task: str, epoch: str, a: Side, b: Side, fixed: str, metric: MetricInfo,
             key: str) -> Finding:
     """One finding of A against B (not yet adjusted)."""
     paired = _paired(a, b, metric.name)
     if isinstance(paired, str):
-        return Finding(kind, factor, task, epoch, a.label, b.label, fixed, a.mean, b.mean, None,
-                       paired if paired.startswith("refused") else f"untested: {paired}", metric)
+        return Finding(kind, factor, task, epoch, a.label, b.label, fixed, a.mean, b.mean, None, _note(paired),
+                       metric)
     ma, mb, same, how = paired
     tested = paired_test(ma, mb, key, same)
     return Finding(kind, factor, task, epoch, a.label, b.label, fixed, a.mean, b.mean, tested,
@@ -170,7 +175,7 @@ def trend(factor: str, task: str, epoch: str, levels: list[tuple[float, Side]], 
     for s in sides:
         paired = _paired(s, ref, metric.name)
         if isinstance(paired, str):
-            base.note = paired if paired.startswith("refused") else f"untested: {paired}"
+            base.note = _note(paired)
             return base
         per_level.append(paired[0].mean(axis=0))  # per example, seeds averaged
     t = (c[:, None] * np.array(per_level)).sum(axis=0) / float((c * c).sum())
@@ -216,7 +221,7 @@ def factorial(kind: Kind, factor: str, task: str, epoch: str, a: str, b: str, a_
         for s in sides:
             v = per_example(s, ref, metric.name)
             if isinstance(v, str):
-                f.note = v if v.startswith("refused") else f"untested: {v}"
+                f.note = _note(v)
                 return f
             vectors.append(v)
         total += weight * np.mean(vectors, axis=0)

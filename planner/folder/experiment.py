@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TypeVar
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from filelock import FileLock, Timeout
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from planner.folder.atomic import atomic_write_text
 from planner.spec.commands import command_line
@@ -22,6 +23,8 @@ from planner.folder.markdown import SummaryFormatError, begin_marker, end_marker
 from planner.spec.runs import Plan, expand
 from planner.spec.spec import ExperimentSpec, load_spec_text
 from planner.spec.localconfig import SLURM_TIME, AnalysisSettings, SlurmSettings
+
+_Settings = TypeVar("_Settings", bound=BaseModel)
 
 SUMMARY = "experiment_summary.md"
 JOURNAL = "journal.json"
@@ -84,31 +87,23 @@ class Experiment:
 
     def recorded_slurm(self) -> SlurmSettings:
         """The ``slurm:`` settings of the claude.local.md the experiment was planned with."""
-        recorded = (self.spec.provenance or {}).get("local_settings")
-        if not recorded:
-            return SlurmSettings()
-        slurm = recorded.get("slurm") if isinstance(recorded, dict) else None
-        try:
-            return SlurmSettings.model_validate(slurm or {})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(
-                f"{self.path / 'experiment.yaml'}: provenance.local_settings.slurm.{where}: {first['msg']}; "
-                "fix that value in experiment.yaml (it was recorded from claude.local.md)"
-            ) from None
+        return self._recorded("slurm", SlurmSettings)
 
     def recorded_analysis(self) -> AnalysisSettings:
         """The ``analysis:`` settings of the claude.local.md the experiment was planned with (defaults without)."""
+        return self._recorded("analysis", AnalysisSettings)
+
+    def _recorded(self, section: str, model: type[_Settings]) -> _Settings:
+        """One section of ``provenance.local_settings``, validated; its defaults when none was recorded."""
         recorded = (self.spec.provenance or {}).get("local_settings")
-        section = recorded.get("analysis") if isinstance(recorded, dict) else None
+        value = recorded.get(section) if isinstance(recorded, dict) else None
         try:
-            return AnalysisSettings.model_validate(section or {})
+            return model.model_validate(value or {})
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise ConfigError(
-                f"{self.path / 'experiment.yaml'}: provenance.local_settings.analysis.{where}: {first['msg']}; "
+                f"{self.path / 'experiment.yaml'}: provenance.local_settings.{section}.{where}: {first['msg']}; "
                 "fix that value in experiment.yaml (it was recorded from claude.local.md)"
             ) from None
 
