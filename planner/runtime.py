@@ -67,6 +67,21 @@ class ChildDied(RuntimeError):
     """A forked child ended without sending a result (killed, or out of memory)."""
 
 
+#: Bytes of a message's length prefix in a child's pipe.
+_FRAME = 8
+
+#: What a child's pipe may hold unread (Linux's default ceiling for unprivileged processes): a child
+#: sending an early stage does not wait for the parent, still busy with its own share, to read it.
+_PIPE_BYTES = 1 << 20
+
+
+def _pickled(ok: bool, value: object) -> bytes:
+    try:
+        return pickle.dumps((ok, value), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # noqa: BLE001 - a value or an exception that cannot be pickled
+        return pickle.dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
+
+
 class Forked(Generic[T]):
     """``fn()`` running in a forked child; :meth:`result` waits for its value, pickled back through a pipe.
 
@@ -75,10 +90,20 @@ class Forked(Generic[T]):
     An exception it raises is raised again by :meth:`result`; :meth:`close` (also on
     leaving a ``with`` block) kills a child still running and reaps it, so none is left
     behind when the parent fails first.
+
+    With ``stages=True``, ``fn()`` returns an iterator and each value it yields is sent as
+    soon as it is made; each :meth:`result` call returns the next one. The parent can then
+    work on an early stage while the child computes the next.
     """
 
-    def __init__(self, fn: Callable[[], T]) -> None:
+    def __init__(self, fn: Callable[[], object], stages: bool = False) -> None:
         read_end, write_end = os.pipe()
+        try:
+            import fcntl
+
+            fcntl.fcntl(write_end, 1031, _PIPE_BYTES)  # F_SETPIPE_SZ (Linux)
+        except (ImportError, OSError):  # elsewhere, or above this system's limit: the default buffer
+            pass
         parent = os.getpid()
         die_with_parent = _parent_death_signal()
         pid = os.fork()
@@ -92,37 +117,57 @@ class Forked(Generic[T]):
                 if os.getppid() != parent:
                     code = 1
                     return
-                try:
-                    payload = pickle.dumps((True, fn()), protocol=pickle.HIGHEST_PROTOCOL)
-                except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
-                    code = 1
+                with open(write_end, "wb", buffering=0) as pipe:
+
+                    def send(ok: bool, value: object) -> None:
+                        payload = _pickled(ok, value)
+                        pipe.write(len(payload).to_bytes(_FRAME, "little") + payload)
+
                     try:
-                        payload = pickle.dumps((False, exc), protocol=pickle.HIGHEST_PROTOCOL)
-                    except Exception:  # noqa: BLE001 - an exception that cannot be pickled
-                        payload = pickle.dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
-                with open(write_end, "wb") as pipe:
-                    pipe.write(payload)
+                        if stages:
+                            for value in fn():  # type: ignore[attr-defined]
+                                send(True, value)
+                        else:
+                            send(True, fn())
+                    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
+                        code = 1
+                        send(False, exc)
             finally:
                 os._exit(code)
         os.close(write_end)
         self._pid: int | None = pid
+        self._stages = stages
         self._pipe = open(read_end, "rb")  # noqa: SIM115 - closed by close()
 
+    def _read(self, n: int) -> bytes:
+        chunks, got = [], 0
+        while got < n:
+            chunk = self._pipe.read(n - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
     def result(self) -> T:
-        """The child's return value (waits for it); its exception is raised here.
+        """The child's (next) value, waiting for it; its exception is raised here.
 
         Raises:
-            ChildDied: the child ended without a result (killed, out of memory).
+            ChildDied: the child ended without that value (killed, out of memory).
         """
-        try:
-            payload = self._pipe.read()
-        finally:
-            status = self._reap(kill=False)
+        if self._pid is None:
+            raise ChildDied("forked worker already ended")
+        head = self._read(_FRAME)
+        payload = self._read(int.from_bytes(head, "little")) if len(head) == _FRAME else b""
         if not payload:
+            status = self._reap(kill=True)
             raise ChildDied(f"forked worker ended without a result (wait status {status})")
         ok, value = pickle.loads(payload)
         if not ok:
+            self._reap(kill=True)
             raise value
+        if not self._stages:
+            self._reap(kill=False)  # its one value sent, the child is leaving
         return value  # type: ignore[no-any-return]
 
     def _reap(self, kill: bool) -> int | None:

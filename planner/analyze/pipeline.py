@@ -14,8 +14,8 @@ from functools import partial
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -25,10 +25,11 @@ from planner.analyze import plots
 from planner.analyze.collect import JobStates, collect_evals, collect_runs, predicted_seconds
 from planner.analyze.observe import FAILED
 from planner.analyze.report import RESULTS_BLOCK, insert_results_section, report_html, results_block
-from planner.analyze.tables import Analysis, EpochChoice, Part, Slice, Thresholds, analyze_slice, assemble, slice_bounds
+from planner.analyze.tables import (Analysis, Early, EpochChoice, Part, Slice, Thresholds, across_slices, assemble,
+                                    slice_bounds, slice_cells, slice_tables)
 from planner.folder.designlog import DesignLog
 from planner.folder.markdown import begin_marker, end_marker, replace_block
-from planner.runtime import can_fork, gc_paused, in_children, usable_cpus
+from planner.runtime import ChildDied, Forked, can_fork, gc_paused, usable_cpus
 from planner.status.tables import EVAL_BLOCK
 
 ANALYSIS_DIR = "analysis"
@@ -63,29 +64,54 @@ def build_files(a: Analysis, name: str, question: str, images: dict[str, bytes])
 PARALLEL_ANALYZE_EVALS = 2000
 
 
-def _slice_part(exp: Experiment, piece: Slice, states: JobStates, predicted: dict[str, float], metric: str,
-                epoch: EpochChoice, th: Thresholds) -> Part:
-    """Read and analyse one slice of the plan (in a forked worker, or here)."""
+def _slice_stages(exp: Experiment, piece: Slice, states: JobStates, predicted: dict[str, float], metric: str,
+                  epoch: EpochChoice, th: Thresholds) -> Iterator[Early | Part]:
+    """Read and analyse one slice of the plan: first its cells, then the rest of its part (in a forked worker, or here)."""
     plan = exp.plan
     runs = collect_runs(exp, plan.runs[slice(*piece.runs)], states, predicted)
     evals = collect_evals(exp, plan.evaluations[slice(*piece.evals)], states)
+    early = slice_cells(evals, plan, metric, epoch)
+    yield early
     # Every slice compares with the base controls: the few evaluations of theirs it does not hold are read too.
     base_names = {r.name for r in plan.base_runs}
     start, stop = piece.evals
     outside = [ev for i, ev in enumerate(plan.evaluations) if ev.run in base_names and not start <= i < stop]
     bases = [o for o in evals if o.evaluation.run in base_names] + collect_evals(exp, outside, states)
-    return analyze_slice(runs, evals, plan, metric, epoch, th, bases)
+    yield slice_tables(early, runs, evals, plan, metric, th, bases)
+
+
+def _sent_stages(stages: Iterator[Early | Part]) -> Iterator[Early | Part]:
+    # A child's part goes back without the cells its first stage already sent.
+    yield next(stages)
+    part = next(stages)
+    assert isinstance(part, Part)
+    yield replace(part, cells=[], selected=[])
+
+
+def _slice_part(exp: Experiment, piece: Slice, states: JobStates, predicted: dict[str, float], metric: str,
+                epoch: EpochChoice, th: Thresholds) -> Part:
+    """One slice's whole part, here."""
+    *_, part = _slice_stages(exp, piece, states, predicted, metric, epoch, th)
+    assert isinstance(part, Part)
+    return part
+
+
+#: This process's share of the plan against each forked worker's: besides its own stretch it tests the
+#: findings and builds the sweeps of every stretch (on two CPUs, what balances the two processes;
+#: benchmarks/analyze_scale.py).
+PARENT_SHARE = 0.75
 
 
 def analyze(exp: Experiment, metric: str = "accuracy", epoch: EpochChoice = "last", thresholds: Thresholds | None = None,
             parallel_from: int | None = None, workers: int | None = None) -> Analysis:
     """Read the folders and build every table; large plans in slices over forked workers.
 
-    Each worker reads and analyses a stretch of whole conditions (their runs and
-    evaluations) and sends back only what the whole still needs: cells, table rows,
-    statuses and CSV bytes; this process analyses the first stretch meanwhile, then
-    builds what needs every cell (the sweeps). The files are the same byte for byte as
-    from one process (tests/test_analyze_parallel.py).
+    Each worker reads a stretch of whole conditions (their runs and evaluations) and
+    sends back what the whole still needs in two stages: first its cells, then its table
+    rows, statuses and CSV bytes. This process analyses the first stretch meanwhile, then
+    tests the findings and builds the sweeps over every stretch's cells while the workers
+    finish their tables. The files are the same byte for byte as from one process
+    (tests/test_analyze_parallel.py); a worker that dies has its stretch done here.
     """
     th = thresholds or Thresholds()
     plan = exp.plan
@@ -93,15 +119,41 @@ def analyze(exp: Experiment, metric: str = "accuracy", epoch: EpochChoice = "las
     n = min(workers or usable_cpus(), 8)
     pieces = [Slice((0, len(plan.runs)), (0, len(plan.evaluations)))]
     if len(plan.evaluations) >= threshold and can_fork(n):
-        # This process's stretch is a little larger: a child's part comes back through a pipe
-        # (about a tenth of its time on two CPUs, benchmarks/analyze_scale.py).
-        pieces = [p for p in slice_bounds(plan, [1.15] + [1.0] * (n - 1)) if p.runs[0] < p.runs[1]] or pieces
+        pieces = [p for p in slice_bounds(plan, [PARENT_SHARE] + [1.0] * (n - 1)) if p.runs[0] < p.runs[1]] or pieces
     with gc_paused():
         states, predicted = JobStates(exp), predicted_seconds(exp)
-        first, rest = in_children([partial(_slice_part, exp, piece, states, predicted, metric, epoch, th)
-                                   for piece in pieces[1:]],
-                                  partial(_slice_part, exp, pieces[0], states, predicted, metric, epoch, th))
-        return assemble([first, *rest], plan, metric, epoch, th)
+        work = [partial(_slice_stages, exp, piece, states, predicted, metric, epoch, th) for piece in pieces]
+        if len(pieces) == 1:
+            return assemble([_slice_part(exp, pieces[0], states, predicted, metric, epoch, th)], plan, metric, epoch, th)
+        children: list[Forked[Early | Part]] = [Forked(partial(_sent_stages, stages()), stages=True)
+                                                 for stages in work[1:]]
+        try:
+            mine = _slice_part(exp, pieces[0], states, predicted, metric, epoch, th)
+            earlies: list[Early] = [Early(mine.cells, mine.selected, mine.best)]
+            done_here: dict[int, Part] = {}  # the parts of workers that died, done here instead
+            for i, child in enumerate(children, start=1):
+                try:
+                    early = child.result()
+                except ChildDied:
+                    done_here[i] = _slice_part(exp, pieces[i], states, predicted, metric, epoch, th)
+                    early = Early(done_here[i].cells, done_here[i].selected, done_here[i].best)
+                assert isinstance(early, Early)
+                earlies.append(early)
+            whole = across_slices(earlies, plan, metric, th)
+            parts = [mine]
+            for i, child in enumerate(children, start=1):
+                if i not in done_here:
+                    try:
+                        part = child.result()
+                        assert isinstance(part, Part)
+                        done_here[i] = replace(part, cells=earlies[i].cells, selected=earlies[i].selected)
+                    except ChildDied:
+                        done_here[i] = _slice_part(exp, pieces[i], states, predicted, metric, epoch, th)
+                parts.append(done_here[i])
+            return assemble(parts, plan, metric, epoch, th, whole)
+        finally:
+            for child in children:
+                child.close()
 
 
 def write_folder(target: Path, files: dict[str, bytes]) -> None:

@@ -305,17 +305,25 @@ _FINDING_HEADERS = ["Kind", "Factor", "Task", "Epoch", "Fixed", "A", "B", "mean 
                     "Verdict"]
 
 
-def _findings_rows(a: Analysis) -> tuple[list[list[Any]], list[str]]:
+_CONTRAST_KINDS = ("main effect", "contrast", "trend", "interaction")
+
+
+def _findings_rows(a: Analysis, limit: int = _HTML_ROWS) -> tuple[list[list[Any]], list[str], int]:
+    """The first ``limit`` rows of the contrasts table, their CSS classes, and how many rows it has in all."""
     rows, classes = [], []
+    total = 0
     for f in a.findings:
-        if f.kind not in ("main effect", "contrast", "trend", "interaction"):
+        if f.kind not in _CONTRAST_KINDS:
             continue
+        total += 1
+        if total > limit:
+            continue  # counted only: the CSV file holds every row
         t = f.tested
         effect = "-" if t is None else f"{t.effect:+.3f}{' ' + f.scale if f.scale else ''} [{t.ci_low:+.3f}, {t.ci_high:+.3f}]"
         rows.append([f.kind, f.factor, f.task, f.epoch, f.fixed or "-", f.a, f.b, _fmt3(f.a_mean), _fmt3(f.b_mean),
                      effect, _p(f.p_adjusted), f.verdict])
         classes.append(verdict_class(f.verdict))
-    return rows, classes
+    return rows, classes, total
 
 
 def _best_lr_html(a: Analysis) -> str:
@@ -359,7 +367,7 @@ def report_html(a: Analysis, name: str, question: str, images: dict[str, bytes])
     rest = [f for f in pngs if f not in key]
     if not key:
         key, rest = rest, []
-    contrasts, contrast_classes = _findings_rows(a)
+    contrasts, contrast_classes, n_contrasts = _findings_rows(a)
     parts = [
         "<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
@@ -376,7 +384,8 @@ def report_html(a: Analysis, name: str, question: str, images: dict[str, bytes])
         "<p>No plots: matplotlib is not installed, --no-plots was given, or nothing has results yet.</p>",
         _best_lr_html(a),
         "<h2 id=\"contrasts\">Contrasts between levels</h2>",
-        _table_html(_FINDING_HEADERS, contrasts, row_classes=contrast_classes, verdict_col=len(_FINDING_HEADERS) - 1)
+        _table_html(_FINDING_HEADERS, contrasts, total=n_contrasts, row_classes=contrast_classes,
+                    verdict_col=len(_FINDING_HEADERS) - 1)
         if contrasts else
         "<p>No factor has two levels with results to compare.</p>",
         "<h2 id=\"more\">More</h2>",

@@ -7,13 +7,11 @@ described in docs/analysis.md.
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import math
 import statistics
 from functools import cached_property, lru_cache
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -93,26 +91,49 @@ class Table:
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def csv_body(rows: Iterable[list[Any]]) -> bytes:
+def _csv_field(text: str, guard: bool) -> str:
+    """One field as the csv module writes it (quoted only when it must be), guarded against formulas first."""
+    if guard and text.startswith(_FORMULA_START):
+        text = "'" + text
+    if '"' in text:
+        return '"' + text.replace('"', '""') + '"'
+    if "," in text or "\n" in text or "\r" in text:
+        return '"' + text + '"'
+    return text
+
+
+def csv_body(rows: Iterable[Sequence[Any]]) -> bytes:
     """Rows as UTF-8 CSV: '\\n' line ends, floats as Python prints them (shortest exact), None as an empty field.
 
     Text that starts like a formula (``=``, ``+``, ``-``, ``@``, tab, carriage return) gets a
     leading ``'``, which spreadsheets show as text; numbers (negative ones too) stay numbers.
+
+    The bytes are those of ``csv.writer(lineterminator="\\n")`` (tests/test_analyze_escape.py
+    compares them on random rows), except that a carriage return is always quoted (the csv
+    module leaves it bare, and many readers end the row there). Written here because the
+    csv module looks at every character of every field: texts repeat down a column (names,
+    tasks, verdicts) and are quoted once each, which writes the 10,000-evaluation tables in
+    two thirds of the time (docs/benchmarks.md).
     """
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(_formula_safe(rows))  # None is written as an empty field
-    return buf.getvalue().encode()
-
-
-def _formula_safe(rows: Iterable[list[Any]]) -> Iterator[list[Any]]:
-    # Rows pass through as they are; only one holding such a text is copied (tens of thousands of rows).
+    texts: dict[str, str] = {}
+    lines = []
     for row in rows:
+        fields = []
         for v in row:
-            if v.__class__ is str and v.startswith(_FORMULA_START):
-                yield [("'" + x) if x.__class__ is str and x.startswith(_FORMULA_START) else x for x in row]
-                break
-        else:
-            yield row
+            if v.__class__ is str:
+                field_ = texts.get(v)
+                if field_ is None:
+                    field_ = texts[v] = _csv_field(v, True)
+                fields.append(field_)
+            elif v is None:
+                fields.append("")
+            elif v.__class__ is float or v.__class__ is int or v.__class__ is bool:
+                fields.append(str(v))
+            else:  # any other object: its text, quoted as needed (a str subclass is guarded like a str)
+                fields.append(_csv_field(str(v), isinstance(v, str)))
+        line = ",".join(fields)
+        lines.append('""' if not line and len(fields) == 1 else line)  # a lone empty field, as csv writes it
+    return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
 def csv_text(table: Table) -> bytes:
@@ -768,27 +789,48 @@ class Part:
     best: dict[str, tuple[int | None, str]] = field(default_factory=dict)
 
 
-def analyze_slice(runs: list[RunObs], evals: list[EvalObs], plan: Plan, metric: str, epoch_choice: EpochChoice,
-                  th: Policy, bases: list[EvalObs]) -> Part:
-    """The part of the analysis one slice gives; ``bases`` are the base controls' evaluations."""
+class Early(NamedTuple):
+    """A slice's cells and headline choice: all that the findings and sweeps need, ready before its tables."""
+
+    cells: list[Cell]
+    selected: list[tuple[str, Cell]]
+    best: dict[str, tuple[int | None, str]]
+
+
+def slice_cells(evals: list[EvalObs], plan: Plan, metric: str, epoch_choice: EpochChoice) -> Early:
+    """A slice's cells and, per condition and task, the cell at the headline's epoch."""
     cells = build_cells(evals, plan, metric)
     best = best_epochs(cells, plan, metric) if epoch_choice == "best" else None
-    selected = select_cells(cells, epoch_choice, best)
+    return Early(cells, select_cells(cells, epoch_choice, best), best or {})
+
+
+def slice_tables(early: Early, runs: list[RunObs], evals: list[EvalObs], plan: Plan, metric: str, th: Policy,
+                 bases: list[EvalObs]) -> Part:
+    """The rest of a slice's part: its rows of every table, and the CSV text of those that need no other slice."""
+    cells, selected = early.cells, early.selected
     headline = selected_rows(cells, selected, build_cells(bases, plan, metric),
                              {t.name: t.split for t in plan.spec.evaluation.tasks})
     deltas = deltas_frame(evals, plan, metric, th, bases).rows
     rows = evals_frame(evals, plan, metric).rows
     run_rows, loss_rows = runs_frame(runs).rows, loss_frame(runs).rows
     at_metric, at_status = EVAL_COLUMNS.index("metric"), EVAL_COLUMNS.index("status")
+    csv = {"runs": csv_body(run_rows), "evals": csv_body(rows), "cells": csv_body(cells_frame(cells).rows),
+           "loss": csv_body(loss_rows)}
+    at_p = DELTA_COLUMNS.index("p")
+    if all(r[at_p] is None for r in deltas):  # nothing for the family's correction to change
+        csv["deltas"] = csv_body(deltas)
     return Part(
         cells=cells, selected=selected, headline=headline, runs=run_rows, loss=loss_rows, deltas=deltas,
         run_states=[(o.run.name, o.run.is_base, o.state) for o in runs],
         statuses=[(o.evaluation.key, o.evaluation.run, o.status) for o in evals],
-        metrics={r[at_metric] for r in rows if r[at_status] == PRESENT},
-        csv={"runs": csv_body(run_rows), "evals": csv_body(rows), "cells": csv_body(cells_frame(cells).rows),
-             "loss": csv_body(loss_rows)},
-        best=best or {},
+        metrics={r[at_metric] for r in rows if r[at_status] == PRESENT}, csv=csv, best=early.best,
     )
+
+
+def analyze_slice(runs: list[RunObs], evals: list[EvalObs], plan: Plan, metric: str, epoch_choice: EpochChoice,
+                  th: Policy, bases: list[EvalObs]) -> Part:
+    """The part of the analysis one slice gives; ``bases`` are the base controls' evaluations."""
+    return slice_tables(slice_cells(evals, plan, metric, epoch_choice), runs, evals, plan, metric, th, bases)
 
 
 FINDING_COLUMNS = [
@@ -839,30 +881,30 @@ def build_findings(selected: list[tuple[str, Cell]], cells: list[Cell], plan: Pl
     spec = plan.spec
     levels_of: dict[str, list[Any]] = {"model": [model_label(m) for m in spec.models], **spec.factors}
     names = ["model", *spec.paired, *spec.factors]
+    # Each cell's levels as keys, computed once (a sweep of 2,000 conditions groups them many times over).
+    tested = [(label, c, tuple(repr(c.factors.get(k)) for k in names)) for label, c in selected if c.summary is not None]
     for factor in sweep_factors(plan):
-        others = [k for k in names if k != factor]
+        at = names.index(factor)
+        keep = [i for i, k in enumerate(names) if k != factor]
+        others = [names[i] for i in keep]
         groups: dict[tuple[Any, ...], dict[str, Cell]] = {}
-        for label, c in selected:
-            if c.summary is None:
-                continue
-            key = (c.task, label, tuple(repr(c.factors.get(k)) for k in others))
-            groups.setdefault(key, {})[repr(c.factors.get(factor))] = c
+        for label, c, key in tested:
+            groups.setdefault((c.task, label, tuple(key[i] for i in keep)), {})[key[at]] = c
+        texts = {repr(lv): f"{factor}={level_text(factor, lv)}" for lv in levels_of[factor]}
         for (task, label, _), by_level in groups.items():
-            present = [(lv, by_level[repr(lv)]) for lv in levels_of[factor] if repr(lv) in by_level]
+            present = [(lv, by_level[r], texts[r]) for lv in levels_of[factor] if (r := repr(lv)) in by_level]
             if len(present) < 2:
                 continue
             first = present[0][1]
             fixed = "; ".join(f"{k}={level_text(k, first.factors.get(k))}" for k in others)
             ep = _epoch_label(label, first)
+            sides = [_side(cell, text) for _, cell, text in present]
             for i, j in _pairs(len(present)):
-                (lb, cb), (la, ca) = present[i], present[j]
-                out.append(compare("contrast", factor, task, ep, _side(ca, f"{factor}={level_text(factor, la)}"),
-                                   _side(cb, f"{factor}={level_text(factor, lb)}"), fixed, infos[task],
-                                   f"finding|contrast|{factor}|{task}|{ep}|{fixed}|{la}|{lb}"))
-            xs = _numeric([lv for lv, _ in present])
+                out.append(compare("contrast", factor, task, ep, sides[j], sides[i], fixed, infos[task],
+                                   f"finding|contrast|{factor}|{task}|{ep}|{fixed}|{present[j][0]}|{present[i][0]}"))
+            xs = _numeric([lv for lv, _, _ in present])
             if xs is not None:
-                out.append(trend(factor, task, ep, [(x, _side(cell, f"{factor}={level_text(factor, lv)}")) for x, (lv, cell)
-                                                    in zip(xs, present)], fixed, infos[task],
+                out.append(trend(factor, task, ep, list(zip(xs, sides)), fixed, infos[task],
                                  f"finding|trend|{factor}|{task}|{ep}|{fixed}"))
     out += factorial_findings(selected, plan, infos)
     return settle(out, policy)
@@ -881,6 +923,7 @@ def factorial_findings(selected: list[tuple[str, Cell]], plan: Plan, infos: dict
         return []
     spec = plan.spec
     levels_of: dict[str, list[Any]] = {"model": [model_label(m) for m in spec.models], **spec.factors}
+    level_reprs = {f: tuple(repr(v) for v in levels_of[f]) for f in factors}
     groups: dict[tuple[str, str], dict[tuple[str, ...], Cell]] = {}
     for label, c in selected:
         if c.summary is not None:
@@ -889,18 +932,28 @@ def factorial_findings(selected: list[tuple[str, Cell]], plan: Plan, infos: dict
     for (task, label), by in groups.items():
         first = next(iter(by.values()))
         ep = _epoch_label(label, first)
+        # One side per cell and one list of sides per fixed set of levels: main effects ask for each level
+        # twice and interactions for the same corners again.
+        side_of: dict[int, Side] = {}
+        found: dict[tuple[tuple[str, ...], ...], list[Side] | None] = {}
 
         def sides(fixed: dict[str, Any]) -> list[Side] | None:
             # Every combination of the factors not fixed, in plan order; None when one is missing.
-            free = [f for f in factors if f not in fixed]
-            found: list[Side] = []
-            for combo in itertools.product(*(levels_of[f] for f in free)):
-                values = {**fixed, **dict(zip(free, combo))}
-                cell = by.get(tuple(repr(values[f]) for f in factors))
+            choices = tuple((repr(fixed[f]),) if f in fixed else level_reprs[f] for f in factors)
+            if choices in found:
+                return found[choices]
+            got: list[Side] | None = []
+            for key in itertools.product(*choices):  # the product's tuples are the cells' keys
+                cell = by.get(key)
                 if cell is None:
-                    return None
-                found.append(_side(cell, cell.condition))
-            return found
+                    got = None
+                    break
+                side = side_of.get(id(cell))
+                if side is None:
+                    side = side_of[id(cell)] = _side(cell, cell.condition)
+                got.append(side)
+            found[choices] = got
+            return got
 
         def mean(ss: list[Side]) -> float | None:
             ms = [s.mean for s in ss if s.mean is not None]
@@ -978,25 +1031,54 @@ def _effect_text(f: Finding) -> str | None:
     return f"{t.effect:+.3f} [{t.ci_low:+.3f}, {t.ci_high:+.3f}]"
 
 
+@dataclass
+class Whole:
+    """What needs every slice's cells: the findings and the sweeps, with their CSV text."""
+
+    findings: list[Finding]
+    tables: dict[str, Table]
+    csv: dict[str, bytes]
+
+
+def across_slices(earlies: list[Early], plan: Plan, metric: str, th: Policy) -> Whole:
+    """The findings (tested and adjusted together) and the sweeps of every slice's cells."""
+    cells = [c for e in earlies for c in e.cells]
+    selected = [s for e in earlies for s in e.selected]
+    findings = build_findings(selected, cells, plan, metric, th)
+    tables = {"findings": findings_frame(findings), "sweeps": sweeps_frame(selected, plan)}
+    return Whole(findings, tables, {name: csv_text(t) for name, t in tables.items()})
+
+
 def assemble(parts: list[Part], plan: Plan, metric: str = "accuracy", epoch_choice: EpochChoice = "last",
-             thresholds: Policy | None = None) -> Analysis:
-    """The whole analysis from the parts of consecutive slices, in plan order."""
+             thresholds: Policy | None = None, whole: Whole | None = None) -> Analysis:
+    """The whole analysis from the parts of consecutive slices, in plan order.
+
+    ``whole`` is what :func:`across_slices` made of the same parts' cells, when it was
+    made earlier (while later slices were still being read).
+    """
     th = thresholds or Policy()
     task_splits = {t.name: t.split for t in plan.spec.evaluation.tasks}
     cells = [c for p in parts for c in p.cells]
     selected = [s for p in parts for s in p.selected]
     statuses = [s for p in parts for s in p.statuses]
     run_states = [s for p in parts for s in p.run_states]
-    findings = build_findings(selected, cells, plan, metric, th)
+    if whole is None:
+        whole = across_slices([Early(p.cells, p.selected, p.best) for p in parts], plan, metric, th)
+    findings = whole.findings
     deltas = Table(DELTA_COLUMNS, [r for p in parts for r in p.deltas])
     settle_deltas(deltas, plan, metric, th)
     tables = {"runs": Table(RUN_COLUMNS, [r for p in parts for r in p.runs]), "deltas": deltas,
-              "findings": findings_frame(findings),
-              "sweeps": sweeps_frame(selected, plan), "loss": Table(LOSS_COLUMNS, [r for p in parts for r in p.loss])}
-    # Per-run and per-evaluation tables come as each slice wrote them; the rest need every slice.
-    whole = ("deltas", "findings", "sweeps")
-    texts = {name: csv_text(tables[name]) if name in whole else
-             csv_body([columns]) + b"".join(p.csv[name] for p in parts) for name, columns in COLUMNS.items()}
+              **whole.tables, "loss": Table(LOSS_COLUMNS, [r for p in parts for r in p.loss])}
+    # Per-run and per-evaluation tables come as each slice wrote them (deltas too where no row has a p to
+    # adjust); findings and sweeps need every slice.
+    texts: dict[str, bytes] = {}
+    for name, columns in COLUMNS.items():
+        if name in whole.csv:
+            texts[name] = whole.csv[name]
+        elif name == "deltas":
+            texts[name] = csv_body([columns]) + b"".join(p.csv.get("deltas") or csv_body(p.deltas) for p in parts)
+        else:
+            texts[name] = csv_body([columns]) + b"".join(p.csv[name] for p in parts)
     headline = [r for p in parts for r in p.headline]
     vs_base = {(f.a, f.task, f.epoch): f for f in findings if f.kind == "vs base"}
     for row, (label, c) in zip(headline, selected):
@@ -1007,12 +1089,13 @@ def assemble(parts: list[Part], plan: Plan, metric: str = "accuracy", epoch_choi
     for p in parts:
         best.update(p.best)
     return Analysis(
-        metric=metric, epoch_choice=epoch_choice, thresholds=th, tables=tables, csv=texts, cell_objs=cells,
-        headline=headline + base_rows(cells),
+        metric=metric, epoch_choice=epoch_choice, thresholds=th, tables=tables, csv={n: texts[n] for n in COLUMNS},
+        cell_objs=cells, headline=headline + base_rows(cells),
         incomplete=incomplete_units(run_states, statuses), sweep_factors=sweep_factors(plan), task_splits=task_splits,
         run_states=run_states, statuses=statuses, metrics_present=set().union(*(p.metrics for p in parts)),
         findings=findings, best=best,
     )
 
 
-__all__ = ["Analysis", "Cell", "Part", "Slice", "Thresholds", "analyze_slice", "assemble", "slice_bounds"]
+__all__ = ["Analysis", "Cell", "Early", "Part", "Slice", "Thresholds", "Whole", "across_slices", "analyze_slice",
+           "assemble", "slice_bounds", "slice_cells", "slice_tables"]

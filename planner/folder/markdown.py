@@ -46,8 +46,19 @@ def md_code(value: Any) -> str:
 def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A GitHub-flavoured markdown table (no trailing newline)."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("-" * (len(h) + 2) for h in headers) + "|"]
+    # Texts repeat down a column (tasks, verdicts, '-'): each distinct one is rendered once.
+    seen: dict[str, str] = {}
+
+    def cell(c: Any) -> str:
+        if c.__class__ is not str:
+            return md_cell(c)
+        text = seen.get(c)
+        if text is None:
+            text = seen[c] = md_cell(c)
+        return text
+
     for row in rows:
-        lines.append("| " + " | ".join(md_cell(c) for c in row) + " |")
+        lines.append("| " + " | ".join([cell(c) for c in row]) + " |")
     return "\n".join(lines)
 
 
