@@ -232,3 +232,22 @@ def test_closing_kills_and_reaps_a_child_still_running() -> None:
     assert time.monotonic() - started < 10
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reaped: no zombie left behind
+
+
+def test_a_staged_child_sends_each_value_as_soon_as_it_is_made(tmp_path: Path) -> None:
+    flag = tmp_path / "read"
+
+    def stages() -> object:
+        yield "cells"
+        deadline = time.monotonic() + 20
+        while not flag.exists() and time.monotonic() < deadline:  # waits for the parent to have read the first
+            time.sleep(0.01)
+        yield flag.exists()
+        raise ConfigError("x.json: not valid JSON; fix it")
+
+    with Forked(stages, stages=True) as child:
+        assert child.result() == "cells"
+        flag.touch()
+        assert child.result() is True
+        with pytest.raises(ConfigError, match="x.json"):
+            child.result()

@@ -122,20 +122,22 @@ def analyze(exp: Experiment, metric: str = "accuracy", epoch: EpochChoice = "las
         pieces = [p for p in slice_bounds(plan, [PARENT_SHARE] + [1.0] * (n - 1)) if p.runs[0] < p.runs[1]] or pieces
     with gc_paused():
         states, predicted = JobStates(exp), predicted_seconds(exp)
-        work = [partial(_slice_stages, exp, piece, states, predicted, metric, epoch, th) for piece in pieces]
+        here = partial(_slice_part, exp, states=states, predicted=predicted, metric=metric, epoch=epoch, th=th)
         if len(pieces) == 1:
-            return assemble([_slice_part(exp, pieces[0], states, predicted, metric, epoch, th)], plan, metric, epoch, th)
-        children: list[Forked[Early | Part]] = [Forked(partial(_sent_stages, stages()), stages=True)
-                                                 for stages in work[1:]]
+            return assemble([here(pieces[0])], plan, metric, epoch, th)
+        children: list[Forked[Early | Part]] = [
+            Forked(lambda piece=piece: _sent_stages(_slice_stages(exp, piece, states, predicted, metric, epoch, th)),
+                   stages=True)
+            for piece in pieces[1:]]
         try:
-            mine = _slice_part(exp, pieces[0], states, predicted, metric, epoch, th)
+            mine = here(pieces[0])
             earlies: list[Early] = [Early(mine.cells, mine.selected, mine.best)]
             done_here: dict[int, Part] = {}  # the parts of workers that died, done here instead
             for i, child in enumerate(children, start=1):
                 try:
                     early = child.result()
                 except ChildDied:
-                    done_here[i] = _slice_part(exp, pieces[i], states, predicted, metric, epoch, th)
+                    done_here[i] = here(pieces[i])
                     early = Early(done_here[i].cells, done_here[i].selected, done_here[i].best)
                 assert isinstance(early, Early)
                 earlies.append(early)
@@ -148,7 +150,7 @@ def analyze(exp: Experiment, metric: str = "accuracy", epoch: EpochChoice = "las
                         assert isinstance(part, Part)
                         done_here[i] = replace(part, cells=earlies[i].cells, selected=earlies[i].selected)
                     except ChildDied:
-                        done_here[i] = _slice_part(exp, pieces[i], states, predicted, metric, epoch, th)
+                        done_here[i] = here(pieces[i])
                 parts.append(done_here[i])
             return assemble(parts, plan, metric, epoch, th, whole)
         finally:
