@@ -111,15 +111,24 @@ def test_slices_over_forked_workers_write_the_same_bytes_as_one_process(wide: Pa
 def test_a_child_that_dies_leaves_its_slice_to_this_process(wide: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     one = _analysis(wide, "last", parallel_from=10**9)
     parent = os.getpid()
-    real = pipeline._slice_part
+    real = pipeline._slice_stages
 
     def dies_in_a_child(*args: object) -> object:
         if os.getpid() != parent:
             os._exit(9)  # as the kernel's out-of-memory killer would leave it: no result, no exception
         return real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline, "_slice_part", dies_in_a_child)
+    def dies_after_its_cells(*args: object) -> object:
+        stages = real(*args)  # type: ignore[arg-type]
+        yield next(stages)
+        if os.getpid() != parent:
+            os._exit(9)
+        yield from stages
+
+    monkeypatch.setattr(pipeline, "_slice_stages", dies_in_a_child)
     assert _analysis(wide, "last", parallel_from=1, workers=2) == one
+    monkeypatch.setattr(pipeline, "_slice_stages", dies_after_its_cells)
+    assert _analysis(wide, "last", parallel_from=1, workers=3) == one
 
 
 def _big(tmp_path: Path) -> tuple[Path, Plan]:
