@@ -200,7 +200,7 @@ def in_children(calls: Sequence[Callable[[], T]], meanwhile: Callable[[], U]) ->
     A child that dies without a result (killed, out of memory) has its call run here
     instead; an exception a call raises is raised here. No child outlives this function.
     """
-    children = [Forked(call) for call in calls]
+    children: list[Forked[T]] = [Forked(call) for call in calls]
     try:
         here = meanwhile()
         results = []

@@ -80,8 +80,10 @@ def _slice_stages(exp: Experiment, piece: Slice, states: JobStates, predicted: d
     yield slice_tables(early, runs, evals, plan, metric, th, bases)
 
 
-def _sent_stages(stages: Iterator[Early | Part]) -> Iterator[Early | Part]:
-    # A child's part goes back without the cells its first stage already sent.
+def _worker_stages(exp: Experiment, piece: Slice, states: JobStates, predicted: dict[str, float], metric: str,
+                   epoch: EpochChoice, th: Thresholds) -> Iterator[Early | Part]:
+    """A forked worker's stages: its part goes back without the cells its first stage already sent."""
+    stages = _slice_stages(exp, piece, states, predicted, metric, epoch, th)
     yield next(stages)
     part = next(stages)
     assert isinstance(part, Part)
@@ -126,8 +128,7 @@ def analyze(exp: Experiment, metric: str = "accuracy", epoch: EpochChoice = "las
         if len(pieces) == 1:
             return assemble([here(pieces[0])], plan, metric, epoch, th)
         children: list[Forked[Early | Part]] = [
-            Forked(lambda piece=piece: _sent_stages(_slice_stages(exp, piece, states, predicted, metric, epoch, th)),
-                   stages=True)
+            Forked(partial(_worker_stages, exp, piece, states, predicted, metric, epoch, th), stages=True)
             for piece in pieces[1:]]
         try:
             mine = here(pieces[0])

@@ -942,12 +942,12 @@ def factorial_findings(selected: list[tuple[str, Cell]], plan: Plan, infos: dict
             choices = tuple((repr(fixed[f]),) if f in fixed else level_reprs[f] for f in factors)
             if choices in found:
                 return found[choices]
-            got: list[Side] | None = []
+            got: list[Side] = []
             for key in itertools.product(*choices):  # the product's tuples are the cells' keys
                 cell = by.get(key)
                 if cell is None:
-                    got = None
-                    break
+                    found[choices] = None
+                    return None
                 side = side_of.get(id(cell))
                 if side is None:
                     side = side_of[id(cell)] = _side(cell, cell.condition)
