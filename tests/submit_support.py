@@ -243,3 +243,31 @@ def replace_job_command(script: Path, shell: str) -> None:
 def run_folders(exp: Path) -> list[Path]:
     """Every fine-tune run folder of the experiment (the ones with a train.sh)."""
     return sorted(p.parent for p in exp.glob("*/train.sh"))
+
+
+#: Seed 002's prior: a LoRA run of the same 1B model at 4.34 it/s, batch 4.
+SEED_002_PRIOR = REPO / "tests" / "fixtures" / "logs" / "slurm-1001.out"
+
+
+def seed_002_setup(example: Path) -> Path:
+    """Seed 002's worked example in a copy of the example: a 1B-named model, 8,000 training samples, and the
+    4.34 it/s prior log in scratch_dir (beside unreadable logs); returns the spec's path."""
+    shutil.copytree(example / "models" / EXAMPLE_MODEL, example / "models" / "Llama-3.2-1B-Instruct")
+    subprocess.run([sys.executable, str(REPO / "tasks" / "capitalization" / "generate.py"), "--word-length", "8",
+                    "--train-pct", "80", "--count", "10000", "--out", str(example / "data")], check=True, capture_output=True)
+    scratch = example / "scratch" / "ck-out-happy-narwhal"
+    scratch.mkdir(parents=True)
+    shutil.copy(SEED_002_PRIOR, scratch / "slurm-12345.out")
+    (scratch.parent / "garbage").mkdir()
+    (scratch.parent / "garbage" / "slurm-1.out").write_bytes(b"\x00\xff\xfe binary \x00" * 50)
+    (scratch.parent / "garbage" / "slurm-2.out").write_text("")
+    (scratch.parent / "garbage" / "slurm-3.out").write_text(SEED_002_PRIOR.read_text()[:1800])  # cut mid-line
+    settings = (example / "claude.local.md").read_text()
+    settings = re.sub(r"(?m)^(\s*)scratch_dir: .*$", r"\1scratch_dir: scratch", settings)
+    (example / "claude.local.md").write_text(settings)
+    spec = yaml.safe_load((example / "experiment.yaml").read_text())
+    spec.update(models=["Llama-3.2-1B-Instruct"], dataset={"path": "words_8L_80P_10000.json"},
+                factors={"lora_rank": [4]}, controls={"epochs": 2, "batch_size": 4, "max_seq_len": 512})
+    path = example / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path

@@ -10,28 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from submit_support import SEED_002_PRIOR as PRIOR
+from submit_support import seed_002_setup
 from tests.conftest import ROOT, run_cli, write_spec
-
-PRIOR = ROOT / "tests" / "fixtures" / "logs" / "slurm-1001.out"  # seed 002's prior: 4.34 it/s at batch 4
-
-
-def seed_002_setup(example: Path) -> Path:
-    """A 1B-named model, 8,000 training samples, and the 4.34 it/s prior log in scratch_dir."""
-    shutil.copytree(example / "models" / "tiny-llama-cap", example / "models" / "Llama-3.2-1B-Instruct")
-    subprocess.run([sys.executable, str(ROOT / "tasks" / "capitalization" / "generate.py"), "--word-length", "8",
-                    "--train-pct", "80", "--count", "10000", "--out", str(example / "data")], check=True, capture_output=True)
-    scratch = example / "scratch" / "ck-out-happy-narwhal"
-    scratch.mkdir(parents=True)
-    shutil.copy(PRIOR, scratch / "slurm-12345.out")
-    (scratch.parent / "garbage").mkdir()
-    (scratch.parent / "garbage" / "slurm-1.out").write_bytes(b"\x00\xff\xfe binary \x00" * 50)
-    (scratch.parent / "garbage" / "slurm-2.out").write_text("")
-    (scratch.parent / "garbage" / "slurm-3.out").write_text(PRIOR.read_text()[:1800])  # cut mid-line
-    settings = (example / "claude.local.md").read_text().replace("scratch_dir: experiments", "scratch_dir: scratch")
-    (example / "claude.local.md").write_text(settings)
-    return write_spec(example, models=["Llama-3.2-1B-Instruct"], dataset={"path": "words_8L_80P_10000.json"},
-                      factors={"lora_rank": [4]}, controls={"epochs": 2, "batch_size": 4, "max_seq_len": 512})
-
 
 def test_seed_002_worked_example(example: Path) -> None:
     spec = seed_002_setup(example)

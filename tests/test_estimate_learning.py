@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from planner.estimate.experiment_index import index_path, registered, registered_report
-from submit_support import EXAMPLE, cli, journal, ok, status_json
+from submit_support import EXAMPLE, cli, journal, ok, seed_002_setup, status_json
 from tests.conftest import run_cli
 
 
@@ -84,7 +84,7 @@ def _calibration(exp: Path) -> tuple[list[dict], str]:
     return rows, table
 
 
-def test_demo_then_replan_predicts_the_demo_runs_and_calibration_is_stable(tmp_path: Path) -> None:
+def test_demo_then_replan_predicts_the_demo_runs_and_calibration_is_stable(tmp_path: Path, example: Path) -> None:
     out = tmp_path / "demo"
     proc = cli("demo", "--out", out, cwd=tmp_path, timeout_s=900)
     assert proc.returncode == 0, f"demo exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
@@ -122,3 +122,15 @@ def test_demo_then_replan_predicts_the_demo_runs_and_calibration_is_stable(tmp_p
         assert str(exp) in estimates[run]["basis"], estimates[run]["basis"]
         assert re.search(r"the same job ran before: median wall time of \d+ finished run\(s\) \(tiny-llama-cap_rank",
                          estimates[run]["job_basis"]), estimates[run]["job_basis"]
+
+    # Seed 002's worked example planned now, with the demo's runs in the user's index: the prior log of the
+    # same model (4.34 it/s at batch 4) still times it, never the demo's CPU runs of another model.
+    assert exp.resolve() in {p.resolve() for p in registered()}
+    spec = seed_002_setup(example)
+    result = run_cli("new", "--spec", str(spec), "--yes")
+    assert result.exit_code == 0, result.stderr
+    worked = json.loads((example / "experiments" / "cap_5L_lora_comparison_demo" / "estimates.json").read_text())
+    est = worked["runs"]["Llama-3.2-1B-Instruct_rank4"]
+    assert est["steps_per_epoch"] == 2000
+    assert 15 * 60 <= est["train_seconds"] <= 17 * 60, est["basis"]
+    assert "slurm-12345.out" in est["basis"] and "4.34 it/s" in est["basis"], est["basis"]

@@ -128,3 +128,18 @@ def test_batch_script_with_every_accepted_value_has_only_sbatch_comments(tmp_pat
 def test_every_pattern_refuses_newlines() -> None:
     for key in SBATCH_PATTERNS:
         assert sbatch_value_problem(key, "a\nb") is not None, key
+
+
+@pytest.mark.parametrize("value", ["100:00:00", "1000:00:00", "48:00:00", "90", "120:30", "0-23", "7-00:00:00",
+                                   "1:60", "99:99:99", "1-24", "1-2:3:4:5", "00:01:00\n", "01:00:00\n", " 1:00", "0",
+                                   "00:00:00", "1-0:00", "soon", ""])
+def test_one_rule_decides_a_slurm_time_wherever_it_is_read(value: str) -> None:
+    # claude.local.md and the spec's resources (slurm_time_problem), the #SBATCH table (sbatch_value_problem)
+    # and estimates.json's times (is_slurm_time) agree; whole hours past 99 are a time Slurm takes, a zero
+    # limit (Slurm's "no limit") and a trailing newline are not.
+    from planner.spec.slurm_values import is_slurm_time, slurm_time_problem
+
+    good = value in ("100:00:00", "1000:00:00", "48:00:00", "90", "120:30", "0-23", "7-00:00:00", "1-0:00")
+    assert (slurm_time_problem(value) is None) is good
+    assert (sbatch_value_problem("time", value) is None) is good
+    assert is_slurm_time(value) is good

@@ -827,12 +827,6 @@ def slice_tables(early: Early, runs: list[RunObs], evals: list[EvalObs], plan: P
     )
 
 
-def analyze_slice(runs: list[RunObs], evals: list[EvalObs], plan: Plan, metric: str, epoch_choice: EpochChoice,
-                  th: Policy, bases: list[EvalObs]) -> Part:
-    """The part of the analysis one slice gives; ``bases`` are the base controls' evaluations."""
-    return slice_tables(slice_cells(evals, plan, metric, epoch_choice), runs, evals, plan, metric, th, bases)
-
-
 FINDING_COLUMNS = [
     "kind", "factor", "task", "epoch", "fixed", "a", "b", "a_mean", "b_mean", "effect", "ci_low", "ci_high",
     "ci_basis", "rel_pct", "test", "n_examples", "n_seeds", "p", "p_adjusted", "verdict", "note",
@@ -1097,5 +1091,5 @@ def assemble(parts: list[Part], plan: Plan, metric: str = "accuracy", epoch_choi
     )
 
 
-__all__ = ["Analysis", "Cell", "Early", "Part", "Slice", "Thresholds", "Whole", "across_slices", "analyze_slice",
+__all__ = ["Analysis", "Cell", "Early", "Part", "Slice", "Thresholds", "Whole", "across_slices",
            "assemble", "slice_bounds", "slice_cells", "slice_tables"]

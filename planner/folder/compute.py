@@ -15,7 +15,7 @@ import math
 from pydantic import BaseModel, ValidationError, field_validator
 
 from planner.spec.errors import ConfigError
-from planner.spec.slurm_values import SLURM_TIME
+from planner.spec.slurm_values import is_slurm_time
 from planner.spec.units import slurm_time_seconds
 
 
@@ -152,7 +152,7 @@ class RunFigures(BaseModel):
     @classmethod
     def _slurm_time(cls, value: str) -> str:
         # submit hands these to sbatch: "soon" must stop here, not in a traceback there.
-        if value and not SLURM_TIME.match(value):
+        if value and not is_slurm_time(value):
             raise ValueError(f"{value!r} is not a Slurm time")
         return value
 

@@ -22,7 +22,7 @@ from planner.folder.journal import Journal
 from planner.folder.markdown import SummaryFormatError, begin_marker, end_marker, replace_block
 from planner.spec.runs import Plan, expand
 from planner.spec.spec import ExperimentSpec, load_spec_text
-from planner.spec.localconfig import SLURM_TIME, AnalysisSettings, SlurmSettings
+from planner.spec.localconfig import AnalysisSettings, SlurmSettings
 
 _Settings = TypeVar("_Settings", bound=BaseModel)
 

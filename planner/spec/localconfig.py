@@ -17,38 +17,11 @@ from planner.spec.errors import ConfigError
 from planner.spec.validation import describe_errors
 from planner.spec.loading import load_yaml, short_repr
 from planner.spec import slurm_values
+from planner.spec.slurm_values import slurm_time_problem
 
 _FENCE = re.compile(r"^```ya?ml[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
-# Slurm time formats: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS.
-SLURM_TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$|^\d+$")
 # Slurm's --mem: a whole number with an optional unit (K, M, G, T; M when none).
 SLURM_MEM = re.compile(r"^[1-9]\d{0,9}[KMGT]?$")
-
-
-def slurm_time_problem(value: str) -> str | None:
-    """Why ``value`` is not a time Slurm reads as meant, or None.
-
-    Slurm takes MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM and D-HH:MM:SS; minutes and seconds
-    past 59 or hours past 23 after a day count are not what anyone means.
-    """
-    fix = "use MM, HH:MM:SS or D-HH:MM:SS, e.g. 02:00:00"
-    if not SLURM_TIME.match(value):
-        return f"not a Slurm time; {fix}"
-    days, _, clock = value.rpartition("-")
-    parts = [int(p) for p in clock.split(":")]
-    if days:
-        hours, rest = parts[0], parts[1:]  # D-HH, D-HH:MM, D-HH:MM:SS
-        if hours > 23:
-            return f"hours after a day count run 0-23; {fix}"
-    elif len(parts) == 3:
-        rest = parts[1:]  # HH:MM:SS: hours may exceed 23
-    else:
-        rest = parts[1:]  # MM or MM:SS: minutes may exceed 59
-    if any(p > 59 for p in rest):
-        return f"minutes and seconds run 0-59; {fix}"
-    if not days and all(p == 0 for p in parts):
-        return f"a zero time limit; {fix}"
-    return None
 
 
 def slurm_mem_problem(value: str) -> str | None:

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from planner.spec.errors import ConfigError
 from planner.spec.knobs import KNOBS, check_knob, coerce_knob
-from planner.spec.localconfig import slurm_mem_problem, slurm_time_problem
+from planner.spec.localconfig import slurm_mem_problem
+from planner.spec.slurm_values import slurm_time_problem
 from planner.spec.validation import describe_errors, nearest
 from planner.spec.loading import MAX_NODES, dump_yaml, load_yaml, short_repr
 from planner.spec.slurm_values import check_sbatch_value, sbatch_value_problem
