@@ -139,16 +139,6 @@ class Forked(Generic[T]):
         self._stages = stages
         self._pipe = open(read_end, "rb")  # noqa: SIM115 - closed by close()
 
-    def _read(self, n: int) -> bytes:
-        chunks, got = [], 0
-        while got < n:
-            chunk = self._pipe.read(n - got)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
-
     def result(self) -> T:
         """The child's (next) value, waiting for it; its exception is raised here.
 
@@ -157,8 +147,9 @@ class Forked(Generic[T]):
         """
         if self._pid is None:
             raise ChildDied("forked worker already ended")
-        head = self._read(_FRAME)
-        payload = self._read(int.from_bytes(head, "little")) if len(head) == _FRAME else b""
+        # A buffered pipe's read(n) waits for n bytes, or the end of the pipe when the child died.
+        head = self._pipe.read(_FRAME)
+        payload = self._pipe.read(int.from_bytes(head, "little")) if len(head) == _FRAME else b""
         if not payload:
             status = self._reap(kill=True)
             raise ChildDied(f"forked worker ended without a result (wait status {status})")
