@@ -250,8 +250,8 @@ SEED_002_PRIOR = REPO / "tests" / "fixtures" / "logs" / "slurm-1001.out"
 
 
 def seed_002_setup(example: Path) -> Path:
-    """Seed 002's worked example in a copy of the example: a 1B-named model, 8,000 training samples, and the
-    4.34 it/s prior log in scratch_dir (beside unreadable logs); returns the spec's path."""
+    """Seed 002's worked example in a copy of the example: a 1B-named model, 8,000 training samples, one GPU per
+    job, and the 4.34 it/s prior log (a GPU run) in scratch_dir (beside unreadable logs); returns the spec's path."""
     shutil.copytree(example / "models" / EXAMPLE_MODEL, example / "models" / "Llama-3.2-1B-Instruct")
     subprocess.run([sys.executable, str(REPO / "tasks" / "capitalization" / "generate.py"), "--word-length", "8",
                     "--train-pct", "80", "--count", "10000", "--out", str(example / "data")], check=True, capture_output=True)
@@ -264,10 +264,15 @@ def seed_002_setup(example: Path) -> Path:
     (scratch.parent / "garbage" / "slurm-3.out").write_text(SEED_002_PRIOR.read_text()[:1800])  # cut mid-line
     settings = (example / "claude.local.md").read_text()
     settings = re.sub(r"(?m)^(\s*)scratch_dir: .*$", r"\1scratch_dir: scratch", settings)
+    # Seed 002's researcher plans GPU jobs, and the prior ran on a GPU (device: cuda): a CPU plan
+    # would rightly not take a GPU's speed.
+    settings = re.sub(r"(?m)^(\s*)cpu_only: .*$", r"\1cpu_only: false", settings)
+    settings = re.sub(r"(?m)^(\s*)gpus_per_node: .*$", r"\1gpus_per_node: 1", settings)
     (example / "claude.local.md").write_text(settings)
     spec = yaml.safe_load((example / "experiment.yaml").read_text())
     spec.update(models=["Llama-3.2-1B-Instruct"], dataset={"path": "words_8L_80P_10000.json"},
-                factors={"lora_rank": [4]}, controls={"epochs": 2, "batch_size": 4, "max_seq_len": 512})
+                factors={"lora_rank": [4]}, controls={"epochs": 2, "batch_size": 4, "max_seq_len": 512},
+                resources={**spec.get("resources", {}), "gpus": 1})
     path = example / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

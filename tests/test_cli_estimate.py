@@ -30,11 +30,11 @@ def test_seed_002_worked_example(example: Path) -> None:
     # The job adds start-up (default: the log has no wall time) and the two logged saves.
     assert est["job_seconds"] == pytest.approx(est["train_seconds"] + est["startup_seconds"] + est["saves_seconds"], abs=0.2)
     assert est["saves_seconds"] == pytest.approx(2 * 12.34, abs=0.1)
-    assert "default 15s (CPU job)" in est["job_basis"]  # the example plans CPU jobs (gpus: 0)
+    assert "default 90s + weight loading" in est["job_basis"]  # a GPU job: device set-up, 1.24B parameters to load
     assert est["confidence"] == "measured"
     summary = (exp / "experiment_summary.md").read_text()
     assert "- **Llama-3.2-1B-Instruct:** ~15 min training loop per run" in summary
-    assert "- **Llama-3.2-1B-Instruct job wall time:** ~16 min per run (start-up ~15 s + loop" in summary
+    assert "- **Llama-3.2-1B-Instruct job wall time:** ~17 min per run (start-up ~2 min + loop" in summary
     assert "Preliminary - verify with a test run" not in summary
 
 

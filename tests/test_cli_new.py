@@ -48,7 +48,8 @@ def test_new_writes_a_complete_experiment_folder(example: Path) -> None:
     assert "- **Total Runs:** 3 (2 fine-tuned + 1 control)" in summary
     assert "| tiny-llama-cap_rank4 | pending | - | - | - | - |" in summary
     assert "| tiny-llama-cap_base | capitalization | - | pending | - | - | Base model |" in summary
-    assert "**Preliminary - verify with a test run.**" in summary
+    # No prior run (the example's scratch_dir is replaced by an empty one): the cost model times the CPU jobs.
+    assert "**Modelled - verify with a test run.**" in summary and "Preliminary - verify" not in summary
 
     setup = load_yaml(exp / "tiny-llama-cap_rank16" / "setup_finetune.yaml")
     assert (setup["run_name"], setup["lora_rank"], setup["lora_alpha"], setup["learning_rate"]) == ("tiny-llama-cap_rank16", 16, 32, 0.01)

@@ -7,6 +7,7 @@ import re
 import click
 
 from planner.cli.main import cli
+from planner.spec.hardware import DEFAULT_GPU, DEVICES
 from planner.spec.knobs import KNOBS
 from planner.spec.localconfig import AnalysisSettings, EnvironmentSettings, LimitSettings, LocalSettings, SlurmSettings
 from planner.spec.spec import ExperimentSpec, ResourcesSpec, TaskSpec
@@ -52,3 +53,11 @@ def test_every_local_setting_is_documented() -> None:
                           ("analysis", AnalysisSettings)):
         for key in model.model_fields:
             assert f"| `{prefix}.{key}` |" in doc, key
+
+
+def test_every_device_of_the_table_is_documented() -> None:
+    doc = (ROOT / "docs" / "local-settings.md").read_text()
+    devices = doc.split("## Devices")[1]
+    for key in DEVICES:
+        assert f"`{key}`" in devices, key
+    assert f"`{DEFAULT_GPU}` is assumed" in devices

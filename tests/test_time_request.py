@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from slurm_support import require_slurm, scancel
-from submit_support import cli, copy_example, journal, ok, plan
+from submit_support import EXAMPLE, cli, copy_example, journal, ok, plan
 
 from planner.jobs import slurm_query
 from planner.jobs.time_request import (
@@ -124,8 +124,11 @@ def _fake_scontrol(folder: Path) -> dict[str, str]:
 
 
 def test_auto_is_capped_by_the_partition_max_time_and_logged(tmp_path: Path) -> None:
-    # No prior runs: the preliminary estimate (hours for an unknown model size) exceeds 30 minutes.
-    spec = copy_example(tmp_path / "src", {"resources": {"gpus": 0, "time": "auto"}})
+    # No prior runs: the cost model's estimate of 100 epochs at batch 1 (40,000 steps) exceeds 30 minutes.
+    example = yaml.safe_load((EXAMPLE / "experiment.yaml").read_text())
+    spec = copy_example(tmp_path / "src", {"resources": {"gpus": 0, "time": "auto"},
+                                           "controls": {**example["controls"], "epochs": 100, "batch_size": 1},
+                                           "evaluation": {**example["evaluation"], "epochs": "last"}}, one_epoch=False)
     local = spec.parent / "claude.local.md"
     local.write_text(local.read_text().replace("scratch_dir: ../../tests/fixtures/logs/real", "scratch_dir: data"))
     env = _fake_scontrol(tmp_path / "bin")
@@ -151,8 +154,9 @@ def test_explicit_time_reaches_summary_and_dry_run(tmp_path: Path) -> None:
     summary = (exp / "experiment_summary.md").read_text()
     assert "**Slurm time request per run:** 00:01:00 (from resources.time in the spec" in summary
     assert "time=00:01:00" in summary
-    # The estimate (minutes of start-up at least) is longer than one minute: the summary warns.
-    assert "likely to hit the time limit" in summary
+    # The cost model's job (15 s start-up, a few seconds of loop) fits the minute: no warning. The
+    # 100-epoch test above shows the warning where the estimate is longer than the request.
+    assert "likely to hit the time limit" not in summary
     # The default stop_before_limit (120 s) is longer than the limit: the warning is a quarter of it.
     assert "--signal=USR2@15 (resources.stop_before_limit 120 s is more than a quarter of the 1-minute limit)" in summary
     log = (exp / "design-experiment.log").read_text()
@@ -233,4 +237,5 @@ def test_estimate_keeps_the_explicit_request(tmp_path: Path) -> None:
     assert "00:01:00" in out
     runs = json.loads((exp / "estimates.json").read_text())["runs"]
     assert {r["time_request"] for r in runs.values()} == {"00:01:00"}
-    assert "likely to hit the time limit" in (exp / "experiment_summary.md").read_text()
+    assert "likely to hit the time limit" not in (exp / "experiment_summary.md").read_text()
+    assert "**Slurm time request per run:** 00:01:00" in (exp / "experiment_summary.md").read_text()

@@ -41,7 +41,7 @@ def show_plan(console: Console, prepared: PreparedExperiment) -> None:
     console.print(table)
     if len(plan.runs) > 50:
         console.print(f"... and {len(plan.runs) - 50} more runs")
-    mark = " (preliminary)" if est.preliminary else ""
+    mark = " (preliminary)" if est.preliminary else " (modelled)" if est.modelled else ""
     console.print(
         f"Evaluations: {len(plan.evaluations)}.  Training: {duration(est.total_train_seconds)} of loops, "
         f"{duration(est.total_job_seconds)} of job wall time{mark}.  "

@@ -34,6 +34,7 @@ from planner.estimate.fallbacks import (
     fallback_eval_time,
     fallback_batch_size,
 )
+from planner.estimate import costmodel
 from planner.estimate.logparse import LogRecord
 from planner.estimate.quantities import (
     CONFIDENCE,
@@ -52,6 +53,7 @@ from planner.estimate.quantities import (
     log_number,
     compact_duration,
 )
+from planner.spec.hardware import Device, find_device
 
 #: Scaling a prior's speed by more than this factor in parameters makes an estimate
 #: ``low`` confidence: speed is far from proportional to size across orders of magnitude.
@@ -139,7 +141,40 @@ CROSS_KIND_TIER = 4
 
 #: What makes two priors interchangeable for ranking: everything tier and distance read.
 _CONFIG_KEY = attrgetter("model", "param_count", "batch_size", "gradient_accumulation_steps",
-                         "max_seq_len", "packed", "state", "kind", "gpus", "lora_rank")
+                         "max_seq_len", "packed", "state", "kind", "gpus", "lora_rank", "device")
+
+
+def device_kind(device: str | Device | None) -> str | None:
+    """``cpu``, ``gpu`` or another torch device type of a prior's or a run's device (None: unknown).
+
+    torchtune's ``device: cuda`` covers every NVIDIA and AMD GPU (ROCm builds answer to
+    ``cuda`` too); a table key names one.
+    """
+    if device is None:
+        return None
+    if isinstance(device, Device):
+        return "cpu" if device.cpu else "gpu"
+    text = device.strip().lower().split(":")[0]
+    if text in ("cuda", "gpu", "rocm", "hip"):
+        return "gpu"
+    if text == "cpu":
+        return "cpu"
+    found = find_device(text)
+    if found is not None:
+        return "cpu" if found.cpu else "gpu"
+    return text or None
+
+
+def same_device_kind(run: RunQuery, p: PriorRun) -> bool:
+    """Whether a prior's speed can anchor the run: measured on the same kind of device.
+
+    A CPU run's it/s says nothing of a GPU's (and the reverse): such a prior is used only
+    through the cost model, never scaled. Unknown on either side counts as the same (logs
+    without a config dump, queries without a device).
+    """
+    if run.device is None or p.device is None:
+        return True
+    return device_kind(run.device) == device_kind(p.device)
 
 
 class PriorPool:
@@ -243,9 +278,13 @@ class PriorPool:
         """The best-ranked prior that measured a speed, or None when none did."""
         best: tuple[int, float, int] | None = None
         for (tier, dist), first in zip(self._group_rank(run), self._first_fast):
-            if first >= 0 and (best is None or (tier, dist, first) < best):
+            if first >= 0 and (best is None or (tier, dist, first) < best) and same_device_kind(run, self.priors[first]):
                 best = (tier, dist, first)
         return None if best is None else (best[0], best[1], self.priors[best[2]])
+
+    def other_device(self, run: RunQuery) -> list[PriorRun]:
+        """Priors with a measured speed from another kind of device than the run's, best-ranked first."""
+        return [p for _, _, p in self.ranked(run) if (p.it_per_s or p.tokens_per_s) and not same_device_kind(run, p)]
 
 
 def rank_priors(run: RunQuery, priors: Iterable[LogRecord | PriorRun] | PriorPool) -> list[tuple[int, float, PriorRun]]:
@@ -296,6 +335,8 @@ def training_time(run: RunQuery, priors: Sequence[LogRecord | PriorRun] | PriorP
     best = pool.best(run)
     steps = run.steps_per_epoch()
     if best is None:
+        if run.shape is not None and run.device is not None and run.tokens is not None and run.tokens.lengths:
+            return modelled_training_time(run, pool)
         est = fallback_training_time(run.param_count or run.model, run.epochs)
         est.details["steps_per_epoch"] = steps
         return est
@@ -427,6 +468,91 @@ def training_time(run: RunQuery, priors: Sequence[LogRecord | PriorRun] | PriorP
 
 _KIND_WORDS = {"lora": "LoRA fine-tune", "full": "full fine-tune"}
 
+#: The cost model's spread without a measurement on the device: eager torchtune steps
+#: sustain 0.2-0.5 of peak, the default assumes 0.35.
+MODELLED_SPREAD = (0.6, 1.5)
+
+
+def learned_utilisation(run: RunQuery, pool: PriorPool) -> tuple[float | None, str | None, list[PriorRun]]:
+    """The share of peak the user's finished runs of this model sustained on a GPU of a known type.
+
+    Learned per (device, model, recipe): priors of the same model and recipe kind that
+    logged tokens per second on a GPU the table knows; those on the run's own device type
+    first, else any such GPU (utilisation travels between GPUs far better than it/s does).
+    A CPU prior says nothing of a GPU's utilisation and is not used (nor the reverse).
+
+    Returns:
+        ``(utilisation, where it came from, the priors used)``; ``(None, None, [])`` when none qualifies.
+    """
+    if run.shape is None or run.device is None:
+        return None, None, []
+    mine: list[tuple[float, PriorRun]] = []
+    others: list[tuple[float, PriorRun]] = []
+    for tier, _, p in pool.ranked(run):
+        if tier != 0 or not p.tokens_per_s or p.device is None or (p.kind or "lora") != run.kind:
+            continue
+        dev = find_device(p.device)
+        if dev is None or device_kind(dev) != device_kind(run.device):
+            continue
+        context = (p.max_seq_len / 2) if p.packed and p.max_seq_len else (
+            run.tokens.padded_length(p.batch_size or run.batch_size, p.max_seq_len) / 2 if run.tokens else 256.0)
+        u = costmodel.measured_utilisation(run.shape, p.tokens_per_s, dev, context=context, kind=run.kind,
+                                           lora_rank=p.lora_rank or run.lora_rank, dtype=run.dtype, cores=run.cores)
+        (mine if dev.key == run.device.key else others).append((u, p))
+    chosen = mine or others
+    if not chosen:
+        return None, None, []
+    u = statistics.median(x for x, _ in chosen)
+    where = (f"median of {len(chosen)} finished run(s) of this model on "
+             + (run.device.label if mine else "other GPUs (" + ", ".join(sorted({str(p.device) for _, p in chosen})) + ")"))
+    return u, where, [p for _, p in chosen]
+
+
+def modelled_training_time(run: RunQuery, pool: PriorPool) -> Estimate:
+    """The training loop from the cost model (:mod:`planner.estimate.costmodel`), for a run no prior of its device kind timed.
+
+    Utilisation is learned from finished runs of the model on GPUs of a known type
+    (:func:`learned_utilisation`), else the recipe's default. Priors from another kind of
+    device are named in the basis and not scaled.
+    """
+    assert run.shape is not None and run.device is not None and run.tokens is not None
+    u, where, used = learned_utilisation(run, pool)
+    cost = costmodel.loop_cost(
+        run.shape, run.tokens, run.device, samples=run.train_samples, batch_size=run.batch_size,
+        gradient_accumulation_steps=run.gradient_accumulation_steps, gpus=run.gpus, epochs=run.epochs,
+        max_seq_len=run.max_seq_len, packed=run.packed, kind=run.kind, lora_rank=run.lora_rank, dtype=run.dtype,
+        activation_checkpointing=run.activation_checkpointing, utilisation=u, utilisation_source=where,
+        cores=run.cores, max_steps_per_epoch=run.max_steps_per_epoch,
+    )
+    total = cost.seconds
+    lines = [*cost.lines, f"loop = {run.epochs} x {cost.seconds_per_epoch:.0f}s = {total:.0f}s ≈ {compact_duration(total)}"]
+    others = pool.other_device(run)
+    kind_word = "CPU" if run.device.cpu else "GPU"
+    basis = (f"cost model for {run.device.label} ({run.dtype}): tokens per step x FLOPs per token from the model's shape "
+             f"/ (peak x utilisation {cost.utilisation:.2g}, {cost.utilisation_source}) + per-step overhead; "
+             + (f"no finished run on a {kind_word} timed this yet" if not used else f"utilisation from {len(used)} run(s)")
+             + (f"; {len(others)} prior(s) from another kind of device (e.g. {_short(others[0].name)} on "
+                f"{others[0].device}) are not scaled to this device" if others else ""))
+    lo, hi = MODELLED_SPREAD if not used else (0.8, 1.25)
+    return Estimate(
+        figure=total,
+        unit="s",
+        basis=basis,
+        confidence="modelled",
+        calculation=", ".join(lines),
+        low=total * lo,
+        high=total * hi,
+        details={
+            "steps_per_epoch": cost.steps_per_epoch,
+            "seconds_per_epoch": cost.seconds_per_epoch,
+            "device": run.device.key,
+            "utilisation": cost.utilisation,
+            "tokens_per_step": cost.tokens_per_step,
+            "flops_per_token": cost.work.per_token,
+            "model_tier": None,
+        },
+    )
+
 #: Epochs shorter than this are timed by their bar too coarsely (whole seconds) for the
 #: epoch average; the steady rate is used instead.
 MIN_EPOCH_S_FOR_AVERAGE = 20.0
@@ -507,6 +633,8 @@ def job_time(
     twins: list[PriorRun] = []  # finished runs of this very job: same model and configuration, steps and epochs
     steps = run.steps_per_epoch()
     for tier, dist, p in pool.ranked(run):
+        if not same_device_kind(run, p):
+            continue  # a CPU job's start-up has no device to set up, a GPU job's does
         if tier == 0 and p.checkpoint_save_s is not None:
             logged.append(p.checkpoint_save_s)
         parts = startup_of(p)

@@ -70,7 +70,7 @@ _SECTION_END_RE = re.compile(r"\n[^ \t\-#\n]")
 
 
 _TOP_ATTR = {k: k for k in ("batch_size", "gradient_accumulation_steps", "epochs",
-                            "max_steps_per_epoch", "output_dir", "world_size", "nproc_per_node")}
+                            "max_steps_per_epoch", "output_dir", "world_size", "nproc_per_node", "device")}
 
 
 _SECTION_FINDS = {
@@ -97,7 +97,7 @@ _INT_FIELDS = {"batch_size", "gradient_accumulation_steps", "epochs", "max_steps
                "lora_rank", "max_seq_len", "dataset_max_seq_len", "world_size", "nproc_per_node"}
 
 
-_STR_FIELDS = {"model_component", "dataset_source", "dataset_split", "output_dir", "checkpoint_dir"}
+_STR_FIELDS = {"model_component", "dataset_source", "dataset_split", "output_dir", "checkpoint_dir", "device"}
 
 
 _BLOCK_ITEM_RE = re.compile(r"\n {2,}- (.*)")

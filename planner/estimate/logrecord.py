@@ -116,6 +116,8 @@ class LogRecord:
         output_dir: ``output_dir``.
         lora_rank: ``model.lora_rank``.
         checkpoint_dir: ``checkpointer.checkpoint_dir`` (the base model's folder).
+        device: the config's ``device`` (``cuda``, ``cpu``, ``mps`` ...): what kind of
+            device measured the speeds.
         world_size: processes (GPUs) of a distributed run: ``world_size`` or
             ``nproc_per_node`` in the config, the ``plan-experiment: world size N`` and
             ``rank R of N`` lines of train.sh and its processes, else the ranks a launcher
@@ -158,6 +160,7 @@ class LogRecord:
     lora_rank: int | None = None
     checkpoint_dir: str | None = None
     world_size: int | None = None
+    device: str | None = None
     steps_per_epoch: int | None = None
     total_steps: int | None = None
     epochs_started: int = 0

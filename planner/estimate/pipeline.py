@@ -15,7 +15,8 @@ from planner import paths
 from planner.folder.experiment import Experiment
 from planner.folder.atomic import atomic_write_text
 from planner.estimate.experiment_index import registered_report, skipped_folders
-from planner.plan.pipeline import apply_time_requests
+from planner.jobs.slurm_query import plan_device
+from planner.plan.pipeline import apply_time_requests, job_cores
 from planner.estimate.priors import estimate_from_prior_runs
 from planner.estimate.prior_scan import ScanResult
 from planner.plan.verify import verify
@@ -58,8 +59,9 @@ def run_estimate(exp: Experiment, settings: LocalSettings, extra_dirs: list[Path
     log = DesignLog()
     spec_dir = Path((exp.spec.provenance or {}).get("spec_dir") or exp.path)
     resources = verify(exp.spec, settings, spec_dir, paths.PROJECT_ROOT, exp.path.parent, DesignLog(), now)
-    result, priors, estimates = estimate_from_prior_runs(exp.plan, resources, dirs, log, now, settings.gpu_memory_gib,
-                                                         use_cache, [*missing, *skipped_folders(index)])
+    result, priors, estimates = estimate_from_prior_runs(exp.plan, resources, dirs, log, now,
+                                                         plan_device(settings, exp.spec), use_cache,
+                                                         [*missing, *skipped_folders(index)], cores=job_cores(exp.spec, settings))
     estimates = apply_time_requests(exp.spec, settings.slurm, estimates, log, now)
     submitted = exp.read_journal().recorded_predictions()
     if submitted:

@@ -11,6 +11,9 @@ from datetime import datetime
 from typing import Any, Callable, Sequence
 
 from planner.estimate import estimators as est
+from planner.estimate import costmodel
+from planner.estimate.costmodel import Shape, TokenStats
+from planner.spec.device_choice import DeviceChoice
 from planner.folder.compute import ComputeEstimates, RunEstimate
 from planner.folder.designlog import DesignLog
 from planner.spec.units import size, slurm_time
@@ -32,23 +35,43 @@ def adapter_bytes(shape: Any, rank: int, bytes_per_param: int = 4) -> float:
     return float(per_layer * layers * bytes_per_param)
 
 
-def run_queries(plan: Plan, resources: Resources) -> list[tuple[Run, est.RunQuery]]:
-    """What the estimator asks for each fine-tune run of a plan."""
+def run_queries(plan: Plan, resources: Resources, device: DeviceChoice | None = None,
+                cores: int = 1) -> list[tuple[Run, est.RunQuery]]:
+    """What the estimator asks for each fine-tune run of a plan.
+
+    With the plan's ``device`` known, each query carries what the cost model needs: the
+    model's shape, tokens per training example (estimated from the dataset's characters)
+    and the device, so priors from another kind of device are never scaled to it.
+    """
     # Every process of the job counts: GPUs (or CPU processes) per node x nodes.
     gpus = max(plan.spec.resources.gpus, 1) * plan.spec.resources.nodes
     train_split = resources.dataset.splits.get("train")
+    cpu = plan.spec.resources.gpus == 0
+    tokens = TokenStats.from_chars(resources.dataset.train_chars) if resources.dataset.train_chars else None
+    shapes: dict[str, Shape] = {}
     out = []
     for run in plan.finetune_runs:
         model = resources.models[run.model]
         query = est.RunQuery.from_settings(
             model.name.rstrip("/").split("/")[-1], model.param_count, {**run.settings, "gpus": gpus}, train_split
         )
-        query.cpu = plan.spec.resources.gpus == 0
+        query.cpu = cpu
+        if device is not None:
+            query.device = device.device
+            query.cores = cores
+            query.tokens = tokens
+            query.dtype = str(run.settings.get("dtype") or ("fp32" if cpu else "bf16"))
+            query.activation_checkpointing = bool(run.settings.get("enable_activation_checkpointing", False))
+            if model.shape is not None:
+                if run.model not in shapes:
+                    shapes[run.model] = Shape.of(model.shape)
+                query.shape = shapes[run.model]
         out.append((run, query))
     return out
 
 
-def chosen_priors(plan: Plan, resources: Resources, priors: Sequence[est.PriorRun] | est.PriorPool) -> list[est.PriorRun]:
+def chosen_priors(plan: Plan, resources: Resources, priors: Sequence[est.PriorRun] | est.PriorPool,
+                  device: DeviceChoice | None = None) -> list[est.PriorRun]:
     """The prior runs the training-time estimates of a plan would rest on, each once.
 
     Lets the caller learn more about just these (their wall time from the scheduler)
@@ -56,7 +79,7 @@ def chosen_priors(plan: Plan, resources: Resources, priors: Sequence[est.PriorRu
     """
     pool = priors if isinstance(priors, est.PriorPool) else est.PriorPool(priors)
     chosen: dict[str, est.PriorRun] = {}
-    for _, query in run_queries(plan, resources):
+    for _, query in run_queries(plan, resources, device):
         best = pool.best(query)
         if best is not None:
             chosen.setdefault(best[2].name, best[2])
@@ -68,15 +91,25 @@ def estimate_plan(
     resources: Resources,
     log: DesignLog,
     now: Callable[[], datetime],
-    gpu_memory_gib: float,
+    device: DeviceChoice,
     priors: Sequence[est.PriorRun] = (),
+    *,
+    cores: int = 1,
 ) -> ComputeEstimates:
-    """Estimate training, evaluation, disk and batch size for every run of a plan."""
+    """Estimate training, evaluation, disk and batch size for every run of a plan.
+
+    ``device`` is what the jobs will run on: priors measured on another kind of device are
+    not scaled to it, and runs without a prior of its kind are timed by the cost model.
+    """
     runs: list[RunEstimate] = []
     logged_speed: set[str] = set()
     measured_disk: list[str] = []  # runs whose checkpoint size a prior measured
     pool = est.PriorPool(priors)  # grouped once, ranked per run
-    for run, query in run_queries(plan, resources):
+    log.add(now(), "DECIDE_DEVICE", "Device the estimates assume",
+            decision=f"{device.device.label} ({device.device.key})" + (f", {device.memory_gib:g} GiB" if device.memory_gib else ""),
+            reasoning=device.source,
+            explanation="Peak FLOPs and memory of this device drive the cost model; priors from another kind of device are not scaled to it")
+    for run, query in run_queries(plan, resources, device, cores):
         model = resources.models[run.model]
         figure = est.training_time(query, pool)
         prior = figure.details.get("prior")
@@ -151,32 +184,90 @@ def estimate_plan(
         eval_basis=ev.basis,
         disk_free_bytes=free,
         disk_basis=disk_basis,
-        batch_size_note=_batch_note(plan, resources, gpu_memory_gib, priors, log, now),
+        batch_size_note=_batch_note(plan, resources, device, priors, log, now),
     )
 
 
-def _batch_note(plan: Plan, resources: Resources, gpu_memory_gib: float, priors: Sequence[est.PriorRun],
+def _batch_note(plan: Plan, resources: Resources, device: DeviceChoice, priors: Sequence[est.PriorRun],
                 log: DesignLog, now: Callable[[], datetime]) -> str:
-    packed = any(r.settings.get("packed") for r in plan.finetune_runs)
+    """Batch-size advice from the memory model, per model: the chosen batch's predicted peak and the largest that fits.
+
+    A chosen batch predicted not to fit is also a plan warning, shown before submit.
+    """
     chosen = sorted({int(r.settings["batch_size"]) for r in plan.finetune_runs if r.settings.get("batch_size")})
     chosen_text = ", ".join(str(b) for b in chosen) or "-"
-    if plan.spec.resources.gpus == 0:
+    if plan.spec.resources.gpus == 0 or device.device.cpu:
         # No GPU memory to size against: say so rather than advise for GPUs the plan does not use.
         return (f"CPU jobs: batch_size {chosen_text} as chosen; a CPU job's memory is its Slurm --mem, "
                 "so there is no GPU memory to size the batch against")
-    with_memory = [p for p in priors if p.peak_memory_gib and p.batch_size]
-    if with_memory:
-        p = with_memory[0]
-        figure = est.batch_size(gpu_memory_gib, p.peak_memory_gib, p.batch_size, packed, prior_packed=p.packed)  # type: ignore[arg-type]
-        log.add(now(), "CALCULATE_BATCH_SIZE", "Batch size from prior peak memory", command=f"parse {p.name}",
-                calculation=figure.calculation, result=f"max batch_size {figure.figure:g}", explanation=figure.basis)
-        verdict = "fits" if chosen and max(chosen) <= figure.figure else "is over that: lower it or add gradient accumulation"
-        return (f"Chosen batch_size {chosen_text} {verdict}; up to batch_size {figure.figure:g} on {gpu_memory_gib:g} GiB GPUs: "
-                f"{figure.calculation} ({figure.basis})")
-    largest = max(resources.models.values(), key=lambda m: m.param_count)
-    figure = est.fallback_batch_size(gpu_memory_gib, largest.param_count, packed)
-    return (
-        f"Chosen batch_size {chosen_text}. No prior memory figures: start at batch_size {figure.figure:g} on "
-        f"{gpu_memory_gib:g} GiB GPUs ({figure.basis}); "
-        "watch the first run's `GPU peak memory`, then max_batch = (GPU memory / peak) x 0.7 x batch"
-    )
+    tokens = TokenStats.from_chars(resources.dataset.train_chars) if resources.dataset.train_chars else None
+    capacity = costmodel.MEMORY_HEADROOM * device.memory_gib
+    notes: list[str] = []
+    pool = est.PriorPool(priors)
+    by_model: dict[str, list[Run]] = {}
+    for run in plan.finetune_runs:
+        by_model.setdefault(run.model, []).append(run)
+    for name, runs in by_model.items():
+        model = resources.models[name]
+        if model.shape is None:
+            continue
+        shape = Shape.of(model.shape)
+        first = runs[0].settings
+        max_seq_len = first.get("max_seq_len")
+        packed = bool(first.get("packed"))
+        rank = max(int(r.settings.get("lora_rank") or 8) for r in runs)
+        dtype = str(first.get("dtype") or "bf16")
+        ckpt = bool(first.get("enable_activation_checkpointing", False))
+        # The peak comes with the batch that holds the longest example: all padded to it.
+        if packed and max_seq_len:
+            sequence = float(max_seq_len)
+        elif tokens is not None:
+            sequence = float(min(tokens.quantile(1.0), max_seq_len or tokens.quantile(1.0)))
+        else:
+            sequence = float(max_seq_len or 2048)
+        def predict(batch: int) -> costmodel.MemoryEstimate:
+            return costmodel.peak_memory(shape, batch_size=batch, sequence=sequence, lora_rank=rank, dtype=dtype,
+                                         activation_checkpointing=ckpt)
+        query = est.RunQuery(model=model.name.rstrip("/").split("/")[-1], param_count=model.param_count,
+                             batch_size=chosen[0] if chosen else 1, device=device.device)
+        measured = [p for tier, _, p in pool.ranked(query)
+                    if tier == 0 and p.peak_memory_gib and p.batch_size and est.same_device_kind(query, p)
+                    and p.max_seq_len == max_seq_len and bool(p.packed) == packed]
+        if measured:
+            p = measured[0]
+            base = predict(p.batch_size)  # type: ignore[arg-type]
+            def peak_at(batch: int) -> float:
+                return costmodel.calibrated_peak(base, p.batch_size, p.peak_memory_gib, p.batch_size, batch)  # type: ignore[arg-type]
+            how = f"calibrated by {_short_name(p.name)}'s logged peak {p.peak_memory_gib:.2f} GiB at batch {p.batch_size}"
+        else:
+            def peak_at(batch: int) -> float:
+                return predict(batch).total
+            how = "memory model, no logged peak of this model yet"
+        best = costmodel.largest_batch(((b, peak_at(b)) for b in costmodel.BATCH_CANDIDATES), capacity)
+        at_chosen = {b: peak_at(b) for b in chosen}
+        over = [b for b, peak in at_chosen.items() if peak > capacity]
+        chosen_words = ", ".join(f"{b}: {peak:.1f} GiB" for b, peak in at_chosen.items())
+        advice = (f"up to batch_size {best[0]} fits ({best[1]:.1f} GiB)" if best is not None
+                  else "not even batch_size 1 fits: enable activation checkpointing, shorten max_seq_len or use a larger GPU")
+        notes.append(f"{name}: predicted peak at batch_size {chosen_words}; {advice} ({how})")
+        log.add(now(), "CALCULATE_BATCH_SIZE", f"Peak memory and batch size for {name}",
+                input=f"{shape.param_count:,} parameters, LoRA rank {rank}, {dtype}, sequence {sequence:.0f} tokens "
+                      f"(the longest example{' packed' if packed else ''}), activation checkpointing {ckpt}",
+                calculation=f"at batch_size {chosen[0] if chosen else 1}: {predict(chosen[0] if chosen else 1).text()}; "
+                            f"capacity = {costmodel.MEMORY_HEADROOM} x {device.memory_gib:g} GiB = {capacity:.1f} GiB",
+                result=f"{chosen_words}; {advice}", explanation=how)
+        if over:
+            resources.warnings.append(
+                f"batch_size {', '.join(map(str, over))} of {name} is predicted not to fit {device.device.key}'s "
+                f"{device.memory_gib:g} GiB ({chosen_words}, {capacity:.1f} GiB usable); "
+                + (f"use batch_size {best[0]} with gradient_accumulation_steps to keep the effective batch"
+                   if best is not None else advice))
+    if not notes:
+        return f"Chosen batch_size {chosen_text}; no model shape to size it against"
+    return (f"Chosen batch_size {chosen_text} on {device.device.key} ({device.memory_gib:g} GiB, "
+            f"{costmodel.MEMORY_HEADROOM:.0%} usable): " + "; ".join(notes))
+
+
+def _short_name(name: str) -> str:
+    parts = name.replace("\\", "/").rstrip("/").split("/")
+    return "/".join(parts[-2:])

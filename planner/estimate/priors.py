@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from planner.jobs import slurm_query
+from planner.spec.device_choice import DeviceChoice
 from planner.estimate.prior_scan import ScanResult, scan
 from planner.jobs.sacct import JobRecord, sacct_argv
 from planner.spec.states import FINAL_STATES
@@ -41,22 +42,25 @@ def estimate_from_prior_runs(
     dirs: list[Path],
     log: DesignLog,
     now: Callable[[], datetime],
-    gpu_memory_gib: float,
+    device: DeviceChoice,
     use_cache: bool = True,
     gone: Sequence[tuple[Path, str]] = (),
+    cores: int = 1,
 ) -> tuple[ScanResult, list[PriorRun], ComputeEstimates]:
     """The estimation ``new`` and ``estimate`` share: scan ``dirs`` for prior runs, ask
     Slurm the wall time of those the estimates rest on, estimate the plan.
 
     Args:
+        device: the device the plan's jobs will run on (and the memory to size against).
         gone: search folders already known to be gone, and why (see :func:`gather_priors`).
+        cores: CPU cores per process of a CPU job.
 
     Returns:
         The scan, the usable prior runs and the plan's estimates.
     """
     result, priors = gather_priors(dirs, log, now, use_cache, gone)
-    scheduler_wall_times(chosen_priors(plan, resources, priors), log, now)
-    return result, priors, estimate_plan(plan, resources, log, now, gpu_memory_gib, priors)
+    scheduler_wall_times(chosen_priors(plan, resources, priors, device), log, now)
+    return result, priors, estimate_plan(plan, resources, log, now, device, priors, cores=cores)
 
 
 def gather_priors(dirs: list[Path], log: DesignLog, now: Callable[[], datetime], use_cache: bool = True,

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from planner.estimate.costmodel import Shape, TokenStats
 from planner.estimate.logparse import LogRecord
+from planner.spec.hardware import Device
 from planner.spec.units import format_duration
 
-CONFIDENCE = ("measured", "scaled", "low", "preliminary")
+CONFIDENCE = ("measured", "scaled", "modelled", "low", "preliminary")
 
 #: Seed 002: batch sizing keeps 30% of the measured headroom in reserve.
 BATCH_HEADROOM_FACTOR = 0.7
@@ -100,6 +102,13 @@ class RunQuery:
         kind: ``"lora"`` or ``"full"`` (the planner's recipes are LoRA).
         lora_rank: the LoRA rank (a tie-breaker between otherwise equal priors).
         cpu: a CPU job (``gpus: 0``): no device set-up, a smaller start-up default.
+        device: the accelerator the job will run on (None: unknown; priors of any device
+            kind then count).
+        shape: the model's shape, for the cost model (None: no derivation).
+        tokens: tokens per training example, for the cost model.
+        dtype: training dtype.
+        activation_checkpointing: the recipe's setting.
+        cores: CPU cores of a CPU job.
     """
 
     model: str
@@ -116,6 +125,12 @@ class RunQuery:
     kind: str = "lora"
     lora_rank: int | None = None
     cpu: bool = False
+    device: Device | None = None
+    shape: Shape | None = None
+    tokens: TokenStats | None = None
+    dtype: str = "bf16"
+    activation_checkpointing: bool = False
+    cores: int = 1
 
     @classmethod
     def from_settings(
@@ -202,6 +217,8 @@ class PriorRun:
             checkpoint lines logged).
         kind: ``"lora"`` or ``"full"`` fine-tune (None: the log did not say).
         gpus: processes of a distributed run (None: one).
+        device: what kind of device measured it: ``cpu``, ``cuda`` ... from the log's
+            config (None: not said).
     """
 
     name: str
@@ -225,6 +242,7 @@ class PriorRun:
     adapter_only: bool | None = None
     kind: str | None = None
     gpus: int | None = None
+    device: str | None = None
 
     @classmethod
     def from_record(
@@ -270,6 +288,7 @@ class PriorRun:
             adapter_only=("model" not in kinds) if kinds else None,
             kind=rec.finetune_kind,
             gpus=rec.world_size,
+            device=rec.device,
         )
 
 

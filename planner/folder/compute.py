@@ -28,7 +28,7 @@ class RunEstimate:
     train_seconds: float  # the training loop, as planned (upper end of a range when preliminary)
     train_low_seconds: float
     basis: str
-    confidence: str  # measured | scaled | low | preliminary
+    confidence: str  # measured | scaled | modelled | low | preliminary
     slurm_time: str  # from job_seconds plus a margin
     disk_bytes: float
     steps_per_epoch: int | None = None
@@ -66,6 +66,11 @@ class ComputeEstimates:
     def preliminary(self) -> bool:
         """True when any figure comes from fallback ranges rather than prior runs."""
         return any(r.confidence == "preliminary" for r in self.runs) or not self.runs
+
+    @property
+    def modelled(self) -> bool:
+        """True when some training figure comes from the cost model, no prior run on the device kind having timed it."""
+        return any(r.confidence == "modelled" for r in self.runs)
 
     @property
     def total_train_seconds(self) -> float:

@@ -12,7 +12,11 @@ import signal
 import subprocess
 from collections.abc import Collection, Sequence
 
+from planner.spec.device_choice import DeviceChoice, choose_device
 from planner.spec.errors import SchedulerError
+from planner.spec.hardware import gres_devices
+from planner.spec.localconfig import LocalSettings
+from planner.spec.spec import ExperimentSpec
 from planner.jobs.sacct import (
     DEFAULT_MAX_JOB_ID_CHARS,
     JobRecord,
@@ -29,7 +33,9 @@ __all__ = [
     "SchedulerQueryError",
     "job_ids_by_name",
     "max_array_size",
+    "partition_gpu_types",
     "partition_max_time",
+    "plan_device",
     "sacct",
     "slurm_available",
     "squeue",
@@ -273,6 +279,44 @@ def partition_max_time(partition: str | None, timeout_s: float = 10.0) -> int | 
     if proc.returncode != 0:
         return None
     return parse_partition_max_time(proc.stdout, partition)
+
+
+def partition_gpu_types(timeout_s: float = 5.0) -> dict[str, str]:
+    """Partition -> the GPU type its nodes report (``Gres=gpu:a100:4``), from ``scontrol show node``.
+
+    Never raises: without Slurm, or when scontrol fails or is slow, Slurm simply says
+    nothing (``{}``), and the device is looked up elsewhere.
+
+    Args:
+        timeout_s: Longest wait for ``scontrol show node``.
+    """
+    if shutil.which("scontrol") is None:
+        return {}
+    try:
+        proc = _run(["scontrol", "show", "node"], timeout_s)
+    except SchedulerQueryError:
+        return {}
+    if proc.returncode != 0:
+        return {}
+    return gres_devices(proc.stdout)
+
+
+def plan_device(settings: LocalSettings, spec: ExperimentSpec, timeout_s: float = 5.0) -> DeviceChoice:
+    """The device the spec's jobs will run on (:func:`planner.spec.device_choice.choose_device`).
+
+    Asks ``scontrol show node`` only for a GPU job whose partition claude.local.md does not
+    name under ``devices:``.
+
+    Args:
+        settings: The local settings the plan uses.
+        spec: The experiment; its ``resources.partition`` and ``resources.gpus`` decide.
+        timeout_s: Longest wait for scontrol.
+    """
+    partition, gpus = spec.resources.partition, spec.resources.gpus
+    choice = choose_device(settings, partition, gpus)
+    if not choice.assumed:  # a CPU job, or the settings name the partition's device
+        return choice
+    return choose_device(settings, partition, gpus, partition_gpu_types(timeout_s))
 
 
 def job_ids_by_name(name: str, timeout_s: float = 30.0) -> list[str]:

@@ -44,6 +44,7 @@ class DatasetCheck:
     splits: dict[str, int] = field(default_factory=dict)
     columns: list[str] = field(default_factory=list)
     problem: str | None = None
+    train_chars: list[int] = field(default_factory=list)  # characters of input + output, per training example
 
 
 @dataclass
@@ -140,7 +141,18 @@ def check_dataset(path: Path, input_column: str, output_column: str) -> DatasetC
         result.problem = f"training examples lack column(s) {absent}; they have {result.columns}"
     if not data["train"]:
         result.problem = "the train split is empty"
+    if result.problem is None:
+        # What the cost model turns into tokens per example (input and output are what the
+        # template wraps; other columns are not trained on).
+        result.train_chars = [
+            _text_length(row.get(input_column)) + _text_length(row.get(output_column)) if isinstance(row, dict) else 0
+            for row in data["train"]
+        ]
     return result
+
+
+def _text_length(value: object) -> int:
+    return len(value) if isinstance(value, str) else 0 if value is None else len(str(value))
 
 
 def check_script(path: Path) -> ScriptCheck:

@@ -46,6 +46,7 @@ from planner.spec.spec import ExperimentSpec, spec_to_yaml
 from planner.spec.errors import ConfigError
 from planner.plan.limits import name_length_problems, plan_size_problems
 from planner.jobs import slurm_query
+from planner.jobs.slurm_query import plan_device
 from planner.spec.commands import command_line
 from planner.spec.units import slurm_time_seconds
 from planner.jobs.time_request import format_slurm_time, is_explicit, signal_note, train_time_request
@@ -83,6 +84,13 @@ def effective_slurm(spec: ExperimentSpec, slurm: SlurmSettings, estimates: Compu
     else:
         out["time"] = train_time_request(res.time, slurm.time, None, None, res.stop_before_limit).time
     return out
+
+
+def job_cores(spec: ExperimentSpec, settings: LocalSettings) -> int:
+    """CPU cores one process of a fine-tune job gets (the cost model's peak of a CPU job)."""
+    cores = spec.resources.cpus_per_task or settings.slurm.cpus_per_task
+    # Several CPU processes per node share the job's cores (gloo: one process per "GPU").
+    return max(1, int(cores))
 
 
 def apply_time_requests(spec: ExperimentSpec, slurm: SlurmSettings, estimates: ComputeEstimates, log: DesignLog,
@@ -174,7 +182,8 @@ def _prepare(spec: ExperimentSpec, spec_dir: Path, settings: LocalSettings, sett
     index = registered_report()
     _, _, estimates = estimate_from_prior_runs(plan, resources,
                                                [Path(settings.scratch_dir), Path(settings.experiments_dir), *index.folders],
-                                               log, now, settings.gpu_memory_gib, gone=skipped_folders(index))
+                                               log, now, plan_device(settings, spec), gone=skipped_folders(index),
+                                               cores=job_cores(spec, settings))
     recipe_texts = {p.name: p.read_text(encoding="utf-8") for p in paths.RECIPES_DIR.glob("*.yaml")}
     # Each run's configs and commands are built where its files are rendered (forked processes for large plans).
     build_jobs = partial(build_job_files, plan, resources, str(target), recipe_texts, job_environment(settings))
@@ -184,7 +193,10 @@ def _prepare(spec: ExperimentSpec, spec_dir: Path, settings: LocalSettings, sett
                 reasoning=f"{spec.resources.gpus} GPU(s) x {spec.resources.nodes} node(s); model family from config.json",
                 explanation="Adapter-only checkpoints; torchtune config rendered per run as finetune.yaml")
     stamp = now()
-    prov = provenance(stamp, settings_path, settings.model_dump(), argv)
+    # gpu_memory_gib is recorded only where the user wrote it: unwritten, each device's own memory counts
+    # (planner.spec.device_choice), and estimate, reading the record back, must see it unwritten too.
+    unwritten = set() if "gpu_memory_gib" in settings.model_fields_set else {"gpu_memory_gib"}
+    prov = provenance(stamp, settings_path, settings.model_dump(exclude=unwritten), argv)
     prov["spec_dir"] = str(spec_dir)  # relative model, dataset and script paths were read from here
     recorded = spec.model_copy(update={"provenance": prov})
     estimates = apply_time_requests(spec, settings.slurm, estimates, log, now)

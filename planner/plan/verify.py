@@ -181,7 +181,8 @@ def _finish(
             explanation="Ensuring space for checkpoints (compared with the estimate below)")
     return Resources(
         models=models,
-        dataset=DatasetResource(path=str(ds_path), size_bytes=ds.size_bytes, splits=ds.splits),
+        dataset=DatasetResource(path=str(ds_path), size_bytes=ds.size_bytes, splits=ds.splits,
+                                train_chars=tuple(ds.train_chars)),
         tasks=tasks,
         output_root=str(output_root),
         disk_free_bytes=disk.free_bytes,

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable
 from pathlib import PurePath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from planner.spec.errors import ConfigError
 from planner.spec.validation import describe_errors
 from planner.spec.loading import load_yaml, short_repr
 from planner.spec import slurm_values
 from planner.spec.slurm_values import slurm_time_problem
+from planner.spec.hardware import DEVICES, find_device
 
 _FENCE = re.compile(r"^```ya?ml[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 # Slurm's --mem: a whole number with an optional unit (K, M, G, T; M when none).
@@ -29,6 +31,36 @@ def slurm_mem_problem(value: str) -> str | None:
     if not SLURM_MEM.match(value):
         return "not a Slurm memory size; use a whole number with K, M, G or T, e.g. 32G"
     return None
+
+
+def device_name_problem(value: str) -> str | None:
+    """Why ``value`` names no device of the table (:mod:`planner.spec.hardware`), or None."""
+    if find_device(value) is None:
+        return (f"unknown device; use one of {', '.join(DEVICES)}, "
+                "or the GPU's name as Slurm's Gres or nvidia-smi writes it")
+    return None
+
+
+def partition_name_problem(value: str) -> str | None:
+    """Why ``value`` cannot be one partition's name (the check of ``slurm.partition``, one name only), or None."""
+    if slurm_values.sbatch_value_problem("partition", value) or "," in value:
+        return "not a partition name; use one partition's name per key, letters, digits and _ . + - (e.g. gpu)"
+    return None
+
+
+def _checked(problem: Callable[[str], str | None]) -> AfterValidator:
+    """A pydantic after-validator raising ``problem(value)`` when there is one."""
+    def check(value: str) -> str:
+        found = problem(value)
+        if found:
+            raise ValueError(found)
+        return value  # kept as written: the table's key is looked up where it is used
+    return AfterValidator(check)
+
+
+#: The keys and values of ``devices:`` (partition -> the device its GPUs are).
+PartitionName = Annotated[str, _checked(partition_name_problem)]
+DeviceName = Annotated[str, _checked(device_name_problem)]
 
 
 class _Strict(BaseModel):
@@ -108,6 +140,9 @@ class LocalSettings(_Strict):
     scratch_dir: str
     datasets_dir: str
     gpu_memory_gib: float = Field(default=80.0, gt=0)
+    devices: dict[PartitionName, DeviceName] = Field(
+        default_factory=dict,
+        description="partition -> the device its GPUs are (h100, a100-80gb, ...): the peak FLOPs and memory estimates use")
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
     environment: EnvironmentSettings = Field(default_factory=EnvironmentSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)

@@ -32,6 +32,7 @@ class DatasetResource:
     path: str
     size_bytes: int
     splits: dict[str, int]
+    train_chars: tuple[int, ...] = ()  # characters per training example (input + output), for the cost model
 
 
 @dataclass

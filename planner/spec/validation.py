@@ -24,6 +24,12 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
     return current
 
 
+def _key_part(part: Any) -> str:
+    """One step of a key path, on one line: a key written with odd characters is quoted."""
+    text = str(part)
+    return text if text.isprintable() and len(text) <= 60 else short_repr(part)
+
+
 def nearest(word: str, choices: list[str]) -> str | None:
     """Return the closest valid spelling of ``word``, if any is close enough."""
     found = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
@@ -35,7 +41,9 @@ def describe_errors(exc: ValidationError, model: type[BaseModel], source: str) -
     problems: list[str] = []
     for err in exc.errors():
         loc = tuple(err.get("loc", ()))
-        key = ".".join(str(p) for p in loc) or "(top level)"
+        if loc and loc[-1] == "[key]":  # a mapping's key itself is wrong: the path ends at that key
+            loc = loc[:-1]
+        key = ".".join(_key_part(p) for p in loc) or "(top level)"
         value = err.get("input")
         if err.get("type") == "extra_forbidden":
             owner = _model_at(model, loc)
