@@ -125,3 +125,52 @@ def test_gres_of_scontrol_show_node() -> None:
             "NodeName=g2\n   Gres=gpu:h100:8\n   Partitions=h100\n\nNodeName=c1\n   Gres=(null)\n   Partitions=cpu\n\n"
             "NodeName=g3\n   Gres=gpu:2\n   Partitions=untyped\n")
     assert gres_devices(text) == {"gpu": "a100", "gpu-long": "a100", "h100": "h100"}
+
+
+def _query(device_key: str, **kw: object) -> "RunQuery":
+    from planner.estimate.estimators import RunQuery
+
+    s = shape("Llama-3.2-1B-Instruct")
+    return RunQuery(model="Llama-3.2-1B-Instruct", param_count=s.param_count, batch_size=4, epochs=2, train_samples=800,
+                    max_seq_len=1024, lora_rank=8, device=DEVICES[device_key], shape=s,
+                    tokens=TokenStats((300,) * 800), **kw)  # type: ignore[arg-type]
+
+
+def _prior(device: str, it_per_s: float, name: str = "p/slurm-1.out") -> "PriorRun":
+    from planner.estimate.estimators import PriorRun
+
+    return PriorRun(name=name, model="Llama-3.2-1B-Instruct", param_count=shape("Llama-3.2-1B-Instruct").param_count,
+                    batch_size=4, gradient_accumulation_steps=1, max_seq_len=1024, packed=False, it_per_s=it_per_s,
+                    steps_per_epoch=200, state="completed", lora_rank=8, kind="lora", device=device)
+
+
+def test_a_prior_on_another_gpu_calibrates_the_model_and_is_never_scaled() -> None:
+    from planner.estimate.estimators import training_time
+
+    run = _query("h100-sxm-80gb")
+    alone = training_time(run, [])
+    assert alone.confidence == "modelled" and "no finished run on a GPU timed this yet" in alone.basis
+    # An A100 run of the same model, twice as slow as the model says an A100 would be.
+    a100_step = loop_cost(run.shape, run.tokens, DEVICES["a100-80gb"], samples=800, batch_size=4, max_seq_len=1024,
+                          lora_rank=8).step_seconds
+    on_a100 = training_time(run, [_prior("a100-80gb", 1 / (2 * a100_step))])
+    assert on_a100.confidence == "modelled"
+    assert on_a100.figure == pytest.approx(2 * alone.figure)  # the model's miss carried over, not the A100's it/s
+    assert "calibrated x2: measured / modelled step of 1 finished run(s) of this model on a100-80gb" in on_a100.calculation
+    # A run on the plan's own GPU, or a log that says only "cuda", anchors as before.
+    for device in ("h100-sxm-80gb", "cuda"):
+        anchored = training_time(run, [_prior(device, 5.0)])
+        assert anchored.confidence == "measured" and anchored.figure == pytest.approx(2 * 200 / 5.0), device
+    # A CPU run of the same model: neither anchor nor calibration.
+    cpu = training_time(run, [_prior("cpu", 0.1)])
+    assert cpu.figure == pytest.approx(alone.figure)
+    assert "1 prior(s) from another device (e.g. p on cpu) are not scaled" in cpu.basis
+
+
+def test_the_gpu_a_job_ran_on_is_read_from_its_log() -> None:
+    from planner.estimate.logparse import parse_log
+
+    text = (Path(__file__).parent / "fixtures" / "logs" / "slurm-1001.out").read_text()
+    assert parse_log(text).device == "cuda"  # the config's device: a GPU of unknown type
+    assert parse_log("plan-experiment: device NVIDIA A100-SXM4-40GB\n" + text).device == "a100-40gb"
+    assert parse_log("plan-experiment: device Some Future GPU\n" + text).device == "cuda"

@@ -128,7 +128,7 @@ def test_gpu_plan_is_derived_from_shapes_and_the_gpu_and_the_cpu_demo_never_scal
         run = f"{name}_rank8"
         assert again[run]["train_seconds"] == fresh[run]["train_seconds"]
         assert again[run]["job_seconds"] == fresh[run]["job_seconds"]  # a CPU job's start-up is not a GPU job's
-        assert "from another kind of device" in again[run]["basis"] and "not scaled" in again[run]["basis"]
+        assert "from another device" in again[run]["basis"] and "not scaled" in again[run]["basis"]
         assert "scaled by parameter count" not in again[run]["basis"]
     assert "Found 4 logs: 4 usable" in log2
 

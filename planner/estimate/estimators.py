@@ -166,15 +166,21 @@ def device_kind(device: str | Device | None) -> str | None:
 
 
 def same_device_kind(run: RunQuery, p: PriorRun) -> bool:
-    """Whether a prior's speed can anchor the run: measured on the same kind of device.
+    """Whether a prior's speed can anchor the run: measured on the same device.
 
-    A CPU run's it/s says nothing of a GPU's (and the reverse): such a prior is used only
-    through the cost model, never scaled. Unknown on either side counts as the same (logs
-    without a config dump, queries without a device).
+    A CPU run's it/s says nothing of a GPU's (and the reverse), nor an A100's of an H100's:
+    such a prior is used only through the cost model (:func:`calibration`), never scaled.
+    Unknown on either side counts as the same (logs without a config dump or device line,
+    queries without a device).
     """
     if run.device is None or p.device is None:
         return True
-    return device_kind(run.device) == device_kind(p.device)
+    if device_kind(run.device) != device_kind(p.device):
+        return False
+    # Two GPUs the table names must be the same one: an A100's it/s is not an H100's. A log
+    # that says only ``cuda`` is taken to have run where this plan will (the user's own cluster).
+    theirs = find_device(p.device) if isinstance(p.device, str) and p.device.lower() not in ("cuda", "gpu") else None
+    return theirs is None or run.device.cpu or theirs.key == run.device.key
 
 
 class PriorPool:
@@ -473,39 +479,45 @@ _KIND_WORDS = {"lora": "LoRA fine-tune", "full": "full fine-tune"}
 MODELLED_SPREAD = (0.6, 1.5)
 
 
-def learned_utilisation(run: RunQuery, pool: PriorPool) -> tuple[float | None, str | None, list[PriorRun]]:
-    """The share of peak the user's finished runs of this model sustained on a GPU of a known type.
+def calibration(run: RunQuery, pool: PriorPool) -> tuple[float, str | None, list[PriorRun]]:
+    """How far the cost model was off for finished runs of this model on another GPU: measured step / modelled step.
 
-    Learned per (device, model, recipe): priors of the same model and recipe kind that
-    logged tokens per second on a GPU the table knows; those on the run's own device type
-    first, else any such GPU (utilisation travels between GPUs far better than it/s does).
-    A CPU prior says nothing of a GPU's utilisation and is not used (nor the reverse).
+    Learned per (device, model, recipe) and carried to the run's device through the model:
+    each prior of the same model and recipe kind that ran on a GPU the table names (its
+    log's ``plan-experiment: device`` line) is modelled on its own device, batch, sequence
+    length and rank, with this plan's examples standing in for its data; the median ratio of
+    its measured step time to that multiplies the run's modelled loop. Priors on the run's
+    own device anchor directly (:func:`training_time`) and are not needed here; a CPU prior
+    says nothing of a GPU (nor the reverse) and is never used.
 
     Returns:
-        ``(utilisation, where it came from, the priors used)``; ``(None, None, [])`` when none qualifies.
+        ``(factor, where it came from, the priors used)``; ``(1.0, None, [])`` when none qualifies.
     """
-    if run.shape is None or run.device is None:
-        return None, None, []
-    mine: list[tuple[float, PriorRun]] = []
-    others: list[tuple[float, PriorRun]] = []
+    if run.shape is None or run.device is None or run.tokens is None:
+        return 1.0, None, []
+    ratios: list[tuple[float, PriorRun, Device]] = []
     for tier, _, p in pool.ranked(run):
-        if tier != 0 or not p.tokens_per_s or p.device is None or (p.kind or "lora") != run.kind:
+        if tier != 0 or p.device is None or (p.kind or "lora") != run.kind or not p.batch_size:
             continue
         dev = find_device(p.device)
-        if dev is None or device_kind(dev) != device_kind(run.device):
+        if dev is None or dev.cpu != run.device.cpu or dev.cpu:
             continue
-        context = (p.max_seq_len / 2) if p.packed and p.max_seq_len else (
-            run.tokens.padded_length(p.batch_size or run.batch_size, p.max_seq_len) / 2 if run.tokens else 256.0)
-        u = costmodel.measured_utilisation(run.shape, p.tokens_per_s, dev, context=context, kind=run.kind,
-                                           lora_rank=p.lora_rank or run.lora_rank, dtype=run.dtype, cores=run.cores)
-        (mine if dev.key == run.device.key else others).append((u, p))
-    chosen = mine or others
-    if not chosen:
-        return None, None, []
-    u = statistics.median(x for x, _ in chosen)
-    where = (f"median of {len(chosen)} finished run(s) of this model on "
-             + (run.device.label if mine else "other GPUs (" + ", ".join(sorted({str(p.device) for _, p in chosen})) + ")"))
-    return u, where, [p for _, p in chosen]
+        speed = epoch_average_it_per_s(p) or p.it_per_s
+        if not speed:
+            continue
+        modelled = costmodel.loop_cost(
+            run.shape, run.tokens, dev, samples=max(run.train_samples, 1), batch_size=p.batch_size,
+            gradient_accumulation_steps=p.gradient_accumulation_steps or 1, max_seq_len=p.max_seq_len,
+            packed=bool(p.packed), kind=run.kind, lora_rank=p.lora_rank or run.lora_rank, dtype=run.dtype,
+        ).step_seconds
+        ratios.append(((1.0 / speed) / modelled, p, dev))
+    if not ratios:
+        return 1.0, None, []
+    factor = statistics.median(r for r, _, _ in ratios)
+    devices = ", ".join(sorted({d.key for _, _, d in ratios}))
+    where = (f"calibrated x{factor:.2g}: measured / modelled step of {len(ratios)} finished run(s) of this model on "
+             f"{devices}, carried to {run.device.key} through the model")
+    return factor, where, [p for _, p, _ in ratios]
 
 
 def modelled_training_time(run: RunQuery, pool: PriorPool) -> Estimate:
@@ -516,22 +528,26 @@ def modelled_training_time(run: RunQuery, pool: PriorPool) -> Estimate:
     device are named in the basis and not scaled.
     """
     assert run.shape is not None and run.device is not None and run.tokens is not None
-    u, where, used = learned_utilisation(run, pool)
+    factor, where, used = calibration(run, pool)
     cost = costmodel.loop_cost(
         run.shape, run.tokens, run.device, samples=run.train_samples, batch_size=run.batch_size,
         gradient_accumulation_steps=run.gradient_accumulation_steps, gpus=run.gpus, epochs=run.epochs,
         max_seq_len=run.max_seq_len, packed=run.packed, kind=run.kind, lora_rank=run.lora_rank, dtype=run.dtype,
-        activation_checkpointing=run.activation_checkpointing, utilisation=u, utilisation_source=where,
+        activation_checkpointing=run.activation_checkpointing,
         cores=run.cores, max_steps_per_epoch=run.max_steps_per_epoch,
     )
-    total = cost.seconds
-    lines = [*cost.lines, f"loop = {run.epochs} x {cost.seconds_per_epoch:.0f}s = {total:.0f}s ≈ {compact_duration(total)}"]
+    per_epoch = cost.seconds_per_epoch * factor
+    total = per_epoch * run.epochs
+    lines = list(cost.lines)
+    if used:
+        lines.append(f"{where}: time_per_epoch = {cost.seconds_per_epoch:.0f}s x {factor:.3g} ≈ {per_epoch:.0f}s")
+    lines.append(f"loop = {run.epochs} x {per_epoch:.0f}s = {total:.0f}s ≈ {compact_duration(total)}")
     others = pool.other_device(run)
     kind_word = "CPU" if run.device.cpu else "GPU"
     basis = (f"cost model for {run.device.label} ({run.dtype}): tokens per step x FLOPs per token from the model's shape "
              f"/ (peak x utilisation {cost.utilisation:.2g}, {cost.utilisation_source}) + per-step overhead; "
-             + (f"no finished run on a {kind_word} timed this yet" if not used else f"utilisation from {len(used)} run(s)")
-             + (f"; {len(others)} prior(s) from another kind of device (e.g. {_short(others[0].name)} on "
+             + (f"no finished run on a {kind_word} timed this yet" if not used else where)
+             + (f"; {len(others)} prior(s) from another device (e.g. {_short(others[0].name)} on "
                 f"{others[0].device}) are not scaled to this device" if others else ""))
     lo, hi = MODELLED_SPREAD if not used else (0.8, 1.25)
     return Estimate(
@@ -544,9 +560,10 @@ def modelled_training_time(run: RunQuery, pool: PriorPool) -> Estimate:
         high=total * hi,
         details={
             "steps_per_epoch": cost.steps_per_epoch,
-            "seconds_per_epoch": cost.seconds_per_epoch,
+            "seconds_per_epoch": per_epoch,
             "device": run.device.key,
             "utilisation": cost.utilisation,
+            "calibration": factor,
             "tokens_per_step": cost.tokens_per_step,
             "flops_per_token": cost.work.per_token,
             "model_tier": None,

@@ -15,6 +15,8 @@ The parser accepts every format torchtune 0.6.1 and its neighbours write:
 * DiskLogger / StdoutLogger lines ``Step N | loss:X lr:Y tokens_per_second_per_gpu:Z``;
 * Weights & Biases summary lines ``wandb: tokens_per_second_per_gpu 186.75``;
 * out-of-memory markers and Python tracebacks;
+* the GPU a job ran on: ``plan-experiment: device NVIDIA H100 80GB HBM3`` (written by
+  ``train.sh`` from ``nvidia-smi``), as a key of the device table;
 * the world size of multi-process jobs: ``plan-experiment: world size N`` (written by
   ``train.sh``) and ``plan-experiment: rank R of N`` (one per process), besides the
   config's ``world_size`` and the launcher's rank prefixes.
@@ -41,6 +43,7 @@ from typing import Any
 
 import yaml
 
+from planner.spec.hardware import find_device
 from planner.estimate.logconfig import extract_config
 from planner.estimate.logrecord import (
     BAR_SAMPLES_PER_LINE,
@@ -87,6 +90,7 @@ _WANDB_RE = re.compile(
 )
 _TRACEBACK = "Traceback (most recent call last):"
 _WORLD_RE = re.compile(r"plan-experiment: (?:world size|rank \d+ of) (\d+)")
+_DEVICE_RE = re.compile(r"plan-experiment: device ([^\n\r]{1,120})")
 _EXC_LINE_RE = re.compile(r"\n(\w+(?:\.\w+)*(?:Error|Exception|Interrupt)\b.*)")
 _SLURM_CANCEL_RE = re.compile(r"\*\*\* (?:JOB|STEP) [\d.]+ ON \S+ CANCELLED AT \S+(.*?)\*\*\*")
 
@@ -343,6 +347,13 @@ def _extract_rare(text: str, rec: LogRecord) -> None:
         sizes = [int(n) for n in _WORLD_RE.findall(text)]
         if sizes and max(sizes) > 1:
             rec.world_size = max(rec.world_size or 1, *sizes)
+        named = _DEVICE_RE.search(text)
+        if named is not None:
+            # The GPU the job ran on (train.sh prints nvidia-smi's name): a table key where the
+            # table knows it, else the config's ``device: cuda`` stays (a GPU of unknown type).
+            found = find_device(named.group(1))
+            if found is not None:
+                rec.device = found.key
     if "peak memory" in text:
         for m in _MEM_RE.finditer(text):
             key = "alloc" if m.group(1).startswith("alloc") else m.group(1)

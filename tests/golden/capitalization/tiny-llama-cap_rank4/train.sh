@@ -78,6 +78,10 @@ export PYTHONUNBUFFERED=1
 
 # Values go to printf as separate arguments: a quoted name is never inside another string.
 printf 'plan-experiment: training %s (job %s) on %s\n' tiny-llama-cap_rank4 "$JOB_ID" "$(hostname)" | tee -a "$LOG"
+# Estimates read this line: which GPU measured the speed (an A100's is not an H100's).
+if command -v nvidia-smi >/dev/null 2>&1; then
+    printf 'plan-experiment: device %s\n' "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)" | tee -a "$LOG"
+fi
 # Recovery without a person (resources.oom_retries, attempts, resume): the supervisor runs
 # the training command, retries a CUDA out-of-memory error with the batch halved and gradient
 # accumulation doubled, resumes from the last saved epoch when the job starts again, and
