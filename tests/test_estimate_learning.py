@@ -94,6 +94,15 @@ def test_demo_then_replan_predicts_the_demo_runs_and_calibration_is_stable(tmp_p
     assert train_tasks and all(t["predicted"]["job_seconds"] > 0 for t in train_tasks)
     recorded = {t["unit"]: t["predicted"]["job_seconds"] for t in train_tasks}
 
+    # Memory: each training logged its peak resident memory, and the plan predicted it within 15 %
+    # (the memory model of a CPU process: the process itself plus the model's tensors).
+    planned = json.loads((exp / "estimates.json").read_text())["runs"]
+    for run, figures in planned.items():
+        logged = [float(x) for log in (exp / run).glob("slurm-*.out")
+                  for x in re.findall(r"plan-experiment: peak memory \(RSS\) ([\d.]+) GiB", log.read_text(errors="replace"))]
+        assert logged, f"{run}: no peak memory line in its log"
+        assert figures["peak_memory_gib"] == pytest.approx(max(logged), rel=0.15), (run, figures["peak_memory_gib"], logged)
+
     # Calibrating twice prints the same predictions and errors: the re-estimate in
     # between rewrites estimates.json but not what the jobs were submitted with.
     rows1, table1 = _calibration(exp)

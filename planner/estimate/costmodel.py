@@ -69,6 +69,10 @@ DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 #: Allocator workspace (cuBLAS, SDPA and temporary buffers) on top of the tensors, GiB.
 WORKSPACE_GIB = 0.6
 
+#: A CPU training process before its tensors: the interpreter with torch, torchtune and
+#: torchao imported (0.40 GiB measured here), the tokenizer and the dataset.
+CPU_PROCESS_GIB = 0.45
+
 #: Share of the device's memory a batch may use: torch reserves more than it allocates.
 MEMORY_HEADROOM = 0.85
 
@@ -415,9 +419,10 @@ class MemoryEstimate:
     def total(self) -> float:
         return self.weights + self.adapters + self.activations + self.logits + self.workspace
 
-    def text(self) -> str:
-        return (f"weights {self.weights:.2f} + adapters and optimizer {self.adapters:.2f} + activations "
-                f"{self.activations:.2f} + logits {self.logits:.2f} + workspace {self.workspace:.2f} = {self.total:.2f} GiB")
+    def text(self, cpu: bool = False) -> str:
+        return (f"weights {self.weights:.3g} + adapters and optimizer {self.adapters:.3g} + activations "
+                f"{self.activations:.3g} + logits {self.logits:.3g} + {'process' if cpu else 'workspace'} "
+                f"{self.workspace:.3g} = {self.total:.3g} GiB")
 
 
 def activation_elements_per_token_layer(s: Shape, kind: str = "lora") -> float:
@@ -442,8 +447,12 @@ def peak_memory(
     lora_rank: int | None = None,
     dtype: str = "bf16",
     activation_checkpointing: bool = False,
+    cpu: bool = False,
 ) -> MemoryEstimate:
     """Predicted peak allocated memory of one training process (what torchtune logs as allocation).
+
+    On a CPU (``cpu``) the figure is the process's resident memory: the same tensors plus
+    the process itself (:data:`CPU_PROCESS_GIB`) in place of the GPU allocator's workspace.
 
     Args:
         s: the shape.
@@ -453,6 +462,7 @@ def peak_memory(
         lora_rank: LoRA rank.
         dtype: training dtype.
         activation_checkpointing: keep only each layer's input, recompute the rest.
+        cpu: a CPU process (resident memory).
 
     Returns:
         The :class:`MemoryEstimate`.
@@ -471,7 +481,7 @@ def peak_memory(
         acts = tokens * s.num_layers * per_layer / GIB
     # Logits in the dtype, their chunked fp32 upcast and its gradient.
     logits = tokens * s.vocab_size * (b + 2) / GIB
-    return MemoryEstimate(weights, adapters, acts, logits, WORKSPACE_GIB)
+    return MemoryEstimate(weights, adapters, acts, logits, CPU_PROCESS_GIB if cpu else WORKSPACE_GIB)
 
 
 def calibrated_peak(predicted: MemoryEstimate, batch_size: int, logged: float, logged_batch: int, target_batch: int) -> float:

@@ -90,6 +90,7 @@ _WANDB_RE = re.compile(
 )
 _TRACEBACK = "Traceback (most recent call last):"
 _WORLD_RE = re.compile(r"plan-experiment: (?:world size|rank \d+ of) (\d+)")
+_RSS_RE = re.compile(r"plan-experiment: peak memory \(RSS\) ([\d.]+) GiB")
 _DEVICE_RE = re.compile(r"plan-experiment: device ([^\n\r]{1,120})")
 _EXC_LINE_RE = re.compile(r"\n(\w+(?:\.\w+)*(?:Error|Exception|Interrupt)\b.*)")
 _SLURM_CANCEL_RE = re.compile(r"\*\*\* (?:JOB|STEP) [\d.]+ ON \S+ CANCELLED AT \S+(.*?)\*\*\*")
@@ -347,6 +348,9 @@ def _extract_rare(text: str, rec: LogRecord) -> None:
         sizes = [int(n) for n in _WORLD_RE.findall(text)]
         if sizes and max(sizes) > 1:
             rec.world_size = max(rec.world_size or 1, *sizes)
+        rss = [float(x) for x in _RSS_RE.findall(text)]
+        if rss:
+            rec.peak_rss_gib = max(rss)
         named = _DEVICE_RE.search(text)
         if named is not None:
             # The GPU the job ran on (train.sh prints nvidia-smi's name): a table key where the

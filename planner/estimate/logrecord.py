@@ -116,6 +116,8 @@ class LogRecord:
         output_dir: ``output_dir``.
         lora_rank: ``model.lora_rank``.
         checkpoint_dir: ``checkpointer.checkpoint_dir`` (the base model's folder).
+        peak_rss_gib: the training's peak resident memory, from the supervisor's
+            ``plan-experiment: peak memory (RSS) X GiB`` line (CPU jobs' memory).
         device: the config's ``device`` (``cuda``, ``cpu``, ``mps`` ...): what kind of
             device measured the speeds.
         world_size: processes (GPUs) of a distributed run: ``world_size`` or
@@ -172,6 +174,7 @@ class LogRecord:
     tokens_per_second_median: float | None = None
     loss: list[tuple[int, float]] = field(default_factory=list)
     peak_memory_gib: dict[str, float] = field(default_factory=dict)
+    peak_rss_gib: float | None = None
     checkpoints: list[CheckpointSave] = field(default_factory=list)
     checkpoint_save_s: list[float] = field(default_factory=list)
     wandb: dict[str, float] = field(default_factory=dict)

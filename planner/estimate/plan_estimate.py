@@ -176,6 +176,9 @@ def estimate_plan(
             f"low disk: checkpoints need ~{size(total)} but only {size(free)} is free at `{resources.output_root}`; "
             "clean up or plan into another experiments_dir"
         )
+    note, peaks = _memory(plan, resources, device, priors, log, now)
+    for r in runs:
+        r.peak_memory_gib = peaks.get(r.run)
     return ComputeEstimates(
         runs=runs,
         eval_seconds_each=per_eval_high,
@@ -184,25 +187,30 @@ def estimate_plan(
         eval_basis=ev.basis,
         disk_free_bytes=free,
         disk_basis=disk_basis,
-        batch_size_note=_batch_note(plan, resources, device, priors, log, now),
+        batch_size_note=note,
     )
 
 
-def _batch_note(plan: Plan, resources: Resources, device: DeviceChoice, priors: Sequence[est.PriorRun],
-                log: DesignLog, now: Callable[[], datetime]) -> str:
-    """Batch-size advice from the memory model, per model: the chosen batch's predicted peak and the largest that fits.
+def _memory(plan: Plan, resources: Resources, device: DeviceChoice, priors: Sequence[est.PriorRun],
+            log: DesignLog, now: Callable[[], datetime]) -> tuple[str, dict[str, float]]:
+    """Peak memory per model from the memory model, and batch-size advice on a GPU.
 
-    A chosen batch predicted not to fit is also a plan warning, shown before submit.
+    On a GPU: the chosen batch's predicted peak, the largest batch that fits the device
+    (``MEMORY_HEADROOM`` of its memory), calibrated by a logged peak of the same model and
+    sequence length; a chosen batch predicted not to fit is also a plan warning, shown
+    before submit. On a CPU: the process's resident memory, calibrated by the supervisor's
+    logged peak of earlier CPU runs of the model.
+
+    Returns:
+        The note for the summary and each fine-tune run's predicted peak, GiB per process.
     """
     chosen = sorted({int(r.settings["batch_size"]) for r in plan.finetune_runs if r.settings.get("batch_size")})
     chosen_text = ", ".join(str(b) for b in chosen) or "-"
-    if plan.spec.resources.gpus == 0 or device.device.cpu:
-        # No GPU memory to size against: say so rather than advise for GPUs the plan does not use.
-        return (f"CPU jobs: batch_size {chosen_text} as chosen; a CPU job's memory is its Slurm --mem, "
-                "so there is no GPU memory to size the batch against")
+    cpu = plan.spec.resources.gpus == 0 or device.device.cpu
     tokens = TokenStats.from_chars(resources.dataset.train_chars) if resources.dataset.train_chars else None
     capacity = costmodel.MEMORY_HEADROOM * device.memory_gib
     notes: list[str] = []
+    peaks: dict[str, float] = {}
     pool = est.PriorPool(priors)
     by_model: dict[str, list[Run]] = {}
     for run in plan.finetune_runs:
@@ -216,7 +224,7 @@ def _batch_note(plan: Plan, resources: Resources, device: DeviceChoice, priors: 
         max_seq_len = first.get("max_seq_len")
         packed = bool(first.get("packed"))
         rank = max(int(r.settings.get("lora_rank") or 8) for r in runs)
-        dtype = str(first.get("dtype") or "bf16")
+        dtype = str(first.get("dtype") or ("fp32" if cpu else "bf16"))
         ckpt = bool(first.get("enable_activation_checkpointing", False))
         # The peak comes with the batch that holds the longest example: all padded to it.
         if packed and max_seq_len:
@@ -225,35 +233,56 @@ def _batch_note(plan: Plan, resources: Resources, device: DeviceChoice, priors: 
             sequence = float(min(tokens.quantile(1.0), max_seq_len or tokens.quantile(1.0)))
         else:
             sequence = float(max_seq_len or 2048)
+
         def predict(batch: int) -> costmodel.MemoryEstimate:
             return costmodel.peak_memory(shape, batch_size=batch, sequence=sequence, lora_rank=rank, dtype=dtype,
-                                         activation_checkpointing=ckpt)
+                                         activation_checkpointing=ckpt, cpu=cpu)
         query = est.RunQuery(model=model.name.rstrip("/").split("/")[-1], param_count=model.param_count,
                              batch_size=chosen[0] if chosen else 1, device=device.device)
-        measured = [p for tier, _, p in pool.ranked(query)
-                    if tier == 0 and p.peak_memory_gib and p.batch_size and est.same_device_kind(query, p)
-                    and p.max_seq_len == max_seq_len and bool(p.packed) == packed]
-        if measured:
-            p = measured[0]
-            base = predict(p.batch_size)  # type: ignore[arg-type]
-            def peak_at(batch: int) -> float:
-                return costmodel.calibrated_peak(base, p.batch_size, p.peak_memory_gib, p.batch_size, batch)  # type: ignore[arg-type]
-            how = f"calibrated by {_short_name(p.name)}'s logged peak {p.peak_memory_gib:.2f} GiB at batch {p.batch_size}"
+        same = [p for tier, _, p in pool.ranked(query)
+                if tier == 0 and p.batch_size and est.same_device_kind(query, p)
+                and p.max_seq_len == max_seq_len and bool(p.packed) == packed]
+        logged = [p for p in same if (p.peak_rss_gib if cpu else p.peak_memory_gib)]
+        if logged:
+            p = logged[0]
+            seen = float((p.peak_rss_gib if cpu else p.peak_memory_gib) or 0.0)
+            base = predict(int(p.batch_size or 1))
+            if cpu:
+                # What the model does not see on a CPU is the process itself: the logged peak
+                # corrects the fixed part, the tensors scale with the batch as modelled.
+                def peak_at(batch: int) -> float:
+                    return predict(batch).total + seen - base.total
+            else:
+                def peak_at(batch: int) -> float:
+                    return costmodel.calibrated_peak(base, int(p.batch_size or 1), seen, int(p.batch_size or 1), batch)
+            how = f"calibrated by {_short_name(p.name)}'s logged peak {seen:.3g} GiB at batch {p.batch_size}"
         else:
             def peak_at(batch: int) -> float:
                 return predict(batch).total
             how = "memory model, no logged peak of this model yet"
-        best = costmodel.largest_batch(((b, peak_at(b)) for b in costmodel.BATCH_CANDIDATES), capacity)
+        for run in runs:
+            peaks[run.name] = peak_at(int(run.settings.get("batch_size") or 1))
         at_chosen = {b: peak_at(b) for b in chosen}
+        chosen_words = ", ".join(f"{b}: {peak:.3g} GiB" for b, peak in at_chosen.items())
+        here = chosen[0] if chosen else 1
+        if cpu:
+            notes.append(f"{name}: predicted peak memory per process at batch_size {chosen_words} ({how})")
+            log.add(now(), "CALCULATE_MEMORY", f"Peak memory of a CPU training process for {name}",
+                    input=f"{shape.param_count:,} parameters, LoRA rank {rank}, {dtype}, sequence {sequence:.0f} tokens",
+                    calculation=f"at batch_size {here}: {predict(here).text(cpu=True)}", result=chosen_words,
+                    explanation=how)
+            continue
+        best = costmodel.largest_batch(((b, peak_at(b)) for b in costmodel.BATCH_CANDIDATES), capacity)
         over = [b for b, peak in at_chosen.items() if peak > capacity]
-        chosen_words = ", ".join(f"{b}: {peak:.1f} GiB" for b, peak in at_chosen.items())
-        advice = (f"up to batch_size {best[0]} fits ({best[1]:.1f} GiB)" if best is not None
+        largest = costmodel.BATCH_CANDIDATES[-1]
+        advice = (f"up to batch_size {best[0]}{' (the largest considered)' if best[0] == largest else ''} fits "
+                  f"({best[1]:.1f} GiB)" if best is not None
                   else "not even batch_size 1 fits: enable activation checkpointing, shorten max_seq_len or use a larger GPU")
         notes.append(f"{name}: predicted peak at batch_size {chosen_words}; {advice} ({how})")
         log.add(now(), "CALCULATE_BATCH_SIZE", f"Peak memory and batch size for {name}",
                 input=f"{shape.param_count:,} parameters, LoRA rank {rank}, {dtype}, sequence {sequence:.0f} tokens "
                       f"(the longest example{' packed' if packed else ''}), activation checkpointing {ckpt}",
-                calculation=f"at batch_size {chosen[0] if chosen else 1}: {predict(chosen[0] if chosen else 1).text()}; "
+                calculation=f"at batch_size {here}: {predict(here).text()}; "
                             f"capacity = {costmodel.MEMORY_HEADROOM} x {device.memory_gib:g} GiB = {capacity:.1f} GiB",
                 result=f"{chosen_words}; {advice}", explanation=how)
         if over:
@@ -262,10 +291,14 @@ def _batch_note(plan: Plan, resources: Resources, device: DeviceChoice, priors: 
                 f"{device.memory_gib:g} GiB ({chosen_words}, {capacity:.1f} GiB usable); "
                 + (f"use batch_size {best[0]} with gradient_accumulation_steps to keep the effective batch"
                    if best is not None else advice))
+    if cpu:
+        head = (f"CPU jobs: batch_size {chosen_text} as chosen; a CPU job's memory is its Slurm --mem, so there is no "
+                "GPU memory to size the batch against")
+        return (head + ("; " + "; ".join(notes) if notes else "")), peaks
     if not notes:
-        return f"Chosen batch_size {chosen_text}; no model shape to size it against"
+        return f"Chosen batch_size {chosen_text}; no model shape to size it against", peaks
     return (f"Chosen batch_size {chosen_text} on {device.device.key} ({device.memory_gib:g} GiB, "
-            f"{costmodel.MEMORY_HEADROOM:.0%} usable): " + "; ".join(notes))
+            f"{costmodel.MEMORY_HEADROOM:.0%} usable): " + "; ".join(notes)), peaks
 
 
 def _short_name(name: str) -> str:

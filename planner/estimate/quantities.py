@@ -210,6 +210,7 @@ class PriorRun:
         checkpoint_save_s: seconds per checkpoint save, when logged.
         checkpoint_gib_per_epoch: GiB written per epoch (checkpoint lines or folder size).
         peak_memory_gib: peak GPU memory.
+        peak_rss_gib: peak resident memory of the training processes (CPU jobs).
         state: the log's final state.
         eval_seconds: durations of evaluations of this run, when known.
         lora_rank: the LoRA rank (checkpoint size depends on it).
@@ -236,6 +237,7 @@ class PriorRun:
     checkpoint_save_s: float | None = None
     checkpoint_gib_per_epoch: float | None = None
     peak_memory_gib: float | None = None
+    peak_rss_gib: float | None = None
     state: str = "unknown"
     eval_seconds: list[float] = field(default_factory=list)
     lora_rank: int | None = None
@@ -283,6 +285,7 @@ class PriorRun:
             checkpoint_save_s=statistics.median(saves) if saves else None,
             checkpoint_gib_per_epoch=epoch_dir_gib if epoch_dir_gib is not None else rec.checkpoint_gib_per_epoch(),
             peak_memory_gib=rec.peak_memory,
+            peak_rss_gib=rec.peak_rss_gib,
             state=rec.state,
             lora_rank=rec.lora_rank,
             adapter_only=("model" not in kinds) if kinds else None,

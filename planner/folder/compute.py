@@ -40,6 +40,7 @@ class RunEstimate:
     job_calculation: str = ""
     time_request: str = ""  # what the job asks for (planner.jobs.time_request); slurm_time is what auto would ask
     time_source: str = ""
+    peak_memory_gib: float | None = None  # predicted peak per process: GPU memory, or resident memory of a CPU job
 
     @property
     def over_request(self) -> bool:
@@ -152,6 +153,7 @@ class RunFigures(BaseModel):
     disk_bytes: int
     steps_per_epoch: int | None = None
     time_request: str = ""  # what the job asks for; slurm_time is what auto would ask
+    peak_memory_gib: float | None = None  # predicted peak per process (GPU memory; resident memory of a CPU job)
 
     @field_validator("slurm_time", "time_request")
     @classmethod
@@ -192,7 +194,8 @@ class EstimatesFile(BaseModel):
                                   job_seconds=round(r.job_seconds, 1), startup_seconds=round(r.startup_seconds, 1),
                                   saves_seconds=round(r.saves_seconds, 1), job_basis=r.job_basis,
                                   slurm_time=r.slurm_time, time_request=r.time_request, confidence=r.confidence, basis=r.basis,
-                                  disk_bytes=int(r.disk_bytes), steps_per_epoch=r.steps_per_epoch)
+                                  disk_bytes=int(r.disk_bytes), steps_per_epoch=r.steps_per_epoch,
+                                  peak_memory_gib=None if r.peak_memory_gib is None else round(r.peak_memory_gib, 3))
                 for r in estimates.runs
             },
             eval_seconds_each=estimates.eval_seconds_each,

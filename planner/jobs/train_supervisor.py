@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -351,6 +352,12 @@ class Supervisor:
             tail = (tail + chunk)[-_TAIL_BYTES:]
         code = self.child.wait()
         self.child = None
+        # Estimates read this line: the training's peak memory, for the memory model of CPU jobs
+        # (torchtune logs GPU memory only). Linux counts ru_maxrss in KiB, over every waited-for
+        # descendant: torchrun's workers included.
+        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        if peak_kib > 0:
+            _say(f"peak memory (RSS) {peak_kib / 1024**2:.3f} GiB")
         return code, tail.decode("utf-8", "replace")
 
     def _requeue(self) -> int:
