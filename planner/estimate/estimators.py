@@ -545,8 +545,9 @@ def modelled_training_time(run: RunQuery, pool: PriorPool) -> Estimate:
     others = pool.other_device(run)
     kind_word = "CPU" if run.device.cpu else "GPU"
     basis = (f"cost model for {run.device.label} ({run.dtype}): tokens per step x FLOPs per token from the model's shape "
-             f"/ (peak x utilisation {cost.utilisation:.2g}, {cost.utilisation_source}) + per-step overhead; "
-             + (f"no finished run on a {kind_word} timed this yet" if not used else where)
+             f"/ (peak x utilisation {cost.utilisation:.2g}, {cost.utilisation_source}), "
+             + ("plus" if run.device.cpu else "at least") + " the host's dispatch per step; "
+             + (f"no finished run on a {kind_word} timed this yet" if not used else (where or ""))
              + (f"; {len(others)} prior(s) from another device (e.g. {_short(others[0].name)} on "
                 f"{others[0].device}) are not scaled to this device" if others else ""))
     lo, hi = MODELLED_SPREAD if not used else (0.8, 1.25)
