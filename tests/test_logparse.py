@@ -433,3 +433,17 @@ def test_real_torchtune_logs(path: Path) -> None:
     assert {c.epoch for c in r.checkpoints if c.kind != "recipe"} == set(range(r.epochs))
     assert r.state == "completed", r.problems
     assert r.peak_memory_gib == {}  # nothing is printed on CPU
+
+
+def test_a_packed_run_s_packing_bar_is_not_its_training_speed() -> None:
+    """torchtune packs the dataset behind its own bar, examples packed per second: a 20,000-example
+    run packed into 1,267 rows printed 60 such updates before its first step (as its log showed)."""
+    real = (Path(__file__).parent / "fixtures" / "logs" / "real" / "slurm-90004.out").read_text()
+    head, _, rest = real.partition("Packing dataset")
+    packing = "".join(f"\rPacking dataset: {p:3d}%|#         | {p * 200}/20000 [00:0{p // 20}<00:01, {3000 + p}.50it/s]"
+                      for p in range(1, 101, 1))
+    training = "".join(f"\r1|{n}|Loss: 2.{n % 10}:  {n * 100 // 1267}%|#  | {n}/1267 [00:{n // 40:02d}<00:20, 32.6{n % 10}it/s]"
+                       for n in range(0, 1268, 60))
+    rec = parse_log(head + packing + "\n" + training + "\n")
+    assert rec.steps_per_epoch == 1267
+    assert 32 <= rec.steady_it_per_s <= 33, rec.steady_it_per_s

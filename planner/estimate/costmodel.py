@@ -59,9 +59,10 @@ DEFAULT_CPU_UTILISATION = 0.3
 #: step takes the longer of this and the FLOPs: a 16-layer model cannot step faster than ~21 ms.
 GPU_STEP_OVERHEAD_S = (0.005, 0.001)
 
-#: The same on a CPU (Python and dispatch per op: the 2-layer example model runs 8-14 it/s
-#: on one core, its FLOPs a fraction of a millisecond).
-CPU_STEP_OVERHEAD_S = (0.04, 0.02)
+#: The same on a CPU (Python and dispatch per op): the 2-layer example model steps in ~21 ms
+#: at batch 4 on a 2-core machine, ~5 ms of it once per optimizer step (measured with
+#: gradient accumulation 1, 2 and 4), its FLOPs a fraction of a millisecond.
+CPU_STEP_OVERHEAD_S = (0.005, 0.007)
 
 #: Bytes per element of the training dtype.
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
@@ -101,6 +102,10 @@ class TokenStats:
     def from_chars(cls, chars: Iterable[int]) -> "TokenStats":
         """The estimate from characters per example (:data:`CHARS_PER_TOKEN`, :data:`TEMPLATE_TOKENS`)."""
         return cls(tuple(sorted(math.ceil(c / CHARS_PER_TOKEN) + TEMPLATE_TOKENS for c in chars)), False)
+
+    def scaled(self, factor: float) -> "TokenStats":
+        """The same examples with every length times ``factor`` (a measured tokens-per-example correction)."""
+        return TokenStats(tuple(max(1, round(n * factor)) for n in self.lengths), self.counted)
 
     def how(self) -> str:
         return "counted with the model's tokenizer" if self.counted else (
@@ -258,6 +263,8 @@ class LoopCost:
         utilisation: the share of peak assumed.
         peak_tflops: the device's peak for the dtype (all cores, on a CPU).
         utilisation_source: where the utilisation came from.
+        compute_seconds: one step's FLOPs at the sustained throughput.
+        dispatch_seconds: one step's host dispatch.
         lines: the derivation, one calculation per entry, for the design log.
     """
 
@@ -271,12 +278,18 @@ class LoopCost:
     peak_tflops: float
     utilisation_source: str = ""
     lines: list[str] = field(default_factory=list)
+    compute_seconds: float = 0.0
+    dispatch_seconds: float = 0.0
 
 
-def step_overhead(device: Device, layers: int) -> float:
-    """Seconds per optimizer step outside the FLOPs (see :data:`GPU_STEP_OVERHEAD_S`)."""
+def step_overhead(device: Device, layers: int, micro_batches: int = 1) -> float:
+    """Seconds of the host's dispatch per optimizer step (see :data:`GPU_STEP_OVERHEAD_S`).
+
+    The fixed part (optimizer, loss sync, logging) comes once per optimizer step; the part per
+    layer with every micro-batch of gradient accumulation.
+    """
     fixed, per_layer = CPU_STEP_OVERHEAD_S if device.cpu else GPU_STEP_OVERHEAD_S
-    return fixed + per_layer * layers
+    return fixed + per_layer * layers * max(micro_batches, 1)
 
 
 def _g(x: float) -> str:
@@ -335,7 +348,10 @@ def loop_cost(
         # Packing concatenates examples into full sequences: every token is real, and the
         # dataset has as many rows as it takes sequences to hold them.
         total_tokens = tokens.mean(max_seq_len) * samples
-        rows = max(1, math.ceil(total_tokens / max_seq_len))
+        # torchtune does not split an example across rows: each row's end is left short by
+        # half an example on average.
+        room = max(max_seq_len - tokens.mean(max_seq_len) / 2, 1.0)
+        rows = max(1, math.ceil(total_tokens / room))
         length = float(max_seq_len)
         length_line = (f"packed: {samples} examples x {tokens.mean(max_seq_len):.0f} tokens = {total_tokens:.0f} tokens "
                        f"in {rows} sequences of {max_seq_len}")
@@ -356,7 +372,7 @@ def loop_cost(
     peak = device.peak_tflops(dtype, cores) * 1e12
     sustained = peak * utilisation
     compute = per_step_tokens * work.per_token / sustained
-    overhead = step_overhead(device, s.num_layers) * gradient_accumulation_steps
+    overhead = step_overhead(device, s.num_layers, gradient_accumulation_steps)
     # A GPU computes while the host queues the next kernels: the longer of the two. A CPU
     # does both on the same cores: the sum.
     step = compute + overhead if device.cpu else max(compute, overhead)
@@ -377,7 +393,69 @@ def loop_cost(
         + f" = {steps}, time_per_epoch = {steps} x {step:.3g}s ≈ {per_epoch:.0f}s",
     ]
     return LoopCost(per_epoch * epochs, per_epoch, step, steps, per_step_tokens, work, utilisation, peak / 1e12,
-                    utilisation_source or "given", lines)
+                    utilisation_source or "given", lines, compute, overhead)
+
+
+@dataclass(frozen=True)
+class StepFit:
+    """A step-time model fitted to finished runs of one model on one device: ``step = a x dispatch + b x compute``.
+
+    The cost model splits a step into the host's dispatch and the device's compute; the
+    user's runs say how large each really is. On a CPU the two add up and two or more runs
+    whose split differs fit both scales (least squares, neither below zero); one run, or runs
+    with the same split, fit one scale for both. On a GPU the step is the longer of the two
+    and one scale is fitted.
+
+    Attributes:
+        dispatch_scale: ``a``.
+        compute_scale: ``b``.
+        runs: how many runs it was fitted to.
+        cpu: whether the parts add up (CPU) or overlap (GPU).
+    """
+
+    dispatch_scale: float
+    compute_scale: float
+    runs: int
+    cpu: bool
+
+    def step(self, dispatch: float, compute: float) -> float:
+        if self.cpu:
+            return self.dispatch_scale * dispatch + self.compute_scale * compute
+        return max(self.dispatch_scale * dispatch, self.compute_scale * compute)
+
+    def text(self) -> str:
+        if self.cpu and self.dispatch_scale != self.compute_scale:
+            return f"step = {self.dispatch_scale:.3g} x dispatch + {self.compute_scale:.3g} x compute"
+        return f"step = {self.compute_scale:.3g} x the modelled step"
+
+
+def fit_steps(points: Sequence[tuple[float, float, float]], cpu: bool) -> StepFit | None:
+    """Fit :class:`StepFit` to ``(modelled dispatch, modelled compute, measured step)`` per run, seconds."""
+    pts = [(d, c, y) for d, c, y in points if y > 0 and (d > 0 or c > 0)]
+    if not pts:
+        return None
+    if not cpu:
+        k = statistics.median(y / max(d, c) for d, c, y in pts)
+        return StepFit(k, k, len(pts), cpu)
+    ratios = [c / d for d, c, _ in pts if d > 0]
+    spread = len(ratios) == len(pts) and max(ratios) > 1.2 * min(ratios)
+    if len(pts) >= 2 and spread:
+        sdd = sum(d * d for d, _, _ in pts)
+        scc = sum(c * c for _, c, _ in pts)
+        sdc = sum(d * c for d, c, _ in pts)
+        sdy = sum(d * y for d, _, y in pts)
+        scy = sum(c * y for _, c, y in pts)
+        det = sdd * scc - sdc * sdc
+        if det > 0:
+            a = (sdy * scc - scy * sdc) / det
+            b = (scy * sdd - sdy * sdc) / det
+            if a < 0:
+                a, b = 0.0, scy / scc
+            elif b < 0:
+                a, b = sdy / sdd, 0.0
+            return StepFit(a, b, len(pts), cpu)
+    k = statistics.median(y / (d + c) for d, c, y in pts)
+    return StepFit(k, k, len(pts), cpu)
 
 
 def measured_utilisation(

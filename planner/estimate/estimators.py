@@ -35,6 +35,7 @@ from planner.estimate.fallbacks import (
     fallback_batch_size,
 )
 from planner.estimate import costmodel
+from planner.estimate.costmodel import TokenStats
 from planner.estimate.logparse import LogRecord
 from planner.estimate.quantities import (
     CONFIDENCE,
@@ -347,6 +348,10 @@ def training_time(run: RunQuery, priors: Sequence[LogRecord | PriorRun] | PriorP
         est.details["steps_per_epoch"] = steps
         return est
     tier, _, p = best
+    if _through_the_model(run, tier, p):
+        fitted = fitted_training_time(run, pool)
+        if fitted is not None:
+            return fitted
     notes: list[str] = []
     low = False
     if steps == 0:
@@ -477,6 +482,130 @@ _KIND_WORDS = {"lora": "LoRA fine-tune", "full": "full fine-tune"}
 #: The cost model's spread without a measurement on the device: eager torchtune steps
 #: sustain 0.2-0.5 of peak, the default assumes 0.35.
 MODELLED_SPREAD = (0.6, 1.5)
+
+
+def _through_the_model(run: RunQuery, tier: int, p: PriorRun) -> bool:
+    """Whether the best prior (same model, same device) differs from the run in what the cost model knows best.
+
+    Batch size, gradient accumulation, LoRA rank and packing change how a step splits into
+    the host's dispatch and the device's compute, which it/s scaled by samples per step gets
+    wrong (a tiny model on a CPU steps nearly as fast at batch 4 as at 8). Other models and
+    recipe kinds, and priors that logged tokens/s, keep the scaling of :func:`training_time`.
+    """
+    if run.shape is None or run.device is None or run.tokens is None or not run.tokens.lengths or tier != 0:
+        return False
+    if not p.batch_size or p.tokens_per_s:
+        return False
+    mine = (run.batch_size, run.gradient_accumulation_steps, run.lora_rank, run.packed,
+            run.max_seq_len if run.packed else None)
+    theirs = (p.batch_size, p.gradient_accumulation_steps or 1, p.lora_rank or run.lora_rank, bool(p.packed),
+              p.max_seq_len if p.packed else None)
+    if mine == theirs:
+        return False
+    # Only where the model says the difference shows in a step: a rank of 4 instead of 8 on a
+    # 1B model changes a step by a fraction of a percent, and the prior's own speed stands.
+    def step(batch: int, accum: int, rank: int | None, packed: bool, max_seq_len: int | None) -> float:
+        assert run.shape is not None and run.device is not None and run.tokens is not None
+        cost = costmodel.loop_cost(run.shape, run.tokens, run.device, samples=max(run.train_samples, 1), batch_size=batch,
+                                   gradient_accumulation_steps=accum, max_seq_len=max_seq_len, packed=packed,
+                                   kind=run.kind, lora_rank=rank, dtype=run.dtype, cores=run.cores)
+        return cost.step_seconds / max(batch * accum, 1)
+    ratio = step(*mine[:4], run.max_seq_len) / step(*theirs[:4], p.max_seq_len)
+    return abs(ratio - 1) > 0.02
+
+
+def measured_tokens(run: RunQuery, pool: PriorPool) -> tuple[TokenStats | None, str | None]:
+    """The run's tokens per example corrected by what packed runs of this model measured, and how.
+
+    A packed run's bar counts its rows (``steps x batch x accumulation``): with its examples
+    (the config's ``train[:N]``) and row length that gives its real tokens per example, what
+    the model's own tokenizer and template made of the characters. The median ratio to the
+    plan's estimate scales every example. None when no such run exists (or the run has no
+    token estimate).
+    """
+    if run.tokens is None or not run.tokens.lengths or run.device is None:
+        return None, None
+    ratios: list[float] = []
+    for tier, _, q in pool.ranked(run):
+        if (tier != 0 or not q.packed or not q.max_seq_len or not q.steps_per_epoch or not q.batch_size
+                or not q.train_samples or not same_device_kind(run, q)):
+            continue
+        rows = q.steps_per_epoch * q.batch_size * (q.gradient_accumulation_steps or 1) * (q.gpus or 1)
+        # rows x (length - half an example) = examples x tokens, solved for tokens.
+        real = rows * q.max_seq_len / q.train_samples / (1 + rows / (2 * q.train_samples))
+        ratios.append(real / max(run.tokens.mean(q.max_seq_len), 1.0))
+    if not ratios:
+        return None, None
+    factor = statistics.median(ratios)
+    if abs(factor - 1) < 0.1:
+        return None, None
+    return run.tokens.scaled(factor), (f"tokens per example x{factor:.3g}, as {len(ratios)} packed run(s) of this model "
+                                       "measured them (rows they packed)")
+
+
+def fitted_training_time(run: RunQuery, pool: PriorPool) -> Estimate | None:
+    """The loop from the cost model's step, fitted to the finished runs of this model on this device.
+
+    Each such run (same recipe kind and GPUs) is modelled at its own batch, accumulation,
+    rank, packing and sequence length on the plan's examples (their tokens corrected by
+    :func:`measured_tokens`); :func:`costmodel.fit_steps` scales the model's dispatch and
+    compute to their measured step times; the run's step is the fit at its own
+    configuration. None when no prior qualifies.
+    """
+    assert run.shape is not None and run.device is not None and run.tokens is not None
+    tokens, tokens_how = measured_tokens(run, pool)
+    tokens = tokens or run.tokens
+    points: list[tuple[float, float, float]] = []
+    used: list[PriorRun] = []
+    for tier, _, q in pool.ranked(run):
+        if tier != 0 or not same_device_kind(run, q) or not q.batch_size or (q.gpus or 1) != max(run.gpus, 1):
+            continue
+        if (q.kind or "lora") != run.kind or q.tokens_per_s:
+            continue
+        speed = epoch_average_it_per_s(q) or q.it_per_s
+        if not speed:
+            continue
+        cost = costmodel.loop_cost(run.shape, tokens, run.device, samples=q.train_samples or max(run.train_samples, 1),
+                                   batch_size=q.batch_size, gradient_accumulation_steps=q.gradient_accumulation_steps or 1,
+                                   max_seq_len=q.max_seq_len, packed=bool(q.packed), kind=run.kind,
+                                   lora_rank=q.lora_rank or run.lora_rank, dtype=run.dtype, cores=run.cores)
+        points.append((cost.dispatch_seconds, cost.compute_seconds, 1.0 / speed))
+        used.append(q)
+    fit = costmodel.fit_steps(points, run.device.cpu)
+    if fit is None:
+        return None
+    mine = costmodel.loop_cost(
+        run.shape, tokens, run.device, samples=run.train_samples, batch_size=run.batch_size,
+        gradient_accumulation_steps=run.gradient_accumulation_steps, gpus=run.gpus, epochs=run.epochs,
+        max_seq_len=run.max_seq_len, packed=run.packed, kind=run.kind, lora_rank=run.lora_rank, dtype=run.dtype,
+        activation_checkpointing=run.activation_checkpointing, cores=run.cores, max_steps_per_epoch=run.max_steps_per_epoch)
+    # Packed, the rows decide the steps; else torchtune's count of examples.
+    steps = mine.steps_per_epoch if run.packed else run.steps_per_epoch()
+    step = fit.step(mine.dispatch_seconds, mine.compute_seconds)
+    per_epoch = steps * step
+    total = per_epoch * run.epochs
+    names = ", ".join(f"{_short(q.name)} (batch {q.batch_size}, grad_accum {q.gradient_accumulation_steps or 1}"
+                      + (f", packed {q.max_seq_len}" if q.packed else "") + ")"
+                      for q in used[:3]) + (" ..." if len(used) > 3 else "")
+    lines = [
+        *([tokens_how] if tokens_how else []),
+        f"fit over {len(used)} finished run(s) of this model on {run.device.key}: {fit.text()}",
+        f"this run: dispatch {mine.dispatch_seconds * 1000:.1f} ms, compute {mine.compute_seconds * 1000:.2f} ms modelled "
+        f"-> step {step * 1000:.1f} ms",
+        (mine.lines[0] + f", steps_per_epoch = {steps}" if run.packed else
+         f"steps_per_epoch = {run.train_samples}/{run.batch_size}"
+         + (f"/{max(run.gpus, 1)} GPUs" if run.gpus > 1 else "")
+         + (f"/{run.gradient_accumulation_steps}" if run.gradient_accumulation_steps > 1 else "") + f" = {steps}")
+        + f", time_per_epoch = {steps} x {step:.3g}s ≈ {per_epoch:.0f}s",
+        f"loop = {run.epochs} x {per_epoch:.0f}s = {total:.0f}s ≈ {compact_duration(total)}",
+    ]
+    basis = (f"cost model fitted to finished runs of this model on {run.device.key}: {names}; the model's split of a step "
+             "into the host's dispatch and the device's compute carries their speed to this configuration")
+    return Estimate(
+        figure=total, unit="s", basis=basis, confidence="scaled", calculation=", ".join(lines),
+        details={"steps_per_epoch": steps, "seconds_per_epoch": per_epoch, "prior": used[0].name, "model_tier": 0,
+                 "device": run.device.key},
+    )
 
 
 def calibration(run: RunQuery, pool: PriorPool) -> tuple[float, str | None, list[PriorRun]]:

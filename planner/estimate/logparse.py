@@ -68,6 +68,9 @@ _BAR_RE = re.compile(
     rb"(\d+)%\|[^|\r\n]*\| *(\d+)/(\d+) "
     rb"\[((?:\d+d )?[\d:]+)<(?:[\d:]+|\?)?, *(?:([\d.]+)(it/s|s/it)|\?it/s)\]"
 )
+# A description before a bare bar, once launcher prefixes ("[rank0]: ", "[trainer0|0]:") are
+# left aside: letters then a colon right before the percentage.
+_FOREIGN_BAR_RE = re.compile(rb"[A-Za-z][A-Za-z ]*[A-Za-z]: *$")
 # Patterns open with a literal so the regex engine can skip ahead with a fast prefix
 # search instead of trying every position (what a leading \w+ or (A|B) would cost).
 _MEM_RE = re.compile(r"peak memory (allocation|alloc|reserved|active): *([\d.]+) *(GiB|GB|MiB|MB)?")
@@ -120,6 +123,10 @@ def _parse_bar(data: bytes, pos: int, end: int) -> tuple[BarSample | None, int]:
     if m is None:
         return None, pos
     ep, gs, loss, _pct, n, total, elapsed, rate, unit = m.groups()
+    if ep is None and _FOREIGN_BAR_RE.search(data, pos, m.start()):
+        # Another bar's update (torchtune's "Packing dataset: 40%|...| 8000/20000 [..., 3194it/s]"):
+        # its rate counts examples packed, not training steps.
+        return None, pos
     it_s = None
     if rate is not None:
         try:

@@ -211,6 +211,7 @@ class PriorRun:
         checkpoint_gib_per_epoch: GiB written per epoch (checkpoint lines or folder size).
         peak_memory_gib: peak GPU memory.
         peak_rss_gib: peak resident memory of the training processes (CPU jobs).
+        train_samples: examples per epoch, when the config's split says (``train[:20000]``).
         state: the log's final state.
         eval_seconds: durations of evaluations of this run, when known.
         lora_rank: the LoRA rank (checkpoint size depends on it).
@@ -245,6 +246,7 @@ class PriorRun:
     kind: str | None = None
     gpus: int | None = None
     device: str | None = None
+    train_samples: int | None = None
 
     @classmethod
     def from_record(
@@ -292,7 +294,17 @@ class PriorRun:
             kind=rec.finetune_kind,
             gpus=rec.world_size,
             device=rec.device,
+            train_samples=split_samples(rec.dataset_split),
         )
+
+
+_SPLIT_COUNT_RE = re.compile(r"\[\s*:\s*(\d+)\s*\]\s*$")
+
+
+def split_samples(split: str | None) -> int | None:
+    """Examples a Hugging Face split slice takes: ``train[:20000]`` -> 20000 (None: not a count)."""
+    m = _SPLIT_COUNT_RE.search(split) if isinstance(split, str) else None
+    return int(m.group(1)) if m else None
 
 
 def as_prior(p: LogRecord | PriorRun) -> PriorRun:

@@ -16,7 +16,7 @@ Listing = tuple
 
 #: Bump when LogRecord, PriorRun or the folder listing change shape; older caches are
 #: then ignored.
-CACHE_VERSION = 18
+CACHE_VERSION = 20
 
 
 #: Rewrite the whole cache instead of appending a delta past this many delta frames,
