@@ -97,6 +97,9 @@ class TokenStats:
 
     lengths: tuple[int, ...]
     counted: bool = False
+    # Figures by (what, batch, max_seq_len): a 10,000-run plan asks the same few of a 100,000-example split.
+    _memo: dict[tuple[str, int, int | None], float] = field(default_factory=dict, compare=False, repr=False)
+    _scaled: dict[float, "TokenStats"] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_chars(cls, chars: Iterable[int]) -> "TokenStats":
@@ -105,15 +108,20 @@ class TokenStats:
 
     def scaled(self, factor: float) -> "TokenStats":
         """The same examples with every length times ``factor`` (a measured tokens-per-example correction)."""
-        return TokenStats(tuple(max(1, round(n * factor)) for n in self.lengths), self.counted)
+        if factor not in self._scaled:
+            self._scaled[factor] = TokenStats(tuple(max(1, round(n * factor)) for n in self.lengths), self.counted)
+        return self._scaled[factor]
 
     def how(self) -> str:
         return "counted with the model's tokenizer" if self.counted else (
             f"estimated at {CHARS_PER_TOKEN:g} characters per token + {TEMPLATE_TOKENS} template tokens (no tokenizer loaded)")
 
     def mean(self, max_seq_len: int | None) -> float:
-        cap = max_seq_len or math.inf
-        return statistics.fmean(min(n, cap) for n in self.lengths) if self.lengths else 0.0
+        key = ("mean", 0, max_seq_len)
+        if key not in self._memo:
+            cap = max_seq_len or math.inf
+            self._memo[key] = statistics.fmean(min(n, cap) for n in self.lengths) if self.lengths else 0.0
+        return self._memo[key]
 
     def quantile(self, q: float) -> int:
         if not self.lengths:
@@ -132,6 +140,9 @@ class TokenStats:
         The expected maximum of ``batch`` examples drawn at random: with the lengths
         sorted, the i-th smallest is the maximum with probability ``(i/n)^b - ((i-1)/n)^b``.
         """
+        key = ("padded", batch, max_seq_len)
+        if key in self._memo:
+            return self._memo[key]
         n = len(self.lengths)
         if not n:
             return 0.0
@@ -143,6 +154,7 @@ class TokenStats:
             cur = (i / n) ** b
             total += min(length, cap) * (cur - prev)
             prev = cur
+        self._memo[key] = total
         return total
 
 
