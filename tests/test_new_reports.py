@@ -58,7 +58,8 @@ def test_a_gpu_plan_counts_every_gpu_alike_in_terminal_and_summary(example: Path
     est = json.loads((example / "experiments" / "cap_5L_lora_comparison_demo" / "estimates.json").read_text())
     jobs = sum(r.get("job_seconds") or r["train_seconds"] for r in est["runs"].values())  # job wall time, every GPU held
     assert compute.group(1) == f"{(jobs * 4 + est['eval_seconds_each'] * est['eval_count']) / 3600:.1f} GPU hours"
-    assert "Chosen batch_size 8" in summary
+    # The example cluster is cpu_only: its "GPUs" are CPU processes, and the batch note sizes no GPU memory.
+    assert "CPU jobs: batch_size 8 as chosen" in summary
 
 
 def test_held_fixed_lists_only_what_no_run_changes(example: Path) -> None:

@@ -124,10 +124,10 @@ def _fake_scontrol(folder: Path) -> dict[str, str]:
 
 
 def test_auto_is_capped_by_the_partition_max_time_and_logged(tmp_path: Path) -> None:
-    # No prior runs: the cost model's estimate of 100 epochs at batch 1 (40,000 steps) exceeds 30 minutes.
+    # No prior runs: the cost model's estimate of 300 epochs at batch 1 (120,000 steps of ~20 ms) exceeds 30 minutes.
     example = yaml.safe_load((EXAMPLE / "experiment.yaml").read_text())
     spec = copy_example(tmp_path / "src", {"resources": {"gpus": 0, "time": "auto"},
-                                           "controls": {**example["controls"], "epochs": 100, "batch_size": 1},
+                                           "controls": {**example["controls"], "epochs": 300, "batch_size": 1},
                                            "evaluation": {**example["evaluation"], "epochs": "last"}}, one_epoch=False)
     local = spec.parent / "claude.local.md"
     local.write_text(local.read_text().replace("scratch_dir: ../../tests/fixtures/logs/real", "scratch_dir: data"))
@@ -155,7 +155,7 @@ def test_explicit_time_reaches_summary_and_dry_run(tmp_path: Path) -> None:
     assert "**Slurm time request per run:** 00:01:00 (from resources.time in the spec" in summary
     assert "time=00:01:00" in summary
     # The cost model's job (15 s start-up, a few seconds of loop) fits the minute: no warning. The
-    # 100-epoch test above shows the warning where the estimate is longer than the request.
+    # 300-epoch test above shows the warning where the estimate is longer than the request.
     assert "likely to hit the time limit" not in summary
     # The default stop_before_limit (120 s) is longer than the limit: the warning is a quarter of it.
     assert "--signal=USR2@15 (resources.stop_before_limit 120 s is more than a quarter of the 1-minute limit)" in summary
