@@ -37,7 +37,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from planner.estimate.costmodel import Shape, TokenStats  # noqa: E402
+from planner.estimate.costmodel import TokenStats  # noqa: E402
 from planner.estimate.estimators import PriorPool, RunQuery, job_time, training_time  # noqa: E402
 from planner.estimate.prior_scan import scan  # noqa: E402
 from planner.estimate.run_folder import job_wall_seconds  # noqa: E402
@@ -133,7 +133,7 @@ def main() -> int:
             print(f"  {_label(run):55s} {time.perf_counter() - t0:6.1f} s", flush=True)
     runs = sorted(p.parent for p in exp.glob("*/*/train.sh"))
     model_dir = work / "example" / "models" / "tiny-llama-cap"
-    shape = Shape.of(model_shape_from_config(json.loads((model_dir / "config.json").read_text())))
+    shape = model_shape_from_config(json.loads((model_dir / "config.json").read_text()))
     data = json.loads((work / "example" / "data" / "words_8L_80P_50000.json").read_text())
     tokens = TokenStats.from_chars(len(str(r["input"])) + len(str(r["output"])) for r in data["train"])
     priors = {str(Path(p.name).parent): p for p in scan([exp]).priors()}

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 
 from planner.estimate import costmodel
-from planner.estimate.costmodel import Shape, TokenStats, flops_per_token, loop_cost, peak_memory
+from planner.estimate.costmodel import TokenStats, flops_per_token, loop_cost, peak_memory
 from planner.spec.hardware import CPU, DEVICES, device, find_device, gres_devices
 from planner.spec.errors import ConfigError
-from planner.torchtune.shapes import model_shape_from_config
+from planner.torchtune.shapes import ModelShape, model_shape_from_config
 
 CONFIGS = Path(__file__).parent / "fixtures" / "configs"
 
 
-def shape(name: str) -> Shape:
-    return Shape.of(model_shape_from_config(json.loads((CONFIGS / f"{name}.json").read_text())))
+def shape(name: str) -> ModelShape:
+    return model_shape_from_config(json.loads((CONFIGS / f"{name}.json").read_text()))
 
 
 def test_full_fine_tune_flops_follow_the_six_n_rule_and_lora_saves_a_third() -> None:
@@ -196,7 +196,8 @@ def test_a_batch_change_on_the_same_device_goes_through_the_model_not_samples_pe
     would halve the time of a batch-4 run that in fact takes longer."""
     from planner.estimate.estimators import PriorRun, RunQuery, training_time
 
-    s = Shape(64, 2, 4, 2, 16, 128, 1024, 90432)
+    example = Path(__file__).parent.parent / "examples" / "capitalization" / "models" / "tiny-llama-cap" / "config.json"
+    s = model_shape_from_config(json.loads(example.read_text()))
     tokens = TokenStats((30,) * 1000)
 
     def run(batch: int) -> RunQuery:

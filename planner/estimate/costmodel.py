@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from planner.spec.hardware import Device
+from planner.torchtune.shapes import ModelShape
 
 #: Characters per token of English text under the BPE tokenizers of Llama 3, Qwen 2.5 and
 #: Mistral (3.5-4.5 measured on prose; code and numbers run shorter). Used when no
@@ -161,29 +162,11 @@ class TokenStats:
 # --------------------------------------------------------------------------- FLOPs
 
 
-@dataclass(frozen=True)
-class Shape:
-    """What the cost model reads of a model's shape (a :class:`~planner.torchtune.shapes.ModelShape` has it all)."""
-
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    intermediate_size: int
-    vocab_size: int
-    param_count: int
-
-    @classmethod
-    def of(cls, shape: object) -> "Shape":
-        return cls(*(int(getattr(shape, f)) for f in cls.__dataclass_fields__))
-
-
 #: LoRA's adapted projections in the planner's recipes: q, v, output and the three MLP ones.
 LORA_MODULES = ("q", "v", "o", "gate", "up", "down")
 
 
-def _projections(s: Shape) -> dict[str, tuple[int, int]]:
+def _projections(s: ModelShape) -> dict[str, tuple[int, int]]:
     q = s.num_heads * s.head_dim
     kv = s.num_kv_heads * s.head_dim
     return {"q": (s.hidden_size, q), "k": (s.hidden_size, kv), "v": (s.hidden_size, kv), "o": (q, s.hidden_size),
@@ -191,7 +174,7 @@ def _projections(s: Shape) -> dict[str, tuple[int, int]]:
             "down": (s.intermediate_size, s.hidden_size)}
 
 
-def lora_parameters(s: Shape, rank: int, modules: Sequence[str] = LORA_MODULES) -> int:
+def lora_parameters(s: ModelShape, rank: int, modules: Sequence[str] = LORA_MODULES) -> int:
     """Trainable parameters of the adapters: ``rank x (in + out)`` per adapted projection per layer."""
     proj = _projections(s)
     return s.num_layers * sum(rank * (proj[m][0] + proj[m][1]) for m in modules)
@@ -219,7 +202,7 @@ class Work:
 
 
 def flops_per_token(
-    s: Shape,
+    s: ModelShape,
     context: float,
     *,
     kind: str = "lora",
@@ -310,7 +293,7 @@ def _g(x: float) -> str:
 
 
 def loop_cost(
-    s: Shape,
+    s: ModelShape,
     tokens: TokenStats,
     device: Device,
     *,
@@ -470,19 +453,6 @@ def fit_steps(points: Sequence[tuple[float, float, float]], cpu: bool) -> StepFi
     return StepFit(k, k, len(pts), cpu)
 
 
-def measured_utilisation(
-    s: Shape, tokens_per_s: float, device: Device, *, context: float, kind: str = "lora", lora_rank: int | None = None,
-    dtype: str = "bf16", activation_checkpointing: bool = False, cores: int = 1,
-) -> float:
-    """The share of peak a finished run sustained: its tokens/s x FLOPs per token / peak.
-
-    Overheads count against it (tokens/s is the whole step's), so utilisation learned from
-    short-sequence runs is honest about the runs it will be applied to.
-    """
-    work = flops_per_token(s, context, kind=kind, lora_rank=lora_rank, activation_checkpointing=activation_checkpointing)
-    return tokens_per_s * work.per_token / (device.peak_tflops(dtype, cores) * 1e12)
-
-
 # --------------------------------------------------------------------------- memory
 
 
@@ -515,7 +485,7 @@ class MemoryEstimate:
                 f"{self.workspace:.3g} = {self.total:.3g} GiB")
 
 
-def activation_elements_per_token_layer(s: Shape, kind: str = "lora") -> float:
+def activation_elements_per_token_layer(s: ModelShape, kind: str = "lora") -> float:
     """Elements one decoder layer keeps per token for the backward, without checkpointing.
 
     The two RMSNorms keep their fp32 input and bf16 output (3 hidden widths each, in bf16
@@ -529,7 +499,7 @@ def activation_elements_per_token_layer(s: Shape, kind: str = "lora") -> float:
 
 
 def peak_memory(
-    s: Shape,
+    s: ModelShape,
     *,
     batch_size: int,
     sequence: float,

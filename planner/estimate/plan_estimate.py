@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 from planner.estimate import estimators as est
 from planner.estimate import costmodel
-from planner.estimate.costmodel import Shape, TokenStats
+from planner.estimate.costmodel import TokenStats
 from planner.spec.device_choice import DeviceChoice
 from planner.folder.compute import ComputeEstimates, RunEstimate
 from planner.folder.designlog import DesignLog
@@ -48,7 +48,6 @@ def run_queries(plan: Plan, resources: Resources, device: DeviceChoice | None = 
     train_split = resources.dataset.splits.get("train")
     cpu = plan.spec.resources.gpus == 0
     tokens = TokenStats.from_chars(resources.dataset.train_chars) if resources.dataset.train_chars else None
-    shapes: dict[str, Shape] = {}
     out = []
     for run in plan.finetune_runs:
         model = resources.models[run.model]
@@ -62,10 +61,7 @@ def run_queries(plan: Plan, resources: Resources, device: DeviceChoice | None = 
             query.tokens = tokens
             query.dtype = str(run.settings.get("dtype") or ("fp32" if cpu else "bf16"))
             query.activation_checkpointing = bool(run.settings.get("enable_activation_checkpointing", False))
-            if model.shape is not None:
-                if run.model not in shapes:
-                    shapes[run.model] = Shape.of(model.shape)
-                query.shape = shapes[run.model]
+            query.shape = model.shape
         out.append((run, query))
     return out
 
@@ -219,7 +215,7 @@ def _memory(plan: Plan, resources: Resources, device: DeviceChoice, priors: Sequ
         model = resources.models[name]
         if model.shape is None:
             continue
-        shape = Shape.of(model.shape)
+        shape = model.shape
         first = runs[0].settings
         max_seq_len = first.get("max_seq_len")
         packed = bool(first.get("packed"))

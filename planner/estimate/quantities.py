@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from planner.estimate.costmodel import Shape, TokenStats
+from planner.estimate.costmodel import TokenStats
 from planner.estimate.logparse import LogRecord
 from planner.spec.hardware import Device
+from planner.torchtune.shapes import ModelShape
 from planner.spec.units import format_duration
 
 CONFIDENCE = ("measured", "scaled", "modelled", "low", "preliminary")
@@ -126,7 +127,7 @@ class RunQuery:
     lora_rank: int | None = None
     cpu: bool = False
     device: Device | None = None
-    shape: Shape | None = None
+    shape: ModelShape | None = None
     tokens: TokenStats | None = None
     dtype: str = "bf16"
     activation_checkpointing: bool = False
